@@ -1,0 +1,70 @@
+"""The exceptions runnel raises.
+
+::
+
+    RunnelError
+    ├── Misconfigured (also ValueError)   bad settings or registration, raised before any I/O
+    ├── MetadataMismatch                  a stream's stored metadata disagrees with this App
+    ├── DecodeError                       an entry cannot be turned back into a Record
+    │   └── CodecMismatch                 stored with another serializer or compressor
+    ├── BackendError
+    │   ├── BackendUnavailable            connection and timeout problems
+    │   ├── BackendProtocolError          Redis refused, or answered in an unexpected shape
+    │   ├── Fenced                        a stale owner's read or ack was refused
+    │   └── BackpressureError             a lossless cap refused an append
+    └── RebalanceError
+        └── LockLost                      a partition lease was lost before it was released
+
+Exceptions raised by user processors are never wrapped: the processor's
+:class:`~runnel.constants.ExceptionPolicy` decides what happens to them.
+"""
+
+from __future__ import annotations
+
+
+class RunnelError(Exception):
+    """Base class of every error runnel raises itself."""
+
+
+class Misconfigured(RunnelError, ValueError):
+    """A setting, stream or processor definition is invalid (raised before any I/O)."""
+
+
+class MetadataMismatch(RunnelError):
+    """The metadata recorded for a stream disagrees with this App's definition."""
+
+
+class DecodeError(RunnelError):
+    """A stored entry cannot be decoded into the stream's record type."""
+
+
+class CodecMismatch(DecodeError):
+    """An entry was written with a different serializer or compressor than the reader's."""
+
+
+class BackendError(RunnelError):
+    """The backend (Redis or the in-memory broker) failed."""
+
+
+class BackendUnavailable(BackendError):
+    """The backend could not be reached, or did not answer in time."""
+
+
+class BackendProtocolError(BackendError):
+    """The backend refused a command, or answered in an unexpected shape."""
+
+
+class Fenced(BackendError):
+    """A partition operation was refused because the caller's lease is no longer current."""
+
+
+class BackpressureError(BackendError):
+    """An append was refused because it would trim entries a consumer group has not acked."""
+
+
+class RebalanceError(RunnelError):
+    """Partition ownership could not be established or kept."""
+
+
+class LockLost(RebalanceError):
+    """A partition lease expired or was taken before its owner released it."""

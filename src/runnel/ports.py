@@ -1,0 +1,340 @@
+"""Ports: what the runtime needs from the outside world.
+
+Internal ports are :class:`typing.Protocol` classes that adapters satisfy by shape
+(``adapters/redis`` for Redis, ``adapters/memory`` for the in-process broker). The user
+extension points :class:`Serializer` and :class:`Compressor` are base classes to subclass.
+
+Conventions: durations are ``float`` seconds; an optional wait is ``float | None`` where
+``None`` means "do not wait"; stream entry ids are ``bytes`` like ``b"1700000000000-3"``;
+keys are ``str`` (built by :mod:`runnel.domain.keys`); stored values are ``bytes``.
+
+Example:
+    >>> from runnel.ports import Serializer
+    >>> class Upper(Serializer):
+    ...     name = "upper"
+    ...     def dumps(self, value): return repr(value).encode()
+    ...     def loads(self, data): return eval(data)
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar, Literal, Protocol
+
+from runnel.domain.model import Entry, Fields
+
+# --------------------------------------------------------------------------- values
+
+
+@dataclass(frozen=True, slots=True)
+class Fence:
+    """Proof of ownership sent with every partition-mutating command.
+
+    The backend checks atomically that ``lock_key`` still holds ``token``; if not, the
+    command is refused (:class:`runnel.errors.Fenced`) and ``counter_key`` is incremented.
+    """
+
+    lock_key: str
+    token: bytes
+    counter_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class Cap:
+    """A length cap for appends.
+
+    ``lossless``: refuse (:class:`runnel.errors.BackpressureError`, nothing written) when
+    trimming to ``maxlen`` would remove an entry some consumer group of the stream has not
+    acknowledged (never delivered, or still pending). ``lossy``: trim exactly to ``maxlen``
+    anyway and add the number of such entries removed to the counter at ``lost_key``.
+    """
+
+    maxlen: int
+    mode: Literal["lossless", "lossy"]
+    lost_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class Append:
+    """One entry to append to ``key``."""
+
+    key: str
+    fields: Fields
+
+
+@dataclass(frozen=True, slots=True)
+class ReadRequest:
+    """A consumer-group read of one partition.
+
+    ``start`` is ``b">"`` for never-delivered entries, or an id (``b"0"``) to re-read this
+    consumer's own pending entries after that id (history: each returned Entry then carries
+    its delivery count from the pending entries list). Reads never block.
+    """
+
+    key: str
+    group: str
+    consumer: str
+    count: int
+    start: bytes = b">"
+    fence: Fence | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AckRequest:
+    """Acknowledge ``ids`` of ``key`` for ``group``, fenced by ``fence`` when given."""
+
+    key: str
+    group: str
+    ids: Sequence[bytes]
+    fence: Fence | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """Append ``fields`` to ``sink_key`` and acknowledge ``id`` of ``key`` atomically."""
+
+    key: str
+    group: str
+    id: bytes
+    sink_key: str
+    fields: Fields
+    fence: Fence | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GroupInfo:
+    """A consumer group's state on one stream."""
+
+    name: str
+    consumers: int
+    pending: int
+    last_delivered_id: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class PendingEntry:
+    """One entry in a group's pending entries list."""
+
+    id: bytes
+    consumer: str
+    idle: float
+    delivery_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """A lock held with a fencing epoch; ``token`` is ``b"<owner>:<epoch>"``."""
+
+    key: str
+    token: bytes
+    epoch: int
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimResult:
+    """What a claim moved: the cursor to continue from, the entries, and deleted ids."""
+
+    next_start: bytes
+    entries: list[Entry] = field(default_factory=list)
+    deleted: list[bytes] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- ports
+
+
+class Clock(Protocol):
+    """The only way domain and runtime code learn the time or wait for it."""
+
+    def now(self) -> float:
+        """Monotonic seconds; only differences mean anything."""
+        ...
+
+    def wall(self) -> datetime:
+        """Aware UTC wall time, for values users read (dead-letter stamps, crontab)."""
+        ...
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait ``seconds`` on this clock."""
+        ...
+
+
+class StreamLog(Protocol):
+    """Partitioned append-only logs with consumer groups (Redis Streams semantics)."""
+
+    async def append(self, entries: Sequence[Append], cap: Cap | None = None) -> list[bytes]:
+        """Append every entry atomically, in order, in one round trip; return their ids.
+
+        With a lossless ``cap``, either all are written or none (BackpressureError).
+        """
+        ...
+
+    async def ensure_group(self, key: str, group: str, start: bytes = b"0") -> bool:
+        """Create ``group`` on ``key`` (creating the stream) if missing; True if created."""
+        ...
+
+    async def read(self, requests: Sequence[ReadRequest]) -> list[list[Entry] | Exception]:
+        """Group reads of several partitions in one round trip (never blocking).
+
+        A fenced read whose lease is gone yields a :class:`~runnel.errors.Fenced` in its
+        slot; a missing group yields a :class:`~runnel.errors.BackendProtocolError`.
+        Entries trimmed after delivery come back with empty ``fields``.
+        """
+        ...
+
+    async def wait(self, after: Mapping[str, bytes], timeout: float) -> set[str]:
+        """Block up to ``timeout`` until a key has an entry with an id above ``after[key]``.
+
+        Changes no state (a doorbell before a fenced read); returns the keys that have.
+        """
+        ...
+
+    async def ack(self, requests: Sequence[AckRequest]) -> list[int | Exception]:
+        """Acknowledge several partitions' ids in one round trip; counts or Fenced."""
+        ...
+
+    async def dead_letter(self, letter: DeadLetter) -> bytes:
+        """Append to the sink and ack the source entry atomically; return the sink id.
+
+        Raises Fenced when the lease is gone (then nothing is written or acked).
+        """
+        ...
+
+    async def range(
+        self, key: str, start: bytes = b"-", end: bytes = b"+", count: int | None = None
+    ) -> list[Entry]:
+        """Entries of ``key`` with ids in ``[start, end]`` (``(id`` for exclusive start)."""
+        ...
+
+    async def length(self, key: str) -> int:
+        """Number of entries in ``key`` (0 if missing)."""
+        ...
+
+    async def groups(self, key: str) -> list[GroupInfo]:
+        """The consumer groups of ``key`` (empty if the stream is missing)."""
+        ...
+
+    async def pending(
+        self, key: str, group: str, count: int = 100, consumer: str | None = None
+    ) -> list[PendingEntry]:
+        """Up to ``count`` pending entries of ``group`` in id order."""
+        ...
+
+    async def claim(
+        self,
+        key: str,
+        group: str,
+        consumer: str,
+        min_idle: float,
+        start: bytes = b"0",
+        count: int = 100,
+    ) -> ClaimResult:
+        """Move pending entries idle at least ``min_idle`` to ``consumer`` (XAUTOCLAIM)."""
+        ...
+
+    async def set_group_id(self, key: str, group: str, id: bytes) -> None:
+        """Move ``group``'s last-delivered id to ``id`` (``b"$"`` for the end)."""
+        ...
+
+    async def destroy_group(self, key: str, group: str) -> bool:
+        """Delete ``group`` and its pending entries list; True if it existed."""
+        ...
+
+    async def delete(self, *keys: str) -> int:
+        """Delete keys of any type; return how many existed."""
+        ...
+
+
+class PartitionLocks(Protocol):
+    """Expiring locks with fencing epochs (partition leases and the leader key)."""
+
+    async def acquire(self, key: str, epoch_key: str, owner: str, ttl: float) -> Lease | None:
+        """Take ``key`` if free, incrementing ``epoch_key``; None if someone holds it."""
+        ...
+
+    async def extend(self, leases: Sequence[Lease], ttl: float) -> list[bool]:
+        """Renew each lease still held with its token; never re-acquires a lost one."""
+        ...
+
+    async def release(self, leases: Sequence[Lease]) -> list[bool]:
+        """Delete each lock still held with its token; True where it was."""
+        ...
+
+    async def holder(self, key: str) -> bytes | None:
+        """The token currently holding ``key``, if any."""
+        ...
+
+
+class KeyValue(Protocol):
+    """Small values: metadata, membership, heartbeats, quarantine records, counters."""
+
+    async def get(self, key: str) -> bytes | None: ...
+
+    async def set(self, key: str, value: bytes, ttl: float | None = None) -> None: ...
+
+    async def compare_and_set(self, key: str, expected: bytes | None, value: bytes) -> bool:
+        """Set ``key`` to ``value`` only if it holds ``expected`` (None: is missing)."""
+        ...
+
+    async def exists(self, keys: Sequence[str]) -> list[bool]: ...
+
+    async def incr(self, key: str, amount: int = 1) -> int: ...
+
+    async def hash_get_all(self, key: str) -> dict[bytes, bytes]: ...
+
+    async def hash_set(self, key: str, mapping: Mapping[bytes, bytes]) -> None: ...
+
+    async def hash_set_missing(self, key: str, mapping: Mapping[bytes, bytes]) -> dict[bytes, bytes]:
+        """Set the fields of ``mapping`` that ``key`` lacks, atomically; return the whole hash."""
+        ...
+
+    async def hash_delete(self, key: str, *fields: bytes) -> int: ...
+
+    async def delete(self, *keys: str) -> int: ...
+
+
+# --------------------------------------------------------------------------- extension bases
+
+
+class Serializer(ABC):
+    """Turns a JSON-compatible value (what ``Record.model_dump(mode="json")`` gives) into
+    bytes and back. ``name`` is written into every entry, so a reader configured with a
+    different serializer fails with a clear error instead of producing garbage.
+
+    Example:
+        >>> from runnel.adapters.serializers import JSONSerializer
+        >>> JSONSerializer().loads(JSONSerializer().dumps({"a": 1}))
+        {'a': 1}
+    """
+
+    name: ClassVar[str] = "custom"
+
+    @abstractmethod
+    def dumps(self, value: Any) -> bytes:
+        """Encode a JSON-compatible value."""
+
+    @abstractmethod
+    def loads(self, data: bytes) -> Any:
+        """Decode what :meth:`dumps` produced."""
+
+
+class Compressor(ABC):
+    """Compresses serialized records; ``name`` is recorded in each entry's header.
+
+    Example:
+        >>> from runnel.adapters.compressors import GzipCompressor
+        >>> GzipCompressor().decompress(GzipCompressor().compress(b"abc"))
+        b'abc'
+    """
+
+    name: ClassVar[str] = "custom"
+
+    @abstractmethod
+    def compress(self, data: bytes) -> bytes:
+        """Compress ``data``."""
+
+    @abstractmethod
+    def decompress(self, data: bytes) -> bytes:
+        """Undo :meth:`compress`."""

@@ -1,0 +1,113 @@
+"""Runnel's settings: environment variables ``RUNNEL_*``, overridden by App kwargs.
+
+Durations are seconds unless the name says otherwise (``*_interval`` and
+``default_read_timeout`` are milliseconds, as in the original design).
+Explicit zero values are honoured everywhere: runnel never replaces a falsy setting
+with its default.
+
+Example:
+    >>> from runnel.settings import Settings
+    >>> Settings(default_partition_count=4).default_partition_count
+    4
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from runnel.domain.policy import ExceptionPolicy
+
+TrimMode = Literal["lossless", "wait", "lossy"]
+
+
+class Settings(BaseSettings):
+    """Every setting of an App; most are defaults that streams and processors override.
+
+    Example:
+        >>> Settings(redis_url="memory://demo").redis_url
+        'memory://demo'
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="RUNNEL_",
+        case_sensitive=False,
+        extra="forbid",
+        validate_default=True,
+        frozen=True,
+    )
+
+    redis_url: str = "redis://127.0.0.1:6379"
+    """Backend URL: ``redis://``, ``rediss://`` (TLS), ``unix://`` or ``memory://[name]``."""
+    log_format: Literal["console", "json"] = "console"
+    log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
+    autodiscover: str | None = None
+    """A glob (``myproj/**/streams.py``) of modules the worker imports at start-up."""
+    timezone: str = "UTC"
+    """Default timezone of crontab schedules (an IANA name)."""
+    leadership_poll_interval: int = Field(default=4000, ge=1)
+    """Milliseconds between leader-election attempts and lease renewals."""
+    testing: bool = False
+
+    default_partition_count: int = Field(default=16, ge=1)
+    default_partition_size: int = Field(default=50_000, ge=1)
+    default_serializer: Literal["auto", "json", "orjson"] = "auto"
+    """``auto`` picks orjson when installed, else the stdlib json module (same wire format)."""
+    default_compressor: Literal["gzip", "lz4"] | None = None
+    default_hasher: Literal["xxh64"] = "xxh64"
+    default_trim_mode: TrimMode = "lossless"
+    """``lossless`` refuses a send that would trim unacknowledged entries, ``wait`` waits
+    for room (up to ``default_send_wait_timeout``), ``lossy`` trims like ``MAXLEN`` and
+    counts every unprocessed entry it drops."""
+    default_send_wait_timeout: float = Field(default=30.0, ge=0)
+
+    default_exception_policy: ExceptionPolicy = ExceptionPolicy.HALT
+    default_lock_expiry: float = Field(default=10.0, gt=0)
+    """Seconds a partition lease lives without renewal. A killed worker's partitions are
+    processed again within about ``lock_expiry + assignment_sleep``."""
+    default_read_timeout: int = Field(default=2000, ge=1)
+    """Milliseconds a fetch blocks waiting for new entries before looping."""
+    default_prefetch_count: int = Field(default=8, ge=1)
+    default_assignment_attempts: int = Field(default=32, ge=1)
+    default_assignment_sleep: float = Field(default=2.0, ge=0)
+    default_grace_period: float = Field(default=8.0, ge=0)
+    default_pool_size: int = Field(default=16, ge=1)
+    default_join_delay: float = Field(default=2.0, ge=0)
+    default_heartbeat_interval: float = Field(default=1.0, gt=0)
+    """Seconds between executor heartbeats; an executor is dead after three missed beats."""
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown timezone {value!r}: expected an IANA name like 'UTC'") from exc
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        scheme = value.split("://", 1)[0].lower() if "://" in value else ""
+        if scheme not in {"redis", "rediss", "unix", "memory"}:
+            raise ValueError(
+                f"unsupported backend URL {_redact(value)!r}: expected redis://, rediss://, "
+                "unix:// or memory://[name]"
+            )
+        return value
+
+    def redacted_url(self) -> str:
+        """The backend URL with any password replaced by ``***`` (safe to log)."""
+        return _redact(self.redis_url)
+
+
+def _redact(url: str) -> str:
+    if "://" not in url or "@" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    creds, host = rest.rsplit("@", 1)
+    user = creds.split(":", 1)[0] if ":" in creds else ""
+    return f"{scheme}://{user}:***@{host}" if user else f"{scheme}://***@{host}"

@@ -1,0 +1,382 @@
+"""MemoryStreamLog: the StreamLog port on a :class:`MemoryBroker`, with Redis semantics.
+
+It mirrors what the Redis adapter's commands and scripts do: XADD ids, XREADGROUP (new
+entries, or this consumer's history with delivery counts), XACK, XAUTOCLAIM, XGROUP, the
+fence check of every partition-mutating call, and the lossless / lossy length caps.
+
+Example:
+    >>> import asyncio
+    >>> from runnel.adapters.memory.broker import MemoryBroker
+    >>> from runnel.adapters.memory.clock import SimulatedClock
+    >>> from runnel.ports import Append
+    >>> log = MemoryStreamLog(MemoryBroker(SimulatedClock()))
+    >>> ids = asyncio.run(log.append([Append("s", {b"n": b"1"})]))
+    >>> asyncio.run(log.length("s"))
+    1
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Mapping, Sequence
+
+from runnel.adapters.memory._stream_state import (
+    MAX_ID,
+    MIN_ID,
+    Group,
+    Nack,
+    Stream,
+    StreamId,
+    format_id,
+    id_after,
+    parse_id,
+)
+from runnel.adapters.memory.broker import MemoryBroker
+from runnel.domain.model import Entry
+from runnel.errors import BackendError, BackendProtocolError, BackpressureError, Fenced
+from runnel.ports import (
+    AckRequest,
+    Append,
+    Cap,
+    ClaimResult,
+    DeadLetter,
+    Fence,
+    GroupInfo,
+    PendingEntry,
+    ReadRequest,
+)
+
+logger = logging.getLogger(__name__)
+
+_NO_KEY = (
+    "ERR The XGROUP subcommand requires the key to exist. Note that for CREATE you may want "
+    "to use the MKSTREAM option to create an empty stream automatically."
+)
+
+
+def _nogroup(key: str, group: str, command: str = "") -> BackendProtocolError:
+    suffix = f" in {command} with GROUP option" if command else ""
+    return BackendProtocolError(f"NOGROUP No such key '{key}' or consumer group '{group}'{suffix}")
+
+
+class MemoryStreamLog:
+    """Partitioned logs with consumer groups, held in a :class:`MemoryBroker`.
+
+    Example:
+        >>> from runnel.adapters.memory.broker import MemoryBroker
+        >>> from runnel.adapters.memory.clock import SimulatedClock
+        >>> MemoryStreamLog(MemoryBroker(SimulatedClock())).broker.clock.now()
+        0.0
+    """
+
+    def __init__(self, broker: MemoryBroker) -> None:
+        self.broker = broker
+
+    # ------------------------------------------------------------------ helpers
+
+    def _fenced(self, fence: Fence | None) -> Fenced | None:
+        """A Fenced error (and a counted refusal) if ``fence`` no longer holds its lock."""
+        if fence is None or self.broker.get_string(fence.lock_key) == fence.token:
+            return None
+        self.broker.incr(fence.counter_key)
+        return Fenced(f"lease {fence.lock_key!r} is no longer held with token {fence.token!r}")
+
+    def _group(self, key: str, group: str, command: str = "") -> tuple[Stream, Group]:
+        stream = self.broker.stream(key)
+        found = stream.groups.get(group) if stream is not None else None
+        if stream is None or found is None:
+            raise _nogroup(key, group, command)
+        return stream, found
+
+    @staticmethod
+    def _unacked_by(stream: Stream, sid: StreamId) -> str | None:
+        """The first group (by name) that has not acknowledged ``sid``, if any."""
+        for name in sorted(stream.groups):
+            group = stream.groups[name]
+            if sid > group.last_delivered or sid in group.pel:
+                return name
+        return None
+
+    # ------------------------------------------------------------------ appends
+
+    async def append(self, entries: Sequence[Append], cap: Cap | None = None) -> list[bytes]:
+        """Append every entry atomically, in order; return their ids (see the port).
+
+        Raises:
+            BackpressureError: a lossless ``cap`` would trim an unacknowledged entry.
+        """
+        for item in entries:
+            if not item.fields:
+                raise BackendProtocolError("ERR wrong number of arguments for 'xadd' command")
+        if cap is not None and cap.mode == "lossless":
+            self._check_lossless(entries, cap)
+        ids = [self._add(item.key, item.fields) for item in entries]
+        if cap is not None:
+            lost = 0
+            for key in dict.fromkeys(item.key for item in entries):
+                stream = self.broker.stream(key)
+                if stream is None:
+                    continue
+                victims = stream.oldest(len(stream) - cap.maxlen)
+                lost += sum(1 for sid in victims if self._unacked_by(stream, sid) is not None)
+                stream.trim(cap.maxlen)
+            if lost and cap.mode == "lossy":
+                self.broker.incr(cap.lost_key, lost)
+                logger.warning("lossy cap %d dropped %d unacknowledged entries", cap.maxlen, lost)
+        self.broker.ring()
+        return ids
+
+    def _add(self, key: str, fields: Mapping[bytes, bytes]) -> bytes:
+        stream = self.broker.stream(key, create=True)
+        assert stream is not None
+        sid = self.broker.next_id(stream)
+        stream.add(sid, dict(fields))
+        return format_id(sid)
+
+    def _check_lossless(self, entries: Sequence[Append], cap: Cap) -> None:
+        """Refuse (before writing anything) if trimming would drop an unacked entry."""
+        for key, added in Counter(item.key for item in entries).items():
+            stream = self.broker.stream(key)
+            if stream is None or not stream.groups:
+                continue
+            excess = len(stream) + added - cap.maxlen
+            for sid in stream.oldest(excess):
+                group = self._unacked_by(stream, sid)
+                if group is not None:
+                    raise BackpressureError(
+                        f"lossless cap of {cap.maxlen} on stream {key!r}: trimming would drop "
+                        f"entry {format_id(sid).decode()} that group {group!r} has not "
+                        "acknowledged"
+                    )
+            if excess > len(stream):
+                group = sorted(stream.groups)[0]
+                raise BackpressureError(
+                    f"lossless cap of {cap.maxlen} on stream {key!r}: the append alone exceeds "
+                    f"it, trimming new entries group {group!r} has not read"
+                )
+
+    async def dead_letter(self, letter: DeadLetter) -> bytes:
+        """Append to the sink and ack the source entry atomically; return the sink id.
+
+        Raises:
+            Fenced: the lease is gone (nothing was written or acknowledged).
+        """
+        refused = self._fenced(letter.fence)
+        if refused is not None:
+            raise refused
+        if not letter.fields:
+            raise BackendProtocolError("ERR wrong number of arguments for 'xadd' command")
+        sid = parse_id(letter.id)
+        sink_id = self._add(letter.sink_key, letter.fields)
+        stream = self.broker.stream(letter.key)
+        group = stream.groups.get(letter.group) if stream is not None else None
+        if group is not None:
+            group.pel.pop(sid)
+        self.broker.ring()
+        return sink_id
+
+    # ------------------------------------------------------------------ groups
+
+    async def ensure_group(self, key: str, group: str, start: bytes = b"0") -> bool:
+        """Create ``group`` on ``key`` (and the stream) if missing; True if created."""
+        stream = self.broker.stream(key, create=True)
+        assert stream is not None
+        if group in stream.groups:
+            return False
+        last = stream.last_id if start == b"$" else parse_id(start)
+        stream.groups[group] = Group(last_delivered=last)
+        return True
+
+    async def read(self, requests: Sequence[ReadRequest]) -> list[list[Entry] | Exception]:
+        """Group reads of several partitions; Fenced or NOGROUP errors in their slots."""
+        results: list[list[Entry] | Exception] = []
+        for request in requests:
+            try:
+                refused = self._fenced(request.fence)
+                results.append(refused if refused is not None else self._read_one(request))
+            except BackendError as exc:
+                results.append(exc)
+        return results
+
+    def _read_one(self, request: ReadRequest) -> list[Entry]:
+        stream, group = self._group(request.key, request.group, "XREADGROUP")
+        group.consumers.add(request.consumer)
+        now = self.broker.clock.now()
+        limit = request.count if request.count > 0 else None
+        if request.start == b">":
+            fresh = list(stream.between(id_after(group.last_delivered), MAX_ID, limit))
+            for sid, _ in fresh:
+                group.pel.put(sid, Nack(request.consumer, now))
+            if fresh:
+                group.last_delivered = fresh[-1][0]
+            return [Entry(format_id(sid), dict(fields)) for sid, fields in fresh]
+        entries: list[Entry] = []
+        for sid, nack in group.pel.since(id_after(parse_id(request.start))):
+            if limit is not None and len(entries) >= limit:
+                break
+            if nack.consumer != request.consumer:
+                continue
+            fields = stream.find(sid)
+            if fields is None:
+                entries.append(Entry(format_id(sid), {}, nack.count))
+                continue
+            nack.count += 1
+            nack.delivered_at = now
+            entries.append(Entry(format_id(sid), dict(fields), nack.count))
+        return entries
+
+    async def ack(self, requests: Sequence[AckRequest]) -> list[int | Exception]:
+        """Acknowledge several partitions' ids; counts, or Fenced in refused slots."""
+        results: list[int | Exception] = []
+        for request in requests:
+            try:
+                refused = self._fenced(request.fence)
+                results.append(refused if refused is not None else self._ack_one(request))
+            except BackendError as exc:
+                results.append(exc)
+        return results
+
+    def _ack_one(self, request: AckRequest) -> int:
+        sids = [parse_id(raw) for raw in request.ids]
+        stream = self.broker.stream(request.key)
+        group = stream.groups.get(request.group) if stream is not None else None
+        if group is None:
+            return 0
+        return sum(1 for sid in sids if group.pel.pop(sid) is not None)
+
+    async def groups(self, key: str) -> list[GroupInfo]:
+        """The consumer groups of ``key`` by name (empty if the stream is missing)."""
+        stream = self.broker.stream(key)
+        if stream is None:
+            return []
+        return [
+            GroupInfo(name, len(g.consumers), len(g.pel), format_id(g.last_delivered))
+            for name, g in sorted(stream.groups.items())
+        ]
+
+    async def pending(
+        self, key: str, group: str, count: int = 100, consumer: str | None = None
+    ) -> list[PendingEntry]:
+        """Up to ``count`` pending entries of ``group`` in id order.
+
+        Raises:
+            BackendProtocolError: NOGROUP, the stream or group does not exist.
+        """
+        _, found = self._group(key, group)
+        now = self.broker.clock.now()
+        listed: list[PendingEntry] = []
+        for sid, nack in found.pel.since(MIN_ID):
+            if len(listed) >= count:
+                break
+            if consumer is None or nack.consumer == consumer:
+                idle = max(0.0, now - nack.delivered_at)
+                listed.append(PendingEntry(format_id(sid), nack.consumer, idle, nack.count))
+        return listed
+
+    async def claim(
+        self,
+        key: str,
+        group: str,
+        consumer: str,
+        min_idle: float,
+        start: bytes = b"0",
+        count: int = 100,
+    ) -> ClaimResult:
+        """Move pending entries idle at least ``min_idle`` to ``consumer`` (XAUTOCLAIM).
+
+        Scans at most ``10 * count`` pending entries from ``start``; entries trimmed from
+        the stream leave the pending list and come back in ``deleted``.
+
+        Raises:
+            BackendProtocolError: NOGROUP, the stream or group does not exist.
+        """
+        stream, found = self._group(key, group)
+        found.consumers.add(consumer)
+        now = self.broker.clock.now()
+        claimed: list[Entry] = []
+        deleted: list[bytes] = []
+        budget, attempts = count, count * 10
+        for sid, nack in found.pel.since(parse_id(start)):
+            if budget <= 0 or attempts <= 0:
+                return ClaimResult(format_id(sid), claimed, deleted)
+            attempts -= 1
+            fields = stream.find(sid)
+            if fields is None:
+                found.pel.pop(sid)
+                deleted.append(format_id(sid))
+                budget -= 1
+            elif now - nack.delivered_at >= min_idle:
+                nack.consumer, nack.delivered_at = consumer, now
+                nack.count += 1
+                claimed.append(Entry(format_id(sid), dict(fields), nack.count))
+                budget -= 1
+        return ClaimResult(b"0-0", claimed, deleted)
+
+    async def set_group_id(self, key: str, group: str, id: bytes) -> None:
+        """Move ``group``'s last-delivered id to ``id`` (``b"$"`` for the end).
+
+        Raises:
+            BackendProtocolError: the stream or the group does not exist.
+        """
+        stream = self.broker.stream(key)
+        if stream is None:
+            raise BackendProtocolError(_NO_KEY)
+        _, found = self._group(key, group)
+        found.last_delivered = stream.last_id if id == b"$" else parse_id(id)
+
+    async def destroy_group(self, key: str, group: str) -> bool:
+        """Delete ``group`` and its pending entries; True if it existed (False if no stream)."""
+        stream = self.broker.stream(key)
+        return stream is not None and stream.groups.pop(group, None) is not None
+
+    # ------------------------------------------------------------------ plain reads
+
+    async def wait(self, after: Mapping[str, bytes], timeout: float) -> set[str]:
+        """Block up to ``timeout`` (broker clock) until a key has an entry above ``after``.
+
+        Changes no state; returns the keys that have such entries (empty on timeout).
+        """
+        marks: dict[str, StreamId] = {}
+        for key, raw in after.items():
+            stream = self.broker.stream(key)
+            if raw == b"$":
+                marks[key] = stream.last_id if stream is not None else MIN_ID
+            else:
+                marks[key] = parse_id(raw)
+        deadline = self.broker.clock.now() + timeout
+        while True:
+            woke = {key for key, mark in marks.items() if self._has_after(key, mark)}
+            remaining = deadline - self.broker.clock.now()
+            if woke or remaining <= 0:
+                return woke
+            await self.broker.wait_for_append(remaining)
+
+    def _has_after(self, key: str, mark: StreamId) -> bool:
+        stream = self.broker.stream(key)
+        newest = stream.last_entry_id() if stream is not None else None
+        return newest is not None and newest > mark
+
+    async def range(
+        self, key: str, start: bytes = b"-", end: bytes = b"+", count: int | None = None
+    ) -> list[Entry]:
+        """Entries of ``key`` with ids in ``[start, end]`` (``(id`` excludes a bound)."""
+        low = id_after(parse_id(start[1:])) if start.startswith(b"(") else parse_id(start)
+        if end.startswith(b"("):
+            high_raw = parse_id(end[1:])
+            high = (high_raw[0], high_raw[1] - 1) if high_raw[1] else (high_raw[0] - 1, MAX_ID[1])
+        else:
+            high = parse_id(end, end=True)
+        stream = self.broker.stream(key)
+        if stream is None or high < low:
+            return []
+        return [Entry(format_id(sid), dict(f)) for sid, f in stream.between(low, high, count)]
+
+    async def length(self, key: str) -> int:
+        """Number of entries in ``key`` (0 if missing)."""
+        stream = self.broker.stream(key)
+        return len(stream) if stream is not None else 0
+
+    async def delete(self, *keys: str) -> int:
+        """Delete keys of any type; return how many existed."""
+        return self.broker.delete(keys)

@@ -1,0 +1,1 @@
+"""Tests of the adapters (memory adapters bound to the shared contracts, clocks)."""

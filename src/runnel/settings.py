@@ -13,7 +13,8 @@ Example:
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Iterator
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator
@@ -38,6 +39,9 @@ class Settings(BaseSettings):
         extra="forbid",
         validate_default=True,
         frozen=True,
+        # A rejected value may be a URL with a password: error messages name the problem
+        # (our validators show a redacted URL), never the raw input.
+        hide_input_in_errors=True,
     )
 
     redis_url: str = "redis://127.0.0.1:6379"
@@ -85,7 +89,9 @@ class Settings(BaseSettings):
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown timezone {value!r}: expected an IANA name like 'UTC'") from exc
+            raise ValueError(
+                f"unknown timezone {value!r}: expected an IANA name like 'UTC'"
+            ) from exc
         return value
 
     @field_validator("redis_url")
@@ -99,15 +105,21 @@ class Settings(BaseSettings):
             )
         return value
 
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        for name, value in super().__repr_args__():
+            yield name, (self.redacted_url() if name == "redis_url" else value)
+
     def redacted_url(self) -> str:
         """The backend URL with any password replaced by ``***`` (safe to log)."""
         return _redact(self.redis_url)
 
 
 def _redact(url: str) -> str:
-    if "://" not in url or "@" not in url:
+    if "@" not in url:
         return url
-    scheme, rest = url.split("://", 1)
-    creds, host = rest.rsplit("@", 1)
+    scheme, sep, rest = url.partition("://")
+    prefix = f"{scheme}://" if sep else ""
+    # Without a scheme (a common typo), everything before the last "@" may be credentials.
+    creds, host = (rest if sep else url).rsplit("@", 1)
     user = creds.split(":", 1)[0] if ":" in creds else ""
-    return f"{scheme}://{user}:***@{host}" if user else f"{scheme}://***@{host}"
+    return f"{prefix}{user}:***@{host}" if user else f"{prefix}***@{host}"

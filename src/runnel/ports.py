@@ -286,7 +286,9 @@ class KeyValue(Protocol):
 
     async def hash_set(self, key: str, mapping: Mapping[bytes, bytes]) -> None: ...
 
-    async def hash_set_missing(self, key: str, mapping: Mapping[bytes, bytes]) -> dict[bytes, bytes]:
+    async def hash_set_missing(
+        self, key: str, mapping: Mapping[bytes, bytes]
+    ) -> dict[bytes, bytes]:
         """Set the fields of ``mapping`` that ``key`` lacks, atomically; return the whole hash."""
         ...
 
@@ -338,3 +340,13 @@ class Compressor(ABC):
     @abstractmethod
     def decompress(self, data: bytes) -> bytes:
         """Undo :meth:`compress`."""
+
+
+@dataclass(frozen=True, slots=True)
+class Backend:
+    """The ports one App talks through, as the container wires them."""
+
+    log: StreamLog
+    locks: PartitionLocks
+    kv: KeyValue
+    clock: Clock

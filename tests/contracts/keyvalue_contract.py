@@ -9,7 +9,7 @@ Example:
 
 from __future__ import annotations
 
-from contracts import Advance, MakeKV, key_space
+from tests.contracts import Advance, MakeKV, key_space
 
 
 class KeyValueContract:

@@ -9,7 +9,7 @@ Example:
 
 from __future__ import annotations
 
-from contracts import Advance, MakeKV, MakeLocks, key_space
+from tests.contracts import Advance, MakeKV, MakeLocks, key_space
 from runnel.ports import Lease
 
 

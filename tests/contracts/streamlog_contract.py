@@ -14,7 +14,7 @@ import asyncio
 
 import pytest
 
-from contracts import Advance, MakeKV, MakeLocks, MakeLog, id_parts, key_space
+from tests.contracts import Advance, MakeKV, MakeLocks, MakeLog, id_parts, key_space
 from runnel.domain.model import Entry
 from runnel.errors import BackendProtocolError, BackpressureError, Fenced
 from runnel.ports import (

@@ -58,7 +58,16 @@ class Event:
         False
     """
 
-    __slots__ = ("_decoder", "_record", "data", "delivery_count", "epoch", "id", "partition")
+    __slots__ = (
+        "_dead",
+        "_decoder",
+        "_record",
+        "data",
+        "delivery_count",
+        "epoch",
+        "id",
+        "partition",
+    )
 
     def __init__(
         self,
@@ -76,6 +85,7 @@ class Event:
         self.epoch = epoch
         self._decoder = decoder
         self._record: Any = None
+        self._dead = False  # set once dead-lettered (and so acknowledged)
 
     @property
     def redelivered(self) -> bool:

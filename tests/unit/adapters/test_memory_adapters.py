@@ -7,10 +7,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from contracts import Advance, MakeKV, MakeLocks, MakeLog
-from contracts.keyvalue_contract import KeyValueContract
-from contracts.locks_contract import LocksContract
-from contracts.streamlog_contract import StreamLogContract
+from tests.contracts import Advance, MakeKV, MakeLocks, MakeLog
+from tests.contracts.keyvalue_contract import KeyValueContract
+from tests.contracts.locks_contract import LocksContract
+from tests.contracts.streamlog_contract import StreamLogContract
 from runnel.adapters.memory._stream_state import parse_id
 from runnel.adapters.memory.broker import MemoryBroker, get_broker, reset_brokers
 from runnel.adapters.memory.clock import SimulatedClock

@@ -1,0 +1,113 @@
+"""Turning redis-py exceptions into runnel's :mod:`runnel.errors`.
+
+Every call into redis-py sits inside :func:`translated`, so callers of the Redis adapters
+only ever see :class:`~runnel.errors.BackendError` subclasses. Pipelined calls report
+per-slot errors as exception *instances*; :func:`translate` converts those without raising.
+
+Our Lua scripts refuse with error replies whose first word is a code:
+
+* ``FENCED <lock key>``: the caller's lease is gone (:class:`~runnel.errors.Fenced`);
+* ``BACKPRESSURE <stream key> <first unsafe id> <group>``: a lossless cap refused an
+  append (:class:`~runnel.errors.BackpressureError`).
+
+Example:
+    >>> from redis.exceptions import ResponseError
+    >>> print(translate(ResponseError("FENCED __lock:app.s.p.0")))
+    lease __lock:app.s.p.0 is no longer held by this owner (Redis said: FENCED __lock:app.s.p.0)
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from redis import exceptions as rex
+
+from runnel.errors import (
+    BackendError,
+    BackendProtocolError,
+    BackendUnavailable,
+    BackpressureError,
+    Fenced,
+)
+
+FENCED = "FENCED"
+"""First word of the error reply of a fenced script whose lease check failed."""
+
+BACKPRESSURE = "BACKPRESSURE"
+"""First word of the error reply of the append script when a lossless cap refuses."""
+
+_BACKPRESSURE_RE = re.compile(r"^BACKPRESSURE (?P<key>.+) (?P<id>\d+-\d+|new) (?P<group>.+)$")
+
+# Replies that mean "this server cannot serve you right now" rather than "you sent
+# something wrong": a replica after failover, a master-down replica, a cluster in flux.
+_UNAVAILABLE_REPLIES: tuple[type[rex.RedisError], ...] = (
+    rex.ReadOnlyError,
+    rex.MasterDownError,
+    rex.TryAgainError,
+    rex.ClusterDownError,
+)
+
+
+def translate(exc: BaseException) -> BackendError:
+    """Return the runnel error for a redis-py (or socket) exception ``exc``.
+
+    Args:
+        exc: what redis-py raised, or left in a pipeline slot.
+
+    Returns:
+        A :class:`~runnel.errors.BackendError` whose message includes Redis' own message.
+
+    Example:
+        >>> from redis.exceptions import ConnectionError
+        >>> type(translate(ConnectionError("refused"))).__name__
+        'BackendUnavailable'
+    """
+    if isinstance(exc, BackendError):
+        return exc
+    message = str(exc)
+    if isinstance(exc, (rex.ConnectionError, rex.TimeoutError, ConnectionError, TimeoutError)):
+        return BackendUnavailable(f"Redis is unreachable or did not answer in time: {message}")
+    if isinstance(exc, _UNAVAILABLE_REPLIES):
+        return BackendUnavailable(f"Redis cannot serve this request now: {message}")
+    if isinstance(exc, rex.ResponseError):
+        if message.startswith(FENCED):
+            lock = message[len(FENCED) :].strip() or "(unknown lock)"
+            return Fenced(f"lease {lock} is no longer held by this owner (Redis said: {message})")
+        if message.startswith(BACKPRESSURE):
+            return BackpressureError(_backpressure_message(message))
+        return BackendProtocolError(f"Redis refused the command: {message}")
+    return BackendProtocolError(f"unexpected Redis client error {type(exc).__name__}: {message}")
+
+
+def _backpressure_message(reply: str) -> str:
+    match = _BACKPRESSURE_RE.match(reply)
+    if match is None:
+        return f"append refused by a lossless cap; nothing was written (Redis said: {reply})"
+    entry = match["id"]
+    what = "an entry of this batch" if entry == "new" else f"entry {entry}"
+    return (
+        f"append to stream {match['key']} refused by its lossless cap: trimming would remove "
+        f"{what}, which consumer group {match['group']!r} has not acknowledged; nothing was "
+        f"written (Redis said: {reply})"
+    )
+
+
+@contextmanager
+def translated() -> Iterator[None]:
+    """Re-raise redis-py and socket errors from the body as runnel errors (``from`` them).
+
+    Example:
+        >>> from redis.exceptions import ResponseError
+        >>> try:
+        ...     with translated():
+        ...         raise ResponseError("NOGROUP No such key")
+        ... except BackendProtocolError as e:
+        ...     print(e)
+        Redis refused the command: NOGROUP No such key
+    """
+    try:
+        yield
+    except (rex.RedisError, ConnectionError, TimeoutError) as exc:
+        raise translate(exc) from exc

@@ -1,0 +1,294 @@
+"""The only place raw Redis replies become domain values.
+
+Replies arrive either straight from a Lua script (plain nested lists, RESP2) or after
+redis-py's RESP2 response callbacks (tuples and dicts). Each parser checks the shape it
+expects and raises :class:`~runnel.errors.BackendProtocolError` naming what it expected
+and what it found, so a surprise never travels further as a wrong value.
+
+Example:
+    >>> [e.fields for e in entries_from_script([[b"1-0", [b"n", b"1"]], [b"2-0", None]])]
+    [{b'n': b'1'}, {}]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from runnel.domain.model import Entry
+from runnel.errors import BackendProtocolError
+from runnel.ports import ClaimResult, GroupInfo, PendingEntry
+
+
+def _unexpected(expected: str, found: Any) -> BackendProtocolError:
+    shown = repr(found)
+    if len(shown) > 200:
+        shown = shown[:200] + "..."
+    return BackendProtocolError(f"expected {expected} from Redis, found {shown}")
+
+
+def _list(raw: Any, what: str) -> Sequence[Any]:
+    if not isinstance(raw, (list, tuple)):
+        raise _unexpected(what, raw)
+    return raw
+
+
+def as_bytes(raw: Any) -> bytes:
+    """A bulk string reply.
+
+    Example:
+        >>> as_bytes(b"1-0")
+        b'1-0'
+    """
+    if not isinstance(raw, bytes):
+        raise _unexpected("a bulk string", raw)
+    return raw
+
+
+def optional_bytes(raw: Any) -> bytes | None:
+    """A bulk string or nil reply (GET).
+
+    Example:
+        >>> optional_bytes(None) is None
+        True
+    """
+    return None if raw is None else as_bytes(raw)
+
+
+def as_int(raw: Any) -> int:
+    """An integer reply (also accepts the digits of a bulk string, as XINFO may send).
+
+    Example:
+        >>> as_int(b"3")
+        3
+    """
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        return raw
+    if isinstance(raw, (bytes, str)):
+        try:
+            return int(raw)
+        except ValueError:
+            pass
+    raise _unexpected("an integer", raw)
+
+
+def flags(raw: Any, count: int) -> list[bool]:
+    """``count`` integer replies (or one array of them) read as booleans (non-zero is True).
+
+    Example:
+        >>> flags([1, 0], 2)
+        [True, False]
+    """
+    values = [as_int(item) != 0 for item in _list(raw, "an array of integers")]
+    if len(values) != count:
+        raise _unexpected(f"{count} integers", raw)
+    return values
+
+
+def ids(raw: Any, count: int) -> list[bytes]:
+    """The ``count`` entry ids the append script returns.
+
+    Example:
+        >>> ids([b"1-0", b"1-1"], 2)
+        [b'1-0', b'1-1']
+    """
+    values = [as_bytes(item) for item in _list(raw, "an array of entry ids")]
+    if len(values) != count:
+        raise _unexpected(f"{count} entry ids", raw)
+    return values
+
+
+def flat_hash(raw: Any) -> dict[bytes, bytes]:
+    """A flat ``[field, value, ...]`` array (HGETALL from Lua, stream entry fields).
+
+    ``None`` (nil, e.g. an entry trimmed after delivery) gives an empty dict.
+
+    Example:
+        >>> flat_hash([b"a", b"1"])
+        {b'a': b'1'}
+    """
+    if raw is None:
+        return {}
+    items = _list(raw, "a field/value array")
+    if len(items) % 2:
+        raise _unexpected("an even number of fields and values", raw)
+    return {as_bytes(items[i]): as_bytes(items[i + 1]) for i in range(0, len(items), 2)}
+
+
+def hash_dict(raw: Any) -> dict[bytes, bytes]:
+    """HGETALL as redis-py's callback returns it (a dict of bytes).
+
+    Example:
+        >>> hash_dict({b"a": b"1"})
+        {b'a': b'1'}
+    """
+    if not isinstance(raw, Mapping):
+        raise _unexpected("a hash", raw)
+    return {as_bytes(k): as_bytes(v) for k, v in raw.items()}
+
+
+def entries_from_script(raw: Any) -> list[Entry]:
+    """Stream entries as Lua returns them: ``[[id, [field, value, ...] | nil], ...]``."""
+    out = []
+    for item in _list(raw, "an array of stream entries"):
+        pair = _list(item, "an [id, fields] stream entry")
+        if len(pair) != 2:
+            raise _unexpected("an [id, fields] stream entry", item)
+        out.append(Entry(as_bytes(pair[0]), flat_hash(pair[1])))
+    return out
+
+
+def read_result(raw: Any) -> list[Entry]:
+    """The read script's ``[entries]`` or ``[entries, pending]`` reply.
+
+    With ``pending`` (a history read), each entry takes its delivery count from the
+    XPENDING row with its id; new entries were delivered once.
+
+    Example:
+        >>> read_result([[[b"5-0", [b"k", b"v"]]], [[b"5-0", b"c", 10, 3]]])[0].delivery_count
+        3
+    """
+    parts = _list(raw, "[entries] or [entries, pending]")
+    if len(parts) not in (1, 2):
+        raise _unexpected("[entries] or [entries, pending]", raw)
+    entries = entries_from_script(parts[0])
+    if len(parts) == 1:
+        return entries
+    counts = {as_bytes(row[0]): as_int(row[3]) for row in _pending_rows(parts[1])}
+    return [Entry(e.id, e.fields, counts.get(e.id, 1)) for e in entries]
+
+
+def _pending_rows(raw: Any) -> list[Sequence[Any]]:
+    rows = [_list(row, "an XPENDING row") for row in _list(raw, "XPENDING rows")]
+    for row in rows:
+        if len(row) != 4:
+            raise _unexpected("an [id, consumer, idle, deliveries] XPENDING row", row)
+    return rows
+
+
+def stream_entries(raw: Any) -> list[Entry]:
+    """XRANGE after redis-py's callback: ``[(id, {field: value}), ...]`` (nil: none).
+
+    Example:
+        >>> stream_entries([(b"1-0", {b"a": b"b"})])
+        [Entry(id=b'1-0', fields={b'a': b'b'}, delivery_count=1)]
+    """
+    if raw is None:
+        return []
+    out = []
+    for item in _list(raw, "an array of stream entries"):
+        pair = _list(item, "an (id, fields) stream entry")
+        if len(pair) != 2:
+            raise _unexpected("an (id, fields) stream entry", item)
+        fields = {} if pair[1] is None else hash_dict(pair[1])
+        out.append(Entry(as_bytes(pair[0]), fields))
+    return out
+
+
+def _text(raw: Any) -> str:
+    if isinstance(raw, str):
+        return raw
+    return as_bytes(raw).decode("utf-8", "replace")
+
+
+def groups(raw: Any) -> list[GroupInfo]:
+    """XINFO GROUPS after redis-py's callback: one dict (str keys) per group.
+
+    Example:
+        >>> groups([{"name": b"g", "consumers": 1, "pending": 2, "last-delivered-id": b"3-0"}])
+        [GroupInfo(name='g', consumers=1, pending=2, last_delivered_id=b'3-0')]
+    """
+    out = []
+    for info in _list(raw, "an array of consumer groups"):
+        if not isinstance(info, Mapping):
+            raise _unexpected("a consumer group description", info)
+        try:
+            out.append(
+                GroupInfo(
+                    name=_text(info["name"]),
+                    consumers=as_int(info["consumers"]),
+                    pending=as_int(info["pending"]),
+                    last_delivered_id=as_bytes(info["last-delivered-id"]),
+                )
+            )
+        except KeyError as exc:
+            raise _unexpected(f"a consumer group description with {exc}", info) from exc
+    return out
+
+
+def pending_entries(raw: Any) -> list[PendingEntry]:
+    """XPENDING's extended form after redis-py's callback (dicts, idle in ms).
+
+    Example:
+        >>> pending_entries([{"message_id": b"1-0", "consumer": b"c",
+        ...                   "time_since_delivered": 1500, "times_delivered": 2}])
+        [PendingEntry(id=b'1-0', consumer='c', idle=1.5, delivery_count=2)]
+    """
+    out = []
+    for row in _list(raw, "XPENDING rows"):
+        if not isinstance(row, Mapping):
+            raise _unexpected("an XPENDING row", row)
+        try:
+            out.append(
+                PendingEntry(
+                    id=as_bytes(row["message_id"]),
+                    consumer=_text(row["consumer"]),
+                    idle=as_int(row["time_since_delivered"]) / 1000,
+                    delivery_count=as_int(row["times_delivered"]),
+                )
+            )
+        except KeyError as exc:
+            raise _unexpected(f"an XPENDING row with {exc}", row) from exc
+    return out
+
+
+def claim_result(raw: Any) -> ClaimResult:
+    """The claim script's ``[next start, entries, deleted ids, delivery counts]``.
+
+    Example:
+        >>> claim_result([b"0-0", [[b"1-0", [b"a", b"b"]]], [b"0-5"], [2]]).entries[0]
+        Entry(id=b'1-0', fields={b'a': b'b'}, delivery_count=2)
+    """
+    parts = _list(raw, "[next, entries, deleted, counts]")
+    if len(parts) != 4:
+        raise _unexpected("[next, entries, deleted, counts]", raw)
+    entries = entries_from_script(parts[1])
+    counts = [as_int(c) for c in _list(parts[3], "delivery counts")]
+    if len(counts) != len(entries):
+        raise _unexpected(f"{len(entries)} delivery counts", parts[3])
+    return ClaimResult(
+        next_start=as_bytes(parts[0]),
+        entries=[Entry(e.id, e.fields, n) for e, n in zip(entries, counts, strict=True)],
+        deleted=[as_bytes(i) for i in _list(parts[2], "deleted ids")],
+    )
+
+
+def woken_keys(raw: Any) -> set[str]:
+    """The keys in an XREAD reply (``[[key, entries], ...]``, a dict, or nil on timeout).
+
+    Example:
+        >>> woken_keys([[b"s", [(b"1-0", {b"a": b"b"})]]])
+        {'s'}
+    """
+    if raw is None:
+        return set()
+    if isinstance(raw, Mapping):
+        return {_text(key) for key in raw}
+    out = set()
+    for item in _list(raw, "an XREAD reply"):
+        pair = _list(item, "a [key, entries] XREAD item")
+        if len(pair) != 2:
+            raise _unexpected("a [key, entries] XREAD item", item)
+        if pair[1]:
+            out.add(_text(pair[0]))
+    return out
+
+
+def epoch(raw: Any) -> int | None:
+    """The acquire script's reply: the new epoch, or nil when the lock is held.
+
+    Example:
+        >>> epoch(None) is None, epoch(7)
+        (True, 7)
+    """
+    return None if raw is None else as_int(raw)

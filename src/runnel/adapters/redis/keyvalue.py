@@ -1,0 +1,105 @@
+"""RedisKeyValue: the :class:`~runnel.ports.KeyValue` port on Redis strings and hashes.
+
+Example:
+    >>> from redis.asyncio import Redis
+    >>> kv = RedisKeyValue(Redis())   # no I/O until the first call
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from redis.asyncio import Redis
+
+from runnel.adapters.redis import _replies
+from runnel.adapters.redis._errors import translated
+from runnel.adapters.redis._scripts import Arg, register
+
+
+class RedisKeyValue:
+    """Small values (metadata, membership, heartbeats, counters) on Redis.
+
+    Args:
+        client: a ``redis.asyncio.Redis`` with ``decode_responses=False``.
+
+    Example:
+        >>> from redis.asyncio import Redis
+        >>> len(RedisKeyValue(Redis())._compare_and_set.sha)
+        40
+    """
+
+    def __init__(self, client: Redis) -> None:
+        self._client = client
+        self._compare_and_set = register(client, "compare_and_set")
+        self._hash_set_missing = register(client, "hash_set_missing")
+
+    async def get(self, key: str) -> bytes | None:
+        """GET."""
+        with translated():
+            return _replies.optional_bytes(await self._client.get(key))
+
+    async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
+        """SET, expiring after ``ttl`` seconds (at least 1 ms) when given."""
+        px = None if ttl is None else max(1, round(ttl * 1000))
+        with translated():
+            await self._client.set(key, value, px=px)
+
+    async def compare_and_set(self, key: str, expected: bytes | None, value: bytes) -> bool:
+        """Set ``key`` to ``value`` only if it holds ``expected`` (None: it is missing)."""
+        args: list[Arg] = [b"0" if expected is None else b"1", expected or b"", value]
+        with translated():
+            raw = await self._compare_and_set(keys=[key], args=args)
+        return _replies.as_int(raw) == 1
+
+    async def exists(self, keys: Sequence[str]) -> list[bool]:
+        """Whether each key exists, in one pipeline."""
+        if not keys:
+            return []
+        pipe = self._client.pipeline(transaction=False)
+        for key in keys:
+            pipe.exists(key)
+        with translated():
+            raw = await pipe.execute()
+        return _replies.flags(raw, len(keys))
+
+    async def incr(self, key: str, amount: int = 1) -> int:
+        """INCRBY; the new value."""
+        with translated():
+            return _replies.as_int(await self._client.incrby(key, amount))
+
+    async def hash_get_all(self, key: str) -> dict[bytes, bytes]:
+        """HGETALL (empty for a missing key)."""
+        with translated():
+            return _replies.hash_dict(await self._client.hgetall(key))
+
+    async def hash_set(self, key: str, mapping: Mapping[bytes, bytes]) -> None:
+        """HSET every field of ``mapping``."""
+        if not mapping:
+            return
+        with translated():
+            await self._client.hset(key, items=[part for pair in mapping.items() for part in pair])
+
+    async def hash_set_missing(
+        self, key: str, mapping: Mapping[bytes, bytes]
+    ) -> dict[bytes, bytes]:
+        """Set the fields of ``mapping`` that ``key`` lacks, atomically; return the hash."""
+        args: list[Arg] = []
+        for field, value in mapping.items():
+            args += [field, value]
+        with translated():
+            raw = await self._hash_set_missing(keys=[key], args=args)
+        return _replies.flat_hash(raw)
+
+    async def hash_delete(self, key: str, *fields: bytes) -> int:
+        """HDEL; the number of fields removed."""
+        if not fields:
+            return 0
+        with translated():
+            return _replies.as_int(await self._client.hdel(key, *fields))
+
+    async def delete(self, *keys: str) -> int:
+        """DEL; the number of keys that existed."""
+        if not keys:
+            return 0
+        with translated():
+            return _replies.as_int(await self._client.delete(*keys))

@@ -1,0 +1,292 @@
+"""RedisStreamLog: the :class:`~runnel.ports.StreamLog` port on Redis Streams.
+
+Every batch method is one round trip: ``append`` is one Lua script call for the whole
+batch, and ``read``/``ack`` are one pipeline of per-partition script calls whose slots
+succeed or fail independently. Fenced calls check the lease token inside the script, so
+a stale owner can neither read (steal entries into the pending list) nor acknowledge.
+
+Example:
+    >>> from redis.asyncio import Redis
+    >>> log = RedisStreamLog(Redis())   # no I/O until the first call
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import TypeVar
+
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+from redis.typing import KeyT, StreamIdT
+
+from runnel.adapters.redis import _replies
+from runnel.adapters.redis._errors import translate, translated
+from runnel.adapters.redis._scripts import Arg, ScriptCall, register, run_batch
+from runnel.domain.model import Entry, Fields
+from runnel.errors import BackendError, BackendProtocolError
+from runnel.ports import (
+    AckRequest,
+    Append,
+    Cap,
+    ClaimResult,
+    DeadLetter,
+    GroupInfo,
+    PendingEntry,
+    ReadRequest,
+)
+
+T = TypeVar("T")
+
+REDIS_PY_SOCKET_TIMEOUT = 5.0
+"""redis-py's socket timeout (seconds) for a pool built from a URL without one."""
+
+
+def block_slice_ms(client: Redis) -> int | None:
+    """The longest ``XREAD BLOCK`` (ms) that fits in ``client``'s socket timeout.
+
+    A blocking read that outlasts the socket timeout would fail as a timeout, so
+    :meth:`RedisStreamLog.wait` blocks in slices of at most this long: half the timeout,
+    because Redis may answer a timed-out ``BLOCK`` up to one server tick (100 ms at the
+    default ``hz 10``) late. ``None`` when the client has no socket timeout.
+
+    Example:
+        >>> from redis.asyncio import Redis
+        >>> block_slice_ms(Redis(socket_timeout=2.0)), block_slice_ms(Redis(socket_timeout=None))
+        (1000, None)
+    """
+    timeout = client.connection_pool.connection_kwargs.get(
+        "socket_timeout", REDIS_PY_SOCKET_TIMEOUT
+    )
+    if timeout is None:
+        return None
+    return max(1, int(float(timeout) * 500))
+
+
+def _to_ms(seconds: float) -> int:
+    return max(0, round(seconds * 1000))
+
+
+def _flat(fields: Fields) -> list[Arg]:
+    out: list[Arg] = []
+    for name, value in fields.items():
+        out.append(name)
+        out.append(value)
+    return out
+
+
+def _require_fields(fields: Fields, key: str) -> None:
+    # Redis refuses XADD without fields; refusing here keeps a batch all-or-nothing.
+    if not fields:
+        raise BackendProtocolError(f"an entry needs at least one field; the one for {key} has none")
+
+
+class RedisStreamLog:
+    """Partitioned logs with consumer groups on Redis Streams (7.0 or later).
+
+    Args:
+        client: a ``redis.asyncio.Redis`` with ``decode_responses=False`` (see
+            :func:`runnel.adapters.redis.client.make_client`).
+
+    Example:
+        >>> from redis.asyncio import Redis
+        >>> RedisStreamLog(Redis(socket_timeout=10.0))._block_slice
+        5000
+    """
+
+    def __init__(self, client: Redis) -> None:
+        self._client = client
+        self._append = register(client, "append")
+        self._read = register(client, "read")
+        self._ack = register(client, "ack")
+        self._dead_letter = register(client, "dead_letter")
+        self._claim = register(client, "claim")
+        self._block_slice = block_slice_ms(client)
+
+    async def append(self, entries: Sequence[Append], cap: Cap | None = None) -> list[bytes]:
+        """Append ``entries`` atomically, in order, in one script call; return their ids.
+
+        Raises:
+            BackpressureError: a lossless ``cap`` would trim an unacknowledged entry.
+        """
+        if not entries:
+            return []
+        keys: list[str] = []
+        index: dict[str, int] = {}
+        args: list[Arg] = [cap.maxlen if cap else 0, cap.mode if cap else "none"]
+        for entry in entries:
+            _require_fields(entry.fields, entry.key)
+            k = index.get(entry.key)
+            if k is None:
+                keys.append(entry.key)
+                k = index[entry.key] = len(keys)
+            args += [k, len(entry.fields), *_flat(entry.fields)]
+        if cap is not None:
+            keys.append(cap.lost_key)
+        with translated():
+            raw = await self._append(keys=keys, args=args)
+        return _replies.ids(raw, len(entries))
+
+    async def ensure_group(self, key: str, group: str, start: bytes = b"0") -> bool:
+        """Create ``group`` on ``key`` (and the stream) at ``start``; False if it exists."""
+        with translated():
+            try:
+                await self._client.xgroup_create(key, group, start, mkstream=True)
+            except ResponseError as exc:
+                if str(exc).startswith("BUSYGROUP"):
+                    return False
+                raise
+        return True
+
+    async def read(self, requests: Sequence[ReadRequest]) -> list[list[Entry] | Exception]:
+        """Non-blocking group reads of several partitions in one pipeline.
+
+        Each slot holds its entries, or :class:`~runnel.errors.Fenced` when its lease is
+        gone, or :class:`~runnel.errors.BackendProtocolError` (e.g. NOGROUP).
+        """
+        calls = []
+        for r in requests:
+            keys = [r.key]
+            args: list[Arg] = [r.group, r.consumer, r.count, r.start]
+            if r.fence is not None:
+                keys += [r.fence.lock_key, r.fence.counter_key]
+                args.append(r.fence.token)
+            calls.append(ScriptCall(self._read, keys, args))
+        return [_slot(raw, _replies.read_result) for raw in await self._batch(calls)]
+
+    async def wait(self, after: Mapping[str, bytes], timeout: float) -> set[str]:
+        """Block up to ``timeout`` seconds until a key has an entry above ``after[key]``.
+
+        A read-only ``XREAD BLOCK`` (never ``BLOCK 0``, at least 1 ms), repeated in slices
+        shorter than the client's socket timeout until data arrives or time is up.
+        """
+        if not after:
+            await asyncio.sleep(max(0.0, timeout))
+            return set()
+        streams: dict[KeyT, StreamIdT] = dict(after.items())
+        deadline = time.monotonic() + max(0.0, timeout)
+        while True:
+            block = max(1, _to_ms(deadline - time.monotonic()))
+            if self._block_slice is not None:
+                block = min(block, self._block_slice)
+            with translated():
+                raw = await self._client.xread(streams, count=1, block=block)
+            woken = _replies.woken_keys(raw)
+            if woken or time.monotonic() >= deadline:
+                return woken
+
+    async def ack(self, requests: Sequence[AckRequest]) -> list[int | Exception]:
+        """Acknowledge several partitions' ids in one pipeline; counts or Fenced per slot."""
+        calls = []
+        for r in requests:
+            keys = [r.key]
+            args: list[Arg] = [r.group, r.fence.token if r.fence else b"", *r.ids]
+            if r.fence is not None:
+                keys += [r.fence.lock_key, r.fence.counter_key]
+            calls.append(ScriptCall(self._ack, keys, args))
+        return [_slot(raw, _replies.as_int) for raw in await self._batch(calls)]
+
+    async def dead_letter(self, letter: DeadLetter) -> bytes:
+        """Append to the sink and ack the source entry in one script; return the sink id.
+
+        Raises:
+            Fenced: the lease is gone; nothing was written or acknowledged.
+        """
+        _require_fields(letter.fields, letter.sink_key)
+        keys = [letter.key, letter.sink_key]
+        token = b""
+        if letter.fence is not None:
+            keys += [letter.fence.lock_key, letter.fence.counter_key]
+            token = letter.fence.token
+        args: list[Arg] = [letter.group, letter.id, token, *_flat(letter.fields)]
+        with translated():
+            raw = await self._dead_letter(keys=keys, args=args)
+        return _replies.as_bytes(raw)
+
+    async def range(
+        self, key: str, start: bytes = b"-", end: bytes = b"+", count: int | None = None
+    ) -> list[Entry]:
+        """Entries of ``key`` with ids in ``[start, end]``; ``(id`` excludes ``id``."""
+        with translated():
+            raw = await self._client.xrange(key, start, end, count=count)
+        return _replies.stream_entries(raw)
+
+    async def length(self, key: str) -> int:
+        """XLEN (0 for a missing key)."""
+        with translated():
+            return _replies.as_int(await self._client.xlen(key))
+
+    async def groups(self, key: str) -> list[GroupInfo]:
+        """The consumer groups of ``key`` (empty if the stream is missing)."""
+        with translated():
+            try:
+                raw = await self._client.xinfo_groups(key)
+            except ResponseError:
+                if not await self._client.exists(key):
+                    return []
+                raise
+        return _replies.groups(raw)
+
+    async def pending(
+        self, key: str, group: str, count: int = 100, consumer: str | None = None
+    ) -> list[PendingEntry]:
+        """Up to ``count`` pending entries of ``group`` (of ``consumer``) in id order."""
+        with translated():
+            raw = await self._client.xpending_range(
+                key, group, min="-", max="+", count=count, consumername=consumer
+            )
+        return _replies.pending_entries(raw)
+
+    async def claim(
+        self,
+        key: str,
+        group: str,
+        consumer: str,
+        min_idle: float,
+        start: bytes = b"0",
+        count: int = 100,
+    ) -> ClaimResult:
+        """XAUTOCLAIM entries idle ``min_idle`` seconds or more, with delivery counts."""
+        args: list[Arg] = [group, consumer, _to_ms(min_idle), start, count]
+        with translated():
+            raw = await self._claim(keys=[key], args=args)
+        return _replies.claim_result(raw)
+
+    async def set_group_id(self, key: str, group: str, id: bytes) -> None:
+        """XGROUP SETID (``b"$"`` for the end)."""
+        with translated():
+            await self._client.xgroup_setid(key, group, id)
+
+    async def destroy_group(self, key: str, group: str) -> bool:
+        """XGROUP DESTROY; False if the group (or the stream) did not exist."""
+        with translated():
+            try:
+                return bool(await self._client.xgroup_destroy(key, group))
+            except ResponseError:
+                if not await self._client.exists(key):
+                    return False
+                raise
+
+    async def delete(self, *keys: str) -> int:
+        """DEL; the number of keys that existed."""
+        if not keys:
+            return 0
+        with translated():
+            return _replies.as_int(await self._client.delete(*keys))
+
+    async def _batch(self, calls: Sequence[ScriptCall]) -> list[object]:
+        if not calls:
+            return []
+        with translated():
+            return await run_batch(self._client, calls)
+
+
+def _slot(raw: object, parse: Callable[[object], T]) -> T | Exception:
+    """One pipeline slot: the parsed reply, or the runnel error it carried."""
+    if isinstance(raw, Exception):
+        return translate(raw)
+    try:
+        return parse(raw)
+    except BackendError as exc:
+        return exc

@@ -1,0 +1,453 @@
+"""The App: where streams, processors and background tasks are declared.
+
+Example:
+    >>> from runnel import App, Record
+    >>> app = App(name="shop", redis_url="memory://doc-app")
+    >>> class Order(Record):
+    ...     order_id: int
+    >>> orders = app.stream("orders", record=Order, partition_by="order_id")
+    >>> @app.processor(orders)
+    ... async def printer(events):
+    ...     async for order in events.records():
+    ...         print(order.order_id)
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar, overload
+
+from runnel.adapters.hashers import Hasher
+from runnel.container import Container
+from runnel.domain.hashing import HASH_VERSION
+from runnel.domain.policy import ExceptionPolicy
+from runnel.errors import Misconfigured
+from runnel.middleware.base import Middleware
+from runnel.ports import Backend, Compressor, Serializer
+from runnel.record import Record
+from runnel.runtime.specs import ProcessorSpec, TaskSpec
+from runnel.settings import Settings, TrimMode
+from runnel.stream import PartitionBy, Stream
+
+log = logging.getLogger(__name__)
+
+R = TypeVar("R", bound=Record)
+F = TypeVar("F", bound=Callable[..., Any])
+
+_PROCESSOR_OVERRIDES = {
+    "lock_expiry": "default_lock_expiry",
+    "read_timeout": "default_read_timeout",
+    "prefetch_count": "default_prefetch_count",
+    "assignment_attempts": "default_assignment_attempts",
+    "assignment_sleep": "default_assignment_sleep",
+    "grace_period": "default_grace_period",
+    "pool_size": "default_pool_size",
+    "join_delay": "default_join_delay",
+    "heartbeat_interval": "default_heartbeat_interval",
+}
+
+
+class App:
+    """A runnel application.
+
+    Args:
+        name: the app's name; it prefixes every backend key.
+        redis_url: backend URL (``redis://``, ``rediss://``, ``unix://`` or
+            ``memory://[name]``); defaults to ``RUNNEL_REDIS_URL`` or the local Redis.
+        autodiscover: a glob of modules the worker imports at start-up.
+        container: a pre-built :class:`runnel.container.Container` (overrides wiring).
+        **settings: any field of :class:`runnel.settings.Settings`; kwargs win over env.
+
+    Example:
+        >>> app = App(name="demo", redis_url="memory://", default_partition_count=4)
+        >>> app.settings.default_partition_count
+        4
+    """
+
+    def __init__(
+        self,
+        name: str,
+        redis_url: str | None = None,
+        autodiscover: str | None = None,
+        container: Container | None = None,
+        **settings: Any,
+    ) -> None:
+        if not name or any(c in name for c in " .:{}"):
+            raise Misconfigured(
+                f"app name {name!r} must be non-empty without spaces, '.', ':' or braces"
+            )
+        if redis_url is not None:
+            settings["redis_url"] = redis_url
+        if autodiscover is not None:
+            settings["autodiscover"] = autodiscover
+        if container is not None and not settings:
+            self.settings = container.settings()
+        else:
+            try:
+                self.settings = Settings(**settings)
+            except Exception as exc:
+                raise Misconfigured(f"invalid settings for app {name!r}: {exc}") from exc
+        self.name = name
+        self.container = container if container is not None else Container(settings=self.settings)
+        if container is not None and settings:
+            self.container.settings.override(self.settings)
+        self.streams: dict[str, Stream[Any]] = {}
+        self.processors: dict[str, ProcessorSpec] = {}
+        self.tasks: dict[str, TaskSpec] = {}
+        self._backend: Backend | None = None
+        self._discovered = False
+
+    def __repr__(self) -> str:
+        return f"<App {self.name} backend={self.settings.redacted_url()}>"
+
+    @property
+    def backend(self) -> Backend:
+        """The ports this app talks through (built lazily by the container)."""
+        if self._backend is None:
+            self._backend = self.container.backend()
+        return self._backend
+
+    # ------------------------------------------------------------------ streams
+
+    def stream(
+        self,
+        name: str,
+        record: type[R],
+        partition_by: PartitionBy,
+        partition_count: int | None = None,
+        partition_size: int | None = None,
+        serializer: Serializer | None = None,
+        compressor: Compressor | None = None,
+        hasher: Hasher | None = None,
+        trim_mode: TrimMode | None = None,
+    ) -> Stream[R]:
+        """Declare a stream of ``record`` events partitioned by ``partition_by``.
+
+        Example:
+            >>> # orders = app.stream("orders", record=Order, partition_by="order_id")
+        """
+        if not name or any(c in name for c in " :{}"):
+            raise Misconfigured(
+                f"stream name {name!r} must be non-empty without spaces, ':' or braces"
+            )
+        if name in self.streams:
+            raise Misconfigured(f"stream {name!r} is already defined on app {self.name!r}")
+        s = self.settings
+        stream: Stream[R] = Stream(
+            app=self,
+            name=name,
+            record=record,
+            partition_by=partition_by,
+            partition_count=s.default_partition_count
+            if partition_count is None
+            else partition_count,
+            partition_size=s.default_partition_size if partition_size is None else partition_size,
+            serializer=serializer if serializer is not None else self.container.serializer(),
+            compressor=compressor if compressor is not None else self.container.compressor(),
+            hasher=hasher if hasher is not None else self.container.hasher(),
+            hasher_name=HASH_VERSION if hasher is None else _qualname(hasher),
+            trim_mode=s.default_trim_mode if trim_mode is None else trim_mode,
+        )
+        self.streams[name] = stream
+        return stream
+
+    def groups_of(self, stream: Stream[Any]) -> list[str]:
+        """Names of the processors (consumer groups) declared on ``stream``."""
+        return [p.name for p in self.processors.values() if p.stream is stream]
+
+    # ------------------------------------------------------------------ processors
+
+    def processor(
+        self,
+        stream: Stream[Any],
+        name: str | None = None,
+        exception_policy: ExceptionPolicy | str | None = None,
+        middleware: Sequence[Middleware] = (),
+        **overrides: Any,
+    ) -> Callable[[F], F]:
+        """Register an async function that processes ``stream``'s partitions.
+
+        ``overrides`` are per-processor settings: lock_expiry, read_timeout (ms),
+        prefetch_count, assignment_attempts, assignment_sleep, grace_period, pool_size,
+        join_delay, heartbeat_interval.
+
+        Example:
+            >>> # @app.processor(orders, exception_policy=ExceptionPolicy.IGNORE)
+            >>> # async def proc(events): ...
+        """
+        target: object = stream
+        if not isinstance(target, Stream) or target.app is not self:
+            raise Misconfigured(
+                f"@app.processor needs a stream of app {self.name!r}, got {stream!r}"
+            )
+        unknown = set(overrides) - set(_PROCESSOR_OVERRIDES)
+        if unknown:
+            raise Misconfigured(
+                f"unknown processor settings {sorted(unknown)}; expected any of "
+                f"{sorted(_PROCESSOR_OVERRIDES)}"
+            )
+        for mw in middleware:
+            if not isinstance(mw, Middleware):
+                raise Misconfigured(f"middleware must be Middleware instances, got {mw!r}")
+
+        def register(func: F) -> F:
+            if not inspect.iscoroutinefunction(func):
+                raise Misconfigured(f"processor {func!r} must be an async function")
+            proc_name = name or func.__name__
+            if not proc_name or any(c in proc_name for c in " .:{}"):
+                raise Misconfigured(
+                    f"processor name {proc_name!r} must not contain spaces, '.', ':' or braces"
+                )
+            if proc_name in self.processors:
+                raise Misconfigured(
+                    f"processor {proc_name!r} is already defined on app {self.name!r}"
+                )
+            values = {
+                key: overrides.get(key, getattr(self.settings, default))
+                for key, default in _PROCESSOR_OVERRIDES.items()
+            }
+            policy = (
+                exception_policy
+                if exception_policy is not None
+                else self.settings.default_exception_policy
+            )
+            try:
+                policy = ExceptionPolicy(policy)
+            except ValueError as exc:
+                raise Misconfigured(f"unknown exception_policy {policy!r}") from exc
+            spec = ProcessorSpec(
+                name=proc_name,
+                stream=stream,
+                func=func,
+                exception_policy=policy,
+                middleware=tuple(middleware),
+                lock_expiry=float(values["lock_expiry"]),
+                read_timeout=float(values["read_timeout"]) / 1000.0,
+                prefetch_count=int(values["prefetch_count"]),
+                assignment_attempts=int(values["assignment_attempts"]),
+                assignment_sleep=float(values["assignment_sleep"]),
+                grace_period=float(values["grace_period"]),
+                pool_size=int(values["pool_size"]),
+                join_delay=float(values["join_delay"]),
+                heartbeat_interval=float(values["heartbeat_interval"]),
+            )
+            self.processors[proc_name] = spec
+            stream._prepared = False  # a new group must be created on the next send
+            for mw in middleware:
+                mw.bind(self, proc_name)
+            return func
+
+        return register
+
+    # ------------------------------------------------------------------ tasks
+
+    @overload
+    def task(self, func: F, /) -> F: ...
+
+    @overload
+    def task(
+        self, func: None = None, /, *, on_leader: bool = False, name: str | None = None
+    ) -> Callable[[F], F]: ...
+
+    def task(self, func: Any = None, /, *, on_leader: bool = False, name: str | None = None) -> Any:
+        """Run an async function once when a worker starts (on the leader only if asked).
+
+        Example:
+            >>> # @app.task
+            >>> # async def on_startup(): ...
+        """
+
+        def register(f: F) -> F:
+            self._add_task(TaskSpec(name or f.__name__, f, "task", on_leader=on_leader))
+            return f
+
+        return register(func) if func is not None else register
+
+    def timer(
+        self, *, interval: float, on_leader: bool = False, name: str | None = None
+    ) -> Callable[[F], F]:
+        """Run an async function every ``interval`` seconds (never overlapping, no drift).
+
+        Example:
+            >>> # @app.timer(interval=10)
+            >>> # async def every_10_seconds(): ...
+        """
+        if not interval > 0:
+            raise Misconfigured(f"timer interval must be > 0 seconds, got {interval!r}")
+
+        def register(f: F) -> F:
+            self._add_task(
+                TaskSpec(
+                    name or f.__name__, f, "timer", on_leader=on_leader, interval=float(interval)
+                )
+            )
+            return f
+
+        return register
+
+    def crontab(
+        self,
+        spec: str,
+        *,
+        on_leader: bool = False,
+        timezone: str | None = None,
+        name: str | None = None,
+    ) -> Callable[[F], F]:
+        """Run an async function on a cron schedule (``timezone`` defaults to the setting).
+
+        Example:
+            >>> # @app.crontab("45 17 * * *")
+            >>> # async def every_5_45_pm(): ...
+        """
+        from runnel.domain.schedule import CronSchedule
+
+        tz = timezone or self.settings.timezone
+        try:
+            CronSchedule(spec, tz)
+        except ValueError as exc:
+            raise Misconfigured(str(exc)) from exc
+
+        def register(f: F) -> F:
+            self._add_task(
+                TaskSpec(
+                    name or f.__name__, f, "crontab", on_leader=on_leader, cron=spec, timezone=tz
+                )
+            )
+            return f
+
+        return register
+
+    def _add_task(self, spec: TaskSpec) -> None:
+        if not inspect.iscoroutinefunction(spec.func):
+            raise Misconfigured(f"background task {spec.func!r} must be an async function")
+        if spec.name in self.tasks:
+            raise Misconfigured(f"a background task named {spec.name!r} already exists")
+        self.tasks[spec.name] = spec
+
+    # ------------------------------------------------------------------ running
+
+    def discover(self) -> list[str]:
+        """Import the modules matching the ``autodiscover`` glob (once); return their names."""
+        pattern = self.settings.autodiscover
+        if not pattern or self._discovered:
+            return []
+        self._discovered = True
+        imported = []
+        for path in sorted(Path().glob(pattern)):
+            if path.suffix != ".py" or not path.is_file():
+                continue
+            module = ".".join(path.with_suffix("").parts)
+            if module in sys.modules:
+                continue
+            spec = importlib.util.spec_from_file_location(module, path)
+            if spec is None or spec.loader is None:
+                continue
+            mod = importlib.util.module_from_spec(spec)
+            sys.modules[module] = mod
+            spec.loader.exec_module(mod)
+            imported.append(module)
+        log.info("autodiscover imported %d module(s) matching %s", len(imported), pattern)
+        return imported
+
+    async def run_worker(self, processors: Sequence[str] | None = None) -> int:
+        """Run a worker until SIGTERM/SIGINT (or a HALT); return the exit code.
+
+        Example:
+            >>> # exit_code = asyncio.run(app.run_worker())
+        """
+        from runnel.runtime.worker import Worker
+
+        self.discover()
+        worker = Worker(self, self.backend, processors=processors)
+        return await worker.run()
+
+    def reconfigure(self, **updates: Any) -> None:
+        """Replace settings (e.g. from CLI options) before the backend is first used.
+
+        Example:
+            >>> app = App(name="demo", redis_url="memory://a")
+            >>> app.reconfigure(redis_url="memory://b")
+            >>> app.settings.redis_url
+            'memory://b'
+        """
+        if self._backend is not None:
+            raise Misconfigured("reconfigure() must be called before the backend is used")
+        try:
+            self.settings = Settings(**{**self.settings.model_dump(), **updates})
+        except Exception as exc:
+            raise Misconfigured(f"invalid settings for app {self.name!r}: {exc}") from exc
+        self.container.settings.override(self.settings)
+        self.container.reset_singletons()
+
+    def _processor_spec(self, processor: str) -> ProcessorSpec:
+        spec = self.processors.get(processor)
+        if spec is None:
+            available = ", ".join(sorted(self.processors)) or "(none)"
+            raise Misconfigured(f"unknown processor {processor!r}; available: {available}")
+        return spec
+
+    async def quarantined(self, processor: str) -> dict[int, dict[str, Any]]:
+        """The quarantined partitions of ``processor``: number -> what failed and when.
+
+        Example:
+            >>> # await app.quarantined("printer")
+            >>> # {3: {'partition': 3, 'entry_id': '17...-0', 'error_type': 'ValueError', ...}}
+        """
+        spec = self._processor_spec(processor)
+        raw = await self.backend.kv.hash_get_all(spec.stream.keys.quarantine(spec.name))
+        return {int(k): json.loads(v) for k, v in raw.items()}
+
+    async def clear_quarantine(self, processor: str, partition: int) -> bool:
+        """Lift a quarantine; the owning worker resumes the partition from its failed entry.
+
+        Example:
+            >>> # await app.clear_quarantine("printer", 3)
+        """
+        spec = self._processor_spec(processor)
+        removed = await self.backend.kv.hash_delete(
+            spec.stream.keys.quarantine(spec.name), str(partition).encode()
+        )
+        return removed > 0
+
+    async def reset_processor(
+        self, processor: str, start: bytes = b"0", force: bool = False
+    ) -> int:
+        """Restart ``processor``'s group on every partition after ``start``.
+
+        Pending entries are forgotten. Refused while a worker holds one of its partitions,
+        unless ``force``.
+        """
+        spec = self._processor_spec(processor)
+        keys = spec.stream.keys
+        backend = self.backend
+        if not force:
+            for n in range(spec.stream.partition_count):
+                if await backend.locks.holder(keys.lock(spec.name, n)) is not None:
+                    raise Misconfigured(
+                        f"partition {n} of {processor} is held by a live worker; stop the "
+                        "workers first or pass force=True"
+                    )
+        for n in range(spec.stream.partition_count):
+            await backend.log.destroy_group(keys.stream(n), spec.name)
+            await backend.log.ensure_group(keys.stream(n), spec.name, start)
+        log.warning("reset processor %s to start after %s", processor, start.decode())
+        return spec.stream.partition_count
+
+    async def close(self) -> None:
+        """Close backend connections (idempotent)."""
+        if self._backend is not None and self.container.kind() == "redis":
+            client = self.container.redis_client()
+            await client.aclose()
+        self._backend = None
+        self.container.reset_singletons()
+
+
+def _qualname(obj: object) -> str:
+    module = getattr(obj, "__module__", "?")
+    return f"custom:{module}.{getattr(obj, '__qualname__', type(obj).__qualname__)}"

@@ -1,0 +1,96 @@
+"""The composition root: settings -> backend adapters (chosen by URL scheme) -> services.
+
+The container stays synchronous and connects lazily. Override any provider to plug in
+your own pieces, e.g. a pre-built Redis client or your own default serializer::
+
+    from dependency_injector import providers
+    from runnel.container import Container
+
+    container = Container(settings=Settings(redis_url="redis://cache:6379/2"))
+    container.redis_client.override(providers.Object(my_redis_client))
+    container.serializer.override(providers.Singleton(MsgpackSerializer))
+    app = App(name="shop", container=container)
+
+Example:
+    >>> c = Container(settings=Settings(redis_url="memory://doc-container"))
+    >>> type(c.backend().log).__name__
+    'MemoryStreamLog'
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from dependency_injector import containers, providers
+
+from runnel.adapters.compressors import compressor_named
+from runnel.adapters.hashers import default_hasher
+from runnel.adapters.memory.broker import get_broker
+from runnel.adapters.memory.keyvalue import MemoryKeyValue
+from runnel.adapters.memory.locks import MemoryPartitionLocks
+from runnel.adapters.memory.streams import MemoryStreamLog
+from runnel.adapters.redis.client import make_client
+from runnel.adapters.redis.keyvalue import RedisKeyValue
+from runnel.adapters.redis.locks import RedisPartitionLocks
+from runnel.adapters.redis.streams import RedisStreamLog
+from runnel.adapters.serializers import serializer_named
+from runnel.adapters.system_clock import SystemClock
+from runnel.ports import Backend
+from runnel.settings import Settings
+
+
+def backend_kind(url: str) -> str:
+    """``memory`` for ``memory://`` URLs, ``redis`` for redis://, rediss:// and unix://.
+
+    Example:
+        >>> backend_kind("rediss://h:6380"), backend_kind("memory://x")
+        ('redis', 'memory')
+    """
+    return "memory" if url.lower().startswith("memory://") else "redis"
+
+
+def memory_name(url: str) -> str:
+    """The broker name of a ``memory://[name]`` URL (``default`` when empty).
+
+    Example:
+        >>> memory_name("memory://tests"), memory_name("memory://")
+        ('tests', 'default')
+    """
+    parts = urlsplit(url)
+    return (parts.netloc + parts.path).strip("/") or "default"
+
+
+class Container(containers.DeclarativeContainer):
+    """Providers of everything an App needs; see the module docstring to override them."""
+
+    settings = providers.Dependency(instance_of=Settings)
+    clock = providers.Singleton(SystemClock)
+
+    redis_client = providers.Singleton(
+        make_client, settings.provided.redis_url, settings.provided.default_pool_size
+    )
+    memory_broker = providers.Singleton(
+        get_broker, providers.Callable(memory_name, settings.provided.redis_url), clock
+    )
+    kind = providers.Callable(backend_kind, settings.provided.redis_url)
+
+    stream_log = providers.Selector(
+        kind,
+        redis=providers.Singleton(RedisStreamLog, redis_client),
+        memory=providers.Singleton(MemoryStreamLog, memory_broker),
+    )
+    locks = providers.Selector(
+        kind,
+        redis=providers.Singleton(RedisPartitionLocks, redis_client),
+        memory=providers.Singleton(MemoryPartitionLocks, memory_broker),
+    )
+    kv = providers.Selector(
+        kind,
+        redis=providers.Singleton(RedisKeyValue, redis_client),
+        memory=providers.Singleton(MemoryKeyValue, memory_broker),
+    )
+    backend = providers.Singleton(Backend, log=stream_log, locks=locks, kv=kv, clock=clock)
+
+    serializer = providers.Singleton(serializer_named, settings.provided.default_serializer)
+    compressor = providers.Singleton(compressor_named, settings.provided.default_compressor)
+    hasher = providers.Singleton(default_hasher)

@@ -1,0 +1,71 @@
+"""Log configuration for the CLI: ``RUNNEL_LOG_FORMAT=console|json``, ``RUNNEL_LOG_LEVEL``.
+
+Every record carries the worker, executor, processor, stream and partition of the task
+that logged it (from :mod:`runnel.context`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import datetime, timezone
+
+from runnel import context
+
+_FIELDS = ("worker", "executor", "processor", "partition")
+
+
+class ContextFilter(logging.Filter):
+    """Adds the context variables of the current task to every record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.worker = context.worker_id.get(None)
+        record.executor = context.executor_id.get(None)
+        record.processor = context.processor_name.get(None)
+        part = context.partition.get(None)
+        record.partition = f"{part.stream}.{part.number}" if part is not None else None
+        return True
+
+
+class ConsoleFormatter(logging.Formatter):
+    """``time LEVEL logger: message [worker=... partition=...]``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        stamp = datetime.fromtimestamp(record.created, timezone.utc).strftime("%H:%M:%S.%f")[:-3]
+        ctx = " ".join(f"{k}={getattr(record, k)}" for k in _FIELDS if getattr(record, k, None))
+        line = f"{stamp} {record.levelname:<8} {record.name}: {record.getMessage()}"
+        if ctx:
+            line += f" [{ctx}]"
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        data: dict[str, object] = {
+            "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key in _FIELDS:
+            value = getattr(record, key, None)
+            if value is not None:
+                data[key] = value
+        if record.exc_info:
+            data["exception"] = self.formatException(record.exc_info)
+        return json.dumps(data, default=str)
+
+
+def configure(fmt: str, level: str) -> None:
+    """Install one stderr handler on the ``runnel`` logger tree."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(ContextFilter())
+    handler.setFormatter(JsonFormatter() if fmt == "json" else ConsoleFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())

@@ -1,0 +1,10 @@
+"""Middleware: the base class and the built-in dead-letter middleware.
+
+Example:
+    >>> from runnel.middleware import DeadLetterMiddleware, Middleware
+"""
+
+from runnel.middleware.base import Middleware
+from runnel.middleware.dead_letter import DeadLetterMiddleware
+
+__all__ = ["DeadLetterMiddleware", "Middleware"]

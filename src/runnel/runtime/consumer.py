@@ -1,0 +1,179 @@
+"""A consumer runs the user's processor over one partition and applies the policy.
+
+A failure anywhere in the chain (an undecodable entry, a middleware raising, the processor
+raising, or returning while its partition is still owned) goes through the same exception
+policy (:mod:`runnel.domain.policy`). The chain's generators are always closed, and their
+finalisation awaited, before the processor runs again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from runnel import context
+from runnel.domain.model import Event
+from runnel.domain.policy import PartitionState, on_failure
+from runnel.errors import RunnelError
+from runnel.ports import DeadLetter
+from runnel.runtime.events import Events, error_fields, ids_of, safe_repr
+from runnel.runtime.feed import PartitionFeed
+
+if TYPE_CHECKING:
+    from runnel.runtime.executor import Executor
+
+log = logging.getLogger(__name__)
+
+DEAD_LETTER_PREFIX = b"__error_"
+
+
+class ProcessorReturned(RunnelError):
+    """The processor function returned while its partition was still assigned to it."""
+
+
+class Consumer:
+    """Processes one partition: restarts the processor after IGNOREd failures, stops on
+    HALT/QUARANTINE, on revocation and on lease loss."""
+
+    def __init__(self, executor: Executor, feed: PartitionFeed) -> None:
+        self.executor = executor
+        self.spec = executor.spec
+        self.feed = feed
+        self.state = PartitionState.RUNNING
+        self.acked = 0
+        self._restarts = 0
+
+    def ack(self, events: Sequence[Event]) -> None:
+        """Queue the acknowledgement of processed events (flushed in coalesced batches)."""
+        self.executor.acker.add(self.feed, [e.id for e in events])
+        self.acked += len(events)
+
+    async def run(self) -> None:
+        """Run until the partition is revoked, lost, halted or quarantined."""
+        context.partition.set(self.feed.partition)
+        feed, clock = self.feed, self.executor.clock
+        while not feed.closing:
+            events = Events(self)
+            failure: BaseException | None = None
+            try:
+                await self.spec.func(events)
+            except asyncio.CancelledError:
+                await events._close(None)
+                raise
+            except Exception as exc:
+                failure = exc
+            if failure is None and not self._stopping():
+                failure = ProcessorReturned(
+                    f"processor {self.spec.name!r} returned while partition "
+                    f"{feed.partition.number} was still assigned to it"
+                )
+            if failure is None:
+                await events._close(None)
+                return
+            failed = events.inflight
+            close_error = await events._close(failure)
+            if feed.lost:
+                return  # the lease is gone: the new owner redelivers; no policy applies
+            if close_error is not None:
+                # e.g. the dead-letter write failed: never acknowledge, stop the partition
+                failure = close_error
+            await self._apply_policy(
+                failure,
+                failed,
+                dead_lettered=close_error is None
+                and failed is not None
+                and self._dead_lettered(failed),
+            )
+            if self.state is not PartitionState.RUNNING:
+                return
+            self._restarts += 1
+            if failed is None:
+                # Failing before any event: back off so a broken processor does not spin.
+                await clock.sleep(min(0.05 * 2 ** min(self._restarts, 6), 2.0))
+
+    def _stopping(self) -> bool:
+        return self.feed.closing
+
+    def _dead_lettered(self, failed: Event | list[Event]) -> bool:
+        return all(e._dead for e in ([failed] if isinstance(failed, Event) else failed))
+
+    async def _apply_policy(
+        self,
+        failure: BaseException,
+        failed: Event | list[Event] | None,
+        dead_lettered: bool,
+    ) -> None:
+        spec, feed = self.spec, self.feed
+        decision = on_failure(spec.exception_policy, self.state)
+        first_id = ids_of(failed)[0].decode() if failed else None
+        log.error(
+            "processor %s failed on %s.%d entry %s (policy %s): %s",
+            spec.name,
+            feed.partition.stream,
+            feed.partition.number,
+            first_id or "-",
+            spec.exception_policy.value,
+            safe_repr(failure),
+            exc_info=failure,
+        )
+        if decision.ack and failed is not None and not dead_lettered:
+            self.ack([failed] if isinstance(failed, Event) else failed)
+        self.state = decision.state
+        if decision.state is PartitionState.QUARANTINED:
+            await self.executor.quarantine(feed, first_id, failure)
+        elif decision.stop_worker:
+            self.executor.halt(failure, feed.partition)
+
+    async def dead_letter(self, events: Sequence[Event], error: BaseException, sink: Any) -> None:
+        """Append failed events to ``sink`` with the error, acknowledging each atomically."""
+        feed = self.feed
+        info = error_fields(error)
+        stamp = self.executor.clock.wall().isoformat()
+        for event in events:
+            if event._dead:
+                continue
+            fields = dict(event.data)
+            fields.update(
+                {
+                    DEAD_LETTER_PREFIX + b"type": info["type"].encode(),
+                    DEAD_LETTER_PREFIX + b"message": info["message"].encode("utf-8", "replace"),
+                    DEAD_LETTER_PREFIX + b"stream": feed.partition.stream.encode(),
+                    DEAD_LETTER_PREFIX + b"partition": str(feed.partition.number).encode(),
+                    DEAD_LETTER_PREFIX + b"id": event.id,
+                    DEAD_LETTER_PREFIX + b"processor": self.spec.name.encode(),
+                    DEAD_LETTER_PREFIX + b"time": stamp.encode(),
+                }
+            )
+            sink_key = sink.partition_key_name(feed.partition.number % sink.partition_count)
+            await self.executor.backend.log.dead_letter(
+                DeadLetter(feed.key, self.spec.name, event.id, sink_key, fields, feed.fence)
+            )
+            event._dead = True
+            log.warning(
+                "dead-lettered %s.%d entry %s to %s: %s",
+                feed.partition.stream,
+                feed.partition.number,
+                event.id.decode(),
+                sink_key,
+                info["type"],
+            )
+
+
+def quarantine_record(
+    partition: int, entry_id: str | None, error: BaseException, when: str, worker: str
+) -> bytes:
+    """The JSON stored for a quarantined partition."""
+    info = error_fields(error)
+    return json.dumps(
+        {
+            "partition": partition,
+            "entry_id": entry_id,
+            "error_type": info["type"],
+            "error": info["message"],
+            "time": when,
+            "worker": worker,
+        }
+    ).encode()

@@ -1,0 +1,215 @@
+"""The Events iterator handed to processors.
+
+Iterating yields :class:`~runnel.Event` objects; ``.records()`` yields Records;
+``.take(n, within=s)`` yields lists. Every item passes through the processor's middleware
+(listed first = sees events first) and is acknowledged when the processor asks for the
+next one, so a batch is acknowledged as one unit.
+
+Example:
+    >>> # @app.processor(orders)
+    >>> # async def proc(events):
+    >>> #     async for batch in events.take(10, within=2).records():
+    >>> #         await bulk_load(batch)
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from runnel.domain.model import Event, Partition
+from runnel.domain.take import TakeBuffer
+from runnel.runtime.feed import FeedClosed, PartitionFeed
+
+if TYPE_CHECKING:
+    from runnel.runtime.consumer import Consumer
+
+log = logging.getLogger(__name__)
+
+Item = Event | list[Event]
+
+
+class Events:
+    """The events of one partition for one run of a processor function.
+
+    Use it once, in one of three ways: ``async for event in events``,
+    ``events.records()`` or ``events.take(n, within=seconds)`` (optionally ``.records()``).
+
+    Attributes:
+        partition: the partition being processed.
+        failure: the exception being handled while the chain closes after a failure
+            (middleware reads it to dead-letter the failed item), else None.
+
+    Example:
+        >>> # async for event in events:
+        >>> #     print(event.partition.number, event.id, event.record())
+    """
+
+    def __init__(self, consumer: Consumer) -> None:
+        self._consumer = consumer
+        self._feed: PartitionFeed = consumer.feed
+        self.partition: Partition = consumer.feed.partition
+        self.failure: BaseException | None = None
+        self.inflight: Item | None = None
+        self._gens: list[AsyncGenerator[Any, None]] = []
+        self._started = False
+        self._take: tuple[int, float] | None = None
+        self._decode = False
+
+    # ------------------------------------------------------------------ public API
+
+    @property
+    def fencing_token(self) -> int:
+        """The epoch of the lease these events are read under (for fenced external writes)."""
+        return self._feed.epoch
+
+    def records(self) -> Events:
+        """Yield decoded Records (or lists of them after ``take``) instead of Events."""
+        self._check_unstarted()
+        self._decode = True
+        return self
+
+    def take(self, n: int, within: float = 1.0) -> Events:
+        """Yield lists of up to ``n`` events, as soon as ``n`` are buffered or ``within``
+        seconds after the first event of the batch arrived; never an empty list.
+        """
+        self._check_unstarted()
+        size: object = n
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ValueError(f"take(n) needs an int n >= 1, got {n!r}")
+        if not within >= 0:
+            raise ValueError(f"take(within=) must be >= 0 seconds, got {within!r}")
+        self._take = (n, float(within))
+        return self
+
+    def __aiter__(self) -> AsyncIterator[Any]:
+        self._check_unstarted()
+        self._started = True
+        source = self._batches(*self._take) if self._take else self._singles()
+        chain: AsyncIterator[Any] = self._track(source)
+        spec = self._consumer.spec
+        for mw in spec.middleware:
+            chain = self._track(
+                mw.handler(chain, processor=spec.name, partition=self.partition, events=self)
+            )
+        if self._decode:
+            chain = self._track(self._records(chain))
+        return chain
+
+    # ------------------------------------------------------------------ internals
+
+    def _check_unstarted(self) -> None:
+        if self._started:
+            raise RuntimeError("an Events object can only be iterated once")
+
+    def _track(self, gen: AsyncIterator[Any]) -> AsyncIterator[Any]:
+        if isinstance(gen, AsyncGenerator):
+            self._gens.append(gen)
+        return gen
+
+    async def _singles(self) -> AsyncGenerator[Event, None]:
+        feed, ack = self._feed, self._consumer.ack
+        while True:
+            try:
+                event = await feed.get()
+            except FeedClosed:
+                return
+            assert event is not None
+            self.inflight = event
+            yield event
+            self.inflight = None
+            ack((event,))
+
+    async def _batches(self, size: int, within: float) -> AsyncGenerator[list[Event], None]:
+        feed, ack, clock = self._feed, self._consumer.ack, self._feed.clock
+        buffer: TakeBuffer[Event] = TakeBuffer(size, within)
+        while True:
+            batch: list[Event] | None = None
+            while batch is None:
+                due = buffer.due_at()
+                try:
+                    event = await feed.get(None if due is None else due - clock.now())
+                except FeedClosed:
+                    return  # a partial batch stays unacknowledged: redelivered later
+                if event is None:
+                    batch = buffer.poll(clock.now())
+                else:
+                    batch = buffer.offer(event, clock.now())
+            self.inflight = batch
+            yield batch
+            self.inflight = None
+            ack(batch)
+
+    async def _records(self, chain: AsyncIterator[Any]) -> AsyncGenerator[Any, None]:
+        async for item in chain:
+            if isinstance(item, list):
+                yield [e.record() for e in item]
+            else:
+                yield item.record()
+
+    async def _close(self, failure: BaseException | None) -> BaseException | None:
+        """Close every generator of the chain, outermost first, awaiting finalisation.
+
+        Returns an exception raised while closing (e.g. by a middleware's cleanup), if any.
+        """
+        self.failure = failure
+        error: BaseException | None = None
+        for gen in reversed(self._gens):
+            try:
+                await gen.aclose()
+            except Exception as exc:
+                if error is None:
+                    error = exc
+                log.error(
+                    "closing the processing chain of %s raised %s",
+                    _where(self.partition),
+                    safe_repr(exc),
+                    exc_info=exc,
+                )
+        self._gens.clear()
+        return error
+
+    async def dead_letter(self, item: Item, error: BaseException, sink: Any) -> None:
+        """Write the failed ``item`` to ``sink`` (a stream) and acknowledge it atomically."""
+        events = item if isinstance(item, list) else [item]
+        await self._consumer.dead_letter(events, error, sink)
+
+
+def error_fields(error: BaseException) -> dict[str, str]:
+    """Safe text describing an error, for logs and dead letters (never raises)."""
+    try:
+        message = str(error)
+    except Exception:
+        message = f"<unprintable {type(error).__name__}>"
+    try:
+        trace = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    except Exception:
+        trace = ""
+    return {"type": type(error).__qualname__, "message": message[:2000], "traceback": trace[-8000:]}
+
+
+def safe_repr(obj: object) -> str:
+    """``repr`` that never raises and never floods a log line."""
+    try:
+        text = repr(obj)
+    except Exception:
+        text = f"<unrepresentable {type(obj).__name__}>"
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def ids_of(item: Item | Sequence[Event] | None) -> list[bytes]:
+    """Entry ids of an item (an Event or a list of them)."""
+    if item is None:
+        return []
+    if isinstance(item, Event):
+        return [item.id]
+    return [e.id for e in item]
+
+
+def _where(partition: Partition) -> str:
+    return f"{partition.stream}.{partition.number}"
+
+
+Decoder = Callable[[Any], Any]

@@ -1,0 +1,234 @@
+"""An executor runs one processor over the partitions its worker owns.
+
+It owns a fetcher, an acker, one consumer task per owned partition, and an ownership
+strategy (:mod:`runnel.runtime.ownership`) that grants, revokes and renews partition
+leases. Revocation is graceful: stop fetching the partition, let the in-flight iteration
+finish within ``grace_period``, flush acknowledgements, then release the lease.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from typing import TYPE_CHECKING
+
+from runnel import context
+from runnel.domain.leases import LeaseClock
+from runnel.domain.model import Partition
+from runnel.domain.policy import PartitionState
+from runnel.ports import Backend, Fence, Lease
+from runnel.runtime._aio import cancel_and_wait, wait_within
+from runnel.runtime.acks import Acker
+from runnel.runtime.consumer import Consumer, quarantine_record
+from runnel.runtime.feed import PartitionFeed
+from runnel.runtime.fetcher import Fetcher
+from runnel.runtime.ownership import GreedyOwnership
+from runnel.runtime.specs import ProcessorSpec
+
+if TYPE_CHECKING:
+    from runnel.runtime.worker import Worker
+
+log = logging.getLogger(__name__)
+
+
+class Executor:
+    """Runs one processor (one consumer group) inside a worker."""
+
+    def __init__(self, worker: Worker, spec: ProcessorSpec, backend: Backend) -> None:
+        self.worker = worker
+        self.spec = spec
+        self.backend = backend
+        self.clock = backend.clock
+        self.id = f"{worker.id}-{spec.name}-{uuid.uuid4().hex[:6]}"
+        self.stream = spec.stream
+        self.keys = spec.stream.keys
+        self.lease_clock = LeaseClock(spec.lock_expiry)
+        self.feeds: dict[int, PartitionFeed] = {}
+        self.consumers: dict[int, asyncio.Task[None]] = {}
+        self.quarantined: set[int] = set()
+        self._room = asyncio.Event()
+        self.acker = Acker(backend.log, spec.name, self.clock)
+        self.fetcher = Fetcher(
+            backend.log,
+            self.clock,
+            spec.name,
+            self._active_feeds,
+            self.stream.codec.decode,
+            spec.read_timeout,
+            self._room,
+            self.acker,
+        )
+        self.ownership = GreedyOwnership(self)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
+
+    def _active_feeds(self) -> list[PartitionFeed]:
+        return list(self.feeds.values())
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Create the groups, then start the fetcher, acker and ownership loops."""
+        context.executor_id.set(self.id)
+        context.processor_name.set(self.spec.name)
+        for number in range(self.stream.partition_count):
+            await self.backend.log.ensure_group(self.keys.stream(number), self.spec.name, b"0")
+        for coro, name in (
+            (self.fetcher.run(), "fetcher"),
+            (self.acker.run(), "acker"),
+            (self.ownership.run(), "ownership"),
+        ):
+            self._tasks.append(asyncio.create_task(coro, name=f"{self.id}:{name}"))
+
+    async def stop(self) -> None:
+        """Graceful stop: drain every partition, flush acks, release leases."""
+        if self._stopping:
+            return
+        self._stopping = True
+        await self.ownership.stop()
+        await asyncio.gather(*(self.revoke(n) for n in list(self.feeds)), return_exceptions=True)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        try:
+            await self.acker.flush()
+        except Exception as exc:
+            log.error("final acknowledgement flush of %s failed: %s", self.spec.name, exc)
+
+    # ------------------------------------------------------------------ ownership seam
+
+    async def grant(self, number: int, lease: Lease, sent_at: float) -> None:
+        """Start consuming partition ``number`` under ``lease`` (acquired at ``sent_at``)."""
+        if number in self.feeds:
+            return
+        key = self.keys.stream(number)
+        fence = Fence(lease.key, lease.token, self.keys.fenced(self.spec.name))
+        feed = PartitionFeed(
+            Partition(self.stream.name, number),
+            key,
+            lease,
+            fence,
+            self.lease_clock.deadline(sent_at),
+            self.spec.prefetch_count,
+            self.clock,
+            self._room,
+        )
+        for info in await self.backend.log.groups(key):
+            if info.name == self.spec.name:
+                feed.last_seen = info.last_delivered_id
+        self.feeds[number] = feed
+        record = await self.backend.kv.hash_get_all(self.keys.quarantine(self.spec.name))
+        if str(number).encode() in record:
+            feed.paused = True
+            self.quarantined.add(number)
+            log.warning(
+                "partition %s.%d is quarantined: not processing it", self.stream.name, number
+            )
+        else:
+            self._start_consumer(feed)
+        self._room.set()
+        log.info("acquired %s.%d (epoch %d)", self.stream.name, number, lease.epoch)
+
+    def renewed(self, number: int, sent_at: float) -> None:
+        """A renewal sent at ``sent_at`` succeeded: push the local deadline."""
+        feed = self.feeds.get(number)
+        if feed is not None:
+            feed.deadline = self.lease_clock.deadline(sent_at)
+
+    def lose(self, number: int) -> None:
+        """The lease is gone: stop handing out events at once (nothing more is acked)."""
+        feed = self.feeds.pop(number, None)
+        if feed is None:
+            return
+        feed.close(lost=True)
+        task = self.consumers.pop(number, None)
+        if task is not None:
+            task.cancel()
+        log.warning("lost the lease of %s.%d (epoch %d)", self.stream.name, number, feed.epoch)
+
+    async def revoke(self, number: int) -> None:
+        """Graceful hand-back: finish in-flight work, flush acks, release the lease."""
+        feed = self.feeds.get(number)
+        if feed is None:
+            return
+        feed.close()
+        task = self.consumers.get(number)
+        if task is not None and not await wait_within(task, self.spec.grace_period, self.clock):
+            log.warning(
+                "%s.%d did not finish its in-flight work within grace_period=%ss: cancelled "
+                "(its unacknowledged events will be redelivered)",
+                self.stream.name,
+                number,
+                self.spec.grace_period,
+            )
+            await cancel_and_wait(task)
+        await self.acker.flush()
+        self.feeds.pop(number, None)
+        self.consumers.pop(number, None)
+        await self.backend.locks.release([feed.lease])
+        log.info("released %s.%d", self.stream.name, number)
+
+    # ------------------------------------------------------------------ consumers
+
+    def _start_consumer(self, feed: PartitionFeed) -> None:
+        consumer = Consumer(self, feed)
+        number = feed.partition.number
+        task = asyncio.create_task(self._consume(consumer), name=f"{self.id}:p{number}")
+        self.consumers[number] = task
+
+    async def _consume(self, consumer: Consumer) -> None:
+        try:
+            await consumer.run()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug in runnel itself: never silent
+            log.critical("consumer of %s crashed: %s", consumer.feed.key, exc, exc_info=exc)
+            self.halt(exc, consumer.feed.partition)
+
+    def halt(self, error: BaseException, partition: Partition) -> None:
+        """HALT policy: stop the whole worker with a non-zero exit."""
+        self.worker.halt(error, f"{self.spec.name} on {partition.stream}.{partition.number}")
+
+    async def quarantine(
+        self, feed: PartitionFeed, entry_id: str | None, error: BaseException
+    ) -> None:
+        """QUARANTINE policy: record it durably and stop only this partition."""
+        number = feed.partition.number
+        feed.paused = True
+        feed.restart_from_history()
+        self.quarantined.add(number)
+        record = quarantine_record(
+            number, entry_id, error, self.clock.wall().isoformat(), self.worker.id
+        )
+        try:
+            await self.backend.kv.hash_set(
+                self.keys.quarantine(self.spec.name), {str(number).encode(): record}
+            )
+        except Exception as exc:
+            log.error("could not record the quarantine of %s: %s", feed.key, exc)
+        log.error("quarantined %s.%d at entry %s", self.stream.name, number, entry_id or "-")
+
+    async def check_quarantine(self) -> None:
+        """Resume partitions whose quarantine was cleared (called by the ownership loop)."""
+        if not self.quarantined:
+            return
+        record = await self.backend.kv.hash_get_all(self.keys.quarantine(self.spec.name))
+        for number in list(self.quarantined):
+            if str(number).encode() in record:
+                continue
+            self.quarantined.discard(number)
+            feed = self.feeds.get(number)
+            if feed is None or not feed.paused:
+                continue
+            old = self.consumers.pop(number, None)
+            if old is not None:
+                await asyncio.gather(old, return_exceptions=True)
+            feed.paused = False
+            feed.restart_from_history()
+            self._start_consumer(feed)
+            log.info("quarantine of %s.%d cleared: processing again", self.stream.name, number)
+
+    def state_of(self, number: int) -> PartitionState:
+        """The processing state of an owned partition."""
+        return PartitionState.QUARANTINED if number in self.quarantined else PartitionState.RUNNING

@@ -1,0 +1,136 @@
+"""A partition's feed: the buffer between the fetcher and the partition's consumer.
+
+The fetcher fills it (never past ``prefetch_count``); the consumer's Events iterator
+drains it. It also holds the partition's lease and fence, and the local lease deadline
+after which no event is handed to user code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import Final
+
+from runnel.domain.model import Event, Partition
+from runnel.ports import Clock, Fence, Lease
+
+HISTORY: Final = b"0"
+NEW: Final = b">"
+
+
+class FeedClosed(Exception):
+    """Raised by :meth:`PartitionFeed.get` once the feed closes (stop, revoke, lease loss)."""
+
+
+class PartitionFeed:
+    """Buffered events of one owned partition, plus its ownership state."""
+
+    def __init__(
+        self,
+        partition: Partition,
+        key: str,
+        lease: Lease,
+        fence: Fence,
+        deadline: float,
+        capacity: int,
+        clock: Clock,
+        room: asyncio.Event,
+    ) -> None:
+        self.partition = partition
+        self.key = key
+        self.lease = lease
+        self.fence = fence
+        self.deadline = deadline
+        self.capacity = capacity
+        self.clock = clock
+        self.buffer: deque[Event] = deque()
+        self.start: bytes = HISTORY  # re-read our own pending entries first
+        self.last_seen: bytes = b"0-0"  # highest id delivered to us (for the doorbell)
+        self.paused = False  # quarantined: owned but not consumed
+        self.closing = False  # finish the in-flight iteration, then stop
+        self.lost = False  # lease gone: stop at once
+        self._data = asyncio.Event()
+        self._room = room
+
+    @property
+    def epoch(self) -> int:
+        """The fencing epoch of the lease this feed reads under."""
+        return self.lease.epoch
+
+    @property
+    def wants(self) -> int:
+        """How many entries the fetcher may add now (0 while stopped or full)."""
+        if self.closing or self.lost or self.paused:
+            return 0
+        return self.capacity - len(self.buffer)
+
+    def put(self, events: list[Event]) -> None:
+        """Add fetched events (fetcher side)."""
+        self.buffer.extend(events)
+        self._data.set()
+
+    def restart_from_history(self) -> None:
+        """Drop buffered events and re-read our pending entries (after a quarantine)."""
+        self.buffer.clear()
+        self.start = HISTORY
+        self._room.set()
+
+    def close(self, lost: bool = False) -> None:
+        """Stop handing out events: gracefully (``closing``) or at once (``lost``)."""
+        self.closing = True
+        if lost:
+            self.lost = True
+            self.buffer.clear()
+        self._data.set()
+
+    def expired(self) -> bool:
+        """Whether the local lease deadline has passed (on the monotonic clock)."""
+        return self.clock.now() >= self.deadline
+
+    def take_now(self) -> Event | None:
+        """The next buffered event if one can be handed out right now."""
+        if self.closing or not self.buffer:
+            return None
+        if self.expired():
+            self.close(lost=True)
+            return None
+        event = self.buffer.popleft()
+        if len(self.buffer) <= self.capacity // 2:
+            self._room.set()
+        return event
+
+    async def get(self, timeout: float | None = None) -> Event | None:
+        """The next event; ``None`` when ``timeout`` passed first.
+
+        Raises:
+            FeedClosed: the feed is closing or its lease is gone.
+        """
+        while True:
+            event = self.take_now()
+            if event is not None:
+                return event
+            if self.closing:
+                raise FeedClosed
+            self._data.clear()
+            if timeout is None:
+                await self._data.wait()
+                continue
+            if timeout <= 0:
+                return None
+            if not await _wait_or_sleep(self._data, timeout, self.clock):
+                event = self.take_now()
+                if event is None and self.closing:
+                    raise FeedClosed
+                return event
+
+
+async def _wait_or_sleep(flag: asyncio.Event, timeout: float, clock: Clock) -> bool:
+    """Wait for ``flag`` up to ``timeout`` seconds of ``clock``; True if it was set."""
+    waiter = asyncio.ensure_future(flag.wait())
+    sleeper = asyncio.ensure_future(clock.sleep(timeout))
+    try:
+        done, _ = await asyncio.wait({waiter, sleeper}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+        sleeper.cancel()
+    return waiter in done

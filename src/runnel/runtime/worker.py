@@ -1,0 +1,137 @@
+"""The worker: runs executors, leader election and background tasks until told to stop.
+
+Shutdown (SIGTERM/SIGINT, or a HALT): background tasks are cancelled, every executor
+drains gracefully (in-flight iterations finish within ``grace_period``, acks are flushed,
+leases released), leadership is released, and the exit code is returned: 0 after a
+signal, 1 after a HALT. A second signal forces an immediate exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import uuid
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from runnel import context
+from runnel.errors import Misconfigured
+from runnel.ports import Backend
+from runnel.runtime._aio import cancel_and_wait
+from runnel.runtime.executor import Executor
+from runnel.runtime.leadership import Leadership
+from runnel.runtime.tasks import TaskRunner
+
+if TYPE_CHECKING:
+    from runnel.app import App
+
+log = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_HALTED = 1
+EXIT_FORCED = 130
+
+
+class Worker:
+    """Runs an App's processors and background tasks."""
+
+    def __init__(
+        self,
+        app: App,
+        backend: Backend,
+        processors: Sequence[str] | None = None,
+        install_signals: bool = True,
+        worker_id: str | None = None,
+    ) -> None:
+        self.app = app
+        self.backend = backend
+        self.id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        names = list(app.processors) if processors is None else list(processors)
+        unknown = [n for n in names if n not in app.processors]
+        if unknown:
+            raise Misconfigured(
+                f"unknown processor(s) {', '.join(unknown)}; available: "
+                f"{', '.join(sorted(app.processors)) or '(none)'}"
+            )
+        self.executors = [Executor(self, app.processors[n], backend) for n in names]
+        self.leadership = Leadership(
+            app.name, self.id, backend, app.settings.leadership_poll_interval / 1000.0
+        )
+        self.task_runners = [
+            TaskRunner(t, backend.clock, self.leadership) for t in app.tasks.values()
+        ]
+        self.install_signals = install_signals
+        self.exit_code = EXIT_OK
+        self.halt_reason: BaseException | None = None
+        self._stop = asyncio.Event()
+        self._signals = 0
+        self._tasks: list[asyncio.Task[None]] = []
+        self.started = asyncio.Event()
+        self.stopped = asyncio.Event()
+
+    def request_stop(self) -> None:
+        """Begin a graceful stop (what SIGTERM does)."""
+        self._stop.set()
+
+    def halt(self, error: BaseException, where: str) -> None:
+        """Stop the worker because of a HALT policy (exit code 1)."""
+        if self.halt_reason is None:
+            self.halt_reason = error
+            log.critical("halting worker %s: %s failed: %r", self.id, where, error)
+        self.exit_code = EXIT_HALTED
+        self._stop.set()
+
+    def _on_signal(self, signum: int) -> None:
+        self._signals += 1
+        if self._signals == 1:
+            log.info("received %s: stopping gracefully", signal.Signals(signum).name)
+            self.request_stop()
+        else:
+            log.warning("received %s again: exiting now", signal.Signals(signum).name)
+            os._exit(EXIT_FORCED)
+
+    async def run(self) -> int:
+        """Run until stopped; return the exit code."""
+        context.worker_id.set(self.id)
+        loop = asyncio.get_running_loop()
+        if self.install_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self._on_signal, sig)
+        try:
+            log.info(
+                "worker %s starting: processors %s on %s",
+                self.id,
+                ", ".join(e.spec.name for e in self.executors) or "(none)",
+                self.app.settings.redacted_url(),
+            )
+            for stream in {id(e.stream): e.stream for e in self.executors}.values():
+                await stream.prepare()
+            self._tasks.append(asyncio.create_task(self.leadership.run(), name="leadership"))
+            for executor in self.executors:
+                await executor.start()
+            for runner in self.task_runners:
+                self._tasks.append(
+                    asyncio.create_task(runner.run(), name=f"task:{runner.spec.name}")
+                )
+            self.started.set()
+            await self._stop.wait()
+        finally:
+            await self._shutdown()
+            if self.install_signals:
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    loop.remove_signal_handler(sig)
+            self.stopped.set()
+        log.info("worker %s stopped (exit code %d)", self.id, self.exit_code)
+        return self.exit_code
+
+    async def _shutdown(self) -> None:
+        await cancel_and_wait(*self._tasks[1:])  # background tasks first, leadership last
+        results = await asyncio.gather(*(e.stop() for e in self.executors), return_exceptions=True)
+        for executor, result in zip(self.executors, results, strict=True):
+            if isinstance(result, BaseException):
+                log.error("stopping %s failed: %r", executor.spec.name, result)
+        await cancel_and_wait(*self._tasks[:1])
+        await self.leadership.release()

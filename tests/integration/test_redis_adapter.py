@@ -1,0 +1,287 @@
+"""Redis-specific behaviour of the Redis adapters, beyond the shared port contracts."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from redis.asyncio import Redis
+
+from runnel.adapters.redis.client import make_client
+from runnel.adapters.redis.keyvalue import RedisKeyValue
+from runnel.adapters.redis.locks import RedisPartitionLocks
+from runnel.adapters.redis.streams import RedisStreamLog
+from runnel.domain.model import Entry
+from runnel.errors import BackendProtocolError, BackendUnavailable, BackpressureError, Fenced
+from runnel.ports import AckRequest, Append, Cap, Fence, ReadRequest
+from tests.contracts import key_space
+
+
+def one(n: int) -> dict[bytes, bytes]:
+    return {b"n": str(n).encode()}
+
+
+# --------------------------------------------------------------------------- fencing
+
+
+async def test_each_refused_slot_counts_once_and_the_others_succeed(redis_client: Redis) -> None:
+    log, locks, kv, k = (
+        RedisStreamLog(redis_client),
+        RedisPartitionLocks(redis_client),
+        RedisKeyValue(redis_client),
+        key_space(),
+    )
+    for p in ("p0", "p1"):
+        await log.ensure_group(k(p), "g")
+        await log.append([Append(k(p), one(1))])
+    held = await locks.acquire(k("lock0"), k("epoch0"), "w1", 30.0)
+    assert held is not None
+    good = Fence(k("lock0"), held.token, k("fenced"))
+    stale = Fence(k("lock1"), b"w1:1", k("fenced"))
+
+    slots = await log.read(
+        [
+            ReadRequest(k("p0"), "g", "p0", 10, fence=good),
+            ReadRequest(k("p1"), "g", "p1", 10, fence=stale),
+            ReadRequest(k("p1"), "g", "p1", 10, fence=stale),
+        ]
+    )
+
+    assert [type(s).__name__ for s in slots] == ["list", "Fenced", "Fenced"]
+    assert k("lock1") in str(slots[1])
+    assert await kv.get(k("fenced")) == b"2"
+    assert [g.pending for g in await log.groups(k("p1"))] == [0]
+    assert isinstance(slots[0], list)
+    [id0] = [e.id for e in slots[0]]
+    acks = await log.ack(
+        [AckRequest(k("p0"), "g", [id0], fence=good), AckRequest(k("p1"), "g", [], fence=stale)]
+    )
+    assert acks[0] == 1
+    assert isinstance(acks[1], Fenced)
+    assert await kv.get(k("fenced")) == b"3"
+
+
+async def test_a_lease_expired_on_the_server_fences_its_owner(redis_client: Redis) -> None:
+    log, locks, k = RedisStreamLog(redis_client), RedisPartitionLocks(redis_client), key_space()
+    await log.ensure_group(k("s"), "g")
+    await log.append([Append(k("s"), one(1))])
+    lease = await locks.acquire(k("lock"), k("epoch"), "w1", 0.05)
+    assert lease is not None
+    await asyncio.sleep(0.15)
+    fence = Fence(k("lock"), lease.token, k("fenced"))
+    [slot] = await log.read([ReadRequest(k("s"), "g", "p0", 10, fence=fence)])
+    assert isinstance(slot, Fenced)
+    assert await locks.extend([lease], 30.0) == [False]
+    assert await locks.holder(k("lock")) is None
+
+
+# --------------------------------------------------------------------------- caps
+
+
+async def test_backpressure_names_the_stream_the_first_unsafe_entry_and_the_group(
+    redis_client: Redis,
+) -> None:
+    log, k = RedisStreamLog(redis_client), key_space()
+    cap = Cap(3, "lossless", k("lost"))
+    await log.ensure_group(k("s"), "billing")
+    ids = await log.append([Append(k("s"), one(n)) for n in (1, 2, 3)], cap)
+    await log.read([ReadRequest(k("s"), "billing", "c", 1)])
+    await log.ack([AckRequest(k("s"), "billing", [ids[0]])])
+
+    with pytest.raises(BackpressureError) as refused:
+        await log.append([Append(k("s"), one(4)), Append(k("s"), one(5))], cap)
+
+    assert str(refused.value) == (
+        f"append to stream {k('s')} refused by its lossless cap: trimming would remove entry "
+        f"{ids[1].decode()}, which consumer group 'billing' has not acknowledged; nothing was "
+        f"written (Redis said: BACKPRESSURE {k('s')} {ids[1].decode()} billing)"
+    )
+    assert [e.id for e in await log.range(k("s"))] == ids
+
+
+async def test_a_batch_longer_than_the_cap_is_refused_when_a_group_would_miss_it(
+    redis_client: Redis,
+) -> None:
+    log, k = RedisStreamLog(redis_client), key_space()
+    await log.ensure_group(k("s"), "g")
+    with pytest.raises(BackpressureError, match="an entry of this batch"):
+        await log.append([Append(k("s"), one(n)) for n in range(3)], Cap(2, "lossless", k("l")))
+    assert await log.length(k("s")) == 0
+
+
+async def test_lossy_counts_exactly_across_keys_groups_and_calls(redis_client: Redis) -> None:
+    log, kv, k = RedisStreamLog(redis_client), RedisKeyValue(redis_client), key_space()
+    cap = Cap(2, "lossy", k("lost"))
+    await log.ensure_group(k("a"), "g1")
+    await log.ensure_group(k("a"), "g2")
+    a = await log.append([Append(k("a"), one(n)) for n in (1, 2)], cap)
+    await log.append([Append(k("b"), one(n)) for n in (1, 2)], cap)  # no group: never lost
+    # g1 acks the first entry of a; g2 has everything pending.
+    await log.read([ReadRequest(k("a"), "g1", "c", 1), ReadRequest(k("a"), "g2", "c", 10)])
+    await log.ack([AckRequest(k("a"), "g1", [a[0]])])
+
+    # a: 2 old + 3 new over a cap of 2: both old entries (pending in g2) and the first new
+    # one (never delivered) go. b: its 2 old entries go, but no group wanted them.
+    batch = [Append(k("a"), one(n)) for n in (3, 4, 5)] + [Append(k("b"), one(3))]
+    ids = await log.append(batch, cap)
+
+    assert await kv.get(k("lost")) == b"3"
+    assert [e.id for e in await log.range(k("a"))] == ids[1:3]
+    assert [e.fields for e in await log.range(k("b"))] == [one(2), one(3)]
+    await log.append([Append(k("a"), one(6))], cap)
+    assert await kv.get(k("lost")) == b"4"
+
+
+async def test_a_failing_key_leaves_the_whole_batch_unwritten(redis_client: Redis) -> None:
+    log, kv, k = RedisStreamLog(redis_client), RedisKeyValue(redis_client), key_space()
+    await kv.set(k("not-a-stream"), b"x")
+    with pytest.raises(BackendProtocolError, match="WRONGTYPE"):
+        await log.append([Append(k("s"), one(1)), Append(k("not-a-stream"), one(2))])
+    assert await log.length(k("s")) == 0
+    with pytest.raises(BackendProtocolError, match="at least one field"):
+        await log.append([Append(k("s"), one(1)), Append(k("s"), {})])
+
+
+# --------------------------------------------------------------------------- history reads
+
+
+async def test_history_reads_count_every_delivery_including_this_one(redis_client: Redis) -> None:
+    """Redis 7.0 bumps the delivery count of entries re-read from the pending list."""
+    log, k = RedisStreamLog(redis_client), key_space()
+    await log.ensure_group(k("s"), "g")
+    ids = await log.append([Append(k("s"), one(n)) for n in (1, 2, 3)])
+    [first] = await log.read([ReadRequest(k("s"), "g", "p0", 2)])
+    assert first == [Entry(ids[0], one(1), 1), Entry(ids[1], one(2), 1)]
+    # A new owner of the partition (same partition-scoped consumer) re-reads its history.
+    for expected in (2, 3):
+        [history] = await log.read([ReadRequest(k("s"), "g", "p0", 10, start=b"0")])
+        assert history == [Entry(ids[0], one(1), expected), Entry(ids[1], one(2), expected)]
+    [fresh] = await log.read([ReadRequest(k("s"), "g", "p0", 10)])
+    assert fresh == [Entry(ids[2], one(3), 1)]
+    assert [p.delivery_count for p in await log.pending(k("s"), "g")] == [3, 3, 1]
+
+
+async def test_claimed_entries_carry_their_delivery_counts(redis_client: Redis) -> None:
+    log, k = RedisStreamLog(redis_client), key_space()
+    await log.ensure_group(k("s"), "g")
+    ids = await log.append([Append(k("s"), one(n)) for n in (1, 2)])
+    await log.read([ReadRequest(k("s"), "g", "c1", 10)])
+    await log.read([ReadRequest(k("s"), "g", "c1", 1, start=b"0")])
+    claimed = await log.claim(k("s"), "g", "c2", min_idle=0.0)
+    assert claimed.entries == [Entry(ids[0], one(1), 3), Entry(ids[1], one(2), 2)]
+
+
+# --------------------------------------------------------------------------- wait
+
+
+async def test_wait_times_out_after_about_its_timeout(redis_client: Redis) -> None:
+    log, k = RedisStreamLog(redis_client), key_space()
+    started = time.monotonic()
+    assert await log.wait({k("s"): b"0"}, timeout=0.3) == set()
+    assert 0.28 <= time.monotonic() - started < 2.0
+
+
+async def test_wait_blocks_longer_than_the_socket_timeout(redis_url: str) -> None:
+    client = Redis.from_url(redis_url, socket_timeout=0.4)
+    try:
+        log, k = RedisStreamLog(client), key_space()
+        started = time.monotonic()
+        assert await log.wait({k("s"): b"0"}, timeout=1.0) == set()
+        assert time.monotonic() - started >= 0.98
+        waiter = asyncio.ensure_future(log.wait({k("s"): b"0"}, timeout=5.0))
+        await asyncio.sleep(0.9)
+        await RedisStreamLog(client).append([Append(k("s"), one(1))])
+        assert await asyncio.wait_for(waiter, 3.0) == {k("s")}
+    finally:
+        await client.aclose()
+
+
+async def test_a_zero_timeout_still_answers_without_blocking_forever(redis_client: Redis) -> None:
+    log, k = RedisStreamLog(redis_client), key_space()
+    await log.append([Append(k("s"), one(1))])
+    assert await asyncio.wait_for(log.wait({k("s"): b"0"}, timeout=0), 2.0) == {k("s")}
+    assert await asyncio.wait_for(log.wait({k("t"): b"0"}, timeout=0), 2.0) == set()
+
+
+# --------------------------------------------------------------------------- scripts and errors
+
+
+async def test_batches_survive_a_script_cache_flush(redis_client: Redis) -> None:
+    log, locks, k = RedisStreamLog(redis_client), RedisPartitionLocks(redis_client), key_space()
+    await log.ensure_group(k("s"), "g")
+    ids = await log.append([Append(k("s"), one(1))])
+    await redis_client.script_flush()
+    slots = await log.read([ReadRequest(k("s"), "g", "c", 10), ReadRequest(k("s"), "x", "c", 1)])
+    assert slots[0] == [Entry(ids[0], one(1), 1)]
+    assert isinstance(slots[1], BackendProtocolError)
+    await redis_client.script_flush()
+    assert await log.ack([AckRequest(k("s"), "g", ids)]) == [1]
+    await redis_client.script_flush()
+    assert await locks.acquire(k("lock"), k("epoch"), "w", 1.0) is not None
+
+
+async def test_an_unreachable_server_is_backend_unavailable() -> None:
+    client = make_client("redis://127.0.0.1:1/0", pool_size=1)
+    try:
+        with pytest.raises(BackendUnavailable):
+            await RedisKeyValue(client).get("anything")
+        with pytest.raises(BackendUnavailable):
+            await RedisStreamLog(client).read([ReadRequest("s", "g", "c", 1)])
+    finally:
+        await client.aclose()
+
+
+async def test_make_client_speaks_bytes(redis_url: str) -> None:
+    client = make_client(redis_url, pool_size=2)
+    try:
+        kv, k = RedisKeyValue(client), key_space()
+        await kv.set(k("v"), b"\xff\x00", ttl=5.0)
+        assert await kv.get(k("v")) == b"\xff\x00"
+        assert 0 < await client.pttl(k("v")) <= 5000
+    finally:
+        await client.aclose()
+
+
+async def test_cancelling_a_wait_leaves_the_client_usable(redis_client: Redis) -> None:
+    log, k = RedisStreamLog(redis_client), key_space()
+    waiter = asyncio.ensure_future(log.wait({k("s"): b"0"}, timeout=5.0))
+    await asyncio.sleep(0.1)
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    await log.append([Append(k("s"), one(1))])
+    assert await log.wait({k("s"): b"0"}, timeout=1.0) == {k("s")}
+
+
+async def _script_stats(client: Redis) -> tuple[int, int]:
+    stats = await client.info("commandstats")
+    calls = [
+        int(stats.get(f"cmdstat_{name}", {}).get("calls", 0)) for name in ("evalsha", "script")
+    ]
+    return calls[0], calls[1]
+
+
+async def test_steady_state_batches_send_only_evalsha(redis_client: Redis) -> None:
+    """Scripts are loaded once: no SCRIPT EXISTS/LOAD per pipeline, one EVALSHA per slot."""
+    log, k = RedisStreamLog(redis_client), key_space()
+    keys = [k(f"p{n}") for n in range(4)]
+    for key in keys:
+        await log.ensure_group(key, "g")
+    await log.append([Append(key, one(1)) for key in keys])  # loads the scripts if needed
+    await log.read([ReadRequest(keys[0], "g", "c", 1, start=b"0")])
+    await log.ack([AckRequest(keys[0], "g", [])])
+    before = await _script_stats(redis_client)
+
+    await log.append([Append(key, one(2)) for key in keys])
+    slots = await log.read([ReadRequest(key, "g", "c", 10) for key in keys])
+    await log.ack(
+        [
+            AckRequest(key, "g", [e.id for e in s])
+            for key, s in zip(keys, slots, strict=True)
+            if isinstance(s, list)
+        ]
+    )
+
+    evalsha, script = await _script_stats(redis_client)
+    assert (evalsha - before[0], script - before[1]) == (1 + 4 + 4, 0)

@@ -1,0 +1,190 @@
+"""Ordered delivery, acknowledgement, batching and backpressure on the memory backend."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+
+from runnel import App, Event, Events, Record
+from runnel.adapters.memory.clock import SimulatedClock
+
+from .conftest import until
+
+
+class Tick(Record):
+    key: str
+    seq: int
+
+
+async def test_every_event_is_processed_once_in_per_key_order(
+    make_app: Callable[..., App], workers: Any, clock: SimulatedClock
+) -> None:
+    app = make_app()
+    ticks = app.stream("ticks", record=Tick, partition_by="key")
+    seen: dict[str, list[int]] = defaultdict(list)
+
+    @app.processor(ticks)
+    async def proc(events: Events) -> None:
+        async for tick in events.records():
+            seen[tick.key].append(tick.seq)
+
+    await ticks.send(*[Tick(key=f"k{i % 13}", seq=i // 13) for i in range(1300)])
+    running = await workers(app)
+    await until(lambda: sum(map(len, seen.values())) >= 1300, clock)
+    assert await running.stop() == 0
+    assert len(seen) == 13
+    for values in seen.values():
+        assert values == list(range(100))
+    for n in range(4):
+        assert await app.backend.log.pending(ticks.keys.stream(n), "proc") == []
+
+
+async def test_two_processors_each_see_every_event(
+    make_app: Callable[..., App], workers: Any, clock: SimulatedClock
+) -> None:
+    app = make_app()
+    ticks = app.stream("ticks", record=Tick, partition_by="key")
+    a: list[int] = []
+    b: list[int] = []
+
+    @app.processor(ticks)
+    async def first(events: Events) -> None:
+        async for tick in events.records():
+            a.append(tick.seq)
+
+    @app.processor(ticks)
+    async def second(events: Events) -> None:
+        async for tick in events.records():
+            b.append(tick.seq)
+
+    await ticks.send(*[Tick(key="k", seq=i) for i in range(50)])
+    running = await workers(app)
+    await until(lambda: len(a) == 50 and len(b) == 50, clock)
+    await running.stop()
+    assert a == b == list(range(50))
+
+
+async def test_events_carry_partition_id_delivery_count_and_epoch(
+    make_app: Callable[..., App], workers: Any, clock: SimulatedClock
+) -> None:
+    app = make_app(default_partition_count=1)
+    ticks = app.stream("ticks", record=Tick, partition_by="key")
+    got: list[Event] = []
+
+    @app.processor(ticks)
+    async def proc(events: Events) -> None:
+        async for event in events:
+            got.append(event)
+
+    ids = await ticks.send(Tick(key="a", seq=1))
+    running = await workers(app)
+    await until(lambda: len(got) == 1, clock)
+    await running.stop()
+    event = got[0]
+    assert event.id == ids[0]
+    assert event.partition.number == 0
+    assert event.delivery_count == 1
+    assert not event.redelivered
+    assert event.epoch >= 1
+    assert event.record() == Tick(key="a", seq=1)
+    assert event.data == {b"data": b'{"key":"a","seq":1}'}
+
+
+async def test_take_yields_full_batches_at_once_and_the_rest_after_within(
+    make_app: Callable[..., App], workers: Any, clock: SimulatedClock
+) -> None:
+    app = make_app(default_partition_count=1, default_prefetch_count=50)
+    ticks = app.stream("ticks", record=Tick, partition_by="key")
+    batches: list[tuple[float, list[int]]] = []
+
+    @app.processor(ticks)
+    async def proc(events: Events) -> None:
+        async for batch in events.take(10, within=2).records():
+            batches.append((clock.now(), [t.seq for t in batch]))
+
+    running = await workers(app)
+    await clock.sleep(1)
+    sent_at = clock.now()
+    await ticks.send(*[Tick(key="k", seq=i) for i in range(35)])
+    await until(lambda: sum(len(b) for _, b in batches) == 35, clock)
+    await running.stop()
+    sizes = [len(b) for _, b in batches]
+    assert sizes == [10, 10, 10, 5]
+    assert [s for _, b in batches for s in b] == list(range(35))
+    full_at = [t for t, _ in batches[:3]]
+    assert max(full_at) - sent_at < 1.0  # full batches did not wait for `within`
+    assert batches[3][0] - sent_at >= 2.0  # the partial one waited `within`
+
+
+async def test_take_never_yields_stray_single_event_batches(
+    make_app: Callable[..., App], workers: Any, clock: SimulatedClock
+) -> None:
+    app = make_app(default_partition_count=1, default_prefetch_count=100)
+    ticks = app.stream("ticks", record=Tick, partition_by="key")
+    sizes: list[int] = []
+
+    @app.processor(ticks)
+    async def proc(events: Events) -> None:
+        async for batch in events.take(20, within=1):
+            sizes.append(len(batch))
+
+    running = await workers(app)
+    for round_ in range(5):
+        await ticks.send(*[Tick(key="k", seq=round_ * 40 + i) for i in range(40)])
+        await clock.sleep(3)
+    await until(lambda: sum(sizes) == 200, clock)
+    await running.stop()
+    assert sizes == [20] * 10
+
+
+async def test_a_slow_partition_does_not_stall_the_others(
+    make_app: Callable[..., App], workers: Any, clock: SimulatedClock
+) -> None:
+    app = make_app(default_partition_count=2, default_prefetch_count=4)
+    ticks = app.stream("ticks", record=Tick, partition_by="key", hasher=lambda k: int(str(k)[1:]))
+    fast: list[int] = []
+    slow: list[int] = []
+
+    @app.processor(ticks)
+    async def proc(events: Events) -> None:
+        async for tick in events.records():
+            if tick.key == "k0":
+                await clock.sleep(10)  # partition 0 is slow
+                slow.append(tick.seq)
+            else:
+                fast.append(tick.seq)
+
+    await ticks.send(*[Tick(key=f"k{i % 2}", seq=i) for i in range(200)])
+    running = await workers(app)
+    start = clock.now()
+    await until(lambda: len(fast) == 100, clock)
+    assert clock.now() - start < 30  # the fast partition finished while the slow one crawls
+    assert len(slow) < 10
+    await running.stop()
+
+
+async def test_graceful_stop_finishes_in_flight_work_and_processes_nothing_twice(
+    make_app: Callable[..., App], workers: Any, clock: SimulatedClock
+) -> None:
+    app = make_app(default_partition_count=2)
+    ticks = app.stream("ticks", record=Tick, partition_by="key")
+    seen: list[tuple[str, int]] = []
+    finished: list[int] = []
+
+    @app.processor(ticks)
+    async def proc(events: Events) -> None:
+        async for tick in events.records():
+            seen.append((tick.key, tick.seq))
+            await clock.sleep(0.5)
+            finished.append(tick.seq)
+
+    await ticks.send(*[Tick(key=f"k{i % 5}", seq=i) for i in range(100)])
+    first = await workers(app)
+    await until(lambda: len(seen) >= 20, clock)
+    assert await first.stop() == 0
+    assert len(seen) == len(finished)  # nothing was cut off mid-iteration
+    second = await workers(app)
+    await until(lambda: len(seen) >= 100, clock)
+    await second.stop()
+    assert sorted(seq for _, seq in seen) == list(range(100))  # no duplicates, none lost

@@ -25,3 +25,14 @@ async def cancel_and_wait(*tasks: asyncio.Future[Any]) -> None:
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def wait_event(flag: asyncio.Event, timeout: float, clock: Clock) -> bool:
+    """Wait for ``flag`` up to ``timeout`` seconds of ``clock``; True if it was set."""
+    if flag.is_set():
+        return True
+    waiter = asyncio.ensure_future(flag.wait())
+    try:
+        return await wait_within(waiter, timeout, clock)
+    finally:
+        waiter.cancel()

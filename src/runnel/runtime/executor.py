@@ -128,6 +128,7 @@ class Executor:
         else:
             self._start_consumer(feed)
         self._room.set()
+        self.fetcher.assigned.set()
         log.info("acquired %s.%d (epoch %d)", self.stream.name, number, lease.epoch)
 
     def renewed(self, number: int, sent_at: float) -> None:

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from runnel.domain.model import Entry, Event
 from runnel.errors import BackendError, Fenced
 from runnel.ports import Clock, ReadRequest, StreamLog
+from runnel.runtime._aio import cancel_and_wait, wait_event
 from runnel.runtime.acks import Acker
 from runnel.runtime.feed import HISTORY, NEW, PartitionFeed
 
@@ -49,6 +50,7 @@ class Fetcher:
         self._read_timeout = read_timeout
         self._room = room
         self.rounds = 0
+        self.assigned = asyncio.Event()  # set when a partition is granted
         self.gone = 0
 
     async def run(self) -> None:
@@ -126,18 +128,29 @@ class Fetcher:
     async def _idle(self) -> None:
         feeds = list(self._feeds())
         waiting = [f for f in feeds if f.wants > 0]
-        if not waiting:
-            # Nothing to read into: wait for a consumer to make room (or a new partition).
-            self._room.clear()
-            await self._room.wait()
-            return
-        timeout = self._read_timeout
-        if any(f.wants == 0 and not f.closing and not f.paused for f in feeds):
-            timeout = min(timeout, FULL_PARTITION_POLL)
         if any(f.start != NEW for f in waiting):
-            return  # history to read: no need to wait
-        self._room.clear()
-        await self._log.wait({f.key: f.last_seen for f in waiting}, timeout)
+            return  # history still to read: go round again
+        if any(f.wants == 0 and not (f.closing or f.paused) for f in feeds) or not waiting:
+            # A consumer is busy with a full buffer: come back as soon as it makes room,
+            # and re-poll the idle partitions now and then meanwhile.
+            timeout = FULL_PARTITION_POLL if waiting else self._read_timeout
+            self._room.clear()
+            await wait_event(self._room, timeout, self._clock)
+            return
+        # Everything is caught up: ring the doorbell, but let a new assignment cut it short.
+        self.assigned.clear()
+        bell = asyncio.ensure_future(
+            self._log.wait({f.key: f.last_seen for f in waiting}, self._read_timeout)
+        )
+        assigned = asyncio.ensure_future(self.assigned.wait())
+        try:
+            await asyncio.wait({bell, assigned}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            assigned.cancel()
+            if not bell.done():
+                await cancel_and_wait(bell)
+        if bell.done() and not bell.cancelled() and bell.exception() is not None:
+            raise bell.exception()  # type: ignore[misc]  # surfaced to run()'s retry
 
 
 def _consumer(feed: PartitionFeed) -> str:

@@ -9,8 +9,8 @@ Example:
 
 from __future__ import annotations
 
-from tests.contracts import Advance, MakeKV, MakeLocks, key_space
 from runnel.ports import Lease
+from tests.contracts import Advance, MakeKV, MakeLocks, key_space
 
 
 class LocksContract:

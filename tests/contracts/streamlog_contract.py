@@ -14,7 +14,6 @@ import asyncio
 
 import pytest
 
-from tests.contracts import Advance, MakeKV, MakeLocks, MakeLog, id_parts, key_space
 from runnel.domain.model import Entry
 from runnel.errors import BackendProtocolError, BackpressureError, Fenced
 from runnel.ports import (
@@ -27,6 +26,7 @@ from runnel.ports import (
     ReadRequest,
     StreamLog,
 )
+from tests.contracts import Advance, MakeKV, MakeLocks, MakeLog, id_parts, key_space
 
 
 def fields(n: int) -> dict[bytes, bytes]:

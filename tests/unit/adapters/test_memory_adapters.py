@@ -7,10 +7,6 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.contracts import Advance, MakeKV, MakeLocks, MakeLog
-from tests.contracts.keyvalue_contract import KeyValueContract
-from tests.contracts.locks_contract import LocksContract
-from tests.contracts.streamlog_contract import StreamLogContract
 from runnel.adapters.memory._stream_state import parse_id
 from runnel.adapters.memory.broker import MemoryBroker, get_broker, reset_brokers
 from runnel.adapters.memory.clock import SimulatedClock
@@ -20,6 +16,10 @@ from runnel.adapters.memory.streams import MemoryStreamLog
 from runnel.adapters.system_clock import SystemClock
 from runnel.errors import BackendProtocolError, BackpressureError, Misconfigured
 from runnel.ports import Append, Cap, KeyValue, PartitionLocks, ReadRequest, StreamLog
+from tests.contracts import Advance, MakeKV, MakeLocks, MakeLog
+from tests.contracts.keyvalue_contract import KeyValueContract
+from tests.contracts.locks_contract import LocksContract
+from tests.contracts.streamlog_contract import StreamLogContract
 
 
 @pytest.fixture

@@ -86,16 +86,19 @@ class App:
             settings["redis_url"] = redis_url
         if autodiscover is not None:
             settings["autodiscover"] = autodiscover
-        if container is not None and not settings:
+        inherited = container is not None and container.settings.is_defined
+        if container is not None and inherited and not settings:
             self.settings = container.settings()
         else:
+            # kwargs refine a given container's settings; they do not replace them with defaults.
+            base = container.settings().model_dump() if container is not None and inherited else {}
             try:
-                self.settings = Settings(**settings)
+                self.settings = Settings(**{**base, **settings})
             except Exception as exc:
                 raise Misconfigured(f"invalid settings for app {name!r}: {exc}") from exc
         self.name = name
         self.container = container if container is not None else Container(settings=self.settings)
-        if container is not None and settings:
+        if container is not None and (settings or not inherited):
             self.container.settings.override(self.settings)
         self.streams: dict[str, Stream[Any]] = {}
         self.processors: dict[str, ProcessorSpec] = {}

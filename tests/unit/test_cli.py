@@ -1,0 +1,327 @@
+"""The ``runnel`` command line, in process (click's CliRunner) on the memory backend."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from uuid import uuid4
+
+import pytest
+from click.testing import CliRunner, Result
+
+from runnel import Stream
+from runnel.entrypoints.cli import cli
+
+MODULE_SOURCE = """
+from runnel import App, Record
+
+app = App(name="{name}", redis_url="memory://{name}")
+
+
+class Action(Record):
+    user_id: int
+    type: str
+
+
+actions = app.stream("actions", record=Action, partition_by="user_id", partition_count=4)
+
+
+@app.processor(actions)
+async def count(events):
+    async for _ in events:
+        pass
+
+
+@app.processor(actions, name="audit")
+async def audit_trail(events):
+    async for _ in events:
+        pass
+
+
+not_a_stream = 42
+"""
+
+
+@dataclass(frozen=True)
+class UserModule:
+    """A user's module on ``sys.path`` defining ``app`` and its stream ``actions``."""
+
+    module: str
+    app_name: str
+    path: Path
+
+    def ref(self, attribute: str) -> str:
+        return f"{self.module}:{attribute}"
+
+    @property
+    def actions(self) -> Stream[Any]:
+        stream: Stream[Any] = importlib.import_module(self.module).actions
+        return stream
+
+    def stored(self) -> list[list[dict[str, Any]]]:
+        """Each partition's records (as dicts) in stream order, read from the broker."""
+        stream = self.actions
+
+        async def read() -> list[list[dict[str, Any]]]:
+            log = stream.app.backend.log
+            return [
+                [stream.codec.decode(e.fields).model_dump() for e in await log.range(key)]
+                for key in (stream.keys.stream(n) for n in range(stream.partition_count))
+            ]
+
+        return asyncio.run(read())
+
+    def metadata(self) -> dict[bytes, bytes]:
+        stream = self.actions
+        return asyncio.run(stream.app.backend.kv.hash_get_all(stream.keys.meta()))
+
+
+@pytest.fixture
+def user_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[UserModule]:
+    name = f"t{uuid4().hex[:8]}"
+    module = f"cliapp_{name}"
+    (tmp_path / f"{module}.py").write_text(MODULE_SOURCE.format(name=name))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [str(tmp_path), *sys.path])
+    yield UserModule(module=module, app_name=name, path=tmp_path)
+    sys.modules.pop(module, None)
+
+
+@pytest.fixture(autouse=True)
+def keep_root_logging() -> Iterator[None]:
+    """``runnel worker`` configures the root logger; give the next test its own back."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def run(*args: str, stdin: str | None = None) -> Result:
+    return CliRunner().invoke(cli, list(args), input=stdin)
+
+
+# --------------------------------------------------------------------------- send
+
+
+def test_send_sends_one_event_and_says_where_it_went(user_module: UserModule) -> None:
+    result = run("send", user_module.ref("actions"), '{"user_id": 1, "type": "signup"}')
+
+    assert result.exit_code == 0, result.output
+    stored = user_module.stored()
+    (partition,) = [n for n, records in enumerate(stored) if records]
+    assert stored[partition] == [{"user_id": 1, "type": "signup"}]
+    assert result.output.startswith(
+        f"sent 1 event to {user_module.app_name}.actions partition {partition} as "
+    )
+
+
+def test_send_refuses_invalid_json_saying_why(user_module: UserModule) -> None:
+    result = run("send", user_module.ref("actions"), '{"user_id": 1, "type": ')
+
+    assert result.exit_code == 1
+    assert "Error: invalid Action: Invalid JSON" in result.output
+    assert user_module.metadata() == {}
+
+
+def test_send_refuses_wrong_fields_naming_them(user_module: UserModule) -> None:
+    result = run("send", user_module.ref("actions"), '{"user_id": "one"}')
+
+    assert result.exit_code == 1
+    assert "user_id: Input should be a valid integer" in result.output
+    assert "type: Field required" in result.output
+    assert user_module.stored() == [[], [], [], []]
+
+
+def test_send_reports_a_backend_refusal(user_module: UserModule) -> None:
+    # Another definition of the stream was recorded first: the CLI's app disagrees with it.
+    stream = user_module.actions
+    asyncio.run(stream.app.backend.kv.hash_set(stream.keys.meta(), {b"partition_count": b"9"}))
+
+    result = run("send", user_module.ref("actions"), '{"user_id": 2, "type": "b"}')
+
+    assert result.exit_code == 1
+    assert "MetadataMismatch: " in result.output
+    assert "partition_count is '9' in the backend but '4' in this App" in result.output
+    assert user_module.stored() == [[], [], [], []]
+
+
+def test_send_honours_redis_url(user_module: UserModule) -> None:
+    other = f"memory://{uuid4().hex[:8]}"
+
+    result = run(
+        "send", user_module.ref("actions"), '{"user_id": 1, "type": "a"}', "--redis-url", other
+    )
+
+    assert result.exit_code == 0, result.output
+    assert user_module.actions.app.settings.redis_url == other
+    assert sum(len(records) for records in user_module.stored()) == 1
+
+
+# --------------------------------------------------------------------------- sendmany
+
+LINES = [{"user_id": n % 6, "type": f"t{n}"} for n in range(20)]
+JSONL = "".join(f'{{"user_id": {r["user_id"]}, "type": "{r["type"]}"}}\n' for r in LINES)
+
+
+def expected_partitions(user_module: UserModule) -> list[list[dict[str, Any]]]:
+    stream = user_module.actions
+    partitions: list[list[dict[str, Any]]] = [[] for _ in range(stream.partition_count)]
+    for record in LINES:
+        partitions[stream.partition_for(stream.record(**record))].append(record)
+    return partitions
+
+
+def test_sendmany_sends_every_line_of_a_file_in_order(user_module: UserModule) -> None:
+    source = user_module.path / "data.jsonl"
+    source.write_text(JSONL)
+
+    result = run("sendmany", user_module.ref("actions"), str(source))
+
+    assert result.exit_code == 0, result.output
+    expected = expected_partitions(user_module)
+    used = sum(1 for records in expected if records)
+    assert user_module.stored() == expected
+    assert result.output == (
+        f"sent 20 event(s) to {used} partition(s) of {user_module.app_name}.actions\n"
+    )
+
+
+def test_sendmany_reads_stdin_for_dash(user_module: UserModule) -> None:
+    result = run("sendmany", user_module.ref("actions"), "-", stdin=JSONL)
+
+    assert result.exit_code == 0, result.output
+    assert "sent 20 event(s) to " in result.output
+    assert user_module.stored() == expected_partitions(user_module)
+
+
+def test_sendmany_in_small_chunks_sends_everything_in_order(user_module: UserModule) -> None:
+    result = run("sendmany", user_module.ref("actions"), "-", "--chunk-size", "3", stdin=JSONL)
+
+    assert result.exit_code == 0, result.output
+    assert user_module.stored() == expected_partitions(user_module)
+
+
+def test_sendmany_reports_every_bad_line_and_sends_nothing(user_module: UserModule) -> None:
+    lines = [
+        '{"user_id": 1, "type": "ok"}',
+        '{"user_id": 2, "type": ',  # line 2: not JSON
+        '{"user_id": 3, "type": "ok"}',
+        '{"user_id": 4, "type": "ok"}',
+        '{"user_id": "five", "type": "bad"}',  # line 5: wrong field type
+        '{"user_id": 6, "type": "ok"}',
+    ]
+
+    result = run("sendmany", user_module.ref("actions"), "-", stdin="\n".join(lines) + "\n")
+
+    assert result.exit_code == 1
+    assert "line 2: Invalid JSON" in result.stderr
+    assert "line 5: user_id: Input should be a valid integer" in result.stderr
+    for good in ("line 1:", "line 3:", "line 4:", "line 6:"):
+        assert good not in result.output
+    assert "Error: 2 invalid line(s); nothing was sent" in result.stderr
+    assert user_module.stored() == [[], [], [], []]
+    assert user_module.metadata() == {}
+
+
+def test_sendmany_skips_blank_lines_but_counts_them(user_module: UserModule) -> None:
+    text = '{"user_id": 1, "type": "a"}\n\n   \n{"user_id": 2}\n'
+
+    result = run("sendmany", user_module.ref("actions"), "-", stdin=text)
+
+    assert result.exit_code == 1
+    assert "line 4: type: Field required" in result.stderr
+    assert user_module.stored() == [[], [], [], []]
+
+
+def test_sendmany_of_a_missing_file_says_so(user_module: UserModule) -> None:
+    result = run("sendmany", user_module.ref("actions"), "no-such-file.jsonl")
+
+    assert result.exit_code == 2
+    assert "no-such-file.jsonl" in result.output
+    assert "No such file or directory" in result.output
+
+
+# --------------------------------------------------------------------------- references
+
+
+def test_a_missing_module_is_a_clear_error(user_module: UserModule) -> None:
+    result = run("send", "no_such_module_xyz:actions", "{}")
+
+    assert result.exit_code == 2
+    assert "cannot import module 'no_such_module_xyz': no such module" in result.output
+
+
+def test_a_module_that_fails_to_import_says_why(user_module: UserModule) -> None:
+    broken = f"broken_{user_module.app_name}"
+    (user_module.path / f"{broken}.py").write_text("raise RuntimeError('boom at import')\n")
+
+    result = run("send", f"{broken}:actions", "{}")
+
+    assert result.exit_code == 2
+    assert f"importing module '{broken}' failed: RuntimeError: boom at import" in result.output
+
+
+def test_a_missing_attribute_is_a_clear_error(user_module: UserModule) -> None:
+    result = run("send", user_module.ref("nope"), "{}")
+
+    assert result.exit_code == 2
+    assert f"module '{user_module.module}' has no attribute 'nope'" in result.output
+
+
+@pytest.mark.parametrize(
+    ("command", "attribute", "rest", "expected"),
+    [
+        ("send", "app", ["{}"], "is a App, expected a runnel Stream"),
+        ("send", "not_a_stream", ["{}"], "is a int, expected a runnel Stream"),
+        ("sendmany", "app", ["-"], "is a App, expected a runnel Stream"),
+        ("worker", "actions", [], "is a Stream, expected a runnel App"),
+    ],
+)
+def test_a_reference_of_the_wrong_type_is_a_clear_error(
+    user_module: UserModule, command: str, attribute: str, rest: list[str], expected: str
+) -> None:
+    result = run(command, user_module.ref(attribute), *rest)
+
+    assert result.exit_code == 2
+    assert f"'{user_module.ref(attribute)}' {expected}" in result.output
+
+
+def test_a_reference_without_a_colon_is_a_clear_error(user_module: UserModule) -> None:
+    result = run("send", user_module.module, "{}")
+
+    assert result.exit_code == 2
+    assert f"'{user_module.module}' is not of the form module.path:attribute" in result.output
+
+
+# --------------------------------------------------------------------------- worker
+
+
+def test_worker_with_an_unknown_processor_lists_the_available_ones(
+    user_module: UserModule,
+) -> None:
+    result = run("worker", user_module.ref("app"), "--processors", "count,nope")
+
+    assert result.exit_code == 2
+    assert "unknown processor(s) nope; available: audit, count" in result.output
+
+
+# --------------------------------------------------------------------------- python -m runnel
+
+
+def test_python_dash_m_runnel_shows_the_commands() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "runnel", "--help"], capture_output=True, text=True, check=False
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("Usage: runnel [OPTIONS] COMMAND [ARGS]...")
+    for command in ("worker", "send", "sendmany", "processor"):
+        assert f"\n  {command} " in done.stdout

@@ -1,0 +1,177 @@
+"""Consumption scenarios: one worker one event at a time, ``take(100)``, two workers, memory.
+
+Each measured run empties the server, sends the events (not timed), parks the consumer
+group, starts the consumer process(es) and times them from the gate to the last
+acknowledgement (see :mod:`benchmarks.harness`). The raw baseline is measured the same
+way, on the same events, with the same number of processes.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from benchmarks.apps import PARTITIONS, Mode, build
+from benchmarks.common import Context, alternate, in_order
+from benchmarks.harness import (
+    BenchError,
+    Consumer,
+    Watcher,
+    keys_of,
+    lock_keys,
+    rss_mb,
+    start_raw,
+    start_worker,
+    stop_all,
+)
+from benchmarks.records import RecordKind, make
+from benchmarks.report import Row, Target
+from runnel import Stream
+
+PRESEND_CHUNK = 1000
+
+
+@dataclass(frozen=True)
+class Job:
+    """One consumption setup: which app module, record kind and how many processes."""
+
+    module: str
+    kind: RecordKind
+    mode: Mode
+    workers: int = 1
+
+
+@dataclass(frozen=True)
+class Measured:
+    """One run: throughput, and RSS (MB, all processes summed) idle and at peak."""
+
+    rate: float
+    idle_rss: float
+    peak_rss: float
+
+
+async def _presend(ctx: Context, stream: Stream[Any], kind: RecordKind, events: int) -> None:
+    """Send ``events`` records with runnel (encoded once per app name and reused)."""
+    cache_key = (stream.app.name, kind, events)
+    appends = ctx.appends.get(cache_key)
+    if appends is None:
+        appends = []
+        for start in range(0, events, PRESEND_CHUNK):
+            chunk = [make(kind, i) for i in range(start, min(events, start + PRESEND_CHUNK))]
+            appends += stream.encode_batch(chunk)
+        ctx.appends[cache_key] = appends
+    for start in range(0, len(appends), PRESEND_CHUNK):
+        await stream.append_encoded(appends[start : start + PRESEND_CHUNK])
+
+
+async def measure(ctx: Context, job: Job, impl: str, sample_rss: bool = False) -> Measured:
+    """One measured run of ``job`` by ``impl`` (``runnel`` or ``raw``)."""
+    events = ctx.sizes.consume_events
+    app_name = f"b-{job.module}-{job.workers}w"
+    await ctx.fresh()
+    app, stream = build(job.kind, job.mode, name=app_name, url=ctx.url)
+    consumers: list[Consumer] = []
+    try:
+        await _presend(ctx, stream, job.kind, events)
+        keys = keys_of(app_name, PARTITIONS)
+        watcher = Watcher(ctx.client, keys)
+        await watcher.park()
+        if impl == "runnel":
+            for i in range(job.workers):
+                consumers.append(start_worker(job.module, ctx.url, app_name, ctx.logdir, i))
+            await watcher.wait_ready(
+                consumers, lock_keys(app_name, PARTITIONS), job.workers, ctx.sizes.ready_timeout
+            )
+        else:
+            share = -(-len(keys) // job.workers)
+            for i in range(job.workers):
+                mine = keys[i * share : (i + 1) * share]
+                consumers.append(
+                    start_raw(ctx.url, job.kind, mine, ctx.logdir, f"{app_name}-raw", i)
+                )
+            await watcher.wait_ready(consumers, None, job.workers, ctx.sizes.ready_timeout)
+        idle = sum(rss_mb(c.pid) for c in consumers)
+        kick: list[Any] = [
+            stream.codec.encode(make(job.kind, events + i)) for i in range(PARTITIONS)
+        ]
+        started = time.perf_counter()
+        last_ids = await watcher.open_gate(kick)
+        finished, peak = await watcher.wait_done(
+            last_ids, consumers, ctx.sizes.done_timeout, sample_rss
+        )
+    finally:
+        codes = stop_all(consumers)
+        await app.close()
+    bad = [(c, code) for c, code in zip(consumers, codes, strict=True) if code != 0]
+    if bad:
+        c, code = bad[0]
+        raise BenchError(f"{c.name} exited with {code}:\n{c.log_tail()}")
+    total = events + PARTITIONS
+    return Measured(total / (finished - started), idle, max(peak, idle))
+
+
+THROUGHPUT_JOBS = {
+    "single": [
+        ("one-at-a-time primitive", Job("primitive", "primitive", "single")),
+        ("one-at-a-time nested", Job("nested", "nested", "single")),
+    ],
+    "take": [
+        ("take(100) primitive", Job("take_primitive", "primitive", "take")),
+        ("take(100) nested", Job("take_nested", "nested", "take")),
+    ],
+    "two-workers": [
+        ("two workers primitive", Job("primitive", "primitive", "single", workers=2)),
+    ],
+}
+
+TARGETS = {
+    "single": Target(at_least=60_000, ratio_at_least=0.5),
+    "take": Target(at_least=100_000, ratio_at_least=0.8),
+    "two-workers": Target(above_row="one-at-a-time primitive"),
+}
+
+
+async def throughput(ctx: Context, scenario: str) -> list[Row]:
+    """The rows of a throughput scenario (``single``, ``take`` or ``two-workers``)."""
+    rows = []
+    for name, job in THROUGHPUT_JOBS[scenario]:
+        row = Row(name, "events/s", target=TARGETS[scenario])
+        for r, runnel_first in enumerate(alternate(ctx.repeat)):
+            ours, raw = await in_order(
+                runnel_first,
+                partial(measure, ctx, job, "runnel"),
+                partial(measure, ctx, job, "raw"),
+            )
+            row.values.append(ours.rate)
+            row.baseline.append(raw.rate)
+            ctx.say(
+                f"{name} #{r + 1}: runnel {ours.rate:,.0f}/s, raw {raw.rate:,.0f}/s "
+                f"({ours.rate / raw.rate:.2f})"
+            )
+        rows.append(row)
+    return rows
+
+
+async def memory(ctx: Context) -> list[Row]:
+    """Worker RSS idle (every partition held, nothing to do) and peak over a backlog."""
+    events = ctx.sizes.consume_events
+    job = Job("nested", "nested", "single")
+    idle = Row("worker RSS idle", "MB", target=Target(at_most=60))
+    busy = Row(f"worker RSS, {events // 1000}k backlog", "MB")
+    for r, runnel_first in enumerate(alternate(ctx.repeat)):
+        ours, raw = await in_order(
+            runnel_first,
+            partial(measure, ctx, job, "runnel", sample_rss=True),
+            partial(measure, ctx, job, "raw", sample_rss=True),
+        )
+        idle.values.append(ours.idle_rss)
+        idle.baseline.append(raw.idle_rss)
+        busy.values.append(ours.peak_rss)
+        busy.baseline.append(raw.peak_rss)
+        ctx.say(
+            f"memory #{r + 1}: runnel {ours.idle_rss:.1f}/{ours.peak_rss:.1f} MB, "
+            f"raw {raw.idle_rss:.1f}/{raw.peak_rss:.1f} MB (idle/peak)"
+        )
+    return [idle, busy]

@@ -62,6 +62,13 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, default=None, help="also write results as JSON")
     parser.add_argument("--redis-server", default=None, help="redis-server binary (default: PATH)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="record the consumers of the throughput and memory scenarios with py-spy into DIR",
+    )
     args = parser.parse_args(argv)
     if args.only:
         wanted = [s.strip() for s in args.only.split(",") if s.strip()]
@@ -78,7 +85,9 @@ async def _run(args: argparse.Namespace, url: str, logdir: Path) -> tuple[list[R
     sizes = SMOKE if args.smoke else FULL
     repeat = args.repeat or (1 if args.smoke else 5)
     client = raw_client(url)
-    ctx = Context(url, client, repeat, sizes, logdir, verbose=not args.quiet)
+    ctx = Context(
+        url, client, repeat, sizes, logdir, verbose=not args.quiet, profile_dir=args.profile
+    )
     rows: list[Row] = []
     failed: list[str] = []
     try:

@@ -60,6 +60,7 @@ class Context:
     sizes: Sizes
     logdir: Path
     verbose: bool = True
+    profile_dir: Path | None = None
     appends: dict[tuple[str, str, int], list[Append]] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
 

@@ -8,11 +8,15 @@ way, on the same events, with the same number of processes.
 
 from __future__ import annotations
 
+import asyncio
+import subprocess
 import time
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import Any
 
+from benchmarks import profile
 from benchmarks.apps import PARTITIONS, Mode, build
 from benchmarks.common import Context, alternate, in_order
 from benchmarks.harness import (
@@ -73,6 +77,7 @@ async def measure(ctx: Context, job: Job, impl: str, sample_rss: bool = False) -
     await ctx.fresh()
     app, stream = build(job.kind, job.mode, name=app_name, url=ctx.url)
     consumers: list[Consumer] = []
+    recorders: list[tuple[Path, subprocess.Popen[bytes]]] = []
     try:
         await _presend(ctx, stream, job.kind, events)
         keys = keys_of(app_name, PARTITIONS)
@@ -96,12 +101,18 @@ async def measure(ctx: Context, job: Job, impl: str, sample_rss: bool = False) -
         kick: list[Any] = [
             stream.codec.encode(make(job.kind, events + i)) for i in range(PARTITIONS)
         ]
+        if ctx.profile_dir is not None:
+            recorders = _profile(ctx.profile_dir, f"{app_name}-{impl}", consumers)
+            await asyncio.sleep(0.5)  # py-spy attaches
         started = time.perf_counter()
         last_ids = await watcher.open_gate(kick)
         finished, peak = await watcher.wait_done(
             last_ids, consumers, ctx.sizes.done_timeout, sample_rss
         )
     finally:
+        for path, recorder in recorders:
+            profile.stop(recorder)
+            path.with_suffix(".top.md").write_text(profile.summarize(path), encoding="utf-8")
         codes = stop_all(consumers)
         await app.close()
     bad = [(c, code) for c, code in zip(consumers, codes, strict=True) if code != 0]
@@ -110,6 +121,17 @@ async def measure(ctx: Context, job: Job, impl: str, sample_rss: bool = False) -
         raise BenchError(f"{c.name} exited with {code}:\n{c.log_tail()}")
     total = events + PARTITIONS
     return Measured(total / (finished - started), idle, max(peak, idle))
+
+
+def _profile(
+    directory: Path, tag: str, consumers: list[Consumer]
+) -> list[tuple[Path, subprocess.Popen[bytes]]]:
+    directory.mkdir(parents=True, exist_ok=True)
+    out = []
+    for n, consumer in enumerate(consumers):
+        path = directory / f"{tag}-{n}-{time.strftime('%H%M%S')}.txt"
+        out.append((path, profile.start(consumer.pid, path)))
+    return out
 
 
 THROUGHPUT_JOBS = {

@@ -33,10 +33,13 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+import runnel
 from benchmarks.apps import APP_NAME_ENV, LATENCY_OUT_ENV, PROCESSOR, STREAM
 from benchmarks.records import RecordKind
 
 ROOT = Path(__file__).resolve().parent.parent
+RUNNEL_SRC = Path(runnel.__file__).resolve().parent.parent
+"""Where this process imports runnel from; the consumer processes import the same copy."""
 POLL_INTERVAL = 0.005
 SETTLE = 0.5
 """Seconds between a consumer reporting ready and the gate opening (it goes idle)."""
@@ -135,7 +138,8 @@ class Consumer:
 
 def _env(extra: Mapping[str, str]) -> dict[str, str]:
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    paths = [str(ROOT), str(RUNNEL_SRC), env.get("PYTHONPATH")]
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, paths))
     env.pop("RUNNEL_REDIS_URL", None)
     env.update(extra)
     return env

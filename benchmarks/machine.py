@@ -7,7 +7,7 @@ import platform
 import subprocess
 from importlib import metadata
 
-from benchmarks.harness import ROOT
+from benchmarks.harness import ROOT, RUNNEL_SRC
 
 PACKAGES = (
     "runnel",
@@ -54,7 +54,7 @@ def _git_commit() -> str:
             check=True,
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no", "src"],
+            ["git", "status", "--porcelain", "src"],
             cwd=ROOT,
             capture_output=True,
             text=True,
@@ -82,6 +82,7 @@ def details(redis_version: str) -> dict[str, str]:
         "python": f"{platform.python_implementation()} {platform.python_version()}",
         "redis-server": redis_version,
         "git commit": _git_commit(),
+        "runnel imported from": str(RUNNEL_SRC),
     }
     for name in PACKAGES:
         info[name] = _version(name)

@@ -125,6 +125,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     print()
     print(text_table(rows))
+    for row in rows:
+        if row.note:
+            print(f"note: {row.scenario}: {row.note}")
     print()
     print("machine: " + "; ".join(f"{k} {v}" for k, v in machine.items()))
     config = {

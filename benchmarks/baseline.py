@@ -142,11 +142,20 @@ async def consume(
     loop = asyncio.get_running_loop()
     me = asyncio.current_task()
     assert me is not None
+    stopping = False
+
+    def on_signal() -> None:
+        # Cancel the blocked read now; the flag also ends the loop within one BLOCK
+        # period should the cancellation be absorbed inside redis-py.
+        nonlocal stopping
+        stopping = True
+        me.cancel()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, me.cancel)
+        loop.add_signal_handler(sig, on_signal)
     await client.set(ready_key, b"1")
     try:
-        while True:
+        while not stopping:
             reply: Any = await client.xreadgroup(group, "raw", streams, count=100, block=1000)
             if not reply:
                 continue

@@ -54,6 +54,7 @@ class Measured:
     rate: float
     idle_rss: float
     peak_rss: float
+    holders: int
 
 
 async def _presend(ctx: Context, stream: Stream[Any], kind: RecordKind, events: int) -> None:
@@ -86,7 +87,7 @@ async def measure(ctx: Context, job: Job, impl: str, sample_rss: bool = False) -
         if impl == "runnel":
             for i in range(job.workers):
                 consumers.append(start_worker(job.module, ctx.url, app_name, ctx.logdir, i))
-            await watcher.wait_ready(
+            holders = await watcher.wait_ready(
                 consumers, lock_keys(app_name, PARTITIONS), job.workers, ctx.sizes.ready_timeout
             )
         else:
@@ -96,7 +97,9 @@ async def measure(ctx: Context, job: Job, impl: str, sample_rss: bool = False) -
                 consumers.append(
                     start_raw(ctx.url, job.kind, mine, ctx.logdir, f"{app_name}-raw", i)
                 )
-            await watcher.wait_ready(consumers, None, job.workers, ctx.sizes.ready_timeout)
+            holders = await watcher.wait_ready(
+                consumers, None, job.workers, ctx.sizes.ready_timeout
+            )
         idle = sum(rss_mb(c.pid) for c in consumers)
         kick: list[Any] = [
             stream.codec.encode(make(job.kind, events + i)) for i in range(PARTITIONS)
@@ -120,7 +123,7 @@ async def measure(ctx: Context, job: Job, impl: str, sample_rss: bool = False) -
         c, code = bad[0]
         raise BenchError(f"{c.name} exited with {code}:\n{c.log_tail()}")
     total = events + PARTITIONS
-    return Measured(total / (finished - started), idle, max(peak, idle))
+    return Measured(total / (finished - started), idle, max(peak, idle), holders)
 
 
 def _profile(
@@ -168,6 +171,11 @@ async def throughput(ctx: Context, scenario: str) -> list[Row]:
             )
             row.values.append(ours.rate)
             row.baseline.append(raw.rate)
+            if ours.holders < job.workers:
+                row.note = (
+                    f"the partitions were held by {ours.holders} of {job.workers} worker "
+                    "processes (this runnel did not spread them)"
+                )
             ctx.say(
                 f"{name} #{r + 1}: runnel {ours.rate:,.0f}/s, raw {raw.rate:,.0f}/s "
                 f"({ours.rate / raw.rate:.2f})"

@@ -43,6 +43,9 @@ RUNNEL_SRC = Path(runnel.__file__).resolve().parent.parent
 POLL_INTERVAL = 0.005
 SETTLE = 0.5
 """Seconds between a consumer reporting ready and the gate opening (it goes idle)."""
+BALANCE_WAIT = 10.0
+"""Seconds the set of lease holders must stay unchanged before the benchmark accepts
+fewer holders than worker processes."""
 
 _DONE_SCRIPT = """
 -- KEYS: partition streams; ARGV[1]: group; ARGV[1 + i]: the last id of KEYS[i].
@@ -235,18 +238,32 @@ class Watcher:
         locks: Sequence[str] | None,
         owners: int,
         timeout: float,
-    ) -> None:
-        """Wait until the consumers are ready: every lock in ``locks`` held by ``owners``
-        distinct owners (runnel), or every consumer's ready key set (raw); then settle."""
+    ) -> int:
+        """Wait until the consumers are ready, then let them settle; return how many
+        distinct processes hold the partitions.
+
+        runnel: every lock in ``locks`` held, by ``owners`` distinct executors, or by
+        fewer if that does not change for :data:`BALANCE_WAIT` seconds (a runnel that
+        does not spread partitions over workers). raw: every consumer's ready key set.
+        """
         deadline = time.monotonic() + timeout
+        all_held_since: float | None = None
+        holders: set[bytes] = set()
         while True:
             for c in consumers:
                 c.check_alive()
             if locks is not None:
                 values = await self.client.mget(list(locks))
                 held = [v for v in values if isinstance(v, bytes)]
-                holders = {v.rsplit(b":", 1)[0] for v in held}
-                if len(held) == len(locks) and len(holders) == owners:
+                now_holders = {v.rsplit(b":", 1)[0] for v in held}
+                if len(held) < len(locks) or now_holders != holders:
+                    all_held_since = None
+                elif all_held_since is None:
+                    all_held_since = time.monotonic()
+                holders = now_holders
+                if all_held_since is not None and (
+                    len(holders) == owners or time.monotonic() - all_held_since > BALANCE_WAIT
+                ):
                     break
             else:
                 ready = [c.ready_key for c in consumers if c.ready_key is not None]
@@ -254,9 +271,13 @@ class Watcher:
                     break
             if time.monotonic() > deadline:
                 tails = "\n".join(c.log_tail() for c in consumers)
-                raise BenchError(f"consumers not ready within {timeout:.0f}s\n{tails}")
+                raise BenchError(
+                    f"consumers not ready within {timeout:.0f}s ({len(holders)} lease "
+                    f"holder(s))\n{tails}"
+                )
             await asyncio.sleep(0.02)
         await asyncio.sleep(SETTLE)
+        return len(holders) if locks is not None else len(consumers)
 
     async def park(self) -> None:
         """Move the group to the end of every partition: nothing is deliverable."""

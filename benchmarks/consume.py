@@ -163,6 +163,7 @@ async def throughput(ctx: Context, scenario: str) -> list[Row]:
     rows = []
     for name, job in THROUGHPUT_JOBS[scenario]:
         row = Row(name, "events/s", target=TARGETS[scenario])
+        holders: list[int] = []
         for r, runnel_first in enumerate(alternate(ctx.repeat)):
             ours, raw = await in_order(
                 runnel_first,
@@ -171,10 +172,11 @@ async def throughput(ctx: Context, scenario: str) -> list[Row]:
             )
             row.values.append(ours.rate)
             row.baseline.append(raw.rate)
-            if ours.holders < job.workers:
+            holders.append(ours.holders)
+            if min(holders) < job.workers:
                 row.note = (
-                    f"the partitions were held by {ours.holders} of {job.workers} worker "
-                    "processes (this runnel did not spread them)"
+                    f"processes holding partition leases in each run: {holders} (of "
+                    f"{job.workers} started); fewer means this runnel did not spread them"
                 )
             ctx.say(
                 f"{name} #{r + 1}: runnel {ours.rate:,.0f}/s, raw {raw.rate:,.0f}/s "

@@ -20,7 +20,7 @@ import sys
 import tempfile
 import traceback
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from functools import partial
 from pathlib import Path
 
@@ -59,6 +59,12 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
         default=None,
         help=f"comma-separated scenarios to run (of: {', '.join(SCENARIOS)})",
     )
+    parser.add_argument(
+        "--events",
+        type=int,
+        default=None,
+        help="events per consumption run (default 100000; 2000 with --smoke)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write results as JSON")
     parser.add_argument("--redis-server", default=None, help="redis-server binary (default: PATH)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
@@ -78,11 +84,15 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
         args.only = wanted
     if args.repeat is not None and args.repeat < 1:
         parser.error("--repeat must be at least 1")
+    if args.events is not None and args.events < 1:
+        parser.error("--events must be at least 1")
     return args
 
 
 async def _run(args: argparse.Namespace, url: str, logdir: Path) -> tuple[list[Row], list[str]]:
     sizes = SMOKE if args.smoke else FULL
+    if args.events is not None:
+        sizes = replace(sizes, consume_events=args.events)
     repeat = args.repeat or (1 if args.smoke else 5)
     client = raw_client(url)
     ctx = Context(
@@ -134,6 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "smoke": args.smoke,
         "repeat": args.repeat or (1 if args.smoke else 5),
         "sizes": asdict(SMOKE if args.smoke else FULL),
+        "events": args.events,
         "scenarios": args.only or list(SCENARIOS),
         "failed": failed,
     }

@@ -89,14 +89,23 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-async def _run(args: argparse.Namespace, url: str, logdir: Path) -> tuple[list[Row], list[str]]:
+async def _run(
+    args: argparse.Namespace, url: str, server_pid: int, logdir: Path
+) -> tuple[list[Row], list[str]]:
     sizes = SMOKE if args.smoke else FULL
     if args.events is not None:
         sizes = replace(sizes, consume_events=args.events)
     repeat = args.repeat or (1 if args.smoke else 5)
     client = raw_client(url)
     ctx = Context(
-        url, client, repeat, sizes, logdir, verbose=not args.quiet, profile_dir=args.profile
+        url,
+        client,
+        repeat,
+        sizes,
+        logdir,
+        verbose=not args.quiet,
+        profile_dir=args.profile,
+        server_pid=server_pid,
     )
     rows: list[Row] = []
     failed: list[str] = []
@@ -125,7 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             result: list[tuple[list[Row], list[str]]] = []
 
             async def go() -> None:
-                result.append(await _run(args, redis.url, Path(tmp)))
+                result.append(await _run(args, redis.url, redis.pid, Path(tmp)))
 
             run(go())
             rows, failed = result[0]

@@ -61,6 +61,7 @@ class Context:
     logdir: Path
     verbose: bool = True
     profile_dir: Path | None = None
+    server_pid: int | None = None
     appends: dict[tuple[str, str, int], list[Append]] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
 

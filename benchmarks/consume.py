@@ -23,6 +23,7 @@ from benchmarks.harness import (
     BenchError,
     Consumer,
     Watcher,
+    cpu_seconds,
     keys_of,
     lock_keys,
     rss_mb,
@@ -55,6 +56,10 @@ class Measured:
     idle_rss: float
     peak_rss: float
     holders: int
+    consumer_cpu: float
+    """CPU seconds the consumer processes used per 1000 events (gate to done)."""
+    server_cpu: float
+    """CPU seconds redis-server used per 1000 events (gate to done)."""
 
 
 async def _presend(ctx: Context, stream: Stream[Any], kind: RecordKind, events: int) -> None:
@@ -107,11 +112,13 @@ async def measure(ctx: Context, job: Job, impl: str, sample_rss: bool = False) -
         if ctx.profile_dir is not None:
             recorders = _profile(ctx.profile_dir, f"{app_name}-{impl}", consumers)
             await asyncio.sleep(0.5)  # py-spy attaches
+        cpu_before = _cpu(ctx, consumers)
         started = time.perf_counter()
         last_ids = await watcher.open_gate(kick)
         finished, peak = await watcher.wait_done(
             last_ids, consumers, ctx.sizes.done_timeout, sample_rss
         )
+        cpu_after = _cpu(ctx, consumers)
     finally:
         for path, recorder in recorders:
             profile.stop(recorder)
@@ -123,7 +130,21 @@ async def measure(ctx: Context, job: Job, impl: str, sample_rss: bool = False) -
         c, code = bad[0]
         raise BenchError(f"{c.name} exited with {code}:\n{c.log_tail()}")
     total = events + PARTITIONS
-    return Measured(total / (finished - started), idle, max(peak, idle), holders)
+    per = 1000 / total
+    return Measured(
+        total / (finished - started),
+        idle,
+        max(peak, idle),
+        holders,
+        (cpu_after[0] - cpu_before[0]) * per,
+        (cpu_after[1] - cpu_before[1]) * per,
+    )
+
+
+def _cpu(ctx: Context, consumers: list[Consumer]) -> tuple[float, float]:
+    """CPU seconds used so far by the consumers and by redis-server."""
+    server = cpu_seconds(ctx.server_pid) if ctx.server_pid is not None else 0.0
+    return sum(cpu_seconds(c.pid) for c in consumers), server
 
 
 def _profile(
@@ -180,7 +201,9 @@ async def throughput(ctx: Context, scenario: str) -> list[Row]:
                 )
             ctx.say(
                 f"{name} #{r + 1}: runnel {ours.rate:,.0f}/s, raw {raw.rate:,.0f}/s "
-                f"({ours.rate / raw.rate:.2f})"
+                f"({ours.rate / raw.rate:.2f}); CPU ms per 1000 events: consumer "
+                f"{ours.consumer_cpu * 1000:.1f} vs {raw.consumer_cpu * 1000:.1f}, "
+                f"redis-server {ours.server_cpu * 1000:.1f} vs {raw.server_cpu * 1000:.1f}"
             )
         rows.append(row)
     return rows

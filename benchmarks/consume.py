@@ -60,6 +60,9 @@ class Measured:
     """CPU seconds the consumer processes used per 1000 events (gate to done)."""
     server_cpu: float
     """CPU seconds redis-server used per 1000 events (gate to done)."""
+    commands: dict[str, float]
+    """Redis commands run per 1000 events (gate to done), by command, most first; commands
+    run inside Lua scripts count too, and so does the benchmark's own polling."""
 
 
 async def _presend(ctx: Context, stream: Stream[Any], kind: RecordKind, events: int) -> None:
@@ -113,12 +116,14 @@ async def measure(ctx: Context, job: Job, impl: str, sample_rss: bool = False) -
             recorders = _profile(ctx.profile_dir, f"{app_name}-{impl}", consumers)
             await asyncio.sleep(0.5)  # py-spy attaches
         cpu_before = _cpu(ctx, consumers)
+        calls_before = await _commands(ctx)
         started = time.perf_counter()
         last_ids = await watcher.open_gate(kick)
         finished, peak = await watcher.wait_done(
             last_ids, consumers, ctx.sizes.done_timeout, sample_rss
         )
         cpu_after = _cpu(ctx, consumers)
+        calls_after = await _commands(ctx)
     finally:
         for path, recorder in recorders:
             profile.stop(recorder)
@@ -138,7 +143,29 @@ async def measure(ctx: Context, job: Job, impl: str, sample_rss: bool = False) -
         holders,
         (cpu_after[0] - cpu_before[0]) * per,
         (cpu_after[1] - cpu_before[1]) * per,
+        {
+            name: (n - calls_before.get(name, 0)) * per
+            for name, n in sorted(calls_after.items(), key=lambda kv: -kv[1])
+            if n > calls_before.get(name, 0)
+        },
     )
+
+
+async def _commands(ctx: Context) -> dict[str, int]:
+    """Calls so far of every Redis command (INFO commandstats)."""
+    info = await ctx.client.info("commandstats")
+    return {
+        name.removeprefix("cmdstat_"): int(stats["calls"])
+        for name, stats in info.items()
+        if isinstance(stats, dict)
+    }
+
+
+def describe_commands(commands: dict[str, float], top: int = 5) -> str:
+    """``evalsha 31.2, xreadgroup 30.1, ...`` (calls per 1000 events)."""
+    busiest = sorted(commands.items(), key=lambda kv: -kv[1])[:top]
+    total = sum(commands.values())
+    return f"{total:.0f} total: " + ", ".join(f"{k} {v:.1f}" for k, v in busiest)
 
 
 def _cpu(ctx: Context, consumers: list[Consumer]) -> tuple[float, float]:
@@ -203,7 +230,9 @@ async def throughput(ctx: Context, scenario: str) -> list[Row]:
                 f"{name} #{r + 1}: runnel {ours.rate:,.0f}/s, raw {raw.rate:,.0f}/s "
                 f"({ours.rate / raw.rate:.2f}); CPU ms per 1000 events: consumer "
                 f"{ours.consumer_cpu * 1000:.1f} vs {raw.consumer_cpu * 1000:.1f}, "
-                f"redis-server {ours.server_cpu * 1000:.1f} vs {raw.server_cpu * 1000:.1f}"
+                f"redis-server {ours.server_cpu * 1000:.1f} vs {raw.server_cpu * 1000:.1f}; "
+                f"Redis commands per 1000 events: runnel {describe_commands(ours.commands)}; "
+                f"raw {describe_commands(raw.commands)}"
             )
         rows.append(row)
     return rows

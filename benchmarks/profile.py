@@ -23,6 +23,16 @@ from pathlib import Path
 RATE = 250
 """Samples per second; py-spy runs non-blocking, so the worker is not paused."""
 
+_BOILERPLATE = (
+    "(click/",
+    "(<frozen runpy>)",
+    "(uvloop/__init__.py)",
+    "(runnel/__main__.py)",
+    "(runnel/entrypoints/cli.py)",
+    "(asyncio/runners.py)",
+)
+"""Start-up frames under which the event loop runs: left out of the inclusive table."""
+
 _LINE = re.compile(r"\s*\(([^()]*?)(?::\d+)?\)$")
 
 
@@ -99,10 +109,18 @@ def summarize(path: Path, top: int = 25) -> str:
     if total == 0:
         return f"{path.name}: no samples\n"
     lines = [f"{path.name}: {total} active samples at {RATE} Hz", ""]
+    for b in [name for name in inclusive if any(b in name for b in _BOILERPLATE)]:
+        del inclusive[b]
     for title, counts in (("self", own), ("inclusive", inclusive)):
         lines += [f"| {title} % | frame |", "|---:|---|"]
         lines += [f"| {100 * n / total:.1f} | `{name}` |" for name, n in counts.most_common(top)]
         lines.append("")
+    lines.append(
+        "`Runner.run (asyncio/runners.py)` as a self frame is time inside uvloop's C event "
+        "loop (I/O, scheduling); start-up frames (click, runpy, the CLI) are left out of "
+        "the inclusive table."
+    )
+    lines.append("")
     return "\n".join(lines)
 
 

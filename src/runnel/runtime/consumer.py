@@ -54,6 +54,27 @@ class Consumer:
     async def run(self) -> None:
         """Run until the partition is revoked, lost, halted or quarantined."""
         context.partition.set(self.feed.partition)
+        await self._run()
+        self._forget_if_lost()
+
+    def _forget_if_lost(self) -> None:
+        """Tell the executor a lease it still lists was lost, so it can be taken again.
+
+        The fetcher (a fenced read), the acker (a fenced ack) and the feed itself (its local
+        deadline passed, e.g. after the process was paused) mark a feed lost without telling
+        the executor. Such a feed stayed in ``executor.feeds`` for good: lease renewal skips
+        lost feeds, and ownership never re-acquires a partition it believes it holds, so the
+        partition was never processed again (a lone worker resumed after SIGSTOP stalled on
+        every partition). Dropping it like a failed renewal does lets it be re-acquired.
+        """
+        ex, feed = self.executor, self.feed
+        number = feed.partition.number
+        if not feed.lost or ex.feeds.get(number) is not feed:
+            return  # not lost, or already dropped/replaced (revoke, lose, a new grant)
+        ex.consumers.pop(number, None)  # that is this task, which is ending: nothing to cancel
+        ex.lose(number)
+
+    async def _run(self) -> None:
         feed, clock = self.feed, self.executor.clock
         while not feed.closing:
             events = Events(self)

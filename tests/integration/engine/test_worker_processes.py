@@ -19,7 +19,7 @@ from redis.asyncio import Redis
 from runnel.errors import BackpressureError
 
 from .apps import batching, deadletters, middleware, ordering, policies
-from .apps.common import Tick, poison_key
+from .apps.common import Tick, poison_key, results_key
 from .conftest import Spawn
 from .harness import (
     APPS,
@@ -108,7 +108,7 @@ async def poison(client: Redis, app_name: str, *ticks: str) -> None:
     await client.sadd(poison_key(app_name), *ticks)
 
 
-async def test_halt_exits_non_zero_with_the_error_logged_and_the_failed_entry_pending(
+async def test_halt_exits_non_zero_keeping_the_failed_entry_and_a_restart_resumes_there(
     spawn: Spawn, client: Redis, app_name: str, redis_url: str
 ) -> None:
     app = policies.build(app_name, redis_url)
@@ -116,13 +116,14 @@ async def test_halt_exits_non_zero_with_the_error_logged_and_the_failed_entry_pe
     await poison(client, app_name, "k0:3")
     try:
         ids = await stream.send(*[Tick(key="k0", seq=i) for i in range(6)])
+        busy = await stream.send(*[Tick(key="k1", seq=i) for i in range(300)])  # partition 1
     finally:
         await app.close()
     worker = spawn("policies", processors=["halting"])
 
     assert await worker.exit_code(within=30) == 1
     seen = await results(client, app_name, "seen")
-    assert [s["seq"] for s in seen] == [0, 1, 2]
+    assert [s["seq"] for s in seen if s["key"] == "k0"] == [0, 1, 2]
     critical = worker.messages("critical")
     assert any("halting worker" in m and "poisoned tick k0:3" in m for m in critical), critical
     errors = [r for r in worker.logs() if r.get("level") == "error"]
@@ -132,6 +133,20 @@ async def test_halt_exits_non_zero_with_the_error_logged_and_the_failed_entry_pe
     assert still[0] == ids[3]
     assert not set(still) & set(ids[:3])
     assert await client.exists(stream.keys.lock("halting", 0)) == 0  # released on the way out
+    # The other partition was stopped gracefully: what it processed was acknowledged.
+    done_in_1 = {s["id"] for s in seen if s["key"] == "k1"}
+    assert not done_in_1 & {i.decode() for i in await pending_ids(client, stream, "halting", 1)}
+
+    # Fix the cause and restart: processing resumes at the failed entry, nothing runs twice.
+    await client.delete(poison_key(app_name))
+    again = spawn("policies", processors=["halting"])
+    await wait_for(lambda: recorded(client, app_name, "seen", 306), "the rest", workers=[again])
+    await wait_for(lambda: equal(pending(client, stream, "halting"), 0), "acked", workers=[again])
+    assert await again.stop() == 0
+    seen = await results(client, app_name, "seen")
+    assert [s["seq"] for s in seen if s["key"] == "k0"] == list(range(6))
+    assert [s["seq"] for s in seen if s["key"] == "k1"] == list(range(300))
+    assert [s["id"] for s in seen if s["key"] == "k1"] == [i.decode() for i in busy]
 
 
 async def test_quarantine_stops_one_partition_until_cleared_with_the_cli(
@@ -170,17 +185,35 @@ async def test_quarantine_stops_one_partition_until_cleared_with_the_cli(
     assert await seqs("k0") == [0, 1]
     assert worker.running()
 
+    # The quarantine is durable: a restarted worker leaves the partition alone, not the other.
+    assert await worker.stop() == 0
+    worker = spawn("policies", processors=["quarantining"])
+    await wait_for(
+        lambda: "partition quarantine.0 is quarantined: not processing it" in worker.messages(),
+        "the quarantine seen on restart",
+        workers=[worker],
+    )
+    app = policies.build(app_name, redis_url)
+    try:
+        await app.streams["quarantine"].send(Tick(key="k0", seq=5), Tick(key="k1", seq=5))
+    finally:
+        await app.close()
+    await wait_for(
+        lambda: equal(seqs("k1"), list(range(6))), "partition 1 goes on", workers=[worker]
+    )
+    assert await seqs("k0") == [0, 1]
+
     # Fix the cause, then clear: the partition resumes from the failed entry, in order.
     await client.delete(poison_key(app_name))
     cleared = runnel("quarantine", "clear", ref, "0", "--redis-url", redis_url, env=env)
     assert cleared.returncode == 0, cleared.stderr
     assert cleared.stdout.strip() == "cleared the quarantine of quarantining partition 0"
     await wait_for(
-        lambda: equal(seqs("k0"), [0, 1, 2, 3, 4]), "partition 0 resumed", workers=[worker]
+        lambda: equal(seqs("k0"), list(range(6))), "partition 0 resumed", workers=[worker]
     )
     assert await listed() == []
     assert await worker.stop() == 0
-    assert await seqs("k1") == [0, 1, 2, 3, 4]
+    assert await seqs("k1") == list(range(6))
     assert await pending(client, stream, "quarantining") == 0
 
 
@@ -522,3 +555,222 @@ async def test_worker_logs_never_show_the_redis_password(
     ):
         assert password not in text
     assert "auth" in denied.stderr().lower()
+
+
+async def test_a_join_and_a_graceful_leave_mid_stream_process_everything_exactly_once(
+    spawn: Spawn, client: Redis, app_name: str, redis_url: str
+) -> None:
+    app, ticks = ordering.build(app_name, redis_url)
+    events = [Tick(key=f"k{i % 40}", seq=i // 40) for i in range(2_000)]
+    work = {"ENGINE_TEST_DELAY": "0.01"}
+    try:
+        ids = await ticks.send(*events[:1_000])
+        first = spawn("ordering", env=work)
+        await wait_for(
+            lambda: recorded(client, app_name, "seen", 200), "200 events", workers=[first]
+        )
+        second = spawn("ordering", env=work)  # joins mid-stream
+        ids += await ticks.send(*events[1_000:])
+        await wait_for(
+            lambda: any("starting" in m for m in second.messages()), "the joiner", workers=[second]
+        )
+        await wait_for(
+            lambda: recorded(client, app_name, "seen", 600), "600 events", workers=[first, second]
+        )
+        assert await first.stop() == 0  # leaves: hands everything to the second
+        await wait_for(
+            lambda: recorded(client, app_name, "seen", 2_000), "all", within=40, workers=[second]
+        )
+        await wait_for(lambda: equal(pending(client, ticks, "proc"), 0), "acked", workers=[second])
+    finally:
+        await app.close()
+    assert await second.stop() == 0
+    seen = await results(client, app_name, "seen")
+    sent = Counter((ticks.partition_for(e), i.decode()) for e, i in zip(events, ids, strict=True))
+    processed = Counter((s["partition"], s["id"]) for s in seen)
+    assert [k for k, n in processed.items() if n > 1] == []
+    assert processed == sent
+    per_key: dict[str, list[int]] = defaultdict(list)
+    for s in seen:
+        per_key[s["key"]].append(s["seq"])
+    assert all(seqs == list(range(50)) for seqs in per_key.values())
+    assert {s["pid"] for s in seen} == {first.pid, second.pid}
+
+
+async def test_a_killed_workers_partitions_are_processed_by_the_next_without_loss(
+    spawn: Spawn, client: Redis, app_name: str, redis_url: str
+) -> None:
+    app, ticks = ordering.build(app_name, redis_url)
+    events = [Tick(key=f"k{i % 16}", seq=i // 16) for i in range(480)]
+    work = {"ENGINE_TEST_DELAY": "0.02"}
+    try:
+        ids = await ticks.send(*events)
+    finally:
+        await app.close()
+    first = spawn("ordering", env=work)
+    await wait_for(lambda: recorded(client, app_name, "seen", 100), "100 events", workers=[first])
+    first.send_signal(signal.SIGKILL)
+    assert await first.exit_code(within=10) == -signal.SIGKILL
+    second = spawn("ordering", env=work)
+    await wait_for(
+        lambda: equal(pending(client, ticks, "proc"), 0),
+        "everything acked",
+        within=40,
+        workers=[second],
+    )
+    assert await second.stop() == 0
+    seen = await results(client, app_name, "seen")
+    sent = {(ticks.partition_for(e), i.decode()) for e, i in zip(events, ids, strict=True)}
+    processed = Counter((s["partition"], s["id"]) for s in seen)
+    assert set(processed) == sent  # at least once: nothing lost
+    # Only what the killed worker had in flight or buffered may run twice.
+    assert sum(n - 1 for n in processed.values()) <= ordering.PARTITIONS * 9
+    per_key: dict[str, list[int]] = defaultdict(list)
+    for s in seen:
+        if s["seq"] not in per_key[s["key"]]:
+            per_key[s["key"]].append(s["seq"])
+    assert all(seqs == list(range(30)) for seqs in per_key.values())  # first deliveries in order
+
+
+async def test_an_overrunning_event_is_cancelled_after_the_grace_period_and_stays_pending(
+    spawn: Spawn, client: Redis, app_name: str, redis_url: str
+) -> None:
+    app, ticks = ordering.build(app_name, redis_url)
+    try:
+        (entry,) = await ticks.send(Tick(key="k", seq=0))
+    finally:
+        await app.close()
+    worker = spawn("ordering", env={"ENGINE_TEST_DELAY": "600", "RUNNEL_DEFAULT_GRACE_PERIOD": "1"})
+    await wait_for(lambda: recorded(client, app_name, "began"), "the event begun", workers=[worker])
+    assert await worker.stop(within=15) == 0
+    assert any(
+        "did not finish its in-flight work within grace_period=1.0s" in m
+        for m in worker.messages("warning")
+    )
+    assert await count(client, app_name, "seen") == 0
+    partition = ticks.partition_for(Tick(key="k", seq=0))
+    assert await pending_ids(client, ticks, "proc", partition) == [entry]  # redelivered later
+
+
+async def test_a_second_sigterm_exits_at_once_with_code_130(
+    spawn: Spawn, client: Redis, app_name: str, redis_url: str
+) -> None:
+    app, ticks = ordering.build(app_name, redis_url)
+    try:
+        (entry,) = await ticks.send(Tick(key="k", seq=0))
+    finally:
+        await app.close()
+    worker = spawn(
+        "ordering", env={"ENGINE_TEST_DELAY": "600", "RUNNEL_DEFAULT_GRACE_PERIOD": "600"}
+    )
+    await wait_for(lambda: recorded(client, app_name, "began"), "the event begun", workers=[worker])
+    worker.send_signal(signal.SIGTERM)
+    await wait_for(
+        lambda: "received SIGTERM: stopping gracefully" in worker.messages(),
+        "the first SIGTERM handled",
+        workers=[worker],
+    )
+    worker.send_signal(signal.SIGTERM)
+    assert await worker.exit_code(within=15) == 130
+    assert "received SIGTERM again: exiting now" in worker.messages("warning")
+    partition = ticks.partition_for(Tick(key="k", seq=0))
+    assert await pending_ids(client, ticks, "proc", partition) == [entry]
+
+
+async def test_a_worker_paused_past_its_leases_loses_nothing_and_reorders_nothing(
+    spawn: Spawn, client: Redis, app_name: str, redis_url: str
+) -> None:
+    app, ticks = ordering.build(app_name, redis_url)
+    events = [Tick(key=f"k{i % 16}", seq=i // 16) for i in range(480)]
+    work = {"ENGINE_TEST_DELAY": "0.03"}
+    try:
+        ids = await ticks.send(*events)
+    finally:
+        await app.close()
+    paused = spawn("ordering", env=work)
+    await wait_for(lambda: recorded(client, app_name, "seen", 40), "40 events", workers=[paused])
+    other = spawn("ordering", env=work)
+    await wait_for(
+        lambda: any("starting" in m for m in other.messages()), "started", workers=[other]
+    )
+    paused.send_signal(signal.SIGSTOP)  # past lock_expiry=2: its leases lapse
+    try:
+        await wait_for(
+            lambda: len(other.acquired("ticks")) == ordering.PARTITIONS,
+            "the other worker owning every partition",
+            workers=[other],
+        )
+        await wait_for(
+            lambda: recorded(client, app_name, "seen", 200), "200 events", workers=[other]
+        )
+        await client.rpush(results_key(app_name, "began"), json.dumps({"resumed": True}))
+    finally:
+        paused.send_signal(signal.SIGCONT)
+    both = [other, paused]
+    await wait_for(
+        lambda: equal(pending(client, ticks, "proc"), 0), "all acked", within=40, workers=both
+    )
+    await wait_for(lambda: recorded(client, app_name, "seen", 480), "all", workers=both)
+    assert await other.stop() == 0
+    assert await paused.stop() == 0
+
+    began = await results(client, app_name, "began")
+    resumed = began.index({"resumed": True})
+    # Epochs count per partition: a lease is named by both.
+    old_leases = {(b["partition"], b["epoch"]) for b in began[:resumed] if b["pid"] == paused.pid}
+    # Fencing: once resumed, the paused worker handed no event to user code under a lease
+    # it held before the pause (it may take partitions again, under new leases).
+    late = [
+        b
+        for b in began[resumed + 1 :]
+        if b["pid"] == paused.pid and (b["partition"], b["epoch"]) in old_leases
+    ]
+    assert late == []
+
+    seen = await results(client, app_name, "seen")
+    sent = {(ticks.partition_for(e), i.decode()) for e, i in zip(events, ids, strict=True)}
+    processed = Counter((s["partition"], s["id"]) for s in seen)
+    assert set(processed) == sent  # nothing lost
+    # Only what the paused worker processed under its old leases (acks refused) ran twice.
+    under_old_leases = {
+        (s["partition"], s["id"])
+        for s in seen
+        if s["pid"] == paused.pid and (s["partition"], s["epoch"]) in old_leases
+    }
+    assert {k for k, n in processed.items() if n > 1} <= under_old_leases
+    # Ignoring those repeats, every key was processed in order.
+    firsts: dict[str, list[int]] = defaultdict(list)
+    for s in seen:
+        if s["seq"] not in firsts[s["key"]]:
+            firsts[s["key"]].append(s["seq"])
+    assert all(seqs == list(range(30)) for seqs in firsts.values())
+
+
+async def test_a_lone_worker_paused_past_its_leases_resumes_every_partition(
+    spawn: Spawn, client: Redis, app_name: str, redis_url: str
+) -> None:
+    app, ticks = ordering.build(app_name, redis_url)
+    events = [Tick(key=f"k{i % 16}", seq=i // 16) for i in range(320)]
+    try:
+        ids = await ticks.send(*events)
+    finally:
+        await app.close()
+    worker = spawn("ordering", env={"ENGINE_TEST_DELAY": "0.02"})
+    await wait_for(lambda: recorded(client, app_name, "seen", 40), "40 events", workers=[worker])
+    worker.send_signal(signal.SIGSTOP)
+    try:
+        # Frozen until every lease (lock_expiry=2) has lapsed in Redis.
+        await wait_for(
+            lambda: equal(client.exists(*(ticks.keys.lock("proc", n) for n in range(8))), 0),
+            "every lease lapsed",
+        )
+    finally:
+        worker.send_signal(signal.SIGCONT)
+    await wait_for(
+        lambda: equal(pending(client, ticks, "proc"), 0), "all acked", within=30, workers=[worker]
+    )
+    await wait_for(lambda: recorded(client, app_name, "seen", 320), "all", workers=[worker])
+    assert await worker.stop() == 0
+    seen = await results(client, app_name, "seen")
+    sent = {(ticks.partition_for(e), i.decode()) for e, i in zip(events, ids, strict=True)}
+    assert {(s["partition"], s["id"]) for s in seen} == sent

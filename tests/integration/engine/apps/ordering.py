@@ -33,6 +33,13 @@ def build(
         async for event in events:
             tick = event.record()
             if delay:
+                await results.add(
+                    "began",
+                    key=tick.key,
+                    seq=tick.seq,
+                    partition=event.partition.number,
+                    epoch=event.epoch,
+                )
                 await asyncio.sleep(delay)
             await results.add(
                 "seen",
@@ -40,6 +47,7 @@ def build(
                 seq=tick.seq,
                 id=event.id.decode(),
                 partition=event.partition.number,
+                epoch=event.epoch,
             )
 
     return app, ticks

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sys
 from collections import Counter
 from collections.abc import Sequence
@@ -89,7 +90,16 @@ def worker(
                 f"{', '.join(sorted(app.processors)) or '(none)'}",
                 param_hint="--processors",
             )
-    code = _run_uvloop(_run_worker(app, names))
+    try:
+        code = _run_uvloop(_run_worker(app, names))
+    except RunnelError as exc:
+        # A worker that cannot start (Redis unreachable or refusing the password, a stream
+        # whose stored metadata disagrees, ...) says why in one line, in the log's own format
+        # too, instead of dumping a traceback through asyncio and click into a JSON log.
+        logging.getLogger("runnel.worker").critical(
+            "worker failed: %s: %s", type(exc).__name__, exc
+        )
+        raise click.ClickException(f"{type(exc).__name__}: {exc}") from exc
     sys.exit(code)
 
 

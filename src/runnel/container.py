@@ -28,10 +28,12 @@ from runnel.adapters.hashers import default_hasher
 from runnel.adapters.memory.broker import get_broker
 from runnel.adapters.memory.keyvalue import MemoryKeyValue
 from runnel.adapters.memory.locks import MemoryPartitionLocks
+from runnel.adapters.memory.membership import MemoryMembership
 from runnel.adapters.memory.streams import MemoryStreamLog
 from runnel.adapters.redis.client import make_client
 from runnel.adapters.redis.keyvalue import RedisKeyValue
 from runnel.adapters.redis.locks import RedisPartitionLocks
+from runnel.adapters.redis.membership import RedisMembership
 from runnel.adapters.redis.streams import RedisStreamLog
 from runnel.adapters.serializers import serializer_named
 from runnel.adapters.system_clock import SystemClock
@@ -89,7 +91,14 @@ class Container(containers.DeclarativeContainer):
         redis=providers.Singleton(RedisKeyValue, redis_client),
         memory=providers.Singleton(MemoryKeyValue, memory_broker),
     )
-    backend = providers.Singleton(Backend, log=stream_log, locks=locks, kv=kv, clock=clock)
+    membership = providers.Selector(
+        kind,
+        redis=providers.Singleton(RedisMembership, redis_client),
+        memory=providers.Singleton(MemoryMembership, memory_broker),
+    )
+    backend = providers.Singleton(
+        Backend, log=stream_log, locks=locks, kv=kv, membership=membership, clock=clock
+    )
 
     serializer = providers.Singleton(serializer_named, settings.provided.default_serializer)
     compressor = providers.Singleton(compressor_named, settings.provided.default_compressor)

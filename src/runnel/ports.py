@@ -134,6 +134,36 @@ class Lease:
 
 
 @dataclass(frozen=True, slots=True)
+class MembershipKeys:
+    """Where one processor's membership lives: the value, its version, the control stream."""
+
+    value: str
+    version: str
+    control: str
+
+
+@dataclass(frozen=True, slots=True)
+class MembershipRecord:
+    """A membership value as read, with its version (0 and None before the first write)."""
+
+    version: int
+    value: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class MembershipWrite:
+    """The outcome of a versioned update.
+
+    ``written``: whether the value was replaced; ``version``: the version now current (the
+    new one, or the one that made the update stale); ``announced``: the control entry's id.
+    """
+
+    written: bool
+    version: int
+    announced: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ClaimResult:
     """What a claim moved: the cursor to continue from, the entries, and deleted ids."""
 
@@ -266,6 +296,10 @@ class PartitionLocks(Protocol):
         """The token currently holding ``key``, if any."""
         ...
 
+    async def expires_in(self, key: str) -> float | None:
+        """Seconds until the lock at ``key`` expires; None if it is free."""
+        ...
+
 
 class KeyValue(Protocol):
     """Small values: metadata, membership, heartbeats, quarantine records, counters."""
@@ -295,6 +329,34 @@ class KeyValue(Protocol):
     async def hash_delete(self, key: str, *fields: bytes) -> int: ...
 
     async def delete(self, *keys: str) -> int: ...
+
+
+class Membership(Protocol):
+    """A processor's versioned membership record and its control stream.
+
+    The record is opaque bytes (the domain encodes it); every successful update bumps the
+    version and announces itself on the control stream in the same atomic step, so nobody
+    can see a change that was not announced, or an announcement of a change that failed.
+    """
+
+    async def read(self, keys: MembershipKeys) -> MembershipRecord:
+        """The current version (0 if never written) and value (None if missing)."""
+        ...
+
+    async def update(
+        self, keys: MembershipKeys, expected: int, value: bytes, note: Fields
+    ) -> MembershipWrite:
+        """Compare-and-set on the version: write ``value`` only if the version is ``expected``.
+
+        On success the version becomes ``expected + 1`` and ``note`` (plus a ``version``
+        field) is appended to the control stream, in the same atomic step. When someone
+        else updated it first nothing is written and the current version is returned.
+        """
+        ...
+
+    async def announce(self, keys: MembershipKeys, note: Fields) -> bytes:
+        """Append ``note`` (plus the current ``version``) to the control stream; its id."""
+        ...
 
 
 # --------------------------------------------------------------------------- extension bases
@@ -349,4 +411,5 @@ class Backend:
     log: StreamLog
     locks: PartitionLocks
     kv: KeyValue
+    membership: Membership
     clock: Clock

@@ -46,6 +46,10 @@ class Keys:
         """Executors and their partitions: ``__memb:{app}.{stream}.{processor}``."""
         return f"__memb:{self._base}.{processor}"
 
+    def membership_version(self, processor: str) -> str:
+        """The membership's version counter: ``__mver:{app}.{stream}.{processor}``."""
+        return f"__mver:{self._base}.{processor}"
+
     def control(self, processor: str) -> str:
         """Control stream of join/leave announcements: ``__ctrl:{app}.{stream}.{processor}``."""
         return f"__ctrl:{self._base}.{processor}"

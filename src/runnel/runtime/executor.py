@@ -1,9 +1,9 @@
 """An executor runs one processor over the partitions its worker owns.
 
-It owns a fetcher, an acker, one consumer task per owned partition, and an ownership
-strategy (:mod:`runnel.runtime.ownership`) that grants, revokes and renews partition
-leases. Revocation is graceful: stop fetching the partition, let the in-flight iteration
-finish within ``grace_period``, flush acknowledgements, then release the lease.
+It owns a fetcher, an acker, one consumer task per owned partition, and a coordinator
+(:mod:`runnel.runtime.coordination`) that grants, revokes and renews partition leases.
+Revocation is graceful: stop fetching the partition, let the in-flight iteration finish
+within ``grace_period``, flush acknowledgements, then release the lease.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from runnel.ports import Backend, Fence, Lease
 from runnel.runtime._aio import cancel_and_wait, wait_within
 from runnel.runtime.acks import Acker
 from runnel.runtime.consumer import Consumer, quarantine_record
+from runnel.runtime.coordination import Coordinator
 from runnel.runtime.feed import PartitionFeed
 from runnel.runtime.fetcher import Fetcher
-from runnel.runtime.ownership import GreedyOwnership
 from runnel.runtime.specs import ProcessorSpec
 
 if TYPE_CHECKING:
@@ -59,7 +59,7 @@ class Executor:
             self._room,
             self.acker,
         )
-        self.ownership = GreedyOwnership(self)
+        self.coordinator = Coordinator(self)
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
 
@@ -69,7 +69,7 @@ class Executor:
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
-        """Create the groups, then start the fetcher, acker and ownership loops."""
+        """Create the groups, then start the fetcher, acker and coordinator."""
         context.executor_id.set(self.id)
         context.processor_name.set(self.spec.name)
         for number in range(self.stream.partition_count):
@@ -77,7 +77,7 @@ class Executor:
         for coro, name in (
             (self.fetcher.run(), "fetcher"),
             (self.acker.run(), "acker"),
-            (self.ownership.run(), "ownership"),
+            (self.coordinator.run(), "coordinator"),
         ):
             self._tasks.append(asyncio.create_task(coro, name=f"{self.id}:{name}"))
 
@@ -86,7 +86,10 @@ class Executor:
         if self._stopping:
             return
         self._stopping = True
-        await self.ownership.stop()
+        try:
+            await self.coordinator.leave()
+        except Exception as exc:
+            log.error("leaving %s failed: %r", self.spec.name, exc)
         await asyncio.gather(*(self.revoke(n) for n in list(self.feeds)), return_exceptions=True)
         for task in self._tasks:
             task.cancel()
@@ -96,7 +99,7 @@ class Executor:
         except Exception as exc:
             log.error("final acknowledgement flush of %s failed: %s", self.spec.name, exc)
 
-    # ------------------------------------------------------------------ ownership seam
+    # ------------------------------------------------------------------ called by the coordinator
 
     async def grant(self, number: int, lease: Lease, sent_at: float) -> None:
         """Start consuming partition ``number`` under ``lease`` (acquired at ``sent_at``)."""
@@ -147,6 +150,7 @@ class Executor:
         if task is not None:
             task.cancel()
         log.warning("lost the lease of %s.%d (epoch %d)", self.stream.name, number, feed.epoch)
+        self.coordinator.wake()  # take it again if it is still ours
 
     async def revoke(self, number: int) -> None:
         """Graceful hand-back: finish in-flight work, flush acks, release the lease."""
@@ -211,7 +215,7 @@ class Executor:
         log.error("quarantined %s.%d at entry %s", self.stream.name, number, entry_id or "-")
 
     async def check_quarantine(self) -> None:
-        """Resume partitions whose quarantine was cleared (called by the ownership loop)."""
+        """Resume partitions whose quarantine was cleared (called by the coordinator)."""
         if not self.quarantined:
             return
         record = await self.backend.kv.hash_get_all(self.keys.quarantine(self.spec.name))

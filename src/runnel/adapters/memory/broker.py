@@ -130,6 +130,15 @@ class MemoryBroker:
         self._volatile.add(key)
         return True
 
+    def ttl(self, key: str) -> float | None:
+        """Seconds the value at ``key`` has left (inf without expiry); None if missing."""
+        value = self._live(key)
+        if value is None:
+            return None
+        if not isinstance(value, _String) or value.expires_at is None:
+            return float("inf")
+        return value.expires_at - self.clock.now()
+
     def incr(self, key: str, amount: int = 1) -> int:
         """Add ``amount`` to the integer string at ``key`` (missing is 0); keeps its TTL."""
         value = self._live(key)

@@ -58,6 +58,10 @@ class MemoryPartitionLocks:
         """The token currently holding ``key``, if any."""
         return self.broker.get_string(key)
 
+    async def expires_in(self, key: str) -> float | None:
+        """Seconds until the lock at ``key`` expires; None if it is free."""
+        return self.broker.ttl(key)
+
     def force_release(self, key: str) -> bool:
         """Test helper, not part of the port: drop the lock at ``key`` whoever holds it."""
         return self.broker.delete([key]) == 1

@@ -17,7 +17,13 @@ from typing import Any
 
 from runnel.domain.model import Entry
 from runnel.errors import BackendProtocolError
-from runnel.ports import ClaimResult, GroupInfo, PendingEntry
+from runnel.ports import (
+    ClaimResult,
+    GroupInfo,
+    MembershipRecord,
+    MembershipWrite,
+    PendingEntry,
+)
 
 
 def _unexpected(expected: str, found: Any) -> BackendProtocolError:
@@ -292,3 +298,33 @@ def epoch(raw: Any) -> int | None:
         (True, 7)
     """
     return None if raw is None else as_int(raw)
+
+
+def membership_read(raw: Any) -> MembershipRecord:
+    """``MGET value version``: the version (0 when missing) and the value.
+
+    Example:
+        >>> membership_read([b'{}', b'3']), membership_read([None, None])
+        (MembershipRecord(version=3, value=b'{}'), MembershipRecord(version=0, value=None))
+    """
+    pair = _list(raw, "an MGET reply of two values")
+    if len(pair) != 2:
+        raise _unexpected("an MGET reply of two values", raw)
+    version = 0 if pair[1] is None else as_int(pair[1])
+    return MembershipRecord(version, optional_bytes(pair[0]))
+
+
+def membership_write(raw: Any) -> MembershipWrite:
+    """The membership update script's reply: ``{1, version, id}`` or ``{0, version}``.
+
+    Example:
+        >>> membership_write([1, 4, b"5-0"]), membership_write([0, 9])
+        (MembershipWrite(written=True, version=4, announced=b'5-0'), \
+MembershipWrite(written=False, version=9, announced=None))
+    """
+    row = _list(raw, "a [written, version, id] reply")
+    if len(row) == 3 and as_int(row[0]) == 1:
+        return MembershipWrite(True, as_int(row[1]), as_bytes(row[2]))
+    if len(row) == 2 and as_int(row[0]) == 0:
+        return MembershipWrite(False, as_int(row[1]))
+    raise _unexpected("a [written, version, id] reply", raw)

@@ -77,3 +77,12 @@ class RedisPartitionLocks:
         """The token currently holding ``key``, if any."""
         with translated():
             return _replies.optional_bytes(await self._client.get(key))
+
+    async def expires_in(self, key: str) -> float | None:
+        """Seconds until the lock at ``key`` expires (PTTL); None if it is free."""
+        with translated():
+            ms = _replies.as_int(await self._client.pttl(key))
+        # -2: no such key; -1: no expiry (never set by us, but then it never frees itself).
+        if ms == -2:
+            return None
+        return float("inf") if ms == -1 else ms / 1000.0

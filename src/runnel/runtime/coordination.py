@@ -1,0 +1,425 @@
+"""Distributed coordination: membership, sticky rebalancing and fenced partition leases.
+
+How it works (one ``Coordinator`` per executor, i.e. per processor per worker):
+
+1. **Heartbeat.** Every ``tick`` (``min(heartbeat_interval, lock_expiry / 4)``) the
+   executor sets ``__beat:...{executor_id}`` with a TTL of three ticks and renews all its
+   partition leases in one round trip. A lease that cannot be renewed is dropped at once
+   (renewal never re-acquires). The same tick reads the membership, reaps members whose
+   heartbeat has expired, and re-joins if this executor was itself reaped (after a pause).
+2. **Watchdog.** Independently of any I/O, a timer wakes at the earliest local lease
+   deadline (send time of the last successful renewal + ``lock_expiry`` - margin). A
+   partition past its deadline is dropped: its in-flight iteration is cancelled and no
+   further event reaches user code, because another worker may own it by now.
+3. **Membership.** ``__memb:...`` holds a JSON object keyed by executor id with each
+   member's assigned partitions, and ``__mver:...`` its version. Joins, leaves and reaps
+   are computed by :mod:`runnel.domain.membership` (balanced, sticky, deterministic) and
+   written with a compare-and-set on the version that also announces the change on the
+   control stream, in one atomic step.
+4. **Control.** Every executor follows ``__ctrl:...`` (its own join included) and
+   reconciles on every announcement: a membership change, or ``released`` when partitions
+   were handed back (their new owners take them at once instead of waiting for a retry).
+5. **Reconcile.** Compare the partitions assigned to us with those we hold: first release
+   what we lose (stop fetching, let the in-flight iteration finish within
+   ``grace_period``, flush acks, release the lease, announce it), then acquire what we
+   gain. A partition whose lease is still held (its previous owner is draining, or died and
+   its lease has not expired yet) is retried when the holder announces its release, or
+   when the lease's remaining time has passed, whichever comes first; it never fails the
+   worker. Acquiring bumps the partition's fencing epoch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any
+
+from runnel.domain.membership import (
+    Announcement,
+    Members,
+    assigned_to,
+    decode,
+    encode,
+    joined,
+    without,
+)
+from runnel.domain.rebalance import plan_rebalance
+from runnel.errors import BackendError, RebalanceError
+from runnel.ports import MembershipKeys, MembershipWrite
+from runnel.runtime._aio import cancel_and_wait, wait_event
+
+if TYPE_CHECKING:
+    from runnel.runtime.executor import Executor
+
+log = logging.getLogger(__name__)
+
+MISSED_BEATS = 3
+"""A member whose heartbeat is this many ticks old is dead."""
+
+MIN_RETRY = 0.01
+"""Shortest wait before trying a held partition again (never a busy loop)."""
+
+UPDATE_ATTEMPTS = 100
+"""Compare-and-set rounds before a membership update gives up (and is retried later)."""
+
+
+def just_before(entry_id: bytes) -> bytes:
+    """The stream id immediately below ``entry_id`` (to read from it inclusively).
+
+    Example:
+        >>> just_before(b"1700-3"), just_before(b"1700-0")
+        (b'1700-2', b'1699-18446744073709551615')
+    """
+    ms, _, seq = entry_id.partition(b"-")
+    if int(seq or b"0") > 0:
+        return b"%s-%d" % (ms, int(seq) - 1)
+    return b"%d-18446744073709551615" % (int(ms) - 1)
+
+
+class Coordinator:
+    """Keeps an executor's membership, heartbeat and partition leases.
+
+    Attributes:
+        members: the membership as last read.
+        version: its version as last read or written.
+        joins, rebalances, reaped, acquired, released: counters for operators and tests.
+    """
+
+    def __init__(self, executor: Executor) -> None:
+        self.ex = executor
+        spec = executor.spec
+        self.name = spec.name
+        self.backend = executor.backend
+        self.clock = executor.clock
+        keys = executor.keys
+        self.keys = MembershipKeys(
+            keys.membership(spec.name), keys.membership_version(spec.name), keys.control(spec.name)
+        )
+        self.partitions = executor.stream.partition_count
+        self.tick = min(spec.heartbeat_interval, executor.lease_clock.renew_every)
+        self.beat_ttl = MISSED_BEATS * self.tick
+        self.members: Members = {}
+        self.version = 0
+        self.control_last: bytes | None = None
+        self.retry_at: dict[int, float] = {}  # held partition -> when to try it again
+        self.attempts: dict[int, int] = {}
+        self.joins = 0
+        self.rebalances = 0
+        self.reaped = 0
+        self.acquired = 0
+        self.released = 0
+        self.joined = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._busy = asyncio.Lock()  # one reconcile pass (or the leave) at a time
+        self._leaving = False
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def wake(self) -> None:
+        """Reconcile soon (a lease was lost, an announcement arrived)."""
+        self._wake.set()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def run(self) -> None:
+        """Join, then keep heartbeat, watchdog, control and reconcile going until cancelled."""
+        try:
+            if self.ex.spec.join_delay > 0:
+                await self.clock.sleep(self.ex.spec.join_delay)
+            self._spawn(self._heartbeat_loop, "beat")
+            self._spawn(self._watchdog_loop, "watchdog")
+            await self._join_until_done()
+            if self._leaving:
+                return
+            self._spawn(self._control_loop, "control")
+            self._spawn(self._reconcile_loop, "reconcile")
+            # Not gather: leave() cancels the control and reconcile loops, while the
+            # heartbeat must keep renewing our leases until the drain is over.
+            await asyncio.wait(self._tasks)
+        finally:
+            await cancel_and_wait(*self._tasks)
+
+    def _spawn(self, loop: Callable[[], Coroutine[Any, Any, None]], name: str) -> None:
+        async def guarded() -> None:
+            try:
+                await loop()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a bug in runnel itself: never silent
+                log.critical("%s loop of %s crashed: %r", name, self.ex.id, exc, exc_info=exc)
+                self.ex.worker.halt(exc, f"coordination of {self.name}")
+
+        self._tasks.append(asyncio.create_task(guarded(), name=f"{self.ex.id}:{name}"))
+
+    async def leave(self) -> None:
+        """Graceful leave: hand our partitions to the others, drain, release, go."""
+        self._leaving = True
+        async with self._busy:  # let a reconcile pass in progress finish its step
+            for task in self._tasks:
+                if task.get_name().endswith((":control", ":reconcile")):
+                    task.cancel()
+            if self.joined.is_set():
+                try:
+                    await self._update("leave", lambda m: without(m, [self.ex.id], self.partitions))
+                except (BackendError, RebalanceError) as exc:
+                    log.warning("could not leave the membership of %s cleanly: %s", self.name, exc)
+            await self._release(sorted(self.ex.feeds))
+        try:
+            await self.backend.kv.delete(self.ex.keys.beat(self.name, self.ex.id))
+        except BackendError as exc:
+            log.warning("could not delete the heartbeat of %s: %s", self.ex.id, exc)
+
+    # ------------------------------------------------------------------ membership
+
+    async def _beat(self) -> None:
+        await self.backend.kv.set(
+            self.ex.keys.beat(self.name, self.ex.id),
+            self.ex.worker.id.encode(),
+            ttl=self.beat_ttl,
+        )
+
+    async def _join_until_done(self) -> None:
+        delay = self.tick
+        while not self._leaving:
+            try:
+                await self._beat()
+                await self._join("join")
+                return
+            except (BackendError, RebalanceError) as exc:
+                log.warning("%s could not join %s yet, retrying: %s", self.ex.id, self.name, exc)
+                await self.clock.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _join(self, kind: str) -> None:
+        holding = frozenset(n for n, f in self.ex.feeds.items() if not f.lost)
+        write = await self._update(
+            kind, lambda m: joined(m, self.ex.id, self.ex.worker.id, self.partitions, holding)
+        )
+        if self.control_last is None:
+            # Follow the control stream from our own join on: we react to it like anyone.
+            self.control_last = just_before(write.announced) if write.announced else b"0-0"
+        self.joins += 1
+        self.joined.set()
+        self._wake.set()
+        log.info(
+            "%s joined %s (version %d, %d member(s)); assigned %s",
+            self.ex.id,
+            self.name,
+            self.version,
+            len(self.members),
+            sorted(assigned_to(self.members, self.ex.id)),
+        )
+
+    async def _read(self) -> Members:
+        record = await self.backend.membership.read(self.keys)
+        try:
+            members = decode(record.value)
+        except ValueError as exc:
+            log.error("membership %s is unreadable (%s): rebuilding it", self.keys.value, exc)
+            members = {}
+        self.members, self.version = members, record.version
+        return members
+
+    async def _update(self, kind: str, change: Callable[[Members], Members]) -> MembershipWrite:
+        """Apply ``change`` with compare-and-set on the version; the write announces it."""
+        port = self.backend.membership
+        for _ in range(UPDATE_ATTEMPTS):
+            record = await port.read(self.keys)
+            try:
+                current = decode(record.value)
+            except ValueError as exc:
+                log.error("membership %s is unreadable (%s): rebuilding it", self.keys.value, exc)
+                current = {}
+            updated = change(current)
+            value = encode(updated)
+            if value == record.value:
+                self.members, self.version = updated, record.version
+                return MembershipWrite(False, record.version)
+            note = Announcement(kind, self.ex.id, assigned_to(updated, self.ex.id))
+            write = await port.update(self.keys, record.version, value, note.fields())
+            if write.written:
+                self.members, self.version = updated, write.version
+                self.rebalances += 1
+                return write
+        raise RebalanceError(
+            f"membership {self.keys.value} kept changing; gave up after {UPDATE_ATTEMPTS} tries"
+        )
+
+    async def _announce_released(self, partitions: list[int]) -> None:
+        note = Announcement("released", self.ex.id, frozenset(partitions))
+        try:
+            await self.backend.membership.announce(self.keys, note.fields())
+        except BackendError as exc:  # the new owners find out on their next retry anyway
+            log.warning("could not announce the release of %s: %s", partitions, exc)
+
+    # ------------------------------------------------------------------ loops
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await self.clock.sleep(self.tick)
+            try:
+                await self._beat()
+                await self._renew()
+                if self.joined.is_set() and not self._leaving:
+                    await self._check_members()
+                await self.ex.check_quarantine()
+            except (BackendError, RebalanceError) as exc:
+                log.warning("heartbeat of %s failed: %s", self.ex.id, exc)
+
+    async def _renew(self) -> None:
+        ex = self.ex
+        held = [(n, f.lease) for n, f in ex.feeds.items() if not f.lost]
+        if not held:
+            return
+        sent_at = self.clock.now()
+        results = await self.backend.locks.extend([lease for _, lease in held], ex.spec.lock_expiry)
+        for (number, lease), ok in zip(held, results, strict=True):
+            feed = ex.feeds.get(number)
+            if feed is None or feed.lease is not lease:
+                continue  # released or replaced meanwhile
+            if ok:
+                ex.renewed(number, sent_at)
+            else:
+                ex.lose(number)
+
+    async def _check_members(self) -> None:
+        members = await self._read()
+        if self.ex.id not in members:
+            log.warning(
+                "%s is no longer a member of %s (reaped after a pause?): joining again",
+                self.ex.id,
+                self.name,
+            )
+            await self._join("rejoin")
+            return
+        others = sorted(e for e in members if e != self.ex.id)
+        if others:
+            alive = await self.backend.kv.exists([self.ex.keys.beat(self.name, e) for e in others])
+            dead = [e for e, ok in zip(others, alive, strict=True) if not ok]
+            if dead:
+                log.warning("reaping dead member(s) of %s: %s", self.name, ", ".join(dead))
+                write = await self._update("reap", lambda m: without(m, dead, self.partitions))
+                if write.written:
+                    self.reaped += len(dead)
+        if assigned_to(self.members, self.ex.id) != frozenset(self.ex.feeds):
+            self._wake.set()
+
+    async def _watchdog_loop(self) -> None:
+        ex, clock = self.ex, self.clock
+        while True:
+            now = clock.now()
+            for number, feed in list(ex.feeds.items()):
+                if not feed.lost and feed.deadline <= now:
+                    log.warning(
+                        "lease of %s.%d (epoch %d) may have expired (no renewal for %.2fs): "
+                        "stopping it",
+                        ex.stream.name,
+                        number,
+                        feed.epoch,
+                        ex.lease_clock.usable,
+                    )
+                    ex.lose(number)
+            deadlines = [f.deadline for f in ex.feeds.values() if not f.lost]
+            wake_at = min([*deadlines, now + self.tick])
+            await clock.sleep(max(MIN_RETRY, wake_at - now))
+
+    async def _control_loop(self) -> None:
+        log_port, key = self.backend.log, self.keys.control
+        timeout = max(self.ex.spec.read_timeout, 1.0)
+        while True:
+            last = self.control_last or b"0-0"
+            try:
+                await log_port.wait({key: last}, timeout)
+                messages = await log_port.range(key, b"(" + last, b"+", count=100)
+            except BackendError as exc:
+                log.warning("reading the control stream of %s failed: %s", self.name, exc)
+                await self.clock.sleep(self.tick)
+                continue
+            if not messages:
+                continue
+            self.control_last = messages[-1].id
+            now = self.clock.now()
+            for message in messages:
+                note = Announcement.parse(message.fields)
+                if note.kind == "released":
+                    for number in note.partitions & self.retry_at.keys():
+                        self.retry_at[number] = now
+            self._wake.set()
+
+    async def _reconcile_loop(self) -> None:
+        while True:
+            timeout = max(self.ex.spec.assignment_sleep, self.tick)
+            if self.retry_at:
+                timeout = min(timeout, min(self.retry_at.values()) - self.clock.now())
+            await wait_event(self._wake, max(MIN_RETRY, timeout), self.clock)
+            self._wake.clear()
+            try:
+                async with self._busy:
+                    if not self._leaving:
+                        await self.reconcile()
+            except (BackendError, RebalanceError) as exc:
+                log.warning("rebalance of %s failed, retrying: %s", self.name, exc)
+                await self.clock.sleep(self.tick)
+                self._wake.set()
+
+    # ------------------------------------------------------------------ reconcile
+
+    async def reconcile(self) -> None:
+        """Release what is no longer ours, then acquire what newly is."""
+        ex = self.ex
+        members = await self._read()
+        mine = assigned_to(members, ex.id)
+        plan = plan_rebalance(frozenset(ex.feeds), mine)
+        if plan.release:
+            await self._release(sorted(plan.release))
+        for number in list(self.retry_at):
+            if number not in mine:
+                self.retry_at.pop(number)
+                self.attempts.pop(number, None)
+        for number in sorted(plan.acquire):
+            if self._leaving:
+                return
+            if self.retry_at.get(number, 0.0) > self.clock.now():
+                continue
+            await self._acquire(number)
+
+    async def _release(self, numbers: list[int]) -> None:
+        numbers = [n for n in numbers if n in self.ex.feeds]
+        if not numbers:
+            return
+        log.info("%s hands back %s.%s", self.ex.id, self.ex.stream.name, numbers)
+        await asyncio.gather(*(self.ex.revoke(n) for n in numbers))
+        self.released += len(numbers)
+        await self._announce_released(numbers)
+
+    async def _acquire(self, number: int) -> None:
+        ex, locks = self.ex, self.backend.locks
+        lock_key = ex.keys.lock(self.name, number)
+        sent_at = self.clock.now()
+        lease = await locks.acquire(
+            lock_key, ex.keys.epoch(self.name, number), ex.id, ex.spec.lock_expiry
+        )
+        if lease is not None:
+            self.retry_at.pop(number, None)
+            self.attempts.pop(number, None)
+            self.acquired += 1
+            await ex.grant(number, lease, sent_at)
+            return
+        # Still held: its owner is draining it (it will announce the release) or died (its
+        # lease runs out by itself). Come back at the lease's expiry at the latest.
+        remaining = await locks.expires_in(lock_key)
+        wait = ex.spec.assignment_sleep if remaining is None else remaining
+        self.retry_at[number] = self.clock.now() + max(
+            MIN_RETRY, min(wait, ex.spec.assignment_sleep or MIN_RETRY)
+        )
+        attempts = self.attempts[number] = self.attempts.get(number, 0) + 1
+        if attempts == ex.spec.assignment_attempts:
+            holder = await locks.holder(lock_key)
+            log.warning(
+                "partition %s.%d is still held by %s after %d attempts; waiting for its "
+                "release or expiry",
+                ex.stream.name,
+                number,
+                holder.decode("utf-8", "replace") if holder else "nobody",
+                attempts,
+            )

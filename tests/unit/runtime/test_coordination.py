@@ -1,0 +1,312 @@
+"""Membership, rebalancing, leases and fencing across several in-process workers.
+
+Every test runs on the memory backend and a simulated clock: "seconds" below are
+simulated, and the whole module runs in a few real seconds.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+
+from runnel import App, Events, Record, Stream, context
+from runnel.adapters.memory.clock import SimulatedClock
+from runnel.domain.membership import decode
+
+from .cluster import Cluster
+from .conftest import until
+
+FAST = {
+    "default_lock_expiry": 2.0,
+    "default_heartbeat_interval": 0.5,
+    "default_assignment_sleep": 0.5,
+    "default_read_timeout": 200,
+    "default_grace_period": 2.0,
+    "default_partition_count": 8,
+}
+
+
+class Tick(Record):
+    key: str
+    seq: int
+
+
+Seen = list[tuple[str, str, int]]
+
+
+def app_with_log(
+    make_app: Callable[..., App], work: float = 0.01, **settings: Any
+) -> tuple[App, Stream[Tick], Seen]:
+    """An app whose processor records (worker, key, seq) of every event it handles."""
+    app = make_app(**{**FAST, **settings})
+    ticks = app.stream("ticks", record=Tick, partition_by="key")
+    seen: Seen = []
+
+    @app.processor(ticks)
+    async def proc(events: Events) -> None:
+        async for tick in events.records():
+            seen.append((context.worker_id.get(), tick.key, tick.seq))
+            await app.backend.clock.sleep(work)
+
+    return app, ticks, seen
+
+
+@pytest.fixture
+async def make_cluster(clock: SimulatedClock) -> AsyncIterator[Callable[[App], Cluster]]:
+    made: list[Cluster] = []
+
+    def make(app: App) -> Cluster:
+        cluster = Cluster(app, clock)
+        made.append(cluster)
+        return cluster
+
+    yield make
+    for cluster in made:
+        await cluster.abort()
+
+
+def first_deliveries(seen: Seen) -> dict[str, list[int]]:
+    """Per key, the sequence numbers in the order they were first processed."""
+    first: dict[str, list[int]] = defaultdict(list)
+    delivered: set[tuple[str, int]] = set()
+    for _, key, seq in seen:
+        if (key, seq) not in delivered:
+            delivered.add((key, seq))
+            first[key].append(seq)
+    return first
+
+
+def assert_complete_and_ordered(seen: Seen, count: int) -> None:
+    first = first_deliveries(seen)
+    delivered = sum(len(v) for v in first.values())
+    assert delivered == count, f"lost {count - delivered} event(s)"
+    for key, seqs in first.items():
+        assert seqs == sorted(seqs), f"key {key} reordered"
+
+
+async def test_workers_split_partitions_evenly_and_exclusively(
+    make_app: Callable[..., App], clock: SimulatedClock, make_cluster: Callable[[App], Cluster]
+) -> None:
+    app, ticks, _ = app_with_log(make_app)
+    cluster = make_cluster(app)
+    for name in ("w1", "w2", "w3"):
+        await cluster.start(name)
+    await until(lambda: len(cluster.owners()) == 8, clock)
+    await clock.sleep(3)
+    assert cluster.exclusive()
+    sizes = sorted(len(n.executor.feeds) for n in cluster.nodes.values())
+    assert sizes == [2, 3, 3]
+    members = decode(await app.backend.kv.get(ticks.keys.membership("proc")))
+    assert sorted(len(m.partitions) for m in members.values()) == [2, 3, 3]
+    for node in cluster.nodes.values():
+        assert members[node.executor.id].partitions == frozenset(node.executor.feeds)
+        assert members[node.executor.id].worker == node.worker.id
+    await cluster.close()
+    assert decode(await app.backend.kv.get(ticks.keys.membership("proc"))) == {}
+    for number in range(8):
+        assert await app.backend.locks.holder(ticks.keys.lock("proc", number)) is None
+
+
+async def test_every_membership_change_is_versioned_and_announced(
+    make_app: Callable[..., App], clock: SimulatedClock, make_cluster: Callable[[App], Cluster]
+) -> None:
+    app, ticks, _ = app_with_log(make_app)
+    cluster = make_cluster(app)
+    await cluster.start("w1")
+    await cluster.start("w2")
+    await until(lambda: len(cluster.owners()) == 8, clock)
+    await cluster.stop("w1")
+    await until(lambda: len(cluster.owners()) == 8, clock)
+    notes = await app.backend.log.range(ticks.keys.control("proc"))
+    changes = [n.fields for n in notes if n.fields[b"type"] != b"released"]
+    assert [c[b"type"] for c in changes] == [b"join", b"join", b"leave"]
+    assert [int(c[b"version"]) for c in changes] == [1, 2, 3]
+    assert await app.backend.kv.get(ticks.keys.membership_version("proc")) == b"3"
+    released = [n.fields for n in notes if n.fields[b"type"] == b"released"]
+    # w1 handed back half when w2 joined, then the rest when it left: 8 in all.
+    assert sum(len(r[b"partitions"].split(b",")) for r in released) == 8
+
+
+async def test_a_join_moves_only_the_partitions_balance_requires(
+    make_app: Callable[..., App], clock: SimulatedClock, make_cluster: Callable[[App], Cluster]
+) -> None:
+    app, _, _ = app_with_log(make_app)
+    cluster = make_cluster(app)
+    w1 = await cluster.start("w1")
+    w2 = await cluster.start("w2")
+    await until(lambda: len(w1.executor.feeds) == len(w2.executor.feeds) == 4, clock)
+    before = {n: frozenset(node.executor.feeds) for n, node in cluster.nodes.items()}
+    await cluster.start("w3")
+    await until(
+        lambda: len(cluster.owners()) == 8 and len(cluster.nodes["w3"].executor.feeds) == 2,
+        clock,
+    )
+    await clock.sleep(2)
+    after = {n: frozenset(node.executor.feeds) for n, node in cluster.nodes.items()}
+    assert after["w1"] <= before["w1"]
+    assert after["w2"] <= before["w2"]
+    assert len(before["w1"] - after["w1"]) + len(before["w2"] - after["w2"]) == 2
+    # w1 took all 8 alone, handed 4 to w2, then 1 more went from each to w3: no other moves.
+    assert w1.executor.coordinator.acquired == 8
+    assert w2.executor.coordinator.acquired == 4
+    assert cluster.nodes["w3"].executor.coordinator.acquired == 2
+
+
+async def test_joins_and_graceful_leaves_under_load_process_everything_exactly_once(
+    make_app: Callable[..., App], clock: SimulatedClock, make_cluster: Callable[[App], Cluster]
+) -> None:
+    app, ticks, seen = app_with_log(make_app)
+    cluster = make_cluster(app)
+    total = 0
+
+    async def send(n: int) -> None:
+        nonlocal total
+        await ticks.send(*[Tick(key=f"k{(total + i) % 20}", seq=total + i) for i in range(n)])
+        total += n
+
+    await cluster.start("w1")
+    await send(200)
+    await clock.sleep(0.5)
+    await cluster.start("w2")
+    await send(200)
+    await clock.sleep(0.5)
+    await cluster.start("w3")
+    await send(200)
+    await clock.sleep(0.5)
+    assert await cluster.stop("w1") == 0
+    await send(200)
+    await clock.sleep(0.5)
+    assert await cluster.stop("w2") == 0
+    await send(200)
+    await until(lambda: len(seen) >= total, clock)
+    await clock.sleep(2)
+    await cluster.close()
+    assert len(seen) == total  # exactly once: no duplicates
+    assert_complete_and_ordered(seen, total)
+    assert {w for w, _, _ in seen} == {"w1", "w2", "w3"}
+
+
+async def test_a_crashed_workers_partitions_are_processed_again_within_three_seconds(
+    make_app: Callable[..., App], clock: SimulatedClock, make_cluster: Callable[[App], Cluster]
+) -> None:
+    app, ticks, seen = app_with_log(make_app, default_heartbeat_interval=1.0)
+    cluster = make_cluster(app)
+    w1 = await cluster.start("w1")
+    w2 = await cluster.start("w2")
+    await until(lambda: len(w1.executor.feeds) == len(w2.executor.feeds) == 4, clock)
+    lost = sorted(w2.executor.feeds)
+    await ticks.send(*[Tick(key=f"k{i % 16}", seq=i) for i in range(800)])
+    await until(lambda: len(seen) >= 100, clock)
+    crashed_at = clock.now()
+    await cluster.crash("w2")
+    seen_before = len(seen)
+
+    def w1_processes_the_lost_partitions() -> bool:
+        return set(lost) <= set(w1.executor.feeds) and len(seen) > seen_before
+
+    await until(w1_processes_the_lost_partitions, clock)
+    recovered_in = clock.now() - crashed_at
+    assert recovered_in <= 3.0, f"recovery took {recovered_in:.2f}s"
+    assert w1.executor.coordinator.reaped == 1
+    await until(lambda: len({(k, s) for _, k, s in seen}) >= 800, clock)
+    await cluster.close()
+    assert_complete_and_ordered(seen, 800)
+
+
+async def test_a_replacement_started_while_the_dead_lease_lives_waits_and_never_fails(
+    make_app: Callable[..., App], clock: SimulatedClock, make_cluster: Callable[[App], Cluster]
+) -> None:
+    app, ticks, seen = app_with_log(make_app, default_lock_expiry=10.0)
+    cluster = make_cluster(app)
+    await cluster.start("w1")
+    await until(lambda: len(cluster.owners()) == 8, clock)
+    await ticks.send(*[Tick(key=f"k{i % 8}", seq=i) for i in range(80)])
+    await until(lambda: len(seen) >= 10, clock)
+    await cluster.crash("w1")
+    crashed_at = clock.now()
+    replacement = await cluster.start("w2")
+    await until(lambda: len(cluster.owners()) == 8, clock, within=30)
+    took = clock.now() - crashed_at
+    assert took <= 10.5, f"took {took:.2f}s with a 10s lease"
+    assert not replacement.task.done()
+    assert replacement.executor.coordinator.attempts == {}
+    await until(lambda: len({(k, s) for _, k, s in seen}) >= 80, clock)
+    await cluster.close()
+    assert_complete_and_ordered(seen, 80)
+
+
+async def test_a_cut_off_worker_stops_at_its_lease_deadline_and_its_late_acks_are_refused(
+    make_app: Callable[..., App], clock: SimulatedClock, make_cluster: Callable[[App], Cluster]
+) -> None:
+    app, ticks, seen = app_with_log(make_app, default_partition_count=1, default_prefetch_count=50)
+    cluster = make_cluster(app)
+    w1 = await cluster.start("w1")
+    await until(lambda: len(cluster.owners()) == 1, clock)
+    await ticks.send(*[Tick(key="k", seq=i) for i in range(300)])
+    await until(lambda: len(seen) >= 20, clock)
+    deadline_before_cut = w1.executor.feeds[0].deadline
+    w1.gate.pause()  # no renewal, no acknowledgement reaches the backend from now on
+    await cluster.start("w2")
+    await until(lambda: cluster.owners().get(0) == ["w2"], clock, within=30)
+    taken_at = clock.now()
+    assert taken_at >= deadline_before_cut  # nobody took over before w1's lease lapsed
+    by_w1 = [s for w, _, s in seen if w == "w1"]
+    w1.gate.resume()  # its queued acknowledgements now arrive, too late
+    await until(lambda: len({s for _, _, s in seen}) >= 300, clock)
+    await clock.sleep(3)
+    assert w1.executor.acker.refused > 0
+    assert [s for w, _, s in seen if w == "w1"] == by_w1  # w1 processed nothing more
+    fenced = await app.backend.kv.get(ticks.keys.fenced("proc"))
+    assert fenced is not None
+    assert int(fenced) > 0
+    await cluster.close()
+    assert_complete_and_ordered(seen, 300)
+
+
+async def test_in_flight_work_is_cancelled_when_the_lease_may_have_expired(
+    make_app: Callable[..., App], clock: SimulatedClock, make_cluster: Callable[[App], Cluster]
+) -> None:
+    app, ticks, seen = app_with_log(make_app, work=30.0, default_partition_count=1)
+    cluster = make_cluster(app)
+    w1 = await cluster.start("w1")
+    await until(lambda: len(cluster.owners()) == 1, clock)
+    await ticks.send(Tick(key="k", seq=0), Tick(key="k", seq=1))
+    await until(lambda: len(seen) == 1, clock)
+    w1.gate.pause()
+    cut_at = clock.now()
+    await until(lambda: not w1.executor.feeds, clock)
+    stopped_after = clock.now() - cut_at
+    # Within one lease (2s) of the cut, the 30s event was abandoned, not finished.
+    assert stopped_after <= 2.0
+    assert w1.executor.consumers == {}
+    w1.gate.resume()
+    await until(lambda: len(seen) >= 3, clock, within=120)
+    await cluster.close()
+    assert [s for _, _, s in seen][:2] == [0, 0]  # redelivered: at least once, in order
+
+
+async def test_a_member_reaped_during_a_pause_joins_again_and_gets_partitions(
+    make_app: Callable[..., App], clock: SimulatedClock, make_cluster: Callable[[App], Cluster]
+) -> None:
+    app, ticks, _ = app_with_log(make_app)
+    cluster = make_cluster(app)
+    w1 = await cluster.start("w1")
+    w2 = await cluster.start("w2")
+    await until(lambda: len(cluster.owners()) == 8, clock)
+    w1.gate.pause()
+    await until(
+        lambda: (
+            w1.executor.id not in w2.executor.coordinator.members and len(cluster.owners()) == 8
+        ),
+        clock,
+    )
+    assert w2.executor.coordinator.reaped == 1
+    w1.gate.resume()
+    await until(lambda: len(w1.executor.feeds) == 4 and len(w2.executor.feeds) == 4, clock)
+    assert cluster.exclusive()
+    assert w1.executor.coordinator.joins == 2
+    members = decode(await app.backend.kv.get(ticks.keys.membership("proc")))
+    assert set(members) == {w1.executor.id, w2.executor.id}

@@ -4,9 +4,10 @@ Each ``*Contract`` class holds async test methods that pytest does not collect o
 (the class names do not start with ``Test``). An adapter binds a suite by subclassing it in
 a ``Test*`` class that provides these fixtures:
 
-* ``make_log`` / ``make_locks`` / ``make_kv``: async factories without arguments returning a
-  fresh :class:`~runnel.ports.StreamLog` / :class:`~runnel.ports.PartitionLocks` /
-  :class:`~runnel.ports.KeyValue`. Within one test all three must talk to the same backend:
+* ``make_log`` / ``make_locks`` / ``make_kv`` / ``make_membership``: async factories without
+  arguments returning a fresh :class:`~runnel.ports.StreamLog` /
+  :class:`~runnel.ports.PartitionLocks` / :class:`~runnel.ports.KeyValue` /
+  :class:`~runnel.ports.Membership`. Within one test all three must talk to the same backend:
   the stream-log suite takes fences from ``make_locks`` and reads counters with ``make_kv``.
 * ``advance``: an async callable ``advance(seconds)`` that lets backend time pass (advance a
   simulated clock, or really sleep against a real server). The suites keep these short.
@@ -25,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from uuid import uuid4
 
-from runnel.ports import KeyValue, PartitionLocks, StreamLog
+from runnel.ports import KeyValue, Membership, PartitionLocks, StreamLog
 
 MakeLog = Callable[[], Awaitable[StreamLog]]
 """Fixture type: returns a fresh StreamLog."""
@@ -35,6 +36,9 @@ MakeLocks = Callable[[], Awaitable[PartitionLocks]]
 
 MakeKV = Callable[[], Awaitable[KeyValue]]
 """Fixture type: returns a fresh KeyValue on the same backend."""
+
+MakeMembership = Callable[[], Awaitable[Membership]]
+"""Fixture type: returns a fresh Membership on the same backend."""
 
 Advance = Callable[[float], Awaitable[None]]
 """Fixture type: lets ``seconds`` of backend time pass."""

@@ -122,3 +122,16 @@ class LocksContract:
         assert await locks.holder(k("lock")) is None
         assert await locks.extend([], 1.0) == []
         assert await locks.release([]) == []
+
+    async def test_expires_in_tells_how_long_a_held_lock_has_left(
+        self, make_locks: MakeLocks
+    ) -> None:
+        locks, k = await make_locks(), key_space()
+        assert await locks.expires_in(k("lock")) is None
+        lease = await locks.acquire(k("lock"), k("epoch"), "w1", 10.0)
+        assert lease is not None
+        left = await locks.expires_in(k("lock"))
+        assert left is not None
+        assert 9.0 < left <= 10.0
+        await locks.release([lease])
+        assert await locks.expires_in(k("lock")) is None

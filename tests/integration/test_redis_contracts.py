@@ -13,11 +13,13 @@ from redis.asyncio import Redis
 
 from runnel.adapters.redis.keyvalue import RedisKeyValue
 from runnel.adapters.redis.locks import RedisPartitionLocks
+from runnel.adapters.redis.membership import RedisMembership
 from runnel.adapters.redis.streams import RedisStreamLog
-from runnel.ports import KeyValue, PartitionLocks, StreamLog
-from tests.contracts import Advance, MakeKV, MakeLocks, MakeLog
+from runnel.ports import KeyValue, Membership, PartitionLocks, StreamLog
+from tests.contracts import Advance, MakeKV, MakeLocks, MakeLog, MakeMembership
 from tests.contracts.keyvalue_contract import KeyValueContract
 from tests.contracts.locks_contract import LocksContract
+from tests.contracts.membership_contract import MembershipContract
 from tests.contracts.streamlog_contract import StreamLogContract
 
 
@@ -46,6 +48,13 @@ class RedisBinding:
         return make
 
     @pytest.fixture
+    def make_membership(self, redis_client: Redis) -> MakeMembership:
+        async def make() -> Membership:
+            return RedisMembership(redis_client)
+
+        return make
+
+    @pytest.fixture
     def advance(self) -> Advance:
         return asyncio.sleep
 
@@ -60,3 +69,7 @@ class TestRedisPartitionLocks(RedisBinding, LocksContract):
 
 class TestRedisKeyValue(RedisBinding, KeyValueContract):
     """KeyValue contract on Redis."""
+
+
+class TestRedisMembership(RedisBinding, MembershipContract):
+    """Membership contract on Redis."""

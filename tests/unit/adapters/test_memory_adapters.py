@@ -12,13 +12,23 @@ from runnel.adapters.memory.broker import MemoryBroker, get_broker, reset_broker
 from runnel.adapters.memory.clock import SimulatedClock
 from runnel.adapters.memory.keyvalue import MemoryKeyValue
 from runnel.adapters.memory.locks import MemoryPartitionLocks
+from runnel.adapters.memory.membership import MemoryMembership
 from runnel.adapters.memory.streams import MemoryStreamLog
 from runnel.adapters.system_clock import SystemClock
 from runnel.errors import BackendProtocolError, BackpressureError, Misconfigured
-from runnel.ports import Append, Cap, KeyValue, PartitionLocks, ReadRequest, StreamLog
-from tests.contracts import Advance, MakeKV, MakeLocks, MakeLog
+from runnel.ports import (
+    Append,
+    Cap,
+    KeyValue,
+    Membership,
+    PartitionLocks,
+    ReadRequest,
+    StreamLog,
+)
+from tests.contracts import Advance, MakeKV, MakeLocks, MakeLog, MakeMembership
 from tests.contracts.keyvalue_contract import KeyValueContract
 from tests.contracts.locks_contract import LocksContract
+from tests.contracts.membership_contract import MembershipContract
 from tests.contracts.streamlog_contract import StreamLogContract
 
 
@@ -57,6 +67,14 @@ def make_kv(broker: MemoryBroker) -> MakeKV:
 
 
 @pytest.fixture
+def make_membership(broker: MemoryBroker) -> MakeMembership:
+    async def make() -> Membership:
+        return MemoryMembership(broker)
+
+    return make
+
+
+@pytest.fixture
 def advance(clock: SimulatedClock) -> Advance:
     return clock.advance
 
@@ -71,6 +89,10 @@ class TestMemoryPartitionLocks(LocksContract):
 
 class TestMemoryKeyValue(KeyValueContract):
     """MemoryKeyValue honours the KeyValue contract."""
+
+
+class TestMemoryMembership(MembershipContract):
+    """MemoryMembership honours the Membership contract."""
 
 
 # --------------------------------------------------------------------------- memory only

@@ -15,11 +15,13 @@ from redis.asyncio import Redis
 
 from runnel.adapters.redis.keyvalue import RedisKeyValue
 from runnel.adapters.redis.locks import RedisPartitionLocks
+from runnel.adapters.redis.membership import RedisMembership
 from runnel.adapters.redis.streams import RedisStreamLog
-from runnel.ports import KeyValue, PartitionLocks, StreamLog
-from tests.contracts import Advance, MakeKV, MakeLocks, MakeLog
+from runnel.ports import KeyValue, Membership, PartitionLocks, StreamLog
+from tests.contracts import Advance, MakeKV, MakeLocks, MakeLog, MakeMembership
 from tests.contracts.keyvalue_contract import KeyValueContract
 from tests.contracts.locks_contract import LocksContract
+from tests.contracts.membership_contract import MembershipContract
 from tests.contracts.streamlog_contract import StreamLogContract
 
 pytest.importorskip("lupa", reason="fakeredis runs Lua scripts only with lupa installed")
@@ -61,6 +63,13 @@ class FakeRedisBinding:
         return make
 
     @pytest.fixture
+    def make_membership(self, fake_client: Redis) -> MakeMembership:
+        async def make() -> Membership:
+            return RedisMembership(fake_client)
+
+        return make
+
+    @pytest.fixture
     def advance(self) -> Advance:
         return asyncio.sleep
 
@@ -82,3 +91,7 @@ class TestFakeRedisPartitionLocks(FakeRedisBinding, LocksContract):
 
 class TestFakeRedisKeyValue(FakeRedisBinding, KeyValueContract):
     """KeyValue contract on fakeredis."""
+
+
+class TestFakeRedisMembership(FakeRedisBinding, MembershipContract):
+    """Membership contract on fakeredis."""

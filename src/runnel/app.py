@@ -21,7 +21,9 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar, overload
+from typing import Annotated, Any, TypeVar, overload
+
+from pydantic import TypeAdapter, ValidationError
 
 from runnel.adapters.hashers import Hasher
 from runnel.container import Container
@@ -212,9 +214,11 @@ class App:
                     f"processor {proc_name!r} is already defined on app {self.name!r}"
                 )
             values = {
-                key: overrides.get(key, getattr(self.settings, default))
+                key: getattr(self.settings, default)
                 for key, default in _PROCESSOR_OVERRIDES.items()
             }
+            for key, value in overrides.items():
+                values[key] = _validated_override(proc_name, key, value)
             policy = (
                 exception_policy
                 if exception_policy is not None
@@ -449,6 +453,20 @@ class App:
             await client.aclose()
         self._backend = None
         self.container.reset_singletons()
+
+
+def _validated_override(processor: str, key: str, value: Any) -> Any:
+    """Check a per-processor setting against the constraints of its app-wide default."""
+    field = Settings.model_fields[_PROCESSOR_OVERRIDES[key]]
+    # The field's own FieldInfo carries its constraints (ge, gt, ...).
+    adapter: TypeAdapter[Any] = TypeAdapter(Annotated[field.annotation, field])  # type: ignore[arg-type]
+    try:
+        return adapter.validate_python(value)
+    except ValidationError as exc:
+        reason = "; ".join(e["msg"] for e in exc.errors())
+        raise Misconfigured(
+            f"processor {processor!r}: invalid {key}={value!r} ({reason})"
+        ) from None
 
 
 def _qualname(obj: object) -> str:

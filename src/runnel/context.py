@@ -1,6 +1,8 @@
 """Context variables describing where the current code runs.
 
-Set by the worker; readable in processors, middleware and background tasks.
+Set by the worker in the tasks it starts: ``worker_id`` everywhere (processors, middleware
+and background tasks), ``executor_id``, ``processor_name`` and ``stream_name`` in an
+executor's tasks, ``partition`` in a partition's consumer (the processor and its middleware).
 
 Example:
     >>> from runnel.context import worker_id
@@ -20,5 +22,7 @@ executor_id: ContextVar[str] = ContextVar("runnel_executor_id")
 """The id of the executor (one per processor per worker)."""
 processor_name: ContextVar[str] = ContextVar("runnel_processor")
 """The name of the processor running the current task."""
+stream_name: ContextVar[str] = ContextVar("runnel_stream")
+"""The name of the stream the current executor processes."""
 partition: ContextVar[Partition] = ContextVar("runnel_partition")
 """The partition the current consumer task processes."""

@@ -7,6 +7,7 @@
     ├── MetadataMismatch                  a stream's stored metadata disagrees with this App
     ├── DecodeError                       an entry cannot be turned back into a Record
     │   └── CodecMismatch                 stored with another serializer or compressor
+    ├── DeadLetterFailed                  a failed event could not be dead-lettered (kept)
     ├── BackendError
     │   ├── BackendUnavailable            connection and timeout problems
     │   ├── BackendProtocolError          Redis refused, or answered in an unexpected shape
@@ -40,6 +41,10 @@ class DecodeError(RunnelError):
 
 class CodecMismatch(DecodeError):
     """An entry was written with a different serializer or compressor than the reader's."""
+
+
+class DeadLetterFailed(RunnelError):
+    """A failed event could not be written to its dead-letter stream; it stays pending."""
 
 
 class BackendError(RunnelError):

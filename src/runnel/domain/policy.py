@@ -17,6 +17,12 @@ How it works:
     A stopped partition (``HALTED`` or ``QUARANTINED``) processes nothing more; a
     quarantine is lifted only by an explicit call, which returns it to ``RUNNING``.
 
+    When the failed events were meant for a dead-letter stream and writing them there
+    failed (``ON_DEAD_LETTER_FAILURE``), acknowledging them would lose them: IGNORE then
+    acknowledges nothing and redelivers instead (after a back-off, the failed events come
+    back from the pending entries list and go through the chain again); HALT and
+    QUARANTINE are unchanged, since they acknowledge nothing anyway.
+
 Example:
     >>> on_failure(ExceptionPolicy.IGNORE, PartitionState.RUNNING).ack
     True
@@ -61,11 +67,13 @@ class PartitionState(str, Enum):
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """What to do after a failure: the next state, whether to ack, whether to stop the worker."""
+    """What to do after a failure: the next state, whether to ack, whether to stop the
+    worker, and whether to redeliver the failed events (re-read the pending entries)."""
 
     state: PartitionState
     ack: bool
     stop_worker: bool
+    redeliver: bool = False
 
 
 class InvalidTransition(Exception):
@@ -83,16 +91,34 @@ ON_FAILURE: Final = MappingProxyType(
 )
 
 
-def on_failure(policy: ExceptionPolicy, state: PartitionState) -> Decision:
+ON_DEAD_LETTER_FAILURE: Final = MappingProxyType(
+    {
+        **ON_FAILURE,
+        ExceptionPolicy.IGNORE: Decision(
+            PartitionState.RUNNING, ack=False, stop_worker=False, redeliver=True
+        ),
+    }
+)
+
+
+def on_failure(
+    policy: ExceptionPolicy, state: PartitionState, dead_letter_failed: bool = False
+) -> Decision:
     """Decide what a failure does to a partition in ``state`` under ``policy``.
+
+    ``dead_letter_failed``: the failed events could not be written to their dead-letter
+    stream, so they must not be acknowledged.
 
     Example:
         >>> on_failure(ExceptionPolicy.HALT, PartitionState.RUNNING).stop_worker
         True
+        >>> on_failure(ExceptionPolicy.IGNORE, PartitionState.RUNNING, True).ack
+        False
     """
     if state is not PartitionState.RUNNING:
         raise InvalidTransition(f"a {state.value} partition processes nothing")
-    return ON_FAILURE[policy]
+    table = ON_DEAD_LETTER_FAILURE if dead_letter_failed else ON_FAILURE
+    return table[policy]
 
 
 def on_clear(state: PartitionState) -> PartitionState:

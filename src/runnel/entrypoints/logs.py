@@ -1,7 +1,8 @@
 """Log configuration for the CLI: ``RUNNEL_LOG_FORMAT=console|json``, ``RUNNEL_LOG_LEVEL``.
 
-Every record carries the worker, executor, processor, stream and partition of the task
-that logged it (from :mod:`runnel.context`).
+Every record carries the worker, executor, processor, stream and partition (number) of
+the task that logged it (from :mod:`runnel.context`); a record logged with
+``extra={"partition": n}`` keeps its own partition.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from datetime import datetime, timezone
 
 from runnel import context
 
-_FIELDS = ("worker", "executor", "processor", "partition")
+_FIELDS = ("worker", "executor", "processor", "stream", "partition")
 
 
 class ContextFilter(logging.Filter):
@@ -24,7 +25,9 @@ class ContextFilter(logging.Filter):
         record.executor = context.executor_id.get(None)
         record.processor = context.processor_name.get(None)
         part = context.partition.get(None)
-        record.partition = f"{part.stream}.{part.number}" if part is not None else None
+        record.stream = context.stream_name.get(None) or (part.stream if part else None)
+        if getattr(record, "partition", None) is None:
+            record.partition = part.number if part is not None else None
         return True
 
 
@@ -33,7 +36,9 @@ class ConsoleFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         stamp = datetime.fromtimestamp(record.created, timezone.utc).strftime("%H:%M:%S.%f")[:-3]
-        ctx = " ".join(f"{k}={getattr(record, k)}" for k in _FIELDS if getattr(record, k, None))
+        ctx = " ".join(
+            f"{k}={getattr(record, k)}" for k in _FIELDS if getattr(record, k, None) is not None
+        )
         line = f"{stamp} {record.levelname:<8} {record.name}: {record.getMessage()}"
         if ctx:
             line += f" [{ctx}]"

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from runnel import context
 from runnel.domain.model import Event
 from runnel.domain.policy import PartitionState, on_failure
-from runnel.errors import RunnelError
+from runnel.errors import DeadLetterFailed, Fenced, RunnelError
 from runnel.ports import DeadLetter
 from runnel.runtime.events import Events, error_fields, ids_of, safe_repr
 from runnel.runtime.feed import PartitionFeed
@@ -98,21 +98,26 @@ class Consumer:
             close_error = await events._close(failure)
             if feed.lost:
                 return  # the lease is gone: the new owner redelivers; no policy applies
+            dead_letter_failed = isinstance(close_error, DeadLetterFailed)
             if close_error is not None:
-                # e.g. the dead-letter write failed: never acknowledge, stop the partition
+                # A middleware's cleanup failed: that is the failure the policy handles.
                 failure = close_error
-            await self._apply_policy(
+            redeliver = await self._apply_policy(
                 failure,
                 failed,
                 dead_lettered=close_error is None
                 and failed is not None
                 and self._dead_lettered(failed),
+                dead_letter_failed=dead_letter_failed,
             )
             if self.state is not PartitionState.RUNNING:
                 return
             self._restarts += 1
-            if failed is None:
-                # Failing before any event: back off so a broken processor does not spin.
+            if redeliver:
+                feed.restart_from_history()
+            if failed is None or redeliver:
+                # Failing before any event, or unable to dead-letter: back off so a broken
+                # processor or an unavailable backend does not make us spin.
                 await clock.sleep(min(0.05 * 2 ** min(self._restarts, 6), 2.0))
 
     def _stopping(self) -> bool:
@@ -126,9 +131,11 @@ class Consumer:
         failure: BaseException,
         failed: Event | list[Event] | None,
         dead_lettered: bool,
-    ) -> None:
+        dead_letter_failed: bool = False,
+    ) -> bool:
+        """Apply the policy to ``failure``; True if the failed events must be redelivered."""
         spec, feed = self.spec, self.feed
-        decision = on_failure(spec.exception_policy, self.state)
+        decision = on_failure(spec.exception_policy, self.state, dead_letter_failed)
         first_id = ids_of(failed)[0].decode() if failed else None
         log.error(
             "processor %s failed on %s.%d entry %s (policy %s): %s",
@@ -147,6 +154,7 @@ class Consumer:
             await self.executor.quarantine(feed, first_id, failure)
         elif decision.stop_worker:
             self.executor.halt(failure, feed.partition)
+        return decision.redeliver
 
     async def dead_letter(self, events: Sequence[Event], error: BaseException, sink: Any) -> None:
         """Append failed events to ``sink`` with the error, acknowledging each atomically."""
@@ -169,9 +177,19 @@ class Consumer:
                 }
             )
             sink_key = sink.partition_key_name(feed.partition.number % sink.partition_count)
-            await self.executor.backend.log.dead_letter(
-                DeadLetter(feed.key, self.spec.name, event.id, sink_key, fields, feed.fence)
-            )
+            try:
+                await self.executor.backend.log.dead_letter(
+                    DeadLetter(feed.key, self.spec.name, event.id, sink_key, fields, feed.fence)
+                )
+            except Fenced:
+                feed.close(lost=True)  # the lease is gone: the new owner redelivers it
+                raise
+            except Exception as exc:
+                raise DeadLetterFailed(
+                    f"could not dead-letter {feed.partition.stream}.{feed.partition.number} "
+                    f"entry {event.id.decode()} to {sink_key} (it stays pending and is "
+                    f"retried): {safe_repr(exc)}"
+                ) from exc
             event._dead = True
             log.warning(
                 "dead-lettered %s.%d entry %s to %s: %s",

@@ -48,6 +48,7 @@ from runnel.domain.rebalance import plan_rebalance
 from runnel.errors import BackendError, RebalanceError
 from runnel.ports import MembershipKeys, MembershipWrite
 from runnel.runtime._aio import cancel_and_wait, wait_event
+from runnel.runtime.events import safe_repr
 
 if TYPE_CHECKING:
     from runnel.runtime.executor import Executor
@@ -146,7 +147,9 @@ class Coordinator:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a bug in runnel itself: never silent
-                log.critical("%s loop of %s crashed: %r", name, self.ex.id, exc, exc_info=exc)
+                log.critical(
+                    "%s loop of %s crashed: %s", name, self.ex.id, safe_repr(exc), exc_info=exc
+                )
                 self.ex.worker.halt(exc, f"coordination of {self.name}")
 
         self._tasks.append(asyncio.create_task(guarded(), name=f"{self.ex.id}:{name}"))

@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from typing import TYPE_CHECKING
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
 
 from runnel import context
 from runnel.domain.leases import LeaseClock
@@ -22,6 +23,7 @@ from runnel.runtime._aio import cancel_and_wait, wait_within
 from runnel.runtime.acks import Acker
 from runnel.runtime.consumer import Consumer, quarantine_record
 from runnel.runtime.coordination import Coordinator
+from runnel.runtime.events import safe_repr
 from runnel.runtime.feed import PartitionFeed
 from runnel.runtime.fetcher import Fetcher
 from runnel.runtime.specs import ProcessorSpec
@@ -70,8 +72,6 @@ class Executor:
 
     async def start(self) -> None:
         """Create the groups, then start the fetcher, acker and coordinator."""
-        context.executor_id.set(self.id)
-        context.processor_name.set(self.spec.name)
         for number in range(self.stream.partition_count):
             await self.backend.log.ensure_group(self.keys.stream(number), self.spec.name, b"0")
         for coro, name in (
@@ -79,7 +79,16 @@ class Executor:
             (self.acker.run(), "acker"),
             (self.coordinator.run(), "coordinator"),
         ):
-            self._tasks.append(asyncio.create_task(coro, name=f"{self.id}:{name}"))
+            self._tasks.append(
+                asyncio.create_task(self._in_context(coro), name=f"{self.id}:{name}")
+            )
+
+    async def _in_context(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run ``coro`` with this executor's context variables (its task's own copy)."""
+        context.executor_id.set(self.id)
+        context.processor_name.set(self.spec.name)
+        context.stream_name.set(self.stream.name)
+        await coro
 
     async def stop(self) -> None:
         """Graceful stop: drain every partition, flush acks, release leases."""
@@ -89,7 +98,7 @@ class Executor:
         try:
             await self.coordinator.leave()
         except Exception as exc:
-            log.error("leaving %s failed: %r", self.spec.name, exc)
+            log.error("leaving %s failed: %s", self.spec.name, safe_repr(exc))
         await asyncio.gather(*(self.revoke(n) for n in list(self.feeds)), return_exceptions=True)
         for task in self._tasks:
             task.cancel()
@@ -132,7 +141,13 @@ class Executor:
             self._start_consumer(feed)
         self._room.set()
         self.fetcher.assigned.set()
-        log.info("acquired %s.%d (epoch %d)", self.stream.name, number, lease.epoch)
+        log.info(
+            "acquired %s.%d (epoch %d)",
+            self.stream.name,
+            number,
+            lease.epoch,
+            extra={"partition": number},
+        )
 
     def renewed(self, number: int, sent_at: float) -> None:
         """A renewal sent at ``sent_at`` succeeded: push the local deadline."""
@@ -149,7 +164,13 @@ class Executor:
         task = self.consumers.pop(number, None)
         if task is not None:
             task.cancel()
-        log.warning("lost the lease of %s.%d (epoch %d)", self.stream.name, number, feed.epoch)
+        log.warning(
+            "lost the lease of %s.%d (epoch %d)",
+            self.stream.name,
+            number,
+            feed.epoch,
+            extra={"partition": number},
+        )
         self.coordinator.wake()  # take it again if it is still ours
 
     async def revoke(self, number: int) -> None:
@@ -172,7 +193,7 @@ class Executor:
         self.feeds.pop(number, None)
         self.consumers.pop(number, None)
         await self.backend.locks.release([feed.lease])
-        log.info("released %s.%d", self.stream.name, number)
+        log.info("released %s.%d", self.stream.name, number, extra={"partition": number})
 
     # ------------------------------------------------------------------ consumers
 

@@ -15,6 +15,7 @@ from datetime import timezone
 
 from runnel.domain.schedule import CronSchedule, TimerSchedule
 from runnel.ports import Clock
+from runnel.runtime.events import safe_repr
 from runnel.runtime.leadership import Leadership
 from runnel.runtime.specs import TaskSpec
 
@@ -48,7 +49,7 @@ class TaskRunner:
             raise
         except Exception as exc:
             self.failures += 1
-            log.error("background task %s failed: %r", self.spec.name, exc, exc_info=exc)
+            log.error("background task %s failed: %s", self.spec.name, safe_repr(exc), exc_info=exc)
 
     async def _once(self) -> None:
         if self.spec.on_leader:

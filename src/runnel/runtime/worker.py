@@ -21,6 +21,7 @@ from runnel import context
 from runnel.errors import Misconfigured
 from runnel.ports import Backend
 from runnel.runtime._aio import cancel_and_wait
+from runnel.runtime.events import safe_repr
 from runnel.runtime.executor import Executor
 from runnel.runtime.leadership import Leadership
 from runnel.runtime.tasks import TaskRunner
@@ -80,7 +81,7 @@ class Worker:
         """Stop the worker because of a HALT policy (exit code 1)."""
         if self.halt_reason is None:
             self.halt_reason = error
-            log.critical("halting worker %s: %s failed: %r", self.id, where, error)
+            log.critical("halting worker %s: %s failed: %s", self.id, where, safe_repr(error))
         self.exit_code = EXIT_HALTED
         self._stop.set()
 
@@ -132,6 +133,6 @@ class Worker:
         results = await asyncio.gather(*(e.stop() for e in self.executors), return_exceptions=True)
         for executor, result in zip(self.executors, results, strict=True):
             if isinstance(result, BaseException):
-                log.error("stopping %s failed: %r", executor.spec.name, result)
+                log.error("stopping %s failed: %s", executor.spec.name, safe_repr(result))
         await cancel_and_wait(*self._tasks[:1])
         await self.leadership.release()

@@ -66,11 +66,17 @@ async def workers() -> AsyncIterator[Callable[..., Any]]:
 
 
 async def until(
-    condition: Callable[[], bool], clock: SimulatedClock, within: float = 120.0
+    condition: Callable[[], bool],
+    clock: SimulatedClock,
+    within: float = 120.0,
+    step: float = 0.01,
 ) -> None:
-    """Wait (in simulated time) until ``condition()`` holds; fail after ``within`` seconds."""
+    """Wait (in simulated time) until ``condition()`` holds; fail after ``within`` seconds.
+
+    ``condition`` is checked every ``step`` simulated seconds.
+    """
     deadline = clock.now() + within
     while not condition():
         if clock.now() > deadline:
             raise AssertionError(f"condition not met within {within} simulated seconds")
-        await clock.sleep(0.01)
+        await clock.sleep(step)

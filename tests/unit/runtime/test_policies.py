@@ -10,6 +10,7 @@ import pytest
 
 from runnel import App, Events, ExceptionPolicy, Middleware, Record
 from runnel.adapters.memory.clock import SimulatedClock
+from runnel.errors import BackendUnavailable
 from runnel.middleware import DeadLetterMiddleware
 from runnel.ports import Append
 
@@ -306,3 +307,69 @@ async def test_logging_a_failure_never_raises_even_with_a_hostile_exception(
     running = await workers(app)
     await until(lambda: seen == [1], clock)
     assert await running.stop() == 0
+
+
+async def test_a_failed_dead_letter_write_keeps_the_event_and_retries_it_under_ignore(
+    make_app: Callable[..., App], workers: Any, clock: SimulatedClock, monkeypatch: Any
+) -> None:
+    app, ticks = one_partition(make_app)
+    dlq = DeadLetterMiddleware(source=ticks)
+    attempts: list[int] = []
+    seen: list[int] = []
+    log = app.backend.log
+    write = log.dead_letter
+
+    async def flaky(letter: Any) -> bytes:
+        attempts.append(1)
+        if len(attempts) <= 3:
+            raise BackendUnavailable("sink unreachable")
+        return await write(letter)
+
+    monkeypatch.setattr(log, "dead_letter", flaky)
+
+    @app.processor(ticks, exception_policy=ExceptionPolicy.IGNORE, middleware=[dlq])
+    async def proc(events: Events) -> None:
+        async for tick in events.records():
+            seen.append(tick.seq)
+            if tick.seq == 1:
+                raise ValueError("bad one")
+
+    ids = await ticks.send(*[Tick(key="k", seq=i) for i in range(3)])
+    running = await workers(app)
+    await until(lambda: 2 in seen, clock)
+    await until(lambda: len(attempts) == 4, clock)
+    await until(lambda: seen.count(2) == 1, clock)
+    await clock.sleep(1)
+    await running.stop()
+    # The failing event was redelivered until its dead letter was written, never acked
+    # before that, and the events after it waited for it (order kept).
+    assert seen == [0, 1, 1, 1, 1, 2]
+    (letter,) = await log.range(dlq.sink.keys.stream(0))
+    assert letter.fields[b"__error_id"] == ids[1]
+    assert await log.pending(ticks.keys.stream(0), "proc") == []
+
+
+async def test_a_failed_batch_is_dead_lettered_as_a_whole(
+    make_app: Callable[..., App], workers: Any, clock: SimulatedClock
+) -> None:
+    app, ticks = one_partition(make_app)
+    dlq = DeadLetterMiddleware(source=ticks)
+    batches: list[list[int]] = []
+
+    @app.processor(ticks, exception_policy=ExceptionPolicy.IGNORE, middleware=[dlq])
+    async def proc(events: Events) -> None:
+        async for batch in events.take(3, within=1).records():
+            batches.append([t.seq for t in batch])
+            if any(t.seq == 4 for t in batch):
+                raise ValueError("bad batch")
+
+    ids = await ticks.send(*[Tick(key="k", seq=i) for i in range(9)])
+    running = await workers(app)
+    await until(lambda: len(batches) == 3, clock)
+    await clock.sleep(1)
+    await running.stop()
+    assert batches == [[0, 1, 2], [3, 4, 5], [6, 7, 8]]
+    letters = await app.backend.log.range(dlq.sink.keys.stream(0))
+    assert [e.fields[b"__error_id"] for e in letters] == ids[3:6]
+    assert {e.fields[b"__error_message"] for e in letters} == {b"bad batch"}
+    assert await app.backend.log.pending(ticks.keys.stream(0), "proc") == []

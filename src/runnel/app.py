@@ -25,7 +25,7 @@ from typing import Annotated, Any, TypeVar, overload
 
 from pydantic import TypeAdapter, ValidationError
 
-from runnel.adapters.hashers import Hasher
+from runnel.adapters.hashers import Hasher, is_default_hasher
 from runnel.container import Container
 from runnel.domain.hashing import HASH_VERSION
 from runnel.domain.policy import ExceptionPolicy
@@ -144,6 +144,9 @@ class App:
         if name in self.streams:
             raise Misconfigured(f"stream {name!r} is already defined on app {self.name!r}")
         s = self.settings
+        # A hasher given here or by an overridden container provider is recorded by name,
+        # so apps that route keys differently can never share the stream unnoticed.
+        chosen_hasher = hasher if hasher is not None else self.container.hasher()
         stream: Stream[R] = Stream(
             app=self,
             name=name,
@@ -155,8 +158,10 @@ class App:
             partition_size=s.default_partition_size if partition_size is None else partition_size,
             serializer=serializer if serializer is not None else self.container.serializer(),
             compressor=compressor if compressor is not None else self.container.compressor(),
-            hasher=hasher if hasher is not None else self.container.hasher(),
-            hasher_name=HASH_VERSION if hasher is None else _qualname(hasher),
+            hasher=chosen_hasher,
+            hasher_name=HASH_VERSION
+            if is_default_hasher(chosen_hasher)
+            else _qualname(chosen_hasher),
             trim_mode=s.default_trim_mode if trim_mode is None else trim_mode,
         )
         self.streams[name] = stream
@@ -438,7 +443,7 @@ class App:
                 if await backend.locks.holder(keys.lock(spec.name, n)) is not None:
                     raise Misconfigured(
                         f"partition {n} of {processor} is held by a live worker; stop the "
-                        "workers first or pass force=True"
+                        "workers first or force it (force=True, or --force on the CLI)"
                     )
         for n in range(spec.stream.partition_count):
             await backend.log.destroy_group(keys.stream(n), spec.name)

@@ -40,3 +40,13 @@ def default_hasher(prefer_fast: bool = True) -> Hasher:
     if prefer_fast and _fast_xxh64 is not None:
         return _hash_fast
     return _hash_pure
+
+
+def is_default_hasher(hasher: object) -> bool:
+    """Whether ``hasher`` is one of the default XXH64 implementations (same results).
+
+    Example:
+        >>> is_default_hasher(default_hasher()), is_default_hasher(hash)
+        (True, False)
+    """
+    return hasher is _hash_fast or hasher is _hash_pure

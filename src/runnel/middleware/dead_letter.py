@@ -64,6 +64,5 @@ class DeadLetterMiddleware(Middleware):
             except GeneratorExit:
                 failure = getattr(events, "failure", None)
                 if failure is not None:
-                    await self.sink.prepare()
                     await events.dead_letter(item, failure, self.sink)
                 raise

@@ -114,6 +114,10 @@ class Consumer:
                 return
             self._restarts += 1
             if redeliver:
+                try:
+                    await self.executor.acker.flush()  # what finished must not come back
+                except Exception as exc:
+                    log.warning("acknowledgements not flushed before a redelivery: %s", exc)
                 feed.restart_from_history()
             if failed is None or redeliver:
                 # Failing before any event, or unable to dead-letter: back off so a broken
@@ -161,6 +165,13 @@ class Consumer:
         feed = self.feed
         info = error_fields(error)
         stamp = self.executor.clock.wall().isoformat()
+        try:
+            await sink.prepare()
+        except Exception as exc:
+            raise DeadLetterFailed(
+                f"could not prepare the dead-letter stream {sink.name!r} (the failed events "
+                f"stay pending and are retried): {safe_repr(exc)}"
+            ) from exc
         for event in events:
             if event._dead:
                 continue

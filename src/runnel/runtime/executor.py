@@ -49,6 +49,7 @@ class Executor:
         self.feeds: dict[int, PartitionFeed] = {}
         self.consumers: dict[int, asyncio.Task[None]] = {}
         self.quarantined: set[int] = set()
+        self._unrecorded: dict[int, bytes] = {}  # quarantines not yet written durably
         self._room = asyncio.Event()
         self.acker = Acker(backend.log, spec.name, self.clock)
         self.fetcher = Fetcher(
@@ -85,16 +86,20 @@ class Executor:
 
     async def _in_context(self, coro: Coroutine[Any, Any, None]) -> None:
         """Run ``coro`` with this executor's context variables (its task's own copy)."""
+        self._set_context()
+        await coro
+
+    def _set_context(self) -> None:
         context.executor_id.set(self.id)
         context.processor_name.set(self.spec.name)
         context.stream_name.set(self.stream.name)
-        await coro
 
     async def stop(self) -> None:
         """Graceful stop: drain every partition, flush acks, release leases."""
         if self._stopping:
             return
         self._stopping = True
+        self._set_context()  # the worker runs each stop in a task of its own
         try:
             await self.coordinator.leave()
         except Exception as exc:
@@ -135,7 +140,10 @@ class Executor:
             feed.paused = True
             self.quarantined.add(number)
             log.warning(
-                "partition %s.%d is quarantined: not processing it", self.stream.name, number
+                "partition %s.%d is quarantined: not processing it",
+                self.stream.name,
+                number,
+                extra={"partition": number},
             )
         else:
             self._start_consumer(feed)
@@ -224,24 +232,38 @@ class Executor:
         feed.paused = True
         feed.restart_from_history()
         self.quarantined.add(number)
-        record = quarantine_record(
+        self._unrecorded[number] = quarantine_record(
             number, entry_id, error, self.clock.wall().isoformat(), self.worker.id
         )
-        try:
-            await self.backend.kv.hash_set(
-                self.keys.quarantine(self.spec.name), {str(number).encode(): record}
-            )
-        except Exception as exc:
-            log.error("could not record the quarantine of %s: %s", feed.key, exc)
         log.error("quarantined %s.%d at entry %s", self.stream.name, number, entry_id or "-")
+        await self._record_quarantines()
+
+    async def _record_quarantines(self) -> None:
+        """Write quarantine records; one that fails stays paused and is retried later."""
+        for number, record in list(self._unrecorded.items()):
+            try:
+                await self.backend.kv.hash_set(
+                    self.keys.quarantine(self.spec.name), {str(number).encode(): record}
+                )
+            except Exception as exc:
+                log.error(
+                    "could not record the quarantine of %s.%d yet (it stays stopped; retrying): %s",
+                    self.stream.name,
+                    number,
+                    safe_repr(exc),
+                )
+            else:
+                del self._unrecorded[number]
 
     async def check_quarantine(self) -> None:
         """Resume partitions whose quarantine was cleared (called by the coordinator)."""
         if not self.quarantined:
             return
+        if self._unrecorded:
+            await self._record_quarantines()
         record = await self.backend.kv.hash_get_all(self.keys.quarantine(self.spec.name))
         for number in list(self.quarantined):
-            if str(number).encode() in record:
+            if str(number).encode() in record or number in self._unrecorded:
                 continue
             self.quarantined.discard(number)
             feed = self.feeds.get(number)
@@ -251,6 +273,7 @@ class Executor:
             if old is not None:
                 await asyncio.gather(old, return_exceptions=True)
             feed.paused = False
+            await self.acker.flush()
             feed.restart_from_history()
             self._start_consumer(feed)
             log.info("quarantine of %s.%d cleared: processing again", self.stream.name, number)

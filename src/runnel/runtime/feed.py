@@ -49,6 +49,7 @@ class PartitionFeed:
         self.paused = False  # quarantined: owned but not consumed
         self.closing = False  # finish the in-flight iteration, then stop
         self.lost = False  # lease gone: stop at once
+        self.generation = 0  # bumped on every restart: replies to older reads are dropped
         self._data = asyncio.Event()
         self._room = room
 
@@ -70,9 +71,16 @@ class PartitionFeed:
         self._data.set()
 
     def restart_from_history(self) -> None:
-        """Drop buffered events and re-read our pending entries (after a quarantine)."""
+        """Drop buffered events and re-read our pending entries, in id order, from the start.
+
+        A read already in flight was sent for the old position: its reply is dropped (the
+        fetcher compares generations), since its entries are pending anyway and come back
+        in order with the history. Flush queued acknowledgements first, or events already
+        processed come back too.
+        """
         self.buffer.clear()
         self.start = HISTORY
+        self.generation += 1
         self._room.set()
 
     def close(self, lost: bool = False) -> None:

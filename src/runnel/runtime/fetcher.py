@@ -74,10 +74,11 @@ class Fetcher:
         requests = [
             ReadRequest(f.key, self._group, _consumer(f), f.wants, f.start, f.fence) for f in feeds
         ]
+        generations = [f.generation for f in feeds]
         self.rounds += 1
         results = await self._log.read(requests)
         total = 0
-        for feed, result in zip(feeds, results, strict=True):
+        for feed, generation, result in zip(feeds, generations, results, strict=True):
             if isinstance(result, Fenced):
                 log.warning(
                     "read of %s.%d refused: lease epoch %d is no longer current",
@@ -90,8 +91,8 @@ class Fetcher:
             if isinstance(result, Exception):
                 log.error("read of %s failed: %s", feed.key, result)
                 continue
-            if feed.closing:
-                continue
+            if feed.closing or feed.generation != generation:
+                continue  # stopped, or restarted meanwhile: the entries stay pending
             total += self._deliver(feed, result)
         return total
 

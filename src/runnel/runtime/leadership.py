@@ -35,7 +35,7 @@ class Leadership:
         self.lease: Lease | None = None
         self.deadline = 0.0
         self.elected = asyncio.Event()  # set once the first election round has finished
-        self.changed = asyncio.Event()
+        self._change: asyncio.Future[None] | None = None  # resolved on the next change
 
     @property
     def epoch(self) -> int:
@@ -45,6 +45,23 @@ class Leadership:
     def leading(self) -> bool:
         """Whether we are the leader and our lease is surely still valid."""
         return self.lease is not None and self.backend.clock.now() < self.deadline
+
+    async def wait_change(self) -> None:
+        """Wait for the next gain or loss of leadership (any number of waiters)."""
+        if self._change is None:
+            self._change = asyncio.get_running_loop().create_future()
+        await asyncio.shield(self._change)
+
+    async def wait_leading(self) -> int:
+        """Wait until this worker is the leader; the epoch of its leadership."""
+        while not self.leading():
+            await self.wait_change()
+        return self.epoch
+
+    def _changed(self) -> None:
+        change, self._change = self._change, None
+        if change is not None and not change.done():
+            change.set_result(None)
 
     async def run(self) -> None:
         """Campaign and renew until cancelled."""
@@ -67,14 +84,14 @@ class Leadership:
                 return
             log.warning("lost leadership of %s (epoch %d)", self.app_name, self.lease.epoch)
             self.lease = None
-            self.changed.set()
+            self._changed()
         lease = await locks.acquire(
             leader_key(self.app_name), leader_epoch_key(self.app_name), self.worker_id, self.poll
         )
         if lease is not None:
             self.lease = lease
             self.deadline = self.lease_clock.deadline(sent_at)
-            self.changed.set()
+            self._changed()
             log.info("became leader of %s (epoch %d)", self.app_name, lease.epoch)
 
     async def release(self) -> None:

@@ -53,11 +53,13 @@ class TaskRunner:
 
     async def _once(self) -> None:
         if self.spec.on_leader:
-            await self.leadership.elected.wait()
-            if not await self.leadership.claim(
-                self.spec.name, f"once-{self.leadership.epoch:020d}"
-            ):
-                return
+            # On the leader: when this worker becomes the leader (at start, or later when
+            # it takes over from one that died), once for that term of leadership.
+            while True:
+                epoch = await self.leadership.wait_leading()
+                if await self.leadership.claim(self.spec.name, f"once-{epoch:020d}"):
+                    break
+                await self.leadership.wait_change()
         await self._call()
 
     async def _timer(self) -> None:

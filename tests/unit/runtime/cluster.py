@@ -56,17 +56,25 @@ class Cluster:
         return node
 
     async def stop(self, name: str) -> int:
-        """Graceful stop (what SIGTERM does); the exit code."""
-        node = self.nodes.pop(name)
-        self.gone[name] = node
+        """Graceful stop (what SIGTERM does); the exit code. The worker counts as running
+        (and owning what it drains) until it has exited."""
+        node = self.nodes[name]
         node.worker.request_stop()
-        return await node.task
+        try:
+            return await node.task
+        finally:
+            self.nodes.pop(name, None)
+            self.gone[name] = node
 
     async def crash(self, name: str) -> None:
-        """The worker dies: nothing it does reaches the backend any more."""
+        """The worker dies: its user code stops at once and nothing it does reaches the
+        backend any more (its leases and heartbeats run out by themselves)."""
         node = self.nodes.pop(name)
         self.gone[name] = node
         node.gate.crash()
+        for executor in node.worker.executors:
+            for number in list(executor.feeds):
+                executor.lose(number)
         node.task.cancel()
         await asyncio.gather(node.task, return_exceptions=True)
 

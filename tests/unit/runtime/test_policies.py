@@ -373,3 +373,38 @@ async def test_a_failed_batch_is_dead_lettered_as_a_whole(
     assert [e.fields[b"__error_id"] for e in letters] == ids[3:6]
     assert {e.fields[b"__error_message"] for e in letters} == {b"bad batch"}
     assert await app.backend.log.pending(ticks.keys.stream(0), "proc") == []
+
+
+async def test_a_dead_letter_stream_that_cannot_be_prepared_keeps_the_event(
+    make_app: Callable[..., App], workers: Any, clock: SimulatedClock, monkeypatch: Any
+) -> None:
+    app, ticks = one_partition(make_app)
+    dlq = DeadLetterMiddleware(source=ticks)
+    prepare = dlq.sink.prepare
+    tries: list[int] = []
+
+    async def flaky_prepare() -> None:
+        tries.append(1)
+        if len(tries) <= 2:
+            raise BackendUnavailable("cannot reach the sink")
+        await prepare()
+
+    monkeypatch.setattr(dlq.sink, "prepare", flaky_prepare)
+    seen: list[int] = []
+
+    @app.processor(ticks, exception_policy=ExceptionPolicy.IGNORE, middleware=[dlq])
+    async def proc(events: Events) -> None:
+        async for tick in events.records():
+            seen.append(tick.seq)
+            if tick.seq == 0:
+                raise ValueError("bad")
+
+    ids = await ticks.send(Tick(key="k", seq=0), Tick(key="k", seq=1))
+    running = await workers(app)
+    await until(lambda: 1 in seen, clock)
+    await clock.sleep(1)
+    await running.stop()
+    assert seen == [0, 0, 0, 1]
+    (letter,) = await app.backend.log.range(dlq.sink.keys.stream(0))
+    assert letter.fields[b"__error_id"] == ids[0]
+    assert await app.backend.log.pending(ticks.keys.stream(0), "proc") == []

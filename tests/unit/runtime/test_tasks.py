@@ -237,3 +237,24 @@ async def test_a_leader_only_task_runs_on_one_worker(
     await clock.sleep(5)
     await cluster.close()
     assert len(ran) == 1
+
+
+async def test_a_leader_only_task_runs_again_on_a_new_leader_after_a_failover(
+    make_app: Callable[..., App], clock: SimulatedClock, make_cluster: Callable[[App], Cluster]
+) -> None:
+    app = make_app(leadership_poll_interval=POLL_MS)
+    ran: list[str] = []
+
+    @app.task(on_leader=True)
+    async def on_leadership() -> None:
+        ran.append(context.worker_id.get())
+
+    cluster = make_cluster(app)
+    for name in ("w1", "w2"):
+        await cluster.start(name)
+    await until(lambda: len(ran) == 1, clock)
+    await cluster.crash(ran[0])
+    await until(lambda: len(ran) == 2, clock, within=3 * POLL_MS / 1000)
+    await clock.sleep(5)
+    await cluster.close()
+    assert sorted(ran) == ["w1", "w2"]

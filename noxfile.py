@@ -1,17 +1,19 @@
 """Run the test suite on every Python from 3.10 to 3.13 found on this machine.
 
-Interpreters are looked up on PATH and in pyenv's versions folder, so every installed
-pyenv version is used even when it is not the global one.
+Sessions are named after the version (``nox -s tests-3.10``). Interpreters are looked up
+in pyenv's versions folder first, then on PATH, so every installed pyenv version is used
+even when it is not the global one (pyenv's shims only run the selected versions).
 """
 
 from __future__ import annotations
 
 import glob
 import os
-import shutil
 import subprocess
 
 import nox
+
+VERSIONS = ["3.10", "3.11", "3.12", "3.13"]
 
 nox.options.error_on_missing_interpreters = False
 
@@ -23,21 +25,29 @@ def _works(path: str) -> bool:
         return False
 
 
-def _find(version: str) -> str | None:
+def _pyenv_bin_dirs() -> list[str]:
+    """The ``bin`` folder of the newest working pyenv install of each version."""
     root = os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv"))
-    for candidate in sorted(
-        glob.glob(f"{root}/versions/{version}.*/bin/python{version}"), reverse=True
-    ):
-        if _works(candidate):
-            return candidate
-    found = shutil.which(f"python{version}")
-    return found if found and _works(found) else None
+    found = []
+    for version in VERSIONS:
+        candidates = glob.glob(f"{root}/versions/{version}.*/bin/python{version}")
+        for candidate in sorted(candidates, key=_version_key, reverse=True):
+            if _works(candidate):
+                found.append(os.path.dirname(candidate))
+                break
+    return found
 
 
-PYTHONS = [p for p in (_find(v) for v in ("3.10", "3.11", "3.12", "3.13")) if p]
+def _version_key(path: str) -> tuple[int, ...]:
+    release = path.split("/versions/", 1)[1].split("/", 1)[0]
+    return tuple(int(part) if part.isdigit() else -1 for part in release.split("."))
 
 
-@nox.session(python=PYTHONS or ["3"])
+# nox finds ``python3.X`` on PATH: put the real pyenv interpreters ahead of the shims.
+os.environ["PATH"] = os.pathsep.join([*_pyenv_bin_dirs(), os.environ.get("PATH", "")])
+
+
+@nox.session(python=VERSIONS)
 def tests(session: nox.Session) -> None:
     """Install runnel with its extras and run the default suite."""
     session.install("-e", ".[dev,fast]")

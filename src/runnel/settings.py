@@ -13,8 +13,10 @@ Example:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any, Literal
+from urllib.parse import unquote_plus
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator
@@ -110,11 +112,39 @@ class Settings(BaseSettings):
             yield name, (self.redacted_url() if name == "redis_url" else value)
 
     def redacted_url(self) -> str:
-        """The backend URL with any password replaced by ``***`` (safe to log)."""
+        """The backend URL with any password replaced by ``***`` (safe to log).
+
+        Both places a Redis URL can carry a password are hidden: the user info
+        (``redis://user:pw@host``) and the ``password`` query parameter
+        (``unix:///run/redis.sock?password=pw``).
+
+        Example:
+            >>> Settings(redis_url="redis://h:6379/0?password=pw&db=1").redacted_url()
+            'redis://h:6379/0?password=***&db=1'
+        """
         return _redact(self.redis_url)
 
 
 def _redact(url: str) -> str:
+    return _redact_userinfo(_redact_query(url))
+
+
+# A query parameter anywhere in the URL, as redis-py reads it from the query string
+# (``?password=...``). The value runs to the next ``&``: redacting up to a ``#`` or ``;``
+# could show the rest of a password that contains one.
+_QUERY_PARAM = re.compile(r"(?P<sep>[?&;])(?P<name>[^?&;=#]*)=(?P<value>[^&]*)")
+
+
+def _redact_query(url: str) -> str:
+    def hide(match: re.Match[str]) -> str:
+        if unquote_plus(match["name"]).strip().lower() != "password":
+            return match[0]
+        return f"{match['sep']}{match['name']}=***"
+
+    return _QUERY_PARAM.sub(hide, url)
+
+
+def _redact_userinfo(url: str) -> str:
     if "@" not in url:
         return url
     scheme, sep, rest = url.partition("://")

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 from typing import Any
 from uuid import uuid4
 
 import pytest
+from dependency_injector import providers
 from pydantic import ValidationError
 
 from runnel import App, ExceptionPolicy, Record
+from runnel.adapters.memory.clock import SimulatedClock
 from runnel.adapters.serializers import OrjsonSerializer, serializer_named
 from runnel.container import backend_kind, memory_name
 from runnel.errors import Misconfigured
+from runnel.runtime.worker import Worker
 from runnel.settings import Settings
 
 PASSWORD = "s3cret-Pa55"
@@ -317,20 +322,66 @@ def test_supported_urls_are_accepted(url: str) -> None:
         ("redis://host:6379", "redis://host:6379"),
         ("unix:///run/redis.sock", "unix:///run/redis.sock"),
         ("memory://x", "memory://x"),
+        (f"redis://h:6379/0?password={PASSWORD}", "redis://h:6379/0?password=***"),
+        (f"unix:///run/redis.sock?password={PASSWORD}", "unix:///run/redis.sock?password=***"),
+        (
+            f"unix:///run/redis.sock?db=2&username=bob&password={PASSWORD}&health=1",
+            "unix:///run/redis.sock?db=2&username=bob&password=***&health=1",
+        ),
+        (f"rediss://h?Password={PASSWORD}", "rediss://h?Password=***"),
+        (f"redis://h?pass%77ord={PASSWORD}", "redis://h?pass%77ord=***"),
+        (f"redis://h/0?password=a@{PASSWORD}", "redis://h/0?password=***"),
+        (
+            f"redis://user:{PASSWORD}@h/0?password={PASSWORD}",
+            "redis://user:***@h/0?password=***",
+        ),
+        ("redis://h/0?passwords=x&db=1", "redis://h/0?passwords=x&db=1"),
     ],
 )
 def test_redacted_url_hides_the_password(url: str, redacted: str) -> None:
     assert Settings(redis_url=url).redacted_url() == redacted
 
 
-def test_the_password_shows_in_no_repr() -> None:
-    url = f"redis://user:{PASSWORD}@host:6379/0"
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        (f"redis://user:{PASSWORD}@host:6379/0", "redis://user:***@host:6379/0"),
+        (f"redis://host:6379/0?password={PASSWORD}", "redis://host:6379/0?password=***"),
+    ],
+)
+def test_the_password_shows_in_no_repr(url: str, shown: str) -> None:
+    texts = [repr(Settings(redis_url=url)), repr(App(name="shop", redis_url=url))]
 
-    shown = [repr(Settings(redis_url=url)), repr(App(name="shop", redis_url=url))]
-
-    for text in shown:
+    for text in texts:
         assert PASSWORD not in text
-        assert "redis://user:***@host:6379/0" in text
+        assert shown in text
+
+
+def test_an_unsupported_url_hides_a_password_in_its_query_string() -> None:
+    with pytest.raises(ValidationError) as caught:
+        Settings(redis_url=f"http://host/?password={PASSWORD}")
+
+    assert "'http://host/?password=***'" in str(caught.value)
+    assert PASSWORD not in str(caught.value)
+
+
+async def test_the_worker_start_up_log_hides_a_password_in_the_query_string(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    name = unique()
+    app = App(name=name, redis_url=f"memory://{name}?password={PASSWORD}")
+    app.container.clock.override(providers.Object(SimulatedClock(autojump=True)))
+    add_processor(app)
+    worker = Worker(app, app.backend, install_signals=False)
+
+    with caplog.at_level(logging.INFO, logger="runnel"):
+        run = asyncio.create_task(worker.run())
+        await worker.started.wait()
+        worker.request_stop()
+        assert await run == 0
+
+    assert f"on memory://{name}?password=***" in caplog.text
+    assert PASSWORD not in caplog.text
 
 
 @pytest.mark.parametrize(

@@ -35,10 +35,12 @@ def make_client(url: str, pool_size: int) -> Redis:
 
     RESP2 replies as bytes (``protocol=2``, ``decode_responses=False``), as the adapters'
     reply parsers expect. The pool blocks (up to :data:`POOL_TIMEOUT`) instead of failing
-    when every connection is busy. A command is retried once only on a connection error
-    (a pooled connection that died while idle); timeouts are never retried, because a
-    retried append could land twice. Options in the URL's query string win over these
-    defaults. Nothing connects until the first command.
+    when every connection is busy. Commands are never retried by the client: a connection
+    that drops after an append reached the server would make a retry write it twice, so
+    failures surface as :class:`~runnel.errors.BackendUnavailable` and the caller decides
+    (the worker's loops retry reads, acknowledgements and renewals themselves). Idle
+    connections are checked with a PING before reuse. Options in the URL's query string
+    win over these defaults. Nothing connects until the first command.
 
     Args:
         url: ``redis://``, ``rediss://`` (TLS) or ``unix://`` URL.
@@ -65,7 +67,7 @@ def make_client(url: str, pool_size: int) -> Redis:
             socket_timeout=SOCKET_TIMEOUT,
             socket_connect_timeout=CONNECT_TIMEOUT,
             health_check_interval=HEALTH_CHECK_INTERVAL,
-            retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+            retry=Retry(NoBackoff(), 0, supported_errors=(RedisConnectionError,)),
             **extra,
         )
     except ValueError as exc:

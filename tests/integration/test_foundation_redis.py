@@ -268,6 +268,14 @@ class Action(Record):
 
 
 actions = app.stream("actions", record=Action, partition_by="user_id", partition_count=4)
+capped = app.stream("capped", record=Action, partition_by="user_id", partition_count=1,
+                    partition_size=3)
+
+
+@app.processor(capped)
+async def billing(events):
+    async for _ in events:
+        pass
 """
 
 
@@ -348,3 +356,32 @@ async def test_cli_send_reports_a_redis_error(
     assert done.returncode == 1
     assert "Error: BackendProtocolError: Redis refused the command: WRONGTYPE" in done.stderr
     assert await keys_of(redis_client, name) == {f"__meta:{name}.actions"}
+
+
+async def test_cli_sendmany_refused_midway_says_what_the_server_already_has(
+    tmp_path: Path, cli_module: str, redis_url: str, redis_client: Redis, name: str
+) -> None:
+    lines = [f'{{"user_id": 1, "type": "t{n}"}}' for n in range(1, 6)]
+    (tmp_path / "data.jsonl").write_text("\n".join(lines) + "\n")
+
+    done = runnel_cli(
+        tmp_path,
+        "sendmany",
+        f"{cli_module}:capped",
+        "data.jsonl",
+        "--chunk-size",
+        "2",
+        "--redis-url",
+        redis_url,
+    )
+
+    assert done.returncode == 1
+    assert "Error: BackpressureError: append to stream " in done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stderr.endswith(
+        f"\n2 of 5 event(s), up to line 2, were sent to 1 partition(s) of {name}.capped "
+        "before the error; the chunk of 2 event(s) from line 3 was not written, and nothing "
+        "after it was sent. Sending the whole file again would send those 2 event(s) twice: "
+        "resume from line 3 instead.\n"
+    )
+    assert await redis_client.xlen(f"__strm:{name}.capped.0") == 2

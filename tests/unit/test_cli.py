@@ -45,6 +45,26 @@ async def audit_trail(events):
         pass
 
 
+class Tagged(Record):
+    user_id: int
+    tags: list[str] = []
+
+
+# One partition of five entries, and a processor: the sixth unprocessed entry is refused.
+capped = app.stream("capped", record=Action, partition_by="user_id", partition_count=1,
+                    partition_size=5)
+by_tags = app.stream("by_tags", record=Tagged, partition_by="tags", partition_count=2)
+by_ratio = app.stream(
+    "by_ratio", record=Action, partition_by=lambda a: 100 // a.user_id, partition_count=2
+)
+
+
+@app.processor(capped)
+async def billing(events):
+    async for _ in events:
+        pass
+
+
 not_a_stream = 42
 """
 
@@ -62,12 +82,15 @@ class UserModule:
 
     @property
     def actions(self) -> Stream[Any]:
-        stream: Stream[Any] = importlib.import_module(self.module).actions
+        return self.stream("actions")
+
+    def stream(self, attribute: str) -> Stream[Any]:
+        stream: Stream[Any] = getattr(importlib.import_module(self.module), attribute)
         return stream
 
-    def stored(self) -> list[list[dict[str, Any]]]:
+    def stored(self, attribute: str = "actions") -> list[list[dict[str, Any]]]:
         """Each partition's records (as dicts) in stream order, read from the broker."""
-        stream = self.actions
+        stream = self.stream(attribute)
 
         async def read() -> list[list[dict[str, Any]]]:
             log = stream.app.backend.log
@@ -78,8 +101,8 @@ class UserModule:
 
         return asyncio.run(read())
 
-    def metadata(self) -> dict[bytes, bytes]:
-        stream = self.actions
+    def metadata(self, attribute: str = "actions") -> dict[bytes, bytes]:
+        stream = self.stream(attribute)
         return asyncio.run(stream.app.backend.kv.hash_get_all(stream.keys.meta()))
 
 
@@ -104,8 +127,13 @@ def keep_root_logging() -> Iterator[None]:
     root.setLevel(level)
 
 
-def run(*args: str, stdin: str | None = None) -> Result:
+def run(*args: str, stdin: str | bytes | None = None) -> Result:
     return CliRunner().invoke(cli, list(args), input=stdin)
+
+
+def cleanly(result: Result) -> bool:
+    """Whether the command ended through click (an error message), not a traceback."""
+    return result.exception is None or isinstance(result.exception, SystemExit)
 
 
 # --------------------------------------------------------------------------- send
@@ -151,6 +179,41 @@ def test_send_reports_a_backend_refusal(user_module: UserModule) -> None:
     assert "MetadataMismatch: " in result.output
     assert "partition_count is '9' in the backend but '4' in this App" in result.output
     assert user_module.stored() == [[], [], [], []]
+
+
+def test_send_with_an_unsupported_redis_url_says_so_in_one_line(
+    user_module: UserModule,
+) -> None:
+    result = run("send", user_module.ref("actions"), "{}", "--redis-url", "localhost:6379")
+
+    assert result.exit_code == 1
+    assert cleanly(result), result.exception
+    assert "Error: invalid settings for app " in result.output
+    assert "--redis-url: unsupported backend URL 'localhost:6379'" in result.output
+
+
+def test_send_refuses_an_unsupported_partition_key_type(user_module: UserModule) -> None:
+    result = run("send", user_module.ref("by_tags"), '{"user_id": 1, "tags": ["a"]}')
+
+    assert result.exit_code == 1
+    assert cleanly(result), result.exception
+    assert result.output.startswith(
+        "Error: invalid Tagged: cannot compute its partition: TypeError: cannot use a list "
+        "as a partition key"
+    )
+    assert user_module.metadata("by_tags") == {}
+
+
+def test_send_reports_a_partition_by_callable_that_raises(user_module: UserModule) -> None:
+    result = run("send", user_module.ref("by_ratio"), '{"user_id": 0, "type": "a"}')
+
+    assert result.exit_code == 1
+    assert cleanly(result), result.exception
+    assert result.output == (
+        "Error: invalid Action: cannot compute its partition: ZeroDivisionError: "
+        "integer division or modulo by zero\n"
+    )
+    assert user_module.metadata("by_ratio") == {}
 
 
 def test_send_honours_redis_url(user_module: UserModule) -> None:
@@ -241,6 +304,100 @@ def test_sendmany_skips_blank_lines_but_counts_them(user_module: UserModule) -> 
     assert user_module.stored() == [[], [], [], []]
 
 
+def test_sendmany_reports_invalid_utf8_by_line_and_sends_nothing(
+    user_module: UserModule,
+) -> None:
+    data = (
+        b'{"user_id": 1, "type": "ok"}\n'
+        b'{"user_id": 2, "type": "caf\xe9"}\n'  # Latin-1, not UTF-8
+        b'{"user_id": 3, "type": "ok"}\n'
+        b'{"user_id": 4, "type": "\xff\xfe"}\n'
+    )
+
+    result = run("sendmany", user_module.ref("actions"), "-", stdin=data)
+
+    assert result.exit_code == 1
+    assert cleanly(result), result.exception
+    assert result.stderr == (
+        "line 2: not valid UTF-8 (byte 0xe9 at column 28)\n"
+        "line 4: not valid UTF-8 (byte 0xff at column 25)\n"
+        "Error: 2 invalid line(s); nothing was sent\n"
+    )
+    assert user_module.metadata() == {}
+
+
+def test_sendmany_reports_partition_key_errors_by_line_and_sends_nothing(
+    user_module: UserModule,
+) -> None:
+    tags = '{"user_id": 1}\n{"user_id": 2, "tags": ["x"]}\n{"user_id": 3, "tags": 4}\n'
+    ratios = '{"user_id": 5, "type": "a"}\n\n{"user_id": 0, "type": "b"}\n'
+
+    by_tags = run("sendmany", user_module.ref("by_tags"), "-", stdin=tags)
+    by_ratio = run("sendmany", user_module.ref("by_ratio"), "-", stdin=ratios)
+
+    assert (by_tags.exit_code, by_ratio.exit_code) == (1, 1)
+    assert cleanly(by_tags), by_tags.exception
+    assert cleanly(by_ratio), by_ratio.exception
+    lines = by_tags.stderr.splitlines()
+    assert [line.split(": ", 1)[0] for line in lines] == ["line 1", "line 2", "line 3", "Error"]
+    assert lines[0].startswith(
+        "line 1: cannot compute its partition: TypeError: cannot use a list as a partition key"
+    )
+    assert lines[2].startswith("line 3: tags: Input should be a valid array")
+    assert by_ratio.stderr == (
+        "line 3: cannot compute its partition: ZeroDivisionError: integer division or modulo "
+        "by zero\nError: 1 invalid line(s); nothing was sent\n"
+    )
+    assert user_module.metadata("by_tags") == {}
+    assert user_module.metadata("by_ratio") == {}
+
+
+def capped_lines(count: int) -> str:
+    return "".join(f'{{"user_id": 1, "type": "t{n}"}}\n' for n in range(1, count + 1))
+
+
+def test_sendmany_refused_midway_says_what_was_sent_and_where_to_resume(
+    user_module: UserModule,
+) -> None:
+    # Lines 1-4 (and a blank line 3) fill four of the five places; the chunk of lines 6-7
+    # would trim an entry the processor has not acknowledged.
+    text = capped_lines(2) + "\n" + capped_lines(9)[len(capped_lines(2)) :]
+
+    result = run("sendmany", user_module.ref("capped"), "-", "--chunk-size", "2", stdin=text)
+
+    assert result.exit_code == 1
+    assert cleanly(result), result.exception
+    assert result.stderr.startswith("Error: BackpressureError: lossless cap of 5 on stream ")
+    assert result.stderr.endswith(
+        "\n4 of 9 event(s), up to line 5, were sent to 1 partition(s) of "
+        f"{user_module.app_name}.capped before the error; the chunk of 2 event(s) from line 6 "
+        "was not written, and nothing after it was sent. Sending the whole file again would "
+        "send those 4 event(s) twice: resume from line 6 instead.\n"
+    )
+    assert [r["type"] for r in user_module.stored("capped")[0]] == ["t1", "t2", "t3", "t4"]
+
+
+def test_sendmany_refused_at_the_first_chunk_says_nothing_was_sent(
+    user_module: UserModule,
+) -> None:
+    result = run("sendmany", user_module.ref("capped"), "-", stdin=capped_lines(6))
+
+    assert result.exit_code == 1
+    assert cleanly(result), result.exception
+    assert result.stderr.endswith(
+        f"\nnothing was sent to {user_module.app_name}.capped before the error; the chunk of "
+        "6 event(s) from line 1 was not written, and nothing after it was sent.\n"
+    )
+    assert user_module.stored("capped") == [[]]
+
+
+def test_sendmany_help_warns_that_a_rerun_duplicates_sent_events() -> None:
+    result = run("sendmany", "--help")
+
+    assert result.exit_code == 0
+    assert "would send those events twice" in " ".join(result.output.split())
+
+
 def test_sendmany_of_a_missing_file_says_so(user_module: UserModule) -> None:
     result = run("sendmany", user_module.ref("actions"), "no-such-file.jsonl")
 
@@ -310,7 +467,52 @@ def test_worker_with_an_unknown_processor_lists_the_available_ones(
     result = run("worker", user_module.ref("app"), "--processors", "count,nope")
 
     assert result.exit_code == 2
-    assert "unknown processor(s) nope; available: audit, count" in result.output
+    assert "unknown processor(s) nope; available: audit, billing, count" in result.output
+
+
+def test_worker_with_an_unsupported_redis_url_says_so_in_one_line(
+    user_module: UserModule,
+) -> None:
+    result = run("worker", user_module.ref("app"), "--redis-url", "ftp://admin:hunter2@files")
+
+    assert result.exit_code == 1
+    assert cleanly(result), result.exception
+    assert result.output == (
+        f"Error: invalid settings for app '{user_module.app_name}': --redis-url: unsupported "
+        "backend URL 'ftp://admin:***@files': expected redis://, rediss://, unix:// or "
+        "memory://[name]\n"
+    )
+
+
+def test_worker_refuses_an_unknown_log_level_listing_the_levels(user_module: UserModule) -> None:
+    result = run("worker", user_module.ref("app"), "--log-level", "loud")
+
+    assert result.exit_code == 2
+    assert cleanly(result), result.exception
+    assert (
+        "Invalid value for '--log-level': 'loud' is not one of 'debug', 'info', 'warning', "
+        "'error', 'critical'" in result.output
+    )
+
+
+@pytest.mark.parametrize("command", ["worker", "send"])
+def test_a_bad_setting_in_the_environment_is_reported_as_a_setting(
+    user_module: UserModule, monkeypatch: pytest.MonkeyPatch, command: str
+) -> None:
+    monkeypatch.setenv("RUNNEL_LOG_LEVEL", "loud")
+    rest = ["{}"] if command == "send" else []
+    attribute = "actions" if command == "send" else "app"
+
+    result = run(command, user_module.ref(attribute), *rest)
+
+    assert result.exit_code == 1
+    assert cleanly(result), result.exception
+    assert result.output == (
+        f"Error: invalid runnel settings in module '{user_module.module}': log_level: Input "
+        "should be 'debug', 'info', 'warning', 'error' or 'critical' (RUNNEL_LOG_LEVEL is set "
+        "in the environment)\n"
+    )
+    assert "importing module" not in result.output
 
 
 # --------------------------------------------------------------------------- python -m runnel

@@ -9,21 +9,23 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import sys
-from collections import Counter
 from collections.abc import Sequence
-from typing import IO, Any
+from dataclasses import dataclass
+from typing import IO, Any, get_args
 
 import click
 from pydantic import ValidationError
 
 from runnel.app import App
-from runnel.entrypoints.loading import load_reference
+from runnel.entrypoints.loading import load_reference, settings_problem
 from runnel.entrypoints.logs import configure
-from runnel.errors import RunnelError
-from runnel.record import Record
+from runnel.errors import BackendUnavailable, Misconfigured, RunnelError
+from runnel.ports import Append
+from runnel.settings import Settings
 from runnel.stream import Stream
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -50,12 +52,19 @@ def _run_uvloop(coro: Any) -> Any:
 
 # ---------------------------------------------------------------------- worker
 
+LOG_LEVELS = get_args(Settings.model_fields["log_level"].annotation)
+
 
 @cli.command()
 @click.argument("app_ref", metavar="APP")
 @click.option("--processors", default=None, help="Comma-separated processor names (default: all).")
 @click.option("--redis-url", default=None, help="Backend URL (overrides RUNNEL_REDIS_URL).")
-@click.option("--log-level", default=None, help="debug, info, warning, error (RUNNEL_LOG_LEVEL).")
+@click.option(
+    "--log-level",
+    default=None,
+    type=click.Choice(LOG_LEVELS, case_sensitive=False),
+    help="RUNNEL_LOG_LEVEL.",
+)
 @click.option(
     "--log-format", default=None, type=click.Choice(["console", "json"]), help="RUNNEL_LOG_FORMAT."
 )
@@ -68,17 +77,7 @@ def worker(
 ) -> None:
     """Run a worker for APP (module.path:attribute) until SIGTERM/SIGINT."""
     app = load_reference(app_ref, App, "a runnel App")
-    updates = {
-        k: v
-        for k, v in {
-            "redis_url": redis_url,
-            "log_level": log_level,
-            "log_format": log_format,
-        }.items()
-        if v
-    }
-    if updates:
-        app.reconfigure(**updates)
+    _reconfigure(app, redis_url=redis_url, log_level=log_level, log_format=log_format)
     configure(app.settings.log_format, app.settings.log_level)
     app.discover()
     names = [p.strip() for p in processors.split(",") if p.strip()] if processors else None
@@ -110,7 +109,51 @@ async def _run_worker(app: App, names: Sequence[str] | None) -> int:
         await app.close()
 
 
+def _reconfigure(app: App, **options: str | None) -> None:
+    """Apply the command-line options that were given; a bad value is one clear line."""
+    updates = {name: value for name, value in options.items() if value}
+    if not updates:
+        return
+    try:
+        app.reconfigure(**updates)
+    except Misconfigured as exc:
+        given = {name: f"--{name.replace('_', '-')}" for name in updates}
+        problem = settings_problem(exc, given) or str(exc)
+        raise click.ClickException(f"invalid settings for app {app.name!r}: {problem}") from exc
+
+
 # ---------------------------------------------------------------------- send
+
+
+class _Invalid(Exception):
+    """Why one input cannot become an event of the stream."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Event:
+    """One validated input, encoded and routed, ready to append."""
+
+    line: int
+    append: Append
+    partition: int
+
+
+def _prepare(stream: Stream[Any], text: str, line: int = 1) -> _Event:
+    """Parse, build, route and encode one JSON object, exactly as it will be sent."""
+    try:
+        record = stream.record.model_validate_json(text)
+    except ValidationError as exc:
+        raise _Invalid(_reason(exc)) from exc
+    try:
+        # A custom partition_by or hasher may raise anything; so may an unsupported key.
+        partition = stream.partition_for(record)
+    except Exception as exc:
+        raise _Invalid(f"cannot compute its partition: {type(exc).__name__}: {exc}") from exc
+    try:
+        fields = stream.codec.encode(record)
+    except Exception as exc:
+        raise _Invalid(f"cannot encode it: {type(exc).__name__}: {exc}") from exc
+    return _Event(line, Append(stream.partition_key_name(partition), fields), partition)
 
 
 @cli.command()
@@ -121,75 +164,127 @@ def send(stream_ref: str, data: str, redis_url: str | None) -> None:
     """Send one event, given as a JSON object, to STREAM (module.path:attribute)."""
     stream = _load_stream(stream_ref, redis_url)
     try:
-        record = stream.record.model_validate_json(data)
-    except ValidationError as exc:
-        raise click.ClickException(f"invalid {stream.record.__name__}: {_reason(exc)}") from exc
-    (entry_id,) = asyncio.run(_send(stream, [record]))
-    where = f"{stream.app.name}.{stream.name} partition {stream.partition_for(record)}"
+        event = _prepare(stream, data)
+    except _Invalid as exc:
+        raise click.ClickException(f"invalid {stream.record.__name__}: {exc}") from exc
+    (entry_id,) = asyncio.run(_send(stream, [event]))
+    where = f"{stream.app.name}.{stream.name} partition {event.partition}"
     click.echo(f"sent 1 event to {where} as {entry_id.decode()}")
 
 
 @cli.command()
 @click.argument("stream_ref", metavar="STREAM")
-@click.argument("source", metavar="FILE", type=click.File("r", encoding="utf-8"))
+@click.argument("source", metavar="FILE", type=click.File("rb"))
 @click.option("--chunk-size", default=1000, show_default=True, type=click.IntRange(1, 100_000))
 @click.option("--redis-url", default=None, help="Backend URL (overrides RUNNEL_REDIS_URL).")
-def sendmany(stream_ref: str, source: IO[str], chunk_size: int, redis_url: str | None) -> None:
-    """Send every line of FILE (JSON Lines; '-' for stdin) to STREAM.
+def sendmany(stream_ref: str, source: IO[bytes], chunk_size: int, redis_url: str | None) -> None:
+    """Send every line of FILE (JSON Lines in UTF-8; '-' for stdin) to STREAM.
 
-    Every line is validated first: if any is bad, each bad line is reported and nothing
-    is sent.
+    Every line is checked first (UTF-8, JSON, the record's fields, its partition): if
+    any is bad, each bad line is reported and nothing is sent.
+
+    Events are sent in chunks of --chunk-size, each written whole or not at all. If the
+    backend refuses a chunk (say, a partition full under its lossless cap), the chunks
+    before it stay sent, and the error says how many events were sent and the first
+    line that was not. Sending the whole file again would send those events twice:
+    resume from that line instead (tail -n +LINE FILE | runnel sendmany STREAM -).
     """
     stream = _load_stream(stream_ref, redis_url)
-    records: list[Record] = []
+    events: list[_Event] = []
     errors: list[str] = []
-    for number, line in enumerate(source, start=1):
-        if not line.strip():
+    for number, raw in enumerate(source, start=1):
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            errors.append(
+                f"line {number}: not valid UTF-8 (byte 0x{raw[exc.start]:02x} at "
+                f"column {exc.start + 1})"
+            )
+            continue
+        if not text.strip():
             continue
         try:
-            records.append(stream.record.model_validate_json(line))
-        except ValidationError as exc:
-            errors.append(f"line {number}: {_reason(exc)}")
+            events.append(_prepare(stream, text, number))
+        except _Invalid as exc:
+            errors.append(f"line {number}: {exc}")
     if errors:
         for message in errors[:100]:
             click.echo(message, err=True)
         if len(errors) > 100:
             click.echo(f"... and {len(errors) - 100} more bad lines", err=True)
         raise click.ClickException(f"{len(errors)} invalid line(s); nothing was sent")
-    partitions = Counter(stream.partition_for(r) for r in records)
-    asyncio.run(_send(stream, records, chunk_size, progress=sys.stderr.isatty()))
+    asyncio.run(_send(stream, events, chunk_size, progress=sys.stderr.isatty()))
+    partitions = {event.partition for event in events}
     click.echo(
-        f"sent {len(records)} event(s) to {len(partitions)} partition(s) of "
+        f"sent {len(events)} event(s) to {len(partitions)} partition(s) of "
         f"{stream.app.name}.{stream.name}"
     )
 
 
 def _load_stream(ref: str, redis_url: str | None) -> Stream[Any]:
     stream = load_reference(ref, Stream, "a runnel Stream")
-    if redis_url:
-        stream.app.reconfigure(redis_url=redis_url)
+    _reconfigure(stream.app, redis_url=redis_url)
     return stream
 
 
 async def _send(
-    stream: Stream[Any], records: Sequence[Record], chunk_size: int = 1000, progress: bool = False
+    stream: Stream[Any], events: Sequence[_Event], chunk_size: int = 1000, progress: bool = False
 ) -> list[bytes]:
+    """Append ``events`` chunk by chunk; a refusal says exactly what was sent before it."""
     ids: list[bytes] = []
     try:
-        if progress:
-            with click.progressbar(length=len(records), label="sending", file=sys.stderr) as bar:
-                for i in range(0, len(records), chunk_size):
-                    chunk = records[i : i + chunk_size]
-                    ids += await stream.send(*chunk)
+        with contextlib.ExitStack() as stack:
+            bar = (
+                stack.enter_context(
+                    click.progressbar(length=len(events), label="sending", file=sys.stderr)
+                )
+                if progress
+                else None
+            )
+            for i in range(0, len(events), chunk_size):
+                chunk = events[i : i + chunk_size]
+                ids += await stream.append_encoded([event.append for event in chunk])
+                if bar is not None:
                     bar.update(len(chunk))
-        else:
-            for i in range(0, len(records), chunk_size):
-                ids += await stream.send(*records[i : i + chunk_size])
     except RunnelError as exc:
-        raise click.ClickException(f"{type(exc).__name__}: {exc}") from exc
+        raise click.ClickException(_unsent(stream, events, len(ids), chunk_size, exc)) from exc
     finally:
         await stream.app.close()
     return ids
+
+
+def _unsent(
+    stream: Stream[Any], events: Sequence[_Event], sent: int, chunk_size: int, exc: RunnelError
+) -> str:
+    """The error of a failed send, with what it wrote before and what it did not."""
+    error = f"{type(exc).__name__}: {exc}"
+    if len(events) == 1:
+        return error
+    chunk = events[sent : sent + chunk_size]
+    first = chunk[0].line
+    # A refused chunk is written whole or not at all; a lost connection leaves it unknown.
+    unknown = isinstance(exc, BackendUnavailable)
+    fate = "may or may not have been written" if unknown else "was not written"
+    where = f"{stream.app.name}.{stream.name}"
+    if not sent:
+        before = f"nothing was sent to {where}"
+    else:
+        partitions = len({event.partition for event in events[:sent]})
+        before = (
+            f"{sent} of {len(events)} event(s), up to line {events[sent - 1].line}, were "
+            f"sent to {partitions} partition(s) of {where}"
+        )
+    advice = ""
+    if sent:
+        advice = (
+            f" Sending the whole file again would send those {sent} event(s) twice: "
+            f"resume from line {first} instead"
+            + (", once you know whether that chunk arrived." if unknown else ".")
+        )
+    return (
+        f"{error}\n{before} before the error; the chunk of {len(chunk)} event(s) from "
+        f"line {first} {fate}, and nothing after it was sent.{advice}"
+    )
 
 
 def _reason(exc: ValidationError) -> str:
@@ -285,7 +380,6 @@ def _load_processor(ref: str, redis_url: str | None) -> tuple[App, str]:
         if isinstance(value, App):
             for spec in value.processors.values():
                 if spec.func is func or spec.name == ref.partition(":")[2]:
-                    if redis_url:
-                        value.reconfigure(redis_url=redis_url)
+                    _reconfigure(value, redis_url=redis_url)
                     return value, spec.name
     raise click.BadParameter(f"{ref!r} is not a processor registered on an App in its module")

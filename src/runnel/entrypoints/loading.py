@@ -5,9 +5,14 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
 import click
+from pydantic import ValidationError
+
+from runnel.errors import Misconfigured
+from runnel.settings import Settings
 
 T = TypeVar("T")
 
@@ -24,6 +29,17 @@ def load_reference(ref: str, kind: type[T], what: str) -> T:
         sys.path.insert(0, cwd)
     try:
         module = importlib.import_module(module_name)
+    except (Misconfigured, ValidationError) as exc:
+        # The module builds an App (or Settings) at import, from RUNNEL_* variables: say
+        # which setting is wrong rather than that the import failed.
+        problem = settings_problem(exc)
+        if problem is None:
+            raise click.BadParameter(
+                f"importing module {module_name!r} failed: {type(exc).__name__}: {exc}"
+            ) from exc
+        raise click.ClickException(
+            f"invalid runnel settings in module {module_name!r}: {problem}"
+        ) from exc
     except ModuleNotFoundError as exc:
         if exc.name and module_name.startswith(exc.name):
             raise click.BadParameter(
@@ -43,3 +59,37 @@ def load_reference(ref: str, kind: type[T], what: str) -> T:
     if not isinstance(obj, kind):
         raise click.BadParameter(f"{ref!r} is a {type(obj).__name__}, expected {what}")
     return obj
+
+
+def settings_problem(exc: BaseException, options: Mapping[str, str] | None = None) -> str | None:
+    """One line naming each invalid setting and why, if ``exc`` comes from Settings.
+
+    ``options`` names the command-line options the settings came from (``redis_url`` ->
+    ``--redis-url``); without it, a setting also set in the environment says so, since
+    that is where a value nobody passed comes from. Values are never shown: they may be
+    URLs with passwords.
+
+    Example:
+        >>> from runnel.settings import Settings
+        >>> try:
+        ...     Settings(log_level="loud")
+        ... except ValueError as exc:
+        ...     print(settings_problem(exc))
+        log_level: Input should be 'debug', 'info', 'warning', 'error' or 'critical'
+    """
+    error = exc if isinstance(exc, ValidationError) else exc.__cause__
+    if not isinstance(error, ValidationError) or error.title != Settings.__name__:
+        return None
+    environment = {name.upper() for name in os.environ}
+    parts = []
+    for detail in error.errors():
+        name = ".".join(str(part) for part in detail["loc"])
+        message = detail["msg"].removeprefix("Value error, ")
+        variable = f"RUNNEL_{name.upper()}"
+        if options is not None:
+            parts.append(f"{options.get(name, name)}: {message}")
+        elif variable in environment:
+            parts.append(f"{name}: {message} ({variable} is set in the environment)")
+        else:
+            parts.append(f"{name}: {message}")
+    return "; ".join(parts)

@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     for room (up to ``default_send_wait_timeout``), ``lossy`` trims like ``MAXLEN`` and
     counts every unprocessed entry it drops."""
     default_send_wait_timeout: float = Field(default=30.0, ge=0)
+    """Seconds a ``wait``-mode send waits for processors to acknowledge enough entries to
+    make room before it raises ``BackpressureError``. A batch with more events for one
+    partition than its ``partition_size`` can never fit, and fails without waiting."""
 
     default_exception_policy: ExceptionPolicy = ExceptionPolicy.HALT
     default_lock_expiry: float = Field(default=10.0, gt=0)

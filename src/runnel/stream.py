@@ -13,6 +13,7 @@ Example:
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -139,7 +140,8 @@ class Stream(Generic[R]):
         Raises:
             TypeError: a record of another type (nothing is sent).
             runnel.errors.BackpressureError: a lossless cap refused the batch (nothing
-                sent); in ``wait`` mode, after ``default_send_wait_timeout``.
+                sent); in ``wait`` mode, after ``default_send_wait_timeout``, or at once
+                when the batch holds more events for one partition than ``partition_size``.
             runnel.errors.MetadataMismatch: the stream exists with other settings.
             runnel.errors.BackendError: the backend failed (message from Redis).
 
@@ -166,7 +168,16 @@ class Stream(Generic[R]):
         return [Append(keys[hasher(key_of(r)) % count], encode(r)) for r in records]
 
     async def append_encoded(self, appends: Sequence[Append]) -> list[bytes]:
-        """Append pre-encoded entries under the stream's cap policy."""
+        """Append pre-encoded entries under the stream's cap policy.
+
+        In ``wait`` mode a batch the lossless cap refuses is retried, with a growing
+        pause on the app's clock, until processors acknowledge enough entries to make
+        room or ``default_send_wait_timeout`` runs out. A batch with more entries for one
+        partition than ``partition_size`` could never fit, so it fails at once.
+
+        Raises:
+            runnel.errors.BackpressureError: the cap refused the batch (nothing sent).
+        """
         await self.prepare()
         backend = self.app.backend
         cap = Cap(
@@ -176,16 +187,39 @@ class Stream(Generic[R]):
         )
         if self.trim_mode != "wait":
             return await backend.log.append(appends, cap)
-        deadline = backend.clock.now() + self.app.settings.default_send_wait_timeout
+        clock = backend.clock
+        timeout = self.app.settings.default_send_wait_timeout
+        deadline = clock.now() + timeout
         delay = 0.01
         while True:
             try:
                 return await backend.log.append(appends, cap)
-            except BackpressureError:
-                if backend.clock.now() + delay > deadline:
-                    raise
-                await backend.clock.sleep(delay)
+            except BackpressureError as exc:
+                oversized = self._oversized(appends)
+                if oversized is not None:
+                    raise BackpressureError(oversized) from exc
+                left = deadline - clock.now()
+                if left <= 0:
+                    raise BackpressureError(
+                        f"stream {self.app.name}.{self.name}: still no room for the batch "
+                        f"after waiting {timeout:g}s (default_send_wait_timeout) for its "
+                        f"processors to acknowledge entries; nothing was sent: {exc}"
+                    ) from exc
+                await clock.sleep(min(delay, left))
                 delay = min(delay * 2, 0.5)
+
+    def _oversized(self, appends: Sequence[Append]) -> str | None:
+        """Why the batch can never fit under the lossless cap, if it cannot."""
+        numbers = {key: n for n, key in enumerate(self._partition_keys)}
+        for key, count in Counter(item.key for item in appends).items():
+            if count > self.partition_size:
+                return (
+                    f"stream {self.app.name}.{self.name}: the batch has {count} events for "
+                    f"partition {numbers.get(key, key)}, more than its partition_size of "
+                    f"{self.partition_size}, so it can never fit under the lossless cap; "
+                    "nothing was sent (send fewer events at a time)"
+                )
+        return None
 
     def is_prepared(self) -> bool:
         """Whether metadata and groups were checked/created by this process."""

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 from uuid import uuid4
 
 import pytest
+from dependency_injector import providers
 
 from runnel import App, Record, Stream
 from runnel.adapters.compressors import GzipCompressor
 from runnel.adapters.hashers import default_hasher
+from runnel.adapters.memory.clock import SimulatedClock
 from runnel.errors import BackpressureError, MetadataMismatch, Misconfigured
 from runnel.ports import AckRequest, ReadRequest
 
@@ -403,3 +406,109 @@ async def test_a_processor_declared_later_gets_its_group_on_the_next_send_from_t
     (delivered,) = await app.backend.log.read([ReadRequest(key, "audit", "c1", count=10)])
     assert not isinstance(delivered, Exception)
     assert [orders.codec.decode(e.fields).seq for e in delivered] == [1, 2]
+
+
+# --------------------------------------------------------------------------- waiting for room
+
+
+def on_clock(app: App, clock: SimulatedClock) -> App:
+    app.container.clock.override(providers.Object(clock))
+    return app
+
+
+async def fill(app: App, size: int) -> Stream[Order]:
+    """A one-partition ``wait`` stream of ``size`` entries that ``billing`` has not read."""
+    orders = orders_of(app, partition_count=1, partition_size=size, trim_mode="wait")
+    app.processor(orders, name="billing")(noop)
+    await orders.send(*[Order(customer="a", seq=seq) for seq in range(size)])
+    return orders
+
+
+async def until_sleeping(clock: SimulatedClock) -> None:
+    """Let the loop run until some task sleeps on ``clock`` (a bounded number of rounds)."""
+    for _ in range(100):
+        if clock.next_deadline() is not None:
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("nothing went to sleep on the clock")
+
+
+async def acknowledge(orders: Stream[Order], count: int) -> None:
+    key = orders.keys.stream(0)
+    log = orders.app.backend.log
+    (delivered,) = await log.read([ReadRequest(key, "billing", "c1", count=count)])
+    assert not isinstance(delivered, Exception)
+    await log.ack([AckRequest(key, "billing", [e.id for e in delivered])])
+
+
+async def test_a_wait_send_to_a_full_partition_waits_until_room_appears(app: App) -> None:
+    clock = SimulatedClock()
+    orders = await fill(on_clock(app, clock), size=3)
+
+    sending = asyncio.create_task(orders.send(Order(customer="a", seq=3)))
+    await until_sleeping(clock)  # the first attempt was refused
+    await clock.advance(10.0)
+    assert not sending.done()
+    assert [r.seq for r in await stored(orders, 0)] == [0, 1, 2]
+
+    await acknowledge(orders, 1)
+    await clock.advance(1.0)
+
+    assert sending.done()
+    (entry_id,) = await sending
+    assert [r.seq for r in await stored(orders, 0)] == [1, 2, 3]
+    assert (await app.backend.log.range(orders.keys.stream(0)))[-1].id == entry_id
+    assert clock.now() == 11.0
+
+
+async def test_a_wait_send_gives_up_after_the_send_wait_timeout_saying_so(
+    make_app: MakeApp,
+) -> None:
+    clock = SimulatedClock(autojump=True)
+    app = on_clock(make_app(default_send_wait_timeout=5), clock)
+    orders = await fill(app, size=3)
+
+    with pytest.raises(BackpressureError) as caught:
+        await orders.send(Order(customer="a", seq=3), Order(customer="a", seq=4))
+
+    assert clock.now() == pytest.approx(5.0)
+    assert str(caught.value).startswith(
+        f"stream {app.name}.orders: still no room for the batch after waiting 5s "
+        "(default_send_wait_timeout) for its processors to acknowledge entries; nothing was "
+        "sent: lossless cap of 3 on stream "
+    )
+    assert [r.seq for r in await stored(orders, 0)] == [0, 1, 2]
+
+
+async def test_a_wait_send_with_a_zero_timeout_tries_once(make_app: MakeApp) -> None:
+    clock = SimulatedClock(autojump=True)
+    orders = await fill(on_clock(make_app(default_send_wait_timeout=0), clock), size=2)
+
+    with pytest.raises(BackpressureError, match="after waiting 0s"):
+        await orders.send(Order(customer="a", seq=2))
+
+    assert clock.now() == 0.0
+
+
+async def test_a_wait_send_larger_than_the_partition_size_fails_at_once(app: App) -> None:
+    clock = SimulatedClock(autojump=True)
+    orders = orders_of(
+        on_clock(app, clock),
+        partition_count=2,
+        partition_size=3,
+        hasher=key_as_partition,
+        trim_mode="wait",
+    )
+    app.processor(orders, name="billing")(noop)
+    batch = [Order(customer="0", seq=0)] + [Order(customer="1", seq=n) for n in range(4)]
+
+    with pytest.raises(BackpressureError) as caught:
+        await orders.send(*batch)
+
+    assert clock.now() == 0.0
+    assert str(caught.value) == (
+        f"stream {app.name}.orders: the batch has 4 events for partition 1, more than its "
+        "partition_size of 3, so it can never fit under the lossless cap; nothing was sent "
+        "(send fewer events at a time)"
+    )
+    assert await lengths(orders) == [0, 0]

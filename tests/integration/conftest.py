@@ -3,7 +3,8 @@
 ``redis_url`` (session scope) is, in order of preference:
 
 1. ``RUNNEL_TEST_REDIS_URL`` when set (a server you run; tests never flush it: every test
-   names its own keys);
+   names its own keys, and tests that change server-wide state, such as the script cache,
+   ask for ``redis_is_throwaway`` and skip);
 2. a throwaway ``redis-server`` started from the binary on ``PATH``, on a free port bound
    to 127.0.0.1, without persistence, in a temporary directory, stopped at the end;
 3. ``testcontainers``' ``RedisContainer`` where Docker works;
@@ -106,10 +107,14 @@ def _docker_works() -> bool:
     return probe.returncode == 0
 
 
+def _configured_url() -> str | None:
+    return os.environ.get("RUNNEL_TEST_REDIS_URL") or None
+
+
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
     """The URL of a Redis server the integration tests may use (see the module docstring)."""
-    configured = os.environ.get("RUNNEL_TEST_REDIS_URL")
+    configured = _configured_url()
     if configured:
         yield configured
         return
@@ -130,6 +135,16 @@ def redis_url() -> Iterator[str]:
         "no Redis for integration tests: set RUNNEL_TEST_REDIS_URL, install redis-server "
         "(apt-get install redis-server), or make Docker available"
     )
+
+
+@pytest.fixture(scope="session")
+def redis_is_throwaway(redis_url: str) -> bool:
+    """Whether ``redis_url`` is a server this test session started (and stops at the end).
+
+    Only such a server may have server-wide state changed (``SCRIPT FLUSH``, ``CONFIG
+    SET``): a server given by ``RUNNEL_TEST_REDIS_URL`` may be shared with others.
+    """
+    return _configured_url() is None
 
 
 @pytest.fixture

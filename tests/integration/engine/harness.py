@@ -45,17 +45,25 @@ FAST_SETTINGS: Mapping[str, str] = {
 
 
 def process_env(
-    app_name: str, redis_url: str, extra: Mapping[str, str] | None = None
+    app_name: str, redis_url: str, extra: Mapping[str, str | None] | None = None
 ) -> dict[str, str]:
     """The environment of a child process: ours without RUNNEL_* knobs, plus the fast
-    settings, the app name and the Redis URL."""
+    settings, the app name and the Redis URL.
+
+    In ``extra``, a ``None`` value removes that variable (e.g. one of the fast settings, so
+    the product default applies).
+    """
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RUNNEL_", "ENGINE_TEST_"))}
     env.update(FAST_SETTINGS)
     env[APP_ENV] = app_name
     env["RUNNEL_REDIS_URL"] = redis_url
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     env["PYTHONUNBUFFERED"] = "1"
-    env.update(extra or {})
+    for name, value in (extra or {}).items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
     return env
 
 

@@ -410,11 +410,11 @@ class Coordinator:
             return
         # Still held: its owner is draining it (it will announce the release) or died (its
         # lease runs out by itself). Come back at the lease's expiry at the latest.
+        # A lease that is gone by now (it expired or was released since the attempt) is
+        # tried again at once; a held one at its expiry, or after assignment_sleep.
         remaining = await locks.expires_in(lock_key)
-        wait = ex.spec.assignment_sleep if remaining is None else remaining
-        self.retry_at[number] = self.clock.now() + max(
-            MIN_RETRY, min(wait, ex.spec.assignment_sleep or MIN_RETRY)
-        )
+        wait = MIN_RETRY if remaining is None else min(remaining, ex.spec.assignment_sleep)
+        self.retry_at[number] = self.clock.now() + max(MIN_RETRY, wait)
         attempts = self.attempts[number] = self.attempts.get(number, 0) + 1
         if attempts == ex.spec.assignment_attempts:
             holder = await locks.holder(lock_key)

@@ -310,3 +310,31 @@ async def test_a_member_reaped_during_a_pause_joins_again_and_gets_partitions(
     assert w1.executor.coordinator.joins == 2
     members = decode(await app.backend.kv.get(ticks.keys.membership("proc")))
     assert set(members) == {w1.executor.id, w2.executor.id}
+
+
+async def test_a_lease_that_frees_itself_right_after_a_failed_attempt_is_taken_at_once(
+    make_app: Callable[..., App], clock: SimulatedClock, make_cluster: Callable[[App], Cluster]
+) -> None:
+    app, ticks, _ = app_with_log(make_app, default_partition_count=1, default_lock_expiry=10.0)
+    ghost = await app.backend.locks.acquire(
+        ticks.keys.lock("proc", 0), ticks.keys.epoch("proc", 0), "ghost", 0.3
+    )
+    assert ghost is not None
+    locks = app.backend.locks
+    asked: list[float | None] = []
+    real = locks.expires_in
+
+    async def racing_expiry(key: str) -> float | None:
+        left = await real(key)
+        asked.append(left)
+        await clock.sleep(left or 0)  # the lease runs out while we ask about it
+        return await real(key)
+
+    locks.expires_in = racing_expiry  # type: ignore[method-assign]  # a race, staged
+    cluster = make_cluster(app)
+    started = clock.now()
+    w1 = await cluster.start("w1")
+    await until(lambda: 0 in w1.executor.feeds, clock, within=10)
+    assert asked  # the first attempt found the ghost's lease
+    # Taken as soon as it was found free, not one assignment_sleep (0.5 s) later.
+    assert clock.now() - started < 0.3 + 0.1

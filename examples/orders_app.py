@@ -1,4 +1,4 @@
-"""A small shop: running totals per customer, a warehouse loader, an hourly report.
+"""A small shop: running totals per customer, a warehouse loader, a report every minute.
 
 ``examples/test_orders_app.py`` tests it with :mod:`runnel.testing`, in simulated time and
 with no Redis; ``docs/testing.md`` walks through both files.
@@ -31,7 +31,7 @@ totals: dict[str, float] = defaultdict(float)
 warehouse: list[list[str]] = []
 """The batches loaded into the warehouse, as lists of ``customer#seq``."""
 reports: list[dict[str, float]] = []
-"""The hourly reports: a copy of the totals at the time."""
+"""The reports published every minute: a copy of the totals at the time."""
 
 
 @app.processor(orders, exception_policy=ExceptionPolicy.IGNORE, middleware=[dead_letters])
@@ -51,7 +51,7 @@ async def load_warehouse(events: Events) -> None:
         warehouse.append([f"{order.customer}#{order.seq}" for order in batch])
 
 
-@app.timer(interval=3600)
-async def hourly_report() -> None:
-    """Keep a copy of the totals every hour."""
+@app.timer(interval=60)
+async def minute_report() -> None:
+    """Publish a copy of the totals every minute."""
     reports.append(dict(totals))

@@ -33,15 +33,9 @@ Example:
 """
 
 from runnel.adapters.memory.clock import SimulatedClock
-from runnel.testing.harness import (
-    DEFAULT_TIMEOUT,
-    KILLED,
-    Harness,
-    SimulationTimeout,
-    VirtualWorker,
-    WorkerState,
-)
+from runnel.testing.harness import DEFAULT_TIMEOUT, Harness, HarnessFactory
 from runnel.testing.observations import DeadLetterEntry, Delivery, Outcome, TaskRun
+from runnel.testing.virtual_worker import KILLED, SimulationTimeout, VirtualWorker, WorkerState
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -49,6 +43,7 @@ __all__ = [
     "DeadLetterEntry",
     "Delivery",
     "Harness",
+    "HarnessFactory",
     "Outcome",
     "SimulatedClock",
     "SimulationTimeout",

@@ -19,7 +19,7 @@ from runnel import context
 from runnel.domain.model import Event
 from runnel.middleware.base import Middleware
 from runnel.runtime.specs import ProcessorSpec, TaskSpec
-from runnel.testing.observations import Delivery, TaskRun
+from runnel.testing.observations import Delivery, Outcome, TaskRun
 
 if TYPE_CHECKING:
     from runnel.adapters.memory.clock import SimulatedClock
@@ -33,6 +33,7 @@ class Recorder:
         self.clock = clock
         self.deliveries: list[Delivery] = []
         self.task_runs: list[TaskRun] = []
+        self.changes = 0  # bumped on every hand-out, outcome and task run
         self._batches = itertools.count()
 
     def handed(self, processor: str, events: list[Event]) -> list[Delivery]:
@@ -41,7 +42,17 @@ class Recorder:
         batch, now = next(self._batches), self.clock.now()
         made = [Delivery(processor, worker, e.partition.number, e, batch, now) for e in events]
         self.deliveries.extend(made)
+        self.changes += 1
         return made
+
+    def ended(
+        self, deliveries: list[Delivery], outcome: Outcome, error: BaseException | None
+    ) -> None:
+        """Record how the iteration that handled ``deliveries`` ended."""
+        for delivery in deliveries:
+            delivery.outcome = outcome
+            delivery.error = error
+        self.changes += 1
 
 
 class Observer(Middleware):
@@ -61,12 +72,10 @@ class Observer(Middleware):
                 yield item
             except GeneratorExit:
                 failure = getattr(events, "failure", None)
-                for delivery in made:
-                    delivery.outcome = "failed" if failure is not None else "interrupted"
-                    delivery.error = failure
+                outcome: Outcome = "failed" if failure is not None else "interrupted"
+                self.recorder.ended(made, outcome, failure)
                 raise
-            for delivery in made:
-                delivery.outcome = "done"
+            self.recorder.ended(made, "done", None)
 
 
 def _observed_task(recorder: Recorder, spec: TaskSpec) -> TaskSpec:
@@ -76,6 +85,7 @@ def _observed_task(recorder: Recorder, spec: TaskSpec) -> TaskSpec:
     async def run() -> None:
         record = TaskRun(spec.name, context.worker_id.get(""), recorder.clock.now())
         recorder.task_runs.append(record)
+        recorder.changes += 1
         try:
             await original()
         except BaseException as exc:
@@ -83,6 +93,7 @@ def _observed_task(recorder: Recorder, spec: TaskSpec) -> TaskSpec:
             raise
         finally:
             record.finished_at = recorder.clock.now()
+            recorder.changes += 1
 
     return dataclasses.replace(spec, func=run)
 

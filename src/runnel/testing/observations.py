@@ -58,17 +58,40 @@ class Delivery:
 
     @property
     def entry_id(self) -> str:
-        """The entry id as text (``"1767225600000-0"``)."""
+        """The entry id as text (``"1767225600000-0"``).
+
+        Example:
+            >>> from runnel import Event, Partition
+            >>> Delivery("p", "w1", 0, Event(Partition("s", 0), b"7-1", {}), 0, 0.0).entry_id
+            '7-1'
+        """
         return self.event.entry_id
 
     @property
     def delivery_count(self) -> int:
-        """How many times the backend had delivered the entry (1 the first time)."""
+        """How many times the backend had delivered the entry (1 the first time).
+
+        Example:
+            >>> from runnel import Event, Partition
+            >>> event = Event(Partition("s", 0), b"7-1", {}, delivery_count=3)
+            >>> Delivery("p", "w1", 0, event, 0, 0.0).delivery_count
+            3
+        """
         return self.event.delivery_count
 
     @property
     def redelivered(self) -> bool:
-        """True when the entry was delivered before (to this worker or another one)."""
+        """True when the entry was delivered before (to this worker or another one).
+
+        An entry counts as delivered once it was fetched: events prefetched by a worker
+        that died or handed its partition over come back redelivered, even though no user
+        code saw them before.
+
+        Example:
+            >>> from runnel import Event, Partition
+            >>> Delivery("p", "w1", 0, Event(Partition("s", 0), b"7-1", {}), 0, 0.0).redelivered
+            False
+        """
         return self.event.redelivered
 
     @property
@@ -77,6 +100,10 @@ class Delivery:
 
         Raises:
             runnel.errors.DecodeError: the entry cannot be decoded.
+
+        Example:
+            >>> # h.deliveries("totals")[0].record
+            >>> # Order(customer='ada', seq=1, amount=10.0)
         """
         return self.event.record()
 

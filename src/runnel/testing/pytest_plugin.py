@@ -21,17 +21,14 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 if TYPE_CHECKING:
     from runnel.app import App
-    from runnel.testing.harness import Harness
-
-HarnessFactory = Callable[..., "Harness"]
-"""``runnel_harness(app, *, autojump=True, start_time=None, timeout=600.0) -> Harness``."""
+    from runnel.testing.harness import Harness, HarnessFactory
 
 
 @pytest.fixture

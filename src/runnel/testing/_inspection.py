@@ -369,7 +369,8 @@ class Inspection:
     def _considered(self, processors: Iterable[ProcessorRef] | None) -> list[ProcessorSpec]:
         if processors is not None:
             return [self._processor(p) for p in processors]
-        names = dict.fromkeys(p for vw in self._all for p in vw.processors)
+        # The processors the workers run; all of the app's before any worker has started.
+        names = dict.fromkeys(p for vw in self._all for p in vw.processors) or self.app.processors
         return [self._processor(n) for n in names]
 
     def _task_name(self, task: str | Callable[..., Any]) -> str:

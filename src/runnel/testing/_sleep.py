@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import threading
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar, Token
@@ -51,6 +52,9 @@ async def simulated_sleep(delay: float, result: T = None) -> T:  # type: ignore[
     """
     scope = _SCOPE.get()
     if scope is not None and scope.active and delay > 0:
+        if math.isinf(delay):
+            # "Sleep forever" must not become a deadline the clock could jump to.
+            await asyncio.get_running_loop().create_future()
         await scope.clock.sleep(delay)
         return result
     return await _real_sleep(delay, result)  # type: ignore[no-any-return]  # the real sleep returns result

@@ -541,7 +541,9 @@ class Harness(Inspection):
         A partition is idle when everything sent to it has been delivered to the
         processor and acknowledged (dead-lettered entries are acknowledged too), or when it
         is quarantined; then nothing is buffered or in flight either. The processors
-        considered are those the harness's workers run (or have run).
+        considered are those the harness's workers run (or have run); before any worker has
+        started, all of the app's (so events sent with no worker to process them fail the
+        wait at once, rather than count as idle).
 
         Args:
             timeout: simulated seconds to wait at most (default: the harness timeout).

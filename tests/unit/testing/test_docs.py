@@ -4,8 +4,10 @@ what it says they print."""
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import io
 import re
+import subprocess
 import sys
 import unittest
 from collections.abc import Iterator
@@ -76,3 +78,25 @@ def test_the_unittest_example_passes() -> None:
     unittest.defaultTestLoader.loadTestsFromTestCase(case).run(result)
     assert result.wasSuccessful(), result.errors + result.failures
     assert result.testsRun == 1
+
+
+def test_the_pytest_modules_of_the_doc_pass_in_a_project_of_their_own(tmp_path: Path) -> None:
+    names = ["orders_app.py", "pyproject.toml", "test_orders_app.py", "test_fixture_style.py"]
+    if importlib.util.find_spec("anyio") is not None:
+        names.append("test_orders_anyio.py")
+    files = snippets()
+    toml = re.search(r"```toml\n# pyproject.toml\n(.*?)```", DOC.read_text(), re.S)
+    assert toml is not None
+    for name in names:
+        text = toml.group(1) if name == "pyproject.toml" else files[name][0]
+        (tmp_path / name).write_text(text)
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    others = [n for n in names if n.startswith("test_") and n != "test_orders_app.py"]
+    expected = 6 + len(others)  # the worked example's six tests, and one in each other module
+    assert f"{expected} passed" in run.stdout, run.stdout + run.stderr

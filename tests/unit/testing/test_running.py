@@ -182,3 +182,13 @@ async def test_a_harness_opens_only_once() -> None:
             pass
     with pytest.raises(RuntimeError, match="not open"):
         await harness.start()
+
+
+async def test_run_until_idle_with_no_worker_started_reports_the_waiting_events() -> None:
+    app, stream, _ = counting_app()
+    async with Harness(app) as h:
+        assert h.is_idle()
+        await stream.send(Tick(key="a", seq=0))
+        assert not h.is_idle()
+        with pytest.raises(SimulationTimeout, match="no running worker runs proc"):
+            await h.run_until_idle()

@@ -114,3 +114,13 @@ async def test_a_zero_sleep_still_just_yields() -> None:
         assert await asyncio.sleep(0, "result") == "result"
         await asyncio.sleep(-1)
         assert h.now == 0
+
+
+async def test_sleeping_forever_is_no_deadline_the_clock_could_jump_to() -> None:
+    async with Harness(new_app()) as h:
+        forever = asyncio.ensure_future(asyncio.sleep(float("inf")))
+        await asyncio.sleep(0)
+        assert h.clock.next_deadline() is None
+        await asyncio.sleep(30)
+        assert (h.now, forever.done()) == (30, False)
+        forever.cancel()

@@ -108,13 +108,23 @@ class Instrumentation:
         self._tasks: dict[str, tuple[TaskSpec, TaskSpec]] = {}
 
     def install(self) -> None:
-        """Replace every processor and task spec of the app with an observed copy."""
+        """Replace each processor and task spec of the app with an observed copy.
+
+        Idempotent: specs already observed are left alone, so calling it again picks up
+        processors and tasks declared since.
+        """
         for name, spec in list(self.app.processors.items()):
+            pair = self._processors.get(name)
+            if pair is not None and pair[1] is spec:
+                continue
             observer = Observer(self.recorder, name)
             observed = dataclasses.replace(spec, middleware=(*spec.middleware, observer))
             self.app.processors[name] = observed
             self._processors[name] = (spec, observed)
         for name, task in list(self.app.tasks.items()):
+            known = self._tasks.get(name)
+            if known is not None and known[1] is task:
+                continue
             observed_task = _observed_task(self.recorder, task)
             self.app.tasks[name] = observed_task
             self._tasks[name] = (task, observed_task)

@@ -5,8 +5,9 @@ How it works:
     becomes ``memory://...`` (:meth:`runnel.App.reconfigure`), and its container's
     ``clock``, ``memory_broker`` and ``backend`` providers are overridden with a
     :class:`~runnel.testing.SimulatedClock`, a fresh :class:`MemoryBroker` and a backend
-    whose calls pass through a per-worker fault gate. Every processor gets one observing
-    middleware (last in its chain) and every background task a recording wrapper.
+    whose calls pass through a per-worker fault gate. The App's ``autodiscover`` modules are
+    imported (as a worker does), then every processor gets one observing middleware (last
+    in its chain) and every background task a recording wrapper.
     ``asyncio.sleep`` sleeps on the simulated clock for code under the harness. Leaving the
     harness stops (or, after an error, kills) the workers and undoes all of it, so the same
     App can be used by the next test.
@@ -175,6 +176,7 @@ class Harness(Inspection):
                 provider.override(providers.Object(value))
                 self._undo.append(provider.reset_last_overriding)
             container.reset_singletons()
+            app.discover()  # as a worker would: import the autodiscover modules, once
             self._unprepare_streams()
             self._instrumentation.install()
             self._undo.append(self._instrumentation.uninstall)
@@ -339,6 +341,7 @@ class Harness(Inspection):
         current = self.workers.get(name)
         if current is not None and current.alive:
             raise ValueError(f"a worker named {name!r} is {current.state}")
+        self._instrumentation.install()  # processors or tasks declared since the harness opened
         worker = Worker(
             self.app,
             self.app.backend,

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import sys
+import types
+from pathlib import Path
+
 import pytest
 from dependency_injector import providers
 
@@ -192,3 +196,31 @@ async def test_run_until_idle_with_no_worker_started_reports_the_waiting_events(
         assert not h.is_idle()
         with pytest.raises(SimulationTimeout, match="no running worker runs proc"):
             await h.run_until_idle()
+
+
+async def test_processors_in_autodiscover_modules_are_found_when_the_harness_opens(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = new_app(autodiscover="discovered_procs/*.py")
+    stream = app.stream("ticks", record=Tick, partition_by="key")
+    home = types.ModuleType("discovery_home")
+    home.__dict__.update(app=app, stream=stream, seen=[])
+    monkeypatch.setitem(sys.modules, "discovery_home", home)
+    (tmp_path / "discovered_procs").mkdir()
+    (tmp_path / "discovered_procs" / "found.py").write_text(
+        "from discovery_home import app, seen, stream\n\n"
+        "@app.processor(stream)\n"
+        "async def found(events):\n"
+        "    async for tick in events.records():\n"
+        "        seen.append(tick.seq)\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    try:
+        async with Harness(app) as h:
+            await h.start("w1")
+            await stream.send(Tick(key="a", seq=7))
+            await h.run_until_idle()
+            assert [d.record.seq for d in h.deliveries("found")] == [7]
+    finally:
+        sys.modules.pop("discovered_procs.found", None)
+    assert home.seen == [7]

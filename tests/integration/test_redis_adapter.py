@@ -334,7 +334,7 @@ async def _script_stats(client: Redis) -> tuple[int, int]:
 
 
 async def test_steady_state_batches_send_only_evalsha(redis_client: Redis) -> None:
-    """Scripts are loaded once: no SCRIPT EXISTS/LOAD per pipeline, one EVALSHA per slot."""
+    """Scripts are loaded once: no SCRIPT EXISTS/LOAD, one EVALSHA per multi-partition call."""
     log, k = RedisStreamLog(redis_client), key_space()
     keys = [k(f"p{n}") for n in range(4)]
     for key in keys:
@@ -355,4 +355,4 @@ async def test_steady_state_batches_send_only_evalsha(redis_client: Redis) -> No
     )
 
     evalsha, script = await _script_stats(redis_client)
-    assert (evalsha - before[0], script - before[1]) == (1 + 4 + 4, 0)
+    assert (evalsha - before[0], script - before[1]) == (1 + 1 + 1, 0)

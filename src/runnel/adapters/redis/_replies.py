@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from runnel.domain.model import Entry
-from runnel.errors import BackendProtocolError
+from runnel.errors import BackendProtocolError, Fenced
 from runnel.ports import (
     ClaimResult,
     GroupInfo,
@@ -141,6 +141,93 @@ def entries_from_script(raw: Any) -> list[Entry]:
         if len(pair) != 2:
             raise _unexpected("an [id, fields] stream entry", item)
         out.append(Entry(as_bytes(pair[0]), flat_hash(pair[1])))
+    return out
+
+
+def _fast_entries(raw: Any) -> list[Entry]:
+    """Entries from a script reply, trusting its shape (checked by the caller's fallback)."""
+    out = []
+    for entry_id, flat in raw:
+        if flat:
+            pairs = iter(flat)
+            out.append(Entry(entry_id, dict(zip(pairs, pairs, strict=False))))
+        else:  # nil: trimmed after delivery
+            out.append(Entry(entry_id, {}))
+    return out
+
+
+def _slot_entries(entries: Any, pending: Any) -> list[Entry]:
+    try:
+        out = _fast_entries(entries)
+        if out and not isinstance(out[0].id, bytes):
+            raise TypeError
+    except (TypeError, ValueError):
+        out = entries_from_script(entries)  # raises BackendProtocolError with the details
+    if pending is None:
+        return out
+    counts = {as_bytes(row[0]): as_int(row[3]) for row in _pending_rows(pending)}
+    return [Entry(e.id, e.fields, counts.get(e.id, 1)) for e in out]
+
+
+def _fenced(lock: str) -> Fenced:
+    return Fenced(f"lease {lock} is no longer held by this owner (Redis said: FENCED {lock})")
+
+
+def _refused(message: Any) -> BackendProtocolError:
+    text = message.decode("utf-8", "replace") if isinstance(message, bytes) else str(message)
+    return BackendProtocolError(f"Redis refused the command: {text}")
+
+
+def read_slots(raw: Any, locks: Sequence[str]) -> list[list[Entry] | Exception]:
+    """The multi-partition read script's reply: one slot per request, in order.
+
+    ``locks`` names each request's lock, for the message of a fenced slot.
+
+    Example:
+        >>> slots = read_slots([[1, [[b"5-0", [b"k", b"v"]]]], [0]], ["l0", "l1"])
+        >>> slots[0][0].fields, type(slots[1]).__name__
+        ({b'k': b'v'}, 'Fenced')
+    """
+    rows = _list(raw, "one reply per partition read")
+    if len(rows) != len(locks):
+        raise _unexpected(f"{len(locks)} partition read replies", raw)
+    out: list[list[Entry] | Exception] = []
+    for row, lock in zip(rows, locks, strict=True):
+        row = _list(row, "a partition read reply")
+        code = as_int(row[0]) if row else None
+        if code == 1 and len(row) in (2, 3):
+            out.append(_slot_entries(row[1], row[2] if len(row) == 3 else None))
+        elif code == 0:
+            out.append(_fenced(lock))
+        elif code == -1 and len(row) == 2:
+            out.append(_refused(row[1]))
+        else:
+            raise _unexpected("[1, entries(, pending)], [0] or [-1, error]", row)
+    return out
+
+
+def ack_slots(raw: Any, locks: Sequence[str]) -> list[int | Exception]:
+    """The multi-partition ack script's reply: one count (or error) per request.
+
+    Example:
+        >>> [type(s).__name__ for s in ack_slots([[1, 3], [0], [-1, b"NOGROUP x"]], "abc")]
+        ['int', 'Fenced', 'BackendProtocolError']
+    """
+    rows = _list(raw, "one reply per partition acknowledgement")
+    if len(rows) != len(locks):
+        raise _unexpected(f"{len(locks)} acknowledgement replies", raw)
+    out: list[int | Exception] = []
+    for row, lock in zip(rows, locks, strict=True):
+        row = _list(row, "an acknowledgement reply")
+        code = as_int(row[0]) if row else None
+        if code == 1 and len(row) == 2:
+            out.append(as_int(row[1]))
+        elif code == 0:
+            out.append(_fenced(lock))
+        elif code == -1 and len(row) == 2:
+            out.append(_refused(row[1]))
+        else:
+            raise _unexpected("[1, count], [0] or [-1, error]", row)
     return out
 
 

@@ -33,7 +33,7 @@ def script_text(name: str) -> str:
     """The source of ``lua/<name>.lua`` (read once per process).
 
     Example:
-        >>> "XREADGROUP" in script_text("read")
+        >>> "XREADGROUP" in script_text("read_many")
         True
     """
     return (

@@ -98,8 +98,8 @@ class RedisStreamLog:
     def __init__(self, client: Redis) -> None:
         self._client = client
         self._append = register(client, "append")
-        self._read = register(client, "read")
-        self._ack = register(client, "ack")
+        self._read = register(client, "read_many")
+        self._ack = register(client, "ack_many")
         self._dead_letter = register(client, "dead_letter")
         self._claim = register(client, "claim")
         self._block_slice = block_slice_ms(client)
@@ -140,20 +140,27 @@ class RedisStreamLog:
         return True
 
     async def read(self, requests: Sequence[ReadRequest]) -> list[list[Entry] | Exception]:
-        """Non-blocking group reads of several partitions in one pipeline.
+        """Non-blocking group reads of several partitions in one script call.
 
         Each slot holds its entries, or :class:`~runnel.errors.Fenced` when its lease is
         gone, or :class:`~runnel.errors.BackendProtocolError` (e.g. NOGROUP).
         """
-        calls = []
+        if not requests:
+            return []
+        keys: list[str] = []
+        args: list[Arg] = []
         for r in requests:
-            keys = [r.key]
-            args: list[Arg] = [r.group, r.consumer, r.count, r.start]
-            if r.fence is not None:
-                keys += [r.fence.lock_key, r.fence.counter_key]
-                args.append(r.fence.token)
-            calls.append(ScriptCall(self._read, keys, args))
-        return [_slot(raw, _replies.read_result) for raw in await self._batch(calls)]
+            fence = r.fence
+            if fence is None:
+                keys += [r.key, r.key, r.key]  # unfenced: the lock and counter go unused
+                args += [r.group, r.consumer, r.count, r.start, b""]
+            else:
+                keys += [r.key, fence.lock_key, fence.counter_key]
+                args += [r.group, r.consumer, r.count, r.start, fence.token]
+        (raw,) = await self._batch([ScriptCall(self._read, keys, args)])
+        if isinstance(raw, Exception):
+            raise translate(raw)
+        return _replies.read_slots(raw, [r.fence.lock_key if r.fence else r.key for r in requests])
 
     async def wait(self, after: Mapping[str, bytes], timeout: float) -> set[str]:
         """Block up to ``timeout`` seconds until a key has an entry above ``after[key]``.
@@ -177,15 +184,23 @@ class RedisStreamLog:
                 return woken
 
     async def ack(self, requests: Sequence[AckRequest]) -> list[int | Exception]:
-        """Acknowledge several partitions' ids in one pipeline; counts or Fenced per slot."""
-        calls = []
+        """Acknowledge several partitions' ids in one script call; counts or Fenced per slot."""
+        if not requests:
+            return []
+        keys: list[str] = []
+        args: list[Arg] = []
         for r in requests:
-            keys = [r.key]
-            args: list[Arg] = [r.group, r.fence.token if r.fence else b"", *r.ids]
-            if r.fence is not None:
-                keys += [r.fence.lock_key, r.fence.counter_key]
-            calls.append(ScriptCall(self._ack, keys, args))
-        return [_slot(raw, _replies.as_int) for raw in await self._batch(calls)]
+            fence = r.fence
+            if fence is None:
+                keys += [r.key, r.key, r.key]
+                args += [r.group, b"", len(r.ids), *r.ids]
+            else:
+                keys += [r.key, fence.lock_key, fence.counter_key]
+                args += [r.group, fence.token, len(r.ids), *r.ids]
+        (raw,) = await self._batch([ScriptCall(self._ack, keys, args)])
+        if isinstance(raw, Exception):
+            raise translate(raw)
+        return _replies.ack_slots(raw, [r.fence.lock_key if r.fence else r.key for r in requests])
 
     async def dead_letter(self, letter: DeadLetter) -> bytes:
         """Append to the sink and ack the source entry in one script; return the sink id.

@@ -23,7 +23,7 @@ from redis.typing import KeyT, StreamIdT
 
 from runnel.adapters.redis import _replies
 from runnel.adapters.redis._errors import translate, translated
-from runnel.adapters.redis._scripts import Arg, ScriptCall, register, run_batch
+from runnel.adapters.redis._scripts import Arg, ScriptCall, call_packed, register, run_batch
 from runnel.domain.model import Entry, Fields
 from runnel.errors import BackendError, BackendProtocolError
 from runnel.ports import (
@@ -157,7 +157,8 @@ class RedisStreamLog:
             else:
                 keys += [r.key, fence.lock_key, fence.counter_key]
                 args += [r.group, r.consumer, r.count, r.start, fence.token]
-        (raw,) = await self._batch([ScriptCall(self._read, keys, args)])
+        with translated():
+            raw = await call_packed(self._client, self._read, keys, args)
         if isinstance(raw, Exception):
             raise translate(raw)
         return _replies.read_slots(raw, [r.fence.lock_key if r.fence else r.key for r in requests])
@@ -197,7 +198,8 @@ class RedisStreamLog:
             else:
                 keys += [r.key, fence.lock_key, fence.counter_key]
                 args += [r.group, fence.token, len(r.ids), *r.ids]
-        (raw,) = await self._batch([ScriptCall(self._ack, keys, args)])
+        with translated():
+            raw = await call_packed(self._client, self._ack, keys, args)
         if isinstance(raw, Exception):
             raise translate(raw)
         return _replies.ack_slots(raw, [r.fence.lock_key if r.fence else r.key for r in requests])

@@ -370,13 +370,17 @@ class App:
     async def run_worker(self, processors: Sequence[str] | None = None) -> int:
         """Run a worker until SIGTERM/SIGINT (or a HALT); return the exit code.
 
+        This is what ``runnel worker`` runs. It owns the process: it installs signal
+        handlers and, once started, tunes the garbage collector for a long-running
+        stream processor (see :class:`runnel.runtime.worker.Worker`).
+
         Example:
             >>> # exit_code = asyncio.run(app.run_worker())
         """
         from runnel.runtime.worker import Worker
 
         self.discover()
-        worker = Worker(self, self.backend, processors=processors)
+        worker = Worker(self, self.backend, processors=processors, tune_gc=True)
         return await worker.run()
 
     def reconfigure(self, **updates: Any) -> None:

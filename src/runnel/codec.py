@@ -25,6 +25,7 @@ from runnel.domain.encoding import (
     codec_name,
     decode_primitive,
     encode_primitive,
+    primitive_converter,
     split_payload,
     with_header,
 )
@@ -40,7 +41,15 @@ _json = JSONSerializer()
 class RecordCodec(Generic[R]):
     """Encodes and decodes one record type with one serializer and compressor."""
 
-    __slots__ = ("_compressor", "_expected", "_fast_json", "_serializer", "record")
+    __slots__ = (
+        "_compressor",
+        "_expected",
+        "_fast_json",
+        "_fields",
+        "_serializer",
+        "_validate",
+        "record",
+    )
 
     def __init__(
         self, record: type[R], serializer: Serializer, compressor: Compressor | None
@@ -51,6 +60,11 @@ class RecordCodec(Generic[R]):
         self._expected = (serializer.name, compressor.name if compressor else None)
         # pydantic's own JSON is the fastest route, and wire-identical to our JSON codecs.
         self._fast_json = isinstance(serializer, JSONSerializer | OrjsonSerializer)
+        self._validate = record.__pydantic_validator__.validate_python
+        self._fields = tuple(
+            (name, raw, primitive_converter(kind), kind)
+            for name, raw, kind in record.__primitive_fields__
+        )
 
     @property
     def name(self) -> str:
@@ -81,7 +95,7 @@ class RecordCodec(Generic[R]):
         """
         try:
             if self.record.__primitive__:
-                return self.record.model_validate(self._primitive_values(fields))
+                return self._validate(self._primitive_values(fields))  # type: ignore[no-any-return]  # the record's own validator
             raw = fields.get(DATA_FIELD)
             if raw is None:
                 raise DecodeError(
@@ -110,14 +124,18 @@ class RecordCodec(Generic[R]):
 
     def _primitive_values(self, fields: Mapping[bytes, bytes]) -> dict[str, object]:
         values: dict[str, object] = {}
-        for name, raw, kind in self.record.__primitive_fields__:
+        for name, raw, convert, kind in self._fields:
             value = fields.get(raw)
             if value is None:
                 continue  # let validation name the missing field (or apply its default)
             try:
-                values[name] = decode_primitive(kind, value)
-            except DecodeError as exc:
-                raise DecodeError(f"field {name!r} of {self.record.__name__}: {exc}") from exc
+                values[name] = convert(value)
+            except (ValueError, UnicodeDecodeError):
+                try:
+                    decode_primitive(kind, value)  # raises the DecodeError that says why
+                except DecodeError as exc:
+                    raise DecodeError(f"field {name!r} of {self.record.__name__}: {exc}") from exc
+                raise  # pragma: no cover - decode_primitive agrees with the converter
         return values
 
 

@@ -225,6 +225,16 @@ class StreamLog(Protocol):
         """Acknowledge several partitions' ids in one round trip; counts or Fenced."""
         ...
 
+    async def exchange(
+        self, acks: Sequence[AckRequest], reads: Sequence[ReadRequest]
+    ) -> tuple[list[int | Exception], list[list[Entry] | Exception]]:
+        """:meth:`ack` then :meth:`read` in one round trip, each slot fenced on its own.
+
+        The acknowledgements are applied first, so a history read in the same call never
+        returns an entry acknowledged by it.
+        """
+        ...
+
     async def dead_letter(self, letter: DeadLetter) -> bytes:
         """Append to the sink and ack the source entry atomically; return the sink id.
 

@@ -20,6 +20,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Final
 
 from runnel.errors import CodecMismatch, DecodeError
@@ -100,6 +101,47 @@ def encode_primitive(value: object) -> bytes:
     raise TypeError(f"cannot store a {type(value).__name__} in a primitive record")
 
 
+def _strict_bool(raw: bytes) -> bool:
+    if raw == b"1":
+        return True
+    if raw == b"0":
+        return False
+    raise ValueError(f"expected b'1' or b'0', got {raw!r}")
+
+
+def _utf8(raw: bytes) -> str:
+    return raw.decode("utf-8")
+
+
+def _same(raw: bytes) -> bytes:
+    return raw
+
+
+_CONVERTERS: dict[type, Callable[[bytes], object]] = {
+    bytes: _same,
+    str: _utf8,
+    bool: _strict_bool,
+    int: int,
+    float: float,
+}
+
+
+def primitive_converter(kind: type) -> Callable[[bytes], object]:
+    """The function that decodes stored bytes into a ``kind`` field value.
+
+    It raises ``ValueError`` or ``UnicodeDecodeError`` on bad input; see
+    :func:`decode_primitive` for the same with a :class:`DecodeError`.
+
+    Example:
+        >>> primitive_converter(bool)(b"1"), primitive_converter(float)(b"2.5")
+        (True, 2.5)
+    """
+    try:
+        return _CONVERTERS[kind]
+    except KeyError:
+        raise TypeError(f"{kind!r} is not a primitive type") from None
+
+
 def decode_primitive(kind: type, raw: bytes) -> object:
     """Decode one primitive field value of type ``kind``.
 
@@ -107,21 +149,8 @@ def decode_primitive(kind: type, raw: bytes) -> object:
         >>> decode_primitive(bool, b"0"), decode_primitive(int, b"-3")
         (False, -3)
     """
+    convert = primitive_converter(kind)
     try:
-        if kind is bytes:
-            return raw
-        if kind is str:
-            return raw.decode("utf-8")
-        if kind is bool:
-            if raw == b"1":
-                return True
-            if raw == b"0":
-                return False
-            raise ValueError(f"expected b'1' or b'0', got {raw!r}")
-        if kind is int:
-            return int(raw)
-        if kind is float:
-            return float(raw)
+        return convert(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise DecodeError(f"cannot decode {raw[:40]!r} as {kind.__name__}: {exc}") from exc
-    raise TypeError(f"{kind!r} is not a primitive type")

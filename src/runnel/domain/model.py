@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, TypeAlias
+from typing import Any, NamedTuple, TypeAlias
 
 Fields: TypeAlias = Mapping[bytes, bytes]
 """The raw field/value pairs of one stream entry."""
@@ -29,11 +29,11 @@ class Partition:
     number: int
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
+class Entry(NamedTuple):
     """An entry as stored in a partition: its id and raw fields.
 
-    ``fields`` is empty when the entry was trimmed after delivery (it is "gone").
+    ``fields`` is empty when the entry was trimmed after delivery (it is "gone"). A named
+    tuple rather than a dataclass: adapters build one per entry read.
     """
 
     id: bytes

@@ -1,14 +1,19 @@
 """Coalesced, fenced acknowledgements.
 
-Consumers queue acks without waiting; one flusher sends everything queued in a single
-round trip, and whatever queues up meanwhile goes in the next (group commit: no added
-latency when idle, large batches under load). A graceful stop or revocation flushes.
+Consumers queue acks without waiting. The fetcher carries whatever is queued in its next
+read round (one round trip acknowledges and reads), so under load acknowledgements cost
+no round trips of their own. When no read comes along, the fetcher sends them on their
+own once :data:`ACK_LINGER` has passed since the oldest was queued, or as soon as
+:data:`ACK_BATCH` are waiting. A graceful stop or revocation flushes, and waits for any
+round still carrying acknowledgements of the partition.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
+from typing import Final
 
 from runnel.errors import Fenced
 from runnel.ports import AckRequest, Clock, StreamLog
@@ -16,80 +21,100 @@ from runnel.runtime.feed import PartitionFeed
 
 log = logging.getLogger(__name__)
 
+ACK_LINGER: Final = 0.002
+"""Seconds queued acknowledgements wait for a read round to carry them."""
+
+ACK_BATCH: Final = 512
+"""Queued acknowledgements that are sent at once, without waiting for a read round."""
+
+Batch = dict[PartitionFeed, list[bytes]]
+
 
 class Acker:
-    """Queues and flushes acknowledgements for one executor."""
+    """Queues acknowledgements for one executor; the fetcher and revocations send them."""
 
     def __init__(self, log_port: StreamLog, group: str, clock: Clock) -> None:
         self._log = log_port
         self._clock = clock
         self._group = group
-        self._pending: dict[PartitionFeed, list[bytes]] = {}
-        self._wake = asyncio.Event()
-        self._lock = asyncio.Lock()
+        self._pending: Batch = {}
+        self._count = 0
+        self.oldest = 0.0  # when the oldest queued acknowledgement was queued
+        self.lock = asyncio.Lock()  # held while a batch is on its way
+        self.urgent = asyncio.Event()  # set once ACK_BATCH acknowledgements wait
+        self.queued_event = asyncio.Event()  # set whenever something is queued
         self.refused = 0
         self.sent = 0
 
     def add(self, feed: PartitionFeed, ids: list[bytes]) -> None:
         """Queue ``ids`` of ``feed`` for acknowledgement."""
+        if not self._pending:
+            self.oldest = self._clock.now()
+            self.queued_event.set()
         queued = self._pending.get(feed)
         if queued is None:
-            self._pending[feed] = ids
+            self._pending[feed] = list(ids)
         else:
             queued.extend(ids)
-        self._wake.set()
+        self._count += len(ids)
+        if self._count >= ACK_BATCH:
+            self.urgent.set()
 
     def queued(self) -> int:
         """How many ids wait to be sent."""
-        return sum(len(v) for v in self._pending.values())
+        return self._count
 
-    async def run(self) -> None:
-        """Flush whenever something is queued (until cancelled)."""
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            try:
-                await self.flush()
-            except Exception as exc:
-                log.warning("acknowledgements not sent yet, retrying: %s", exc)
-                await self._clock.sleep(0.2)
-                self._wake.set()
+    def take(self) -> Batch:
+        """Everything queued (now the caller's to send, then :meth:`settle` or :meth:`restore`)."""
+        batch, self._pending, self._count = self._pending, {}, 0
+        self.urgent.clear()
+        self.queued_event.clear()
+        return batch
+
+    def requests(self, batch: Batch) -> list[AckRequest]:
+        """The acknowledgement requests of ``batch``."""
+        return [AckRequest(f.key, self._group, ids, f.fence) for f, ids in batch.items()]
+
+    def restore(self, batch: Batch) -> None:
+        """Queue ``batch`` again (its round trip failed)."""
+        for feed, ids in batch.items():
+            self.add(feed, ids)
+
+    def settle(self, batch: Batch, results: Sequence[int | Exception]) -> None:
+        """Account for a sent batch: count refusals (and drop those feeds), retry failures."""
+        for (feed, ids), result in zip(batch.items(), results, strict=True):
+            if isinstance(result, Fenced):
+                self.refused += len(ids)
+                log.warning(
+                    "acknowledgement of %d entr%s of %s.%d refused: the lease (epoch %d) "
+                    "is no longer ours",
+                    len(ids),
+                    "y" if len(ids) == 1 else "ies",
+                    feed.partition.stream,
+                    feed.partition.number,
+                    feed.epoch,
+                )
+                feed.close(lost=True)
+            elif isinstance(result, Exception):
+                log.error(
+                    "acknowledging %s.%d failed: %s",
+                    feed.partition.stream,
+                    feed.partition.number,
+                    result,
+                )
+                self.add(feed, ids)
+            else:
+                self.sent += len(ids)
 
     async def flush(self) -> None:
-        """Send everything queued now, in one round trip; wait for it."""
-        async with self._lock:
+        """Send everything queued now, in one round trip, after any batch on its way."""
+        async with self.lock:
             if not self._pending:
                 return
-            batch, self._pending = self._pending, {}
-            feeds = list(batch)
-            requests = [AckRequest(f.key, self._group, batch[f], f.fence) for f in feeds]
+            batch = self.take()
             try:
-                results = await self._log.ack(requests)
-            except Exception:
-                # Put them back so a later flush retries; the caller sees the error.
-                for feed, ids in batch.items():
-                    self._pending.setdefault(feed, []).extend(ids)
+                results = await self._log.ack(self.requests(batch))
+            except BaseException:
+                self.restore(batch)  # a later flush retries; the caller sees the error
                 raise
-            for feed, result in zip(feeds, results, strict=True):
-                if isinstance(result, Fenced):
-                    self.refused += len(batch[feed])
-                    log.warning(
-                        "acknowledgement of %d entr%s of %s.%d refused: the lease (epoch %d) "
-                        "is no longer ours",
-                        len(batch[feed]),
-                        "y" if len(batch[feed]) == 1 else "ies",
-                        feed.partition.stream,
-                        feed.partition.number,
-                        feed.epoch,
-                    )
-                    feed.close(lost=True)
-                elif isinstance(result, Exception):
-                    log.error(
-                        "acknowledging %s.%d failed: %s",
-                        feed.partition.stream,
-                        feed.partition.number,
-                        result,
-                    )
-                    self._pending.setdefault(feed, []).extend(batch[feed])
-                else:
-                    self.sent += len(batch[feed])
+            self.settle(batch, results)

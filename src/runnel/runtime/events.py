@@ -87,14 +87,20 @@ class Events:
     def __aiter__(self) -> AsyncIterator[Any]:
         self._check_unstarted()
         self._started = True
-        source = self._batches(*self._take) if self._take else self._singles()
-        chain: AsyncIterator[Any] = self._track(source)
         spec = self._consumer.spec
+        # Without middleware, records are decoded where the events are handed out: one
+        # generator per event instead of two.
+        decode_here = self._decode and not spec.middleware
+        if self._take:
+            source = self._batches(*self._take, decode=decode_here)
+        else:
+            source = self._singles(decode=decode_here)
+        chain: AsyncIterator[Any] = self._track(source)
         for mw in spec.middleware:
             chain = self._track(
                 mw.handler(chain, processor=spec.name, partition=self.partition, events=self)
             )
-        if self._decode:
+        if self._decode and not decode_here:
             chain = self._track(self._records(chain))
         return chain
 
@@ -109,20 +115,25 @@ class Events:
             self._gens.append(gen)
         return gen
 
-    async def _singles(self) -> AsyncGenerator[Event, None]:
+    async def _singles(self, decode: bool = False) -> AsyncGenerator[Any, None]:
         feed, ack = self._feed, self._consumer.ack
+        take_now = feed.take_now
         while True:
-            try:
-                event = await feed.get()
-            except FeedClosed:
-                return
-            assert event is not None
+            event = take_now()  # the common case: an event is buffered already
+            if event is None:
+                try:
+                    event = await feed.get()
+                except FeedClosed:
+                    return
+                assert event is not None
             self.inflight = event
-            yield event
+            yield event.record() if decode else event
             self.inflight = None
             ack((event,))
 
-    async def _batches(self, size: int, within: float) -> AsyncGenerator[list[Event], None]:
+    async def _batches(
+        self, size: int, within: float, decode: bool = False
+    ) -> AsyncGenerator[list[Any], None]:
         feed, ack, clock = self._feed, self._consumer.ack, self._feed.clock
         buffer: TakeBuffer[Event] = TakeBuffer(size, within)
         while True:
@@ -138,7 +149,7 @@ class Events:
                 else:
                     batch = buffer.offer(event, clock.now())
             self.inflight = batch
-            yield batch
+            yield [e.record() for e in batch] if decode else batch
             self.inflight = None
             ack(batch)
 

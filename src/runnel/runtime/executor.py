@@ -72,12 +72,11 @@ class Executor:
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
-        """Create the groups, then start the fetcher, acker and coordinator."""
+        """Create the groups, then start the fetcher and the coordinator."""
         for number in range(self.stream.partition_count):
             await self.backend.log.ensure_group(self.keys.stream(number), self.spec.name, b"0")
         for coro, name in (
             (self.fetcher.run(), "fetcher"),
-            (self.acker.run(), "acker"),
             (self.coordinator.run(), "coordinator"),
         ):
             self._tasks.append(

@@ -50,6 +50,8 @@ class PartitionFeed:
         self.closing = False  # finish the in-flight iteration, then stop
         self.lost = False  # lease gone: stop at once
         self.generation = 0  # bumped on every restart: replies to older reads are dropped
+        self.caught_up = False  # the last read found nothing more: wait for the doorbell
+        self.refill_at = max(1, capacity // 2)  # read again once this much room is free
         self._data = asyncio.Event()
         self._room = room
 
@@ -81,6 +83,7 @@ class PartitionFeed:
         self.buffer.clear()
         self.start = HISTORY
         self.generation += 1
+        self.caught_up = False
         self._room.set()
 
     def close(self, lost: bool = False) -> None:

@@ -1,10 +1,15 @@
-"""The fetcher: one loop per executor reading every owned partition.
+"""The fetcher: one loop per executor that reads every owned partition and acknowledges.
 
-Each round sends one fenced, non-blocking group read per partition that has buffer room,
-in a single round trip. A partition first re-reads its own pending entries (``0``), in
-id order, then new ones (``>``). When a round finds nothing, the fetcher rings the
-read-only doorbell (``XREAD BLOCK`` after the last id seen), which changes no state and
-so needs no fence.
+Each round is one round trip: it carries the acknowledgements queued so far and a fenced,
+non-blocking group read of each partition that is due, i.e. that has at least half of its
+buffer free and may have more entries. A partition first re-reads its own pending
+entries (``0``), in id order, then new ones (``>``). A read that returns fewer entries
+than it asked for means the partition is caught up: it is not read again until the
+read-only doorbell (``XREAD BLOCK`` after the last id seen, which changes no state and so
+needs no fence) says it has new entries, or until ``read_timeout`` passes.
+
+Acknowledgements that no read round comes to carry are sent on their own after a short
+linger (see :mod:`runnel.runtime.acks`).
 """
 
 from __future__ import annotations
@@ -12,23 +17,20 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from runnel.domain.model import Entry, Event
 from runnel.errors import BackendError, Fenced
 from runnel.ports import Clock, ReadRequest, StreamLog
-from runnel.runtime._aio import cancel_and_wait, wait_event
-from runnel.runtime.acks import Acker
-from runnel.runtime.feed import HISTORY, NEW, PartitionFeed
+from runnel.runtime._aio import cancel_and_wait
+from runnel.runtime.acks import ACK_LINGER, Acker
+from runnel.runtime.feed import NEW, PartitionFeed
 
 log = logging.getLogger(__name__)
 
-# While some partition is full (its consumer is slow), idle partitions are re-polled at
-# least this often, so the full one is refilled soon after its consumer catches up.
-FULL_PARTITION_POLL = 0.05
-
 
 class Fetcher:
-    """Fills partition feeds from the stream log."""
+    """Fills partition feeds from the stream log and sends their acknowledgements."""
 
     def __init__(
         self,
@@ -52,33 +54,61 @@ class Fetcher:
         self.rounds = 0
         self.assigned = asyncio.Event()  # set when a partition is granted
         self.gone = 0
+        self._bell: asyncio.Future[set[str]] | None = None
+        self._bell_keys: dict[str, bytes] = {}
 
     async def run(self) -> None:
-        """Fetch until cancelled."""
-        while True:
-            try:
-                got = await self.fetch_once()
-            except BackendError as exc:
-                log.warning("fetch failed, retrying: %s", exc)
-                await self._clock.sleep(0.5)
-                continue
-            if got:
-                continue
-            await self._idle()
+        """Fetch and acknowledge until cancelled."""
+        try:
+            while True:
+                try:
+                    if await self.round():
+                        continue
+                    await self._wait()
+                except BackendError as exc:
+                    log.warning("fetch failed, retrying: %s", exc)
+                    await self._clock.sleep(0.5)
+        finally:
+            if self._bell is not None:
+                await cancel_and_wait(self._bell)
 
-    async def fetch_once(self) -> int:
-        """One round of reads; returns how many entries arrived."""
-        feeds = [f for f in self._feeds() if f.wants > 0]
-        if not feeds:
-            return 0
+    @staticmethod
+    def _due(feed: PartitionFeed) -> bool:
+        wants = feed.wants
+        if wants <= 0:
+            return False
+        if feed.start != NEW:
+            return True  # pending entries to re-read first
+        return not feed.caught_up and wants >= feed.refill_at
+
+    def _acks_due(self) -> bool:
+        acker = self._acker
+        if not acker.queued():
+            return False
+        return acker.urgent.is_set() or self._clock.now() >= acker.oldest + ACK_LINGER
+
+    async def round(self) -> bool:
+        """One round trip if anything is due; False when there was nothing to do."""
+        feeds = [f for f in self._feeds() if self._due(f)]
+        if not feeds and not self._acks_due():
+            return False
         requests = [
             ReadRequest(f.key, self._group, _consumer(f), f.wants, f.start, f.fence) for f in feeds
         ]
         generations = [f.generation for f in feeds]
+        acker = self._acker
         self.rounds += 1
-        results = await self._log.read(requests)
-        total = 0
-        for feed, generation, result in zip(feeds, generations, results, strict=True):
+        async with acker.lock:
+            batch = acker.take()
+            try:
+                acked, results = await self._log.exchange(acker.requests(batch), requests)
+            except BaseException:
+                acker.restore(batch)  # sent again later (acknowledging twice is harmless)
+                raise
+            acker.settle(batch, acked)
+        for feed, generation, request, result in zip(
+            feeds, generations, requests, results, strict=True
+        ):
             if isinstance(result, Fenced):
                 log.warning(
                     "read of %s.%d refused: lease epoch %d is no longer current",
@@ -87,24 +117,24 @@ class Fetcher:
                     feed.epoch,
                 )
                 feed.close(lost=True)
-                continue
-            if isinstance(result, Exception):
+            elif isinstance(result, Exception):
                 log.error("read of %s failed: %s", feed.key, result)
-                continue
-            if feed.closing or feed.generation != generation:
-                continue  # stopped, or restarted meanwhile: the entries stay pending
-            total += self._deliver(feed, result)
-        return total
+            elif not feed.closing and feed.generation == generation:
+                self._deliver(feed, result, request.count)
+            # else: stopped, or restarted meanwhile; the entries stay pending
+        return True
 
-    def _deliver(self, feed: PartitionFeed, entries: list[Entry]) -> int:
+    def _deliver(self, feed: PartitionFeed, entries: list[Entry], asked: int) -> None:
         if feed.start != NEW:
             if not entries:
                 feed.start = NEW  # our pending entries are all back in the buffer
-                return 0
+                return
             feed.start = entries[-1].id
         else:
+            if len(entries) < asked:
+                feed.caught_up = True
             if not entries:
-                return 0
+                return
             feed.last_seen = entries[-1].id
         partition, epoch, decoder = feed.partition, feed.epoch, self._decoder
         events = []
@@ -124,39 +154,69 @@ class Fetcher:
             )
         if events:
             feed.put(events)
-        return len(entries)
 
-    async def _idle(self) -> None:
-        feeds = list(self._feeds())
-        waiting = [f for f in feeds if f.wants > 0]
-        if any(f.start != NEW for f in waiting):
-            return  # history still to read: go round again
-        if any(f.wants == 0 and not (f.closing or f.paused) for f in feeds) or not waiting:
-            # A consumer is busy with a full buffer: come back as soon as it makes room,
-            # and re-poll the idle partitions now and then meanwhile.
-            timeout = FULL_PARTITION_POLL if waiting else self._read_timeout
-            self._room.clear()
-            await wait_event(self._room, timeout, self._clock)
-            return
-        # Everything is caught up: ring the doorbell, but let a new assignment cut it short.
+    async def _wait(self) -> None:
+        """Nothing is due: wait for room, a new partition, acks to send, or the doorbell."""
+        acker = self._acker
+        watched = {
+            f.key: f.last_seen
+            for f in self._feeds()
+            if f.caught_up and f.start == NEW and f.wants > 0
+        }
+        self._ring(watched)
+        waiters: list[asyncio.Future[Any]] = []
+        self._room.clear()
         self.assigned.clear()
-        bell = asyncio.ensure_future(
-            self._log.wait({f.key: f.last_seen for f in waiting}, self._read_timeout)
-        )
-        assigned = asyncio.ensure_future(self.assigned.wait())
+        for flag in (self._room, self.assigned, acker.urgent):
+            waiters.append(asyncio.ensure_future(flag.wait()))
+        if not acker.queued():
+            waiters.append(asyncio.ensure_future(acker.queued_event.wait()))
+        if self._bell is not None:
+            waiters.append(self._bell)
+        timeout = self._read_timeout
+        if acker.queued():
+            timeout = max(0.0, acker.oldest + ACK_LINGER - self._clock.now())
+        sleeper = asyncio.ensure_future(self._clock.sleep(timeout))
         try:
-            await asyncio.wait({bell, assigned}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({*waiters, sleeper}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            assigned.cancel()
-            if not bell.done():
-                await cancel_and_wait(bell)
-        if bell.done() and not bell.cancelled() and bell.exception() is not None:
-            raise bell.exception()  # type: ignore[misc]  # surfaced to run()'s retry
+            sleeper.cancel()
+            for waiter in waiters:
+                if waiter is not self._bell:
+                    waiter.cancel()
+        self._collect_bell()
+
+    def _ring(self, watched: dict[str, bytes]) -> None:
+        """Keep a doorbell on every caught-up partition; restart it if one is missing."""
+        bell = self._bell
+        if bell is not None and not bell.done():
+            covered = all(self._bell_keys.get(k) == v for k, v in watched.items())
+            if covered:
+                return
+            bell.cancel()  # rare: a partition caught up while the bell was ringing
+            self._bell = None
+        if not watched:
+            return
+        self._bell_keys = dict(watched)
+        self._bell = asyncio.ensure_future(self._log.wait(self._bell_keys, self._read_timeout))
+
+    def _collect_bell(self) -> None:
+        """If the doorbell has answered, mark its partitions as worth reading again."""
+        bell = self._bell
+        if bell is None or not bell.done():
+            return
+        self._bell = None
+        if bell.cancelled():
+            return
+        error = bell.exception()
+        if error is not None:
+            raise error  # surfaced to run()'s retry
+        woken = bell.result()
+        for feed in self._feeds():
+            if feed.key in self._bell_keys and (feed.key in woken or not woken):
+                feed.caught_up = False  # new entries, or a timeout: look again
 
 
 def _consumer(feed: PartitionFeed) -> str:
     # Partition-scoped consumer names: the pending entries list moves with the lease.
     return f"p{feed.partition.number}"
-
-
-HISTORY_START = HISTORY

@@ -9,6 +9,7 @@ signal, 1 after a HALT. A second signal forces an immediate exit.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -36,6 +37,26 @@ EXIT_HALTED = 1
 EXIT_FORCED = 130
 
 
+GC_THRESHOLD = (50_000, 50, 100)
+"""Garbage-collector thresholds of a tuned worker (CPython's defaults: 700, 10, 10)."""
+
+
+def tune_garbage_collector() -> None:
+    """Collect once, freeze what start-up allocated, and collect young objects less often.
+
+    A worker allocates many short-lived objects per event (entries, events, records)
+    that reference counting frees; the cyclic collector finds almost nothing among them
+    but, at CPython's default threshold of 700 allocations, runs hundreds of times a
+    second and walks every surviving object each time it reaches the older generations.
+    Freezing moves everything alive after start-up (modules, the app, connections) out of
+    the collector's way for good; the larger thresholds make young collections rare.
+    Cycles are still collected, just in larger batches.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLD)
+
+
 class Worker:
     """Runs an App's processors and background tasks."""
 
@@ -46,6 +67,7 @@ class Worker:
         processors: Sequence[str] | None = None,
         install_signals: bool = True,
         worker_id: str | None = None,
+        tune_gc: bool = False,
     ) -> None:
         self.app = app
         self.backend = backend
@@ -65,6 +87,7 @@ class Worker:
             TaskRunner(t, backend.clock, self.leadership) for t in app.tasks.values()
         ]
         self.install_signals = install_signals
+        self.tune_gc = tune_gc
         self.exit_code = EXIT_OK
         self.halt_reason: BaseException | None = None
         self._stop = asyncio.Event()
@@ -117,6 +140,8 @@ class Worker:
                 self._tasks.append(
                     asyncio.create_task(runner.run(), name=f"task:{runner.spec.name}")
                 )
+            if self.tune_gc:
+                tune_garbage_collector()
             self.started.set()
             await self._stop.wait()
         finally:

@@ -245,6 +245,13 @@ class MemoryStreamLog:
             return 0
         return sum(1 for sid in sids if group.pel.pop(sid) is not None)
 
+    async def exchange(
+        self, acks: Sequence[AckRequest], reads: Sequence[ReadRequest]
+    ) -> tuple[list[int | Exception], list[list[Entry] | Exception]]:
+        """Acknowledge, then read, in one step (see the port)."""
+        acked = await self.ack(acks)
+        return acked, await self.read(reads)
+
     async def groups(self, key: str) -> list[GroupInfo]:
         """The consumer groups of ``key`` by name (empty if the stream is missing)."""
         stream = self.broker.stream(key)

@@ -231,6 +231,22 @@ def ack_slots(raw: Any, locks: Sequence[str]) -> list[int | Exception]:
     return out
 
 
+def exchange_slots(
+    raw: Any, ack_locks: Sequence[str], read_locks: Sequence[str]
+) -> tuple[list[int | Exception], list[list[Entry] | Exception]]:
+    """The exchange script's reply ``{ack slots, read slots}``.
+
+    Example:
+        >>> acked, read = exchange_slots([[[1, 2]], [[1, [[b"5-0", [b"k", b"v"]]]]]], ["a"], ["r"])
+        >>> acked, read[0][0].id
+        ([2], b'5-0')
+    """
+    parts = _list(raw, "{ack slots, read slots}")
+    if len(parts) != 2:
+        raise _unexpected("{ack slots, read slots}", raw)
+    return ack_slots(parts[0], ack_locks), read_slots(parts[1], read_locks)
+
+
 def read_result(raw: Any) -> list[Entry]:
     """The read script's ``[entries]`` or ``[entries, pending]`` reply.
 

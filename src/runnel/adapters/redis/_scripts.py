@@ -33,7 +33,7 @@ def script_text(name: str) -> str:
     """The source of ``lua/<name>.lua`` (read once per process).
 
     Example:
-        >>> "XREADGROUP" in script_text("read_many")
+        >>> "XREADGROUP" in script_text("exchange")
         True
     """
     return (
@@ -117,9 +117,10 @@ def pack_evalsha(sha: bytes, keys: Sequence[str | bytes], args: Sequence[Arg]) -
         b"*%d\r\n$7\r\nEVALSHA\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n"
         % (3 + len(keys) + len(args), len(sha), sha, len(count), count)
     ]
+    append = parts.append
     for value in (*keys, *args):
-        raw = _arg(value)
-        parts.append(b"$%d\r\n%s\r\n" % (len(raw), raw))
+        raw = value if type(value) is bytes else _arg(value)
+        append(b"$%d\r\n%s\r\n" % (len(raw), raw))
     return b"".join(parts)
 
 

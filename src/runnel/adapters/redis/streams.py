@@ -98,8 +98,7 @@ class RedisStreamLog:
     def __init__(self, client: Redis) -> None:
         self._client = client
         self._append = register(client, "append")
-        self._read = register(client, "read_many")
-        self._ack = register(client, "ack_many")
+        self._exchange = register(client, "exchange")
         self._dead_letter = register(client, "dead_letter")
         self._claim = register(client, "claim")
         self._block_slice = block_slice_ms(client)
@@ -145,23 +144,41 @@ class RedisStreamLog:
         Each slot holds its entries, or :class:`~runnel.errors.Fenced` when its lease is
         gone, or :class:`~runnel.errors.BackendProtocolError` (e.g. NOGROUP).
         """
-        if not requests:
-            return []
+        return (await self.exchange([], requests))[1]
+
+    async def exchange(
+        self, acks: Sequence[AckRequest], reads: Sequence[ReadRequest]
+    ) -> tuple[list[int | Exception], list[list[Entry] | Exception]]:
+        """Acknowledge ``acks``, then read ``reads``, in one script call (see the port)."""
+        if not acks and not reads:
+            return [], []
         keys: list[str] = []
-        args: list[Arg] = []
-        for r in requests:
+        args: list[Arg] = [len(acks)]
+        for a in acks:
+            fence = a.fence
+            if fence is None:
+                keys += [a.key, a.key, a.key]  # unfenced: the lock and counter go unused
+                args += [a.group, b"", len(a.ids), *a.ids]
+            else:
+                keys += [a.key, fence.lock_key, fence.counter_key]
+                args += [a.group, fence.token, len(a.ids), *a.ids]
+        for r in reads:
             fence = r.fence
             if fence is None:
-                keys += [r.key, r.key, r.key]  # unfenced: the lock and counter go unused
+                keys += [r.key, r.key, r.key]
                 args += [r.group, r.consumer, r.count, r.start, b""]
             else:
                 keys += [r.key, fence.lock_key, fence.counter_key]
                 args += [r.group, r.consumer, r.count, r.start, fence.token]
         with translated():
-            raw = await call_packed(self._client, self._read, keys, args)
+            raw = await call_packed(self._client, self._exchange, keys, args)
         if isinstance(raw, Exception):
             raise translate(raw)
-        return _replies.read_slots(raw, [r.fence.lock_key if r.fence else r.key for r in requests])
+        return _replies.exchange_slots(
+            raw,
+            [a.fence.lock_key if a.fence else a.key for a in acks],
+            [r.fence.lock_key if r.fence else r.key for r in reads],
+        )
 
     async def wait(self, after: Mapping[str, bytes], timeout: float) -> set[str]:
         """Block up to ``timeout`` seconds until a key has an entry above ``after[key]``.
@@ -186,23 +203,7 @@ class RedisStreamLog:
 
     async def ack(self, requests: Sequence[AckRequest]) -> list[int | Exception]:
         """Acknowledge several partitions' ids in one script call; counts or Fenced per slot."""
-        if not requests:
-            return []
-        keys: list[str] = []
-        args: list[Arg] = []
-        for r in requests:
-            fence = r.fence
-            if fence is None:
-                keys += [r.key, r.key, r.key]
-                args += [r.group, b"", len(r.ids), *r.ids]
-            else:
-                keys += [r.key, fence.lock_key, fence.counter_key]
-                args += [r.group, fence.token, len(r.ids), *r.ids]
-        with translated():
-            raw = await call_packed(self._client, self._ack, keys, args)
-        if isinstance(raw, Exception):
-            raise translate(raw)
-        return _replies.ack_slots(raw, [r.fence.lock_key if r.fence else r.key for r in requests])
+        return (await self.exchange(requests, []))[0]
 
     async def dead_letter(self, letter: DeadLetter) -> bytes:
         """Append to the sink and ack the source entry in one script; return the sink id.

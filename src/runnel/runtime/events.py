@@ -82,6 +82,8 @@ class Events:
         if not within >= 0:
             raise ValueError(f"take(within=) must be >= 0 seconds, got {within!r}")
         self._take = (n, float(within))
+        # A batch of n must fit in the partition's buffer, whatever prefetch_count is.
+        self._feed.hold_at_least(n)
         return self
 
     def __aiter__(self) -> AsyncIterator[Any]:

@@ -67,6 +67,13 @@ class PartitionFeed:
             return 0
         return self.capacity - len(self.buffer)
 
+    def hold_at_least(self, count: int) -> None:
+        """Buffer up to ``count`` events (``take(n)`` needs room for a whole batch)."""
+        if count > self.capacity:
+            self.capacity = count
+            self.refill_at = max(1, count // 2)
+            self._room.set()
+
     def put(self, events: list[Event]) -> None:
         """Add fetched events (fetcher side)."""
         self.buffer.extend(events)

@@ -13,8 +13,18 @@
 -- Acknowledgements go first, so a history read never returns what was just acknowledged.
 -- A read never blocks. An entry trimmed after delivery comes back as {id, false}.
 
+local holders = {}  -- lock -> its value, read once per call (a partition acks and reads)
+
 local function fenced(lock, counter, token)
-    if token ~= '' and redis.call('GET', lock) ~= token then
+    if token == '' then
+        return false
+    end
+    local holder = holders[lock]
+    if holder == nil then
+        holder = redis.call('GET', lock)
+        holders[lock] = holder
+    end
+    if holder ~= token then
         redis.call('INCR', counter)
         return true
     end

@@ -4,8 +4,8 @@ Consumers queue acks without waiting. The fetcher carries whatever is queued in 
 read round (one round trip acknowledges and reads), so under load acknowledgements cost
 no round trips of their own. When no read comes along, the fetcher sends them on their
 own once :data:`ACK_LINGER` has passed since the oldest was queued, or as soon as
-:data:`ACK_BATCH` are waiting. A graceful stop or revocation flushes, and waits for any
-round still carrying acknowledgements of the partition.
+:data:`ACK_BATCH` are waiting. A graceful stop or revocation flushes, and waits for every
+round still carrying acknowledgements.
 """
 
 from __future__ import annotations
@@ -40,7 +40,9 @@ class Acker:
         self._pending: Batch = {}
         self._count = 0
         self.oldest = 0.0  # when the oldest queued acknowledgement was queued
-        self.lock = asyncio.Lock()  # held while a batch is on its way
+        self._on_the_way = 0  # batches sent whose replies have not come back yet
+        self._settled = asyncio.Event()  # set while no batch is on its way
+        self._settled.set()
         self.urgent = asyncio.Event()  # set once ACK_BATCH acknowledgements wait
         self.queued_event = asyncio.Event()  # set whenever something is queued
         self.refused = 0
@@ -65,11 +67,19 @@ class Acker:
         return self._count
 
     def take(self) -> Batch:
-        """Everything queued (now the caller's to send, then :meth:`settle` or :meth:`restore`)."""
+        """Everything queued, now on its way: the caller sends it, then calls :meth:`settle`
+        (or :meth:`restore` if sending failed)."""
         batch, self._pending, self._count = self._pending, {}, 0
         self.urgent.clear()
         self.queued_event.clear()
+        self._on_the_way += 1
+        self._settled.clear()
         return batch
+
+    def _arrived(self) -> None:
+        self._on_the_way -= 1
+        if self._on_the_way == 0:
+            self._settled.set()
 
     def requests(self, batch: Batch) -> list[AckRequest]:
         """The acknowledgement requests of ``batch``."""
@@ -77,11 +87,13 @@ class Acker:
 
     def restore(self, batch: Batch) -> None:
         """Queue ``batch`` again (its round trip failed)."""
+        self._arrived()
         for feed, ids in batch.items():
             self.add(feed, ids)
 
     def settle(self, batch: Batch, results: Sequence[int | Exception]) -> None:
         """Account for a sent batch: count refusals (and drop those feeds), retry failures."""
+        self._arrived()
         for (feed, ids), result in zip(batch.items(), results, strict=True):
             if isinstance(result, Fenced):
                 self.refused += len(ids)
@@ -107,10 +119,9 @@ class Acker:
                 self.sent += len(ids)
 
     async def flush(self) -> None:
-        """Send everything queued now, in one round trip, after any batch on its way."""
-        async with self.lock:
-            if not self._pending:
-                return
+        """Send everything queued now, in one round trip, and wait until every batch on its
+        way (carried by a read round) has been answered too."""
+        if self._pending:
             batch = self.take()
             try:
                 results = await self._log.ack(self.requests(batch))
@@ -118,3 +129,4 @@ class Acker:
                 self.restore(batch)  # a later flush retries; the caller sees the error
                 raise
             self.settle(batch, results)
+        await self._settled.wait()

@@ -1,6 +1,7 @@
 """A partition's feed: the buffer between the fetcher and the partition's consumer.
 
-The fetcher fills it (never past ``prefetch_count``); the consumer's Events iterator
+The fetcher fills it (reading up to ``prefetch_count`` events ahead whenever that much
+room is free, so at most twice that many are buffered); the consumer's Events iterator
 drains it. It also holds the partition's lease and fence, and the local lease deadline
 after which no event is handed to user code.
 """
@@ -32,7 +33,7 @@ class PartitionFeed:
         lease: Lease,
         fence: Fence,
         deadline: float,
-        capacity: int,
+        prefetch: int,
         clock: Clock,
         room: asyncio.Event,
     ) -> None:
@@ -41,7 +42,10 @@ class PartitionFeed:
         self.lease = lease
         self.fence = fence
         self.deadline = deadline
-        self.capacity = capacity
+        # Double buffering: a read fetches up to ``prefetch`` events ahead as soon as that
+        # much room is free, while the processor still has up to ``prefetch`` to go.
+        self.refill_at = max(1, prefetch)
+        self.capacity = 2 * self.refill_at
         self.clock = clock
         self.buffer: deque[Event] = deque()
         self.start: bytes = HISTORY  # re-read our own pending entries first
@@ -51,7 +55,6 @@ class PartitionFeed:
         self.lost = False  # lease gone: stop at once
         self.generation = 0  # bumped on every restart: replies to older reads are dropped
         self.caught_up = False  # the last read found nothing more: wait for the doorbell
-        self.refill_at = max(1, capacity // 2)  # read again once this much room is free
         self._data = asyncio.Event()
         self._room = room
 
@@ -68,10 +71,10 @@ class PartitionFeed:
         return self.capacity - len(self.buffer)
 
     def hold_at_least(self, count: int) -> None:
-        """Buffer up to ``count`` events (``take(n)`` needs room for a whole batch)."""
-        if count > self.capacity:
-            self.capacity = count
-            self.refill_at = max(1, count // 2)
+        """Read whole batches of ``count`` ahead (``take(n)`` needs a batch at a time)."""
+        if count > self.refill_at:
+            self.refill_at = count
+            self.capacity = 2 * count
             self._room.set()
 
     def put(self, events: list[Event]) -> None:
@@ -113,7 +116,7 @@ class PartitionFeed:
             self.close(lost=True)
             return None
         event = self.buffer.popleft()
-        if len(self.buffer) <= self.capacity // 2:
+        if len(self.buffer) <= self.capacity - self.refill_at:
             self._room.set()
         return event
 

@@ -28,6 +28,9 @@ from runnel.runtime.feed import NEW, PartitionFeed
 
 log = logging.getLogger(__name__)
 
+MAX_ROUNDS = 2
+"""Round trips in flight at once (never two reads of one partition)."""
+
 
 class Fetcher:
     """Fills partition feeds from the stream log and sends their acknowledgements."""
@@ -56,21 +59,48 @@ class Fetcher:
         self.gone = 0
         self._bell: asyncio.Future[set[str]] | None = None
         self._bell_keys: dict[str, bytes] = {}
+        self._rounds: dict[asyncio.Future[None], list[PartitionFeed]] = {}
+        self._reading: set[PartitionFeed] = set()  # feeds with a read in flight
 
     async def run(self) -> None:
         """Fetch and acknowledge until cancelled."""
         try:
             while True:
                 try:
-                    if await self.round():
-                        continue
+                    self._launch()
                     await self._wait()
+                    self._collect()
                 except BackendError as exc:
                     log.warning("fetch failed, retrying: %s", exc)
                     await self._clock.sleep(0.5)
         finally:
+            await cancel_and_wait(*self._rounds)
             if self._bell is not None:
                 await cancel_and_wait(self._bell)
+
+    def _launch(self) -> None:
+        """Start rounds for what is due, up to :data:`MAX_ROUNDS` in flight at once."""
+        while len(self._rounds) < MAX_ROUNDS:
+            feeds = [f for f in self._feeds() if f not in self._reading and self._due(f)]
+            if not feeds and not (self._acks_due() and not self._rounds):
+                return
+            self._reading.update(feeds)
+            task = asyncio.ensure_future(self.round(feeds))
+            self._rounds[task] = feeds
+            if not feeds:
+                return  # an acknowledgement-only round
+
+    def _collect(self) -> None:
+        """Account for finished rounds; a failed one is retried by run()."""
+        failure: BaseException | None = None
+        for task in [t for t in self._rounds if t.done()]:
+            feeds = self._rounds.pop(task)
+            self._reading.difference_update(feeds)
+            if not task.cancelled() and task.exception() is not None:
+                failure = task.exception()
+        self._collect_bell()
+        if failure is not None:
+            raise failure
 
     @staticmethod
     def _due(feed: PartitionFeed) -> bool:
@@ -87,25 +117,21 @@ class Fetcher:
             return False
         return acker.urgent.is_set() or self._clock.now() >= acker.oldest + ACK_LINGER
 
-    async def round(self) -> bool:
-        """One round trip if anything is due; False when there was nothing to do."""
-        feeds = [f for f in self._feeds() if self._due(f)]
-        if not feeds and not self._acks_due():
-            return False
+    async def round(self, feeds: list[PartitionFeed]) -> None:
+        """One round trip: the queued acknowledgements, and a read of each of ``feeds``."""
         requests = [
             ReadRequest(f.key, self._group, _consumer(f), f.wants, f.start, f.fence) for f in feeds
         ]
         generations = [f.generation for f in feeds]
         acker = self._acker
         self.rounds += 1
-        async with acker.lock:
-            batch = acker.take()
-            try:
-                acked, results = await self._log.exchange(acker.requests(batch), requests)
-            except BaseException:
-                acker.restore(batch)  # sent again later (acknowledging twice is harmless)
-                raise
-            acker.settle(batch, acked)
+        batch = acker.take()
+        try:
+            acked, results = await self._log.exchange(acker.requests(batch), requests)
+        except BaseException:
+            acker.restore(batch)  # sent again later (acknowledging twice is harmless)
+            raise
+        acker.settle(batch, acked)
         for feed, generation, request, result in zip(
             feeds, generations, requests, results, strict=True
         ):
@@ -122,7 +148,6 @@ class Fetcher:
             elif not feed.closing and feed.generation == generation:
                 self._deliver(feed, result, request.count)
             # else: stopped, or restarted meanwhile; the entries stay pending
-        return True
 
     def _deliver(self, feed: PartitionFeed, entries: list[Entry], asked: int) -> None:
         if feed.start != NEW:
@@ -156,44 +181,49 @@ class Fetcher:
             feed.put(events)
 
     async def _wait(self) -> None:
-        """Nothing is due: wait for room, a new partition, acks to send, or the doorbell."""
+        """Wait for a round to finish, room, a new partition, acks to send, or the doorbell."""
         acker = self._acker
         watched = {
             f.key: f.last_seen
             for f in self._feeds()
-            if f.caught_up and f.start == NEW and f.wants > 0
+            if f.caught_up and f.start == NEW and f.wants > 0 and f not in self._reading
         }
         self._ring(watched)
-        waiters: list[asyncio.Future[Any]] = []
-        self._room.clear()
-        self.assigned.clear()
-        for flag in (self._room, self.assigned, acker.urgent):
-            waiters.append(asyncio.ensure_future(flag.wait()))
-        if not acker.queued():
-            waiters.append(asyncio.ensure_future(acker.queued_event.wait()))
+        waiters: list[asyncio.Future[Any]] = [*self._rounds]
         if self._bell is not None:
             waiters.append(self._bell)
         timeout = self._read_timeout
-        if acker.queued():
-            timeout = max(0.0, acker.oldest + ACK_LINGER - self._clock.now())
+        if len(self._rounds) < MAX_ROUNDS:
+            self._room.clear()
+            self.assigned.clear()
+            for flag in (self._room, self.assigned):
+                waiters.append(asyncio.ensure_future(flag.wait()))
+            if not self._rounds:
+                # Acknowledgements go on their own only when no round is there to carry them.
+                waiters.append(asyncio.ensure_future(acker.urgent.wait()))
+                if acker.queued():
+                    timeout = max(0.0, acker.oldest + ACK_LINGER - self._clock.now())
+                else:
+                    waiters.append(asyncio.ensure_future(acker.queued_event.wait()))
         sleeper = asyncio.ensure_future(self._clock.sleep(timeout))
         try:
             await asyncio.wait({*waiters, sleeper}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             sleeper.cancel()
             for waiter in waiters:
-                if waiter is not self._bell:
+                if waiter is not self._bell and waiter not in self._rounds:
                     waiter.cancel()
-        self._collect_bell()
 
     def _ring(self, watched: dict[str, bytes]) -> None:
         """Keep a doorbell on every caught-up partition; restart it if one is missing."""
+        self._collect_bell()
         bell = self._bell
         if bell is not None and not bell.done():
             covered = all(self._bell_keys.get(k) == v for k, v in watched.items())
             if covered:
                 return
             bell.cancel()  # rare: a partition caught up while the bell was ringing
+            bell.add_done_callback(_ignore_outcome)
             self._bell = None
         if not watched:
             return
@@ -215,6 +245,12 @@ class Fetcher:
         for feed in self._feeds():
             if feed.key in self._bell_keys and (feed.key in woken or not woken):
                 feed.caught_up = False  # new entries, or a timeout: look again
+
+
+def _ignore_outcome(future: asyncio.Future[Any]) -> None:
+    """Retrieve the outcome of a doorbell nobody waits for any more."""
+    if not future.cancelled():
+        future.exception()
 
 
 def _consumer(feed: PartitionFeed) -> str:

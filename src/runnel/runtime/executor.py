@@ -229,6 +229,10 @@ class Executor:
         """QUARANTINE policy: record it durably and stop only this partition."""
         number = feed.partition.number
         feed.paused = True
+        try:  # what finished before the failure is done: it must not come back
+            await self.acker.flush()
+        except Exception as exc:
+            log.warning("acknowledgements not flushed before a quarantine: %s", safe_repr(exc))
         feed.restart_from_history()
         self.quarantined.add(number)
         self._unrecorded[number] = quarantine_record(

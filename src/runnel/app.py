@@ -400,6 +400,12 @@ class App:
             raise Misconfigured(f"invalid settings for app {self.name!r}: {exc}") from exc
         self.container.settings.override(self.settings)
         self.container.reset_singletons()
+        self._forget_prepared_streams()
+
+    def _forget_prepared_streams(self) -> None:
+        """A new backend knows nothing yet: metadata and groups are written again."""
+        for stream in self.streams.values():
+            stream._prepared = False
 
     def _processor_spec(self, processor: str) -> ProcessorSpec:
         spec = self.processors.get(processor)
@@ -462,6 +468,7 @@ class App:
             await client.aclose()
         self._backend = None
         self.container.reset_singletons()
+        self._forget_prepared_streams()
 
 
 def _validated_override(processor: str, key: str, value: Any) -> Any:

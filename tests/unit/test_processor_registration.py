@@ -55,3 +55,16 @@ def test_an_unknown_override_lists_the_known_ones() -> None:
     app, ticks = app_and_stream()
     with pytest.raises(Misconfigured, match=r"unknown processor settings \['prefetch'\]"):
         app.processor(ticks, name="proc", prefetch=4)(noop)
+
+
+async def test_a_reconfigured_app_prepares_its_streams_again_on_the_new_backend() -> None:
+    app = App(name="reprep", redis_url="memory://reprep-a")
+    ticks = app.stream("ticks", record=Tick, partition_by="key")
+    app.processor(ticks, name="proc")(noop)
+    await ticks.send(Tick(key="k"))
+    await app.close()
+    app.reconfigure(redis_url="memory://reprep-b")
+    await ticks.send(Tick(key="k"))
+    groups = await app.backend.log.groups(ticks.keys.stream(ticks.partition_for(Tick(key="k"))))
+    assert [g.name for g in groups] == ["proc"]
+    assert await app.backend.kv.hash_get_all(ticks.keys.meta())

@@ -55,6 +55,7 @@ class PartitionFeed:
         self.lost = False  # lease gone: stop at once
         self.generation = 0  # bumped on every restart: replies to older reads are dropped
         self.caught_up = False  # the last read found nothing more: wait for the doorbell
+        self.backoff = False  # Redis refused its last read: wait a little before the next
         self._data = asyncio.Event()
         self._room = room
 

@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 MAX_ROUNDS = 2
 """Round trips in flight at once (never two reads of one partition)."""
 
+REFUSED_BACKOFF = 1.0
+"""Seconds a partition waits after Redis refused its read (other than a missing group)."""
+
 
 class Fetcher:
     """Fills partition feeds from the stream log and sends their acknowledgements."""
@@ -61,6 +64,7 @@ class Fetcher:
         self._bell_keys: dict[str, bytes] = {}
         self._rounds: dict[asyncio.Future[None], list[PartitionFeed]] = {}
         self._reading: set[PartitionFeed] = set()  # feeds with a read in flight
+        self._backoffs: set[asyncio.Future[None]] = set()
 
     async def run(self) -> None:
         """Fetch and acknowledge until cancelled."""
@@ -74,16 +78,24 @@ class Fetcher:
                     log.warning("fetch failed, retrying: %s", exc)
                     await self._clock.sleep(0.5)
         finally:
-            await cancel_and_wait(*self._rounds)
+            await cancel_and_wait(*self._rounds, *self._backoffs)
             if self._bell is not None:
                 await cancel_and_wait(self._bell)
 
     def _launch(self) -> None:
-        """Start rounds for what is due, up to :data:`MAX_ROUNDS` in flight at once."""
+        """Start rounds for what is due, up to :data:`MAX_ROUNDS` in flight at once.
+
+        A round that reads anything also looks again at the caught-up partitions (an empty
+        read costs little), so their new entries are found while others keep the fetcher
+        busy; the doorbell is for when nothing else is going on.
+        """
         while len(self._rounds) < MAX_ROUNDS:
-            feeds = [f for f in self._feeds() if f not in self._reading and self._due(f)]
+            free = [f for f in self._feeds() if f not in self._reading]
+            feeds = [f for f in free if self._due(f)]
             if not feeds and not (self._acks_due() and not self._rounds):
                 return
+            if feeds:
+                feeds += [f for f in free if self._rider(f)]
             self._reading.update(feeds)
             task = asyncio.ensure_future(self.round(feeds))
             self._rounds[task] = feeds
@@ -105,11 +117,15 @@ class Fetcher:
     @staticmethod
     def _due(feed: PartitionFeed) -> bool:
         wants = feed.wants
-        if wants <= 0:
+        if wants <= 0 or feed.backoff:
             return False
         if feed.start != NEW:
             return True  # pending entries to re-read first
         return not feed.caught_up and wants >= feed.refill_at
+
+    @staticmethod
+    def _rider(feed: PartitionFeed) -> bool:
+        return feed.caught_up and feed.start == NEW and feed.wants > 0 and not feed.backoff
 
     def _acks_due(self) -> bool:
         acker = self._acker
@@ -130,6 +146,12 @@ class Fetcher:
             acked, results = await self._log.exchange(acker.requests(batch), requests)
         except BaseException:
             acker.restore(batch)  # sent again later (acknowledging twice is harmless)
+            # The call may have run on the server without its reply reaching us: entries
+            # read then are pending but not buffered. Re-read each partition's pending
+            # entries first, in order, so none is skipped.
+            for feed in feeds:
+                if not feed.closing:
+                    feed.restart_from_history()
             raise
         acker.settle(batch, acked)
         for feed, generation, request, result in zip(
@@ -144,10 +166,33 @@ class Fetcher:
                 )
                 feed.close(lost=True)
             elif isinstance(result, Exception):
-                log.error("read of %s failed: %s", feed.key, result)
+                await self._refused(feed, result)
             elif not feed.closing and feed.generation == generation:
                 self._deliver(feed, result, request.count)
             # else: stopped, or restarted meanwhile; the entries stay pending
+
+    async def _refused(self, feed: PartitionFeed, error: Exception) -> None:
+        """A read Redis refused: re-create a missing group, else back off the partition."""
+        if "NOGROUP" in str(error):
+            # The group is gone (the store was reset, or someone destroyed it): create it
+            # again at the start, never at the end, so nothing is skipped.
+            log.error("%s has no group %s: creating it again at 0", feed.key, self._group)
+            await self._log.ensure_group(feed.key, self._group, b"0")
+            feed.restart_from_history()
+            return
+        log.error("read of %s failed: %s (trying again in %.1fs)", feed.key, error, REFUSED_BACKOFF)
+        feed.backoff = True
+        self._clock_later(REFUSED_BACKOFF, feed)
+
+    def _clock_later(self, delay: float, feed: PartitionFeed) -> None:
+        async def clear() -> None:
+            await self._clock.sleep(delay)
+            feed.backoff = False
+            self._room.set()
+
+        task = asyncio.ensure_future(clear())
+        self._backoffs.add(task)
+        task.add_done_callback(self._backoffs.discard)
 
     def _deliver(self, feed: PartitionFeed, entries: list[Entry], asked: int) -> None:
         if feed.start != NEW:
@@ -156,8 +201,7 @@ class Fetcher:
                 return
             feed.start = entries[-1].id
         else:
-            if len(entries) < asked:
-                feed.caught_up = True
+            feed.caught_up = len(entries) < asked
             if not entries:
                 return
             feed.last_seen = entries[-1].id
@@ -183,12 +227,9 @@ class Fetcher:
     async def _wait(self) -> None:
         """Wait for a round to finish, room, a new partition, acks to send, or the doorbell."""
         acker = self._acker
-        watched = {
-            f.key: f.last_seen
-            for f in self._feeds()
-            if f.caught_up and f.start == NEW and f.wants > 0 and f not in self._reading
-        }
-        self._ring(watched)
+        if not self._rounds:
+            # Nothing in flight: every partition with room is caught up, so ring the bell.
+            self._ring({f.key: f.last_seen for f in self._feeds() if self._rider(f)})
         waiters: list[asyncio.Future[Any]] = [*self._rounds]
         if self._bell is not None:
             waiters.append(self._bell)

@@ -57,11 +57,32 @@ def test_fenced_message_names_the_lock() -> None:
 
 def test_history_entries_take_delivery_counts_by_id_and_trimmed_ones_are_empty() -> None:
     raw = [
-        [[b"1-0", [b"a", b"1"]], [b"2-0", None]],
-        [[b"1-0", b"p0", 5, 4], [b"2-0", b"p0", 5, 2]],
+        [],
+        [
+            [
+                1,
+                [[b"1-0", [b"a", b"1"]], [b"2-0", None]],
+                [[b"1-0", b"p0", 5, 4], [b"2-0", b"p0", 5, 2]],
+            ],
+            [1, []],
+        ],
     ]
-    assert _replies.read_result(raw) == [Entry(b"1-0", {b"a": b"1"}, 4), Entry(b"2-0", {}, 2)]
-    assert _replies.read_result([[]]) == []
+    acked, (history, empty) = _replies.exchange_slots(raw, [], ["l0", "l1"])
+    assert acked == []
+    assert history == [Entry(b"1-0", {b"a": b"1"}, 4), Entry(b"2-0", {}, 2)]
+    assert empty == []
+
+
+def test_exchange_slots_carry_counts_refusals_and_errors_each_in_its_place() -> None:
+    raw = [[[1, 3], [0], [-1, b"NOGROUP g"]], [[0], [1, [[b"9-0", [b"k", b"v"]]]]]]
+    acked, read = _replies.exchange_slots(raw, ["a0", "a1", "a2"], ["r0", "r1"])
+    assert acked[0] == 3
+    assert isinstance(acked[1], Fenced)
+    assert "a1" in str(acked[1])
+    assert isinstance(acked[2], BackendProtocolError)
+    assert "NOGROUP g" in str(acked[2])
+    assert isinstance(read[0], Fenced)
+    assert read[1] == [Entry(b"9-0", {b"k": b"v"})]
 
 
 @pytest.mark.parametrize(
@@ -69,15 +90,19 @@ def test_history_entries_take_delivery_counts_by_id_and_trimmed_ones_are_empty()
     [
         None,
         [],
-        [[[b"1-0"]]],
-        [[[b"1-0", [b"odd"]]]],
-        [[[b"1-0", [b"a", b"1"]]], [[b"1-0", b"c", 1]]],
-        [[[1, [b"a", b"1"]]]],
+        [[], []],
+        [[], [[1]]],
+        [[], [[1, [[b"1-0"]]]]],
+        [[], [[1, [[b"1-0", [b"odd"]]]]]],
+        [[], [[1, [[b"1-0", b"not a list"]]]]],
+        [[], [[1, [[b"1-0", [b"a", b"1"]]], [[b"1-0", b"c", 1]]]]],
+        [[], [[1, [[1, [b"a", b"1"]]]]]],
+        [[], [[7]]],
     ],
 )
-def test_unexpected_read_replies_are_protocol_errors(raw: object) -> None:
+def test_unexpected_exchange_replies_are_protocol_errors(raw: object) -> None:
     with pytest.raises(BackendProtocolError, match="expected"):
-        _replies.read_result(raw)
+        _replies.exchange_slots(raw, [], ["r0"])
 
 
 def test_counts_of_the_wrong_length_are_protocol_errors() -> None:

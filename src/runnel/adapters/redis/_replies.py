@@ -145,10 +145,13 @@ def entries_from_script(raw: Any) -> list[Entry]:
 
 
 def _fast_entries(raw: Any) -> list[Entry]:
-    """Entries from a script reply, trusting its shape (checked by the caller's fallback)."""
+    """Entries from a script reply, with only cheap shape checks (any surprise raises
+    TypeError or ValueError, and the caller falls back to the checked parser)."""
     out = []
     for entry_id, flat in raw:
         if flat:
+            if type(flat) is not list or len(flat) & 1:
+                raise ValueError("not a field/value list")
             pairs = iter(flat)
             out.append(Entry(entry_id, dict(zip(pairs, pairs, strict=False))))
         else:  # nil: trimmed after delivery
@@ -179,7 +182,7 @@ def _refused(message: Any) -> BackendProtocolError:
 
 
 def read_slots(raw: Any, locks: Sequence[str]) -> list[list[Entry] | Exception]:
-    """The multi-partition read script's reply: one slot per request, in order.
+    """The read slots of the exchange script's reply: one per request, in order.
 
     ``locks`` names each request's lock, for the message of a fenced slot.
 
@@ -207,7 +210,7 @@ def read_slots(raw: Any, locks: Sequence[str]) -> list[list[Entry] | Exception]:
 
 
 def ack_slots(raw: Any, locks: Sequence[str]) -> list[int | Exception]:
-    """The multi-partition ack script's reply: one count (or error) per request.
+    """The acknowledgement slots of the exchange script's reply: one count (or error) each.
 
     Example:
         >>> [type(s).__name__ for s in ack_slots([[1, 3], [0], [-1, b"NOGROUP x"]], "abc")]
@@ -245,26 +248,6 @@ def exchange_slots(
     if len(parts) != 2:
         raise _unexpected("{ack slots, read slots}", raw)
     return ack_slots(parts[0], ack_locks), read_slots(parts[1], read_locks)
-
-
-def read_result(raw: Any) -> list[Entry]:
-    """The read script's ``[entries]`` or ``[entries, pending]`` reply.
-
-    With ``pending`` (a history read), each entry takes its delivery count from the
-    XPENDING row with its id; new entries were delivered once.
-
-    Example:
-        >>> read_result([[[b"5-0", [b"k", b"v"]]], [[b"5-0", b"c", 10, 3]]])[0].delivery_count
-        3
-    """
-    parts = _list(raw, "[entries] or [entries, pending]")
-    if len(parts) not in (1, 2):
-        raise _unexpected("[entries] or [entries, pending]", raw)
-    entries = entries_from_script(parts[0])
-    if len(parts) == 1:
-        return entries
-    counts = {as_bytes(row[0]): as_int(row[3]) for row in _pending_rows(parts[1])}
-    return [Entry(e.id, e.fields, counts.get(e.id, 1)) for e in entries]
 
 
 def _pending_rows(raw: Any) -> list[Sequence[Any]]:

@@ -1,9 +1,10 @@
 """RedisStreamLog: the :class:`~runnel.ports.StreamLog` port on Redis Streams.
 
 Every batch method is one round trip: ``append`` is one Lua script call for the whole
-batch, and ``read``/``ack`` are one pipeline of per-partition script calls whose slots
-succeed or fail independently. Fenced calls check the lease token inside the script, so
-a stale owner can neither read (steal entries into the pending list) nor acknowledge.
+batch, and ``exchange`` (of which ``read`` and ``ack`` are special cases) one call of
+``exchange.lua`` for every partition of a fetch round, whose slots succeed or fail
+independently. Fenced slots check the lease token inside the script, so a stale owner can
+neither read (steal entries into the pending list) nor acknowledge.
 
 Example:
     >>> from redis.asyncio import Redis
@@ -14,8 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping, Sequence
-from typing import TypeVar
+from collections.abc import Mapping, Sequence
 
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
@@ -23,9 +23,9 @@ from redis.typing import KeyT, StreamIdT
 
 from runnel.adapters.redis import _replies
 from runnel.adapters.redis._errors import translate, translated
-from runnel.adapters.redis._scripts import Arg, ScriptCall, call_packed, register, run_batch
+from runnel.adapters.redis._scripts import Arg, call_packed, register
 from runnel.domain.model import Entry, Fields
-from runnel.errors import BackendError, BackendProtocolError
+from runnel.errors import BackendProtocolError
 from runnel.ports import (
     AckRequest,
     Append,
@@ -36,8 +36,6 @@ from runnel.ports import (
     PendingEntry,
     ReadRequest,
 )
-
-T = TypeVar("T")
 
 REDIS_PY_SOCKET_TIMEOUT = 5.0
 """redis-py's socket timeout (seconds) for a pool built from a URL without one."""
@@ -292,19 +290,3 @@ class RedisStreamLog:
             return 0
         with translated():
             return _replies.as_int(await self._client.delete(*keys))
-
-    async def _batch(self, calls: Sequence[ScriptCall]) -> list[object]:
-        if not calls:
-            return []
-        with translated():
-            return await run_batch(self._client, calls)
-
-
-def _slot(raw: object, parse: Callable[[object], T]) -> T | Exception:
-    """One pipeline slot: the parsed reply, or the runnel error it carried."""
-    if isinstance(raw, Exception):
-        return translate(raw)
-    try:
-        return parse(raw)
-    except BackendError as exc:
-        return exc

@@ -1,0 +1,179 @@
+"""How the fetcher reads and acknowledges: round trips, failures, refused reads, idling."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from runnel import App, Events, Record
+from runnel.adapters.memory.clock import SimulatedClock
+from runnel.errors import BackendUnavailable
+from runnel.ports import AckRequest, ReadRequest
+
+from .conftest import until
+
+
+class Tick(Record):
+    key: str
+    seq: int
+
+
+def counting_exchange(app: App, monkeypatch: Any) -> list[tuple[int, int]]:
+    """Record (acknowledged ids, partitions read) for every exchange round trip."""
+    calls: list[tuple[int, int]] = []
+    log = app.backend.log
+    real = log.exchange
+
+    async def exchange(acks: Sequence[AckRequest], reads: Sequence[ReadRequest]) -> Any:
+        calls.append((sum(len(a.ids) for a in acks), len(reads)))
+        return await real(acks, reads)
+
+    monkeypatch.setattr(log, "exchange", exchange)
+    return calls
+
+
+async def test_acknowledgements_ride_along_with_reads_under_load(
+    make_app: Callable[..., App], workers: Any, clock: SimulatedClock, monkeypatch: Any
+) -> None:
+    app = make_app(default_partition_count=4)
+    ticks = app.stream("ticks", record=Tick, partition_by="key")
+    seen: list[int] = []
+
+    @app.processor(ticks)
+    async def proc(events: Events) -> None:
+        async for tick in events.records():
+            seen.append(tick.seq)
+
+    calls = counting_exchange(app, monkeypatch)
+    await ticks.send(*[Tick(key=f"k{i % 8}", seq=i) for i in range(2000)])
+    running = await workers(app)
+    await until(lambda: len(seen) == 2000, clock)
+    await until(lambda: running.worker.executors[0].acker.sent == 2000, clock)
+    await running.stop()
+    carried = sum(ids for ids, reads in calls if reads)
+    alone = [ids for ids, reads in calls if not reads]
+    # Nearly every acknowledgement travelled in a read round; few round trips were spent
+    # on acknowledgements alone (the last ones, once nothing was left to read).
+    assert carried + sum(alone) == 2000
+    assert carried > 1500
+    assert len(alone) <= 5
+    assert len(calls) < 2000 / 8  # far fewer round trips than events
+
+
+async def test_an_idle_worker_waits_on_the_doorbell_instead_of_polling(
+    make_app: Callable[..., App], workers: Any, clock: SimulatedClock, monkeypatch: Any
+) -> None:
+    app = make_app(default_partition_count=4, default_read_timeout=2000)
+    ticks = app.stream("ticks", record=Tick, partition_by="key")
+    seen: list[int] = []
+
+    @app.processor(ticks)
+    async def proc(events: Events) -> None:
+        async for tick in events.records():
+            seen.append(tick.seq)
+
+    calls = counting_exchange(app, monkeypatch)
+    running = await workers(app)
+    await until(lambda: len(running.worker.executors[0].feeds) == 4, clock)
+    await clock.sleep(5)
+    before = len(calls)
+    await clock.sleep(60)
+    # Caught up: one look at every partition per read_timeout at most, nothing more.
+    assert len(calls) - before <= 60 / 2 + 1
+    await ticks.send(Tick(key="a", seq=1))
+    await until(lambda: seen == [1], clock, within=0.1)  # the doorbell wakes it at once
+    await running.stop()
+
+
+async def test_a_round_that_failed_after_running_skips_nothing_and_keeps_order(
+    make_app: Callable[..., App], workers: Any, clock: SimulatedClock, monkeypatch: Any
+) -> None:
+    app = make_app(default_partition_count=1, default_prefetch_count=4)
+    ticks = app.stream("ticks", record=Tick, partition_by="key")
+    seen: list[int] = []
+
+    @app.processor(ticks)
+    async def proc(events: Events) -> None:
+        async for tick in events.records():
+            seen.append(tick.seq)
+            await clock.sleep(0.01)
+
+    log = app.backend.log
+    real = log.exchange
+    failed: list[int] = []
+
+    async def lossy_reply(acks: Sequence[AckRequest], reads: Sequence[ReadRequest]) -> Any:
+        result = await real(acks, reads)
+        if reads and any(r.start == b">" for r in reads) and len(failed) < 3:
+            failed.append(1)  # it ran on the server, but the reply was lost
+            raise BackendUnavailable("connection dropped before the reply")
+        return result
+
+    monkeypatch.setattr(log, "exchange", lossy_reply)
+    await ticks.send(*[Tick(key="k", seq=i) for i in range(40)])
+    running = await workers(app)
+    await until(lambda: len(set(seen)) == 40, clock)
+    await until(lambda: running.worker.executors[0].acker.queued() == 0, clock)
+    await running.stop()
+    assert len(failed) == 3
+    firsts: list[int] = []
+    for seq in seen:
+        if seq not in firsts:
+            firsts.append(seq)
+    assert firsts == list(range(40))  # nothing skipped, nothing out of order
+    assert await log.pending(ticks.keys.stream(0), "proc") == []
+
+
+async def test_a_deleted_group_is_created_again_and_processing_goes_on(
+    make_app: Callable[..., App], workers: Any, clock: SimulatedClock
+) -> None:
+    app = make_app(default_partition_count=1)
+    ticks = app.stream("ticks", record=Tick, partition_by="key")
+    seen: list[int] = []
+
+    @app.processor(ticks)
+    async def proc(events: Events) -> None:
+        async for tick in events.records():
+            seen.append(tick.seq)
+
+    running = await workers(app)
+    await ticks.send(Tick(key="k", seq=0))
+    await until(lambda: seen == [0], clock)
+    await app.backend.log.destroy_group(ticks.keys.stream(0), "proc")
+    await ticks.send(Tick(key="k", seq=1))
+    await until(lambda: 1 in seen, clock, within=10)
+    await running.stop()
+    groups = await app.backend.log.groups(ticks.keys.stream(0))
+    assert [g.name for g in groups] == ["proc"]
+    assert seen[0] == 0  # the re-created group starts at the beginning: 0 may come again
+    assert seen[-1] == 1
+
+
+async def test_a_partition_whose_read_is_refused_backs_off_instead_of_spinning(
+    make_app: Callable[..., App], workers: Any, clock: SimulatedClock, monkeypatch: Any
+) -> None:
+    app = make_app(default_partition_count=1)
+    ticks = app.stream("ticks", record=Tick, partition_by="key")
+
+    @app.processor(ticks)
+    async def proc(events: Events) -> None:
+        async for _ in events:
+            pass
+
+    log = app.backend.log
+    real = log.exchange
+    refused: list[float] = []
+
+    async def refusing(acks: Sequence[AckRequest], reads: Sequence[ReadRequest]) -> Any:
+        acked, results = await real(acks, reads)
+        if reads:
+            refused.append(clock.now())
+            results = [BackendUnavailable("WRONGTYPE, say") for _ in reads]
+        return acked, results
+
+    monkeypatch.setattr(log, "exchange", refusing)
+    running = await workers(app)
+    await until(lambda: len(refused) >= 1, clock)
+    await clock.sleep(10)
+    await running.stop()
+    assert 5 <= len(refused) <= 12  # about one attempt a second, not thousands

@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
 
+from runnel.adapters.redis import _watched
 from runnel.adapters.redis.client import make_client
 from runnel.adapters.redis.keyvalue import RedisKeyValue
 from runnel.adapters.redis.locks import RedisPartitionLocks
@@ -325,24 +327,22 @@ async def test_cancelling_a_wait_leaves_the_client_usable(redis_client: Redis) -
     assert await log.wait({k("s"): b"0"}, timeout=1.0) == {k("s")}
 
 
-async def _script_stats(client: Redis) -> tuple[int, int]:
+async def _command_calls(client: Redis, *names: str) -> list[int]:
     stats = await client.info("commandstats")
-    calls = [
-        int(stats.get(f"cmdstat_{name}", {}).get("calls", 0)) for name in ("evalsha", "script")
-    ]
-    return calls[0], calls[1]
+    return [int(stats.get(f"cmdstat_{name}", {}).get("calls", 0)) for name in names]
 
 
-async def test_steady_state_batches_send_only_evalsha(redis_client: Redis) -> None:
-    """Scripts are loaded once: no SCRIPT EXISTS/LOAD, one EVALSHA per multi-partition call."""
+async def test_steady_state_rounds_load_no_script_and_read_without_lua(redis_client: Redis) -> None:
+    """A read round is one WATCH+MGET and one MULTI/EXEC; acks alone are one EVALSHA."""
     log, k = RedisStreamLog(redis_client), key_space()
     keys = [k(f"p{n}") for n in range(4)]
     for key in keys:
         await log.ensure_group(key, "g")
     await log.append([Append(key, one(1)) for key in keys])  # loads the scripts if needed
     await log.read([ReadRequest(keys[0], "g", "c", 1, start=b"0")])
-    await log.ack([AckRequest(keys[0], "g", [])])
-    before = await _script_stats(redis_client)
+    await log.ack([AckRequest(keys[0], "g", [b"0-1"])])
+    names = ("evalsha", "script", "exec", "watch")
+    before = await _command_calls(redis_client, *names)
 
     await log.append([Append(key, one(2)) for key in keys])
     slots = await log.read([ReadRequest(key, "g", "c", 10) for key in keys])
@@ -354,5 +354,88 @@ async def test_steady_state_batches_send_only_evalsha(redis_client: Redis) -> No
         ]
     )
 
-    evalsha, script = await _script_stats(redis_client)
-    assert (evalsha - before[0], script - before[1]) == (1 + 1 + 1, 0)
+    after = await _command_calls(redis_client, *names)
+    assert [a - b for a, b in zip(after, before, strict=True)] == [1 + 1, 0, 1, 0]
+    assert sum(len(s) for s in slots if isinstance(s, list)) == 8
+
+
+MULTI = b"*1\r\n$5\r\nMULTI\r\n"
+
+
+class Intruder:
+    """Runs ``step`` against the server once, right before a round's MULTI is sent (so
+    after the leases were checked, and before the transaction runs)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, step: Callable[[], Awaitable[None]]):
+        self.times = 0
+        attempt = _watched._attempt
+
+        async def intruded(conn: Any, acks: Any, reads: Any) -> Any:
+            send = conn.send_packed_command
+
+            async def send_packed(payload: bytes, *args: Any, **kwargs: Any) -> None:
+                if payload.startswith(MULTI) and self.times == 0:
+                    self.times += 1
+                    await step()
+                await send(payload, *args, **kwargs)
+
+            conn.send_packed_command = send_packed
+            try:
+                return await attempt(conn, acks, reads)
+            finally:
+                del conn.send_packed_command
+
+        monkeypatch.setattr(_watched, "_attempt", intruded)
+
+
+async def test_a_lock_taken_over_between_the_check_and_the_read_fences_the_read(
+    redis_client: Redis, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log, locks, kv, k = (
+        RedisStreamLog(redis_client),
+        RedisPartitionLocks(redis_client),
+        RedisKeyValue(redis_client),
+        key_space(),
+    )
+    await log.ensure_group(k("s"), "g")
+    await log.append([Append(k("s"), one(1))])
+    lease = await locks.acquire(k("lock"), k("epoch"), "w1", 30.0)
+    assert lease is not None
+    other = make_client(redis_url, 2)
+
+    async def take_over() -> None:
+        await other.set(k("lock"), b"w2:999", px=30_000)
+
+    intruder = Intruder(monkeypatch, take_over)
+    fence = Fence(k("lock"), lease.token, k("fenced"))
+    try:
+        [slot] = await log.read([ReadRequest(k("s"), "g", "p0", 10, fence=fence)])
+    finally:
+        await other.aclose()
+    assert intruder.times == 1
+    assert isinstance(slot, Fenced)  # the transaction was aborted, then found stale
+    assert [g.pending for g in await log.groups(k("s"))] == [0]  # nothing was delivered
+    assert await kv.get(k("fenced")) == b"1"
+
+
+async def test_a_renewal_during_a_round_only_makes_it_try_again(
+    redis_client: Redis, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log, locks, k = RedisStreamLog(redis_client), RedisPartitionLocks(redis_client), key_space()
+    await log.ensure_group(k("s"), "g")
+    ids = await log.append([Append(k("s"), one(1))])
+    lease = await locks.acquire(k("lock"), k("epoch"), "w1", 30.0)
+    assert lease is not None
+    other = make_client(redis_url, 2)
+
+    async def renew() -> None:
+        assert await RedisPartitionLocks(other).extend([lease], 30.0) == [True]
+
+    intruder = Intruder(monkeypatch, renew)
+    fence = Fence(k("lock"), lease.token, k("fenced"))
+    try:
+        [slot] = await log.read([ReadRequest(k("s"), "g", "p0", 10, fence=fence)])
+    finally:
+        await other.aclose()
+    assert intruder.times == 1
+    assert slot == [Entry(ids[0], one(1), 1)]

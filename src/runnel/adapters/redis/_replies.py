@@ -159,13 +159,48 @@ def _fast_entries(raw: Any) -> list[Entry]:
     return out
 
 
-def _slot_entries(entries: Any, pending: Any) -> list[Entry]:
+def entries_of(entries: Any) -> list[Entry]:
+    """Stream entries ``[[id, [field, value, ...] | nil], ...]``, fast, checked on surprise.
+
+    Example:
+        >>> entries_of([[b"1-0", [b"k", b"v"]], [b"2-0", None]])[1]
+        Entry(id=b'2-0', fields={}, delivery_count=1)
+    """
     try:
         out = _fast_entries(entries)
         if out and not isinstance(out[0].id, bytes):
             raise TypeError
     except (TypeError, ValueError):
         out = entries_from_script(entries)  # raises BackendProtocolError with the details
+    return out
+
+
+def xreadgroup_entries(reply: Any) -> list[Entry]:
+    """A native ``XREADGROUP`` of one stream: nil, or ``[[key, entries]]``.
+
+    Example:
+        >>> xreadgroup_entries(None), xreadgroup_entries([[b"s", [[b"1-0", [b"k", b"v"]]]]])
+        ([], [Entry(id=b'1-0', fields={b'k': b'v'}, delivery_count=1)])
+    """
+    if reply is None:
+        return []
+    streams = _list(reply, "an XREADGROUP reply of one stream")
+    if len(streams) != 1:
+        raise _unexpected("an XREADGROUP reply of one stream", reply)
+    pair = _list(streams[0], "a [key, entries] XREADGROUP item")
+    if len(pair) != 2:
+        raise _unexpected("a [key, entries] XREADGROUP item", streams[0])
+    return entries_of(pair[1])
+
+
+def with_delivery_counts(entries: list[Entry], pending: Any) -> list[Entry]:
+    """Give each history entry its delivery count from XPENDING's extended reply."""
+    counts = {as_bytes(row[0]): as_int(row[3]) for row in _pending_rows(pending)}
+    return [Entry(e.id, e.fields, counts.get(e.id, 1)) for e in entries]
+
+
+def _slot_entries(entries: Any, pending: Any) -> list[Entry]:
+    out = entries_of(entries)
     if pending is None:
         return out
     counts = {as_bytes(row[0]): as_int(row[3]) for row in _pending_rows(pending)}

@@ -24,6 +24,7 @@ from redis.typing import KeyT, StreamIdT
 from runnel.adapters.redis import _replies
 from runnel.adapters.redis._errors import translate, translated
 from runnel.adapters.redis._scripts import Arg, call_packed, register
+from runnel.adapters.redis._watched import exchange_watched
 from runnel.domain.model import Entry, Fields
 from runnel.errors import BackendProtocolError
 from runnel.ports import (
@@ -147,9 +148,19 @@ class RedisStreamLog:
     async def exchange(
         self, acks: Sequence[AckRequest], reads: Sequence[ReadRequest]
     ) -> tuple[list[int | Exception], list[list[Entry] | Exception]]:
-        """Acknowledge ``acks``, then read ``reads``, in one script call (see the port)."""
+        """Acknowledge ``acks``, then read ``reads``, in one step (see the port).
+
+        Rounds that read go as a watched transaction (:mod:`._watched`: no Lua between the
+        stream and the reply); acknowledgements alone, and rounds whose transaction kept
+        being disturbed, as one call of ``exchange.lua``.
+        """
         if not acks and not reads:
             return [], []
+        if reads:
+            with translated():
+                done = await exchange_watched(self._client, acks, reads)
+            if done is not None:
+                return done
         keys: list[str] = []
         args: list[Arg] = [len(acks)]
         for a in acks:

@@ -46,8 +46,10 @@ class RecordCodec(Generic[R]):
         "_expected",
         "_fast_json",
         "_fields",
+        "_header",
         "_serializer",
         "_validate",
+        "_validate_json",
         "record",
     )
 
@@ -61,6 +63,10 @@ class RecordCodec(Generic[R]):
         # pydantic's own JSON is the fastest route, and wire-identical to our JSON codecs.
         self._fast_json = isinstance(serializer, JSONSerializer | OrjsonSerializer)
         self._validate = record.__pydantic_validator__.validate_python
+        self._validate_json = record.__pydantic_validator__.validate_json
+        # The header this codec writes (None: bare JSON), to recognise its own entries fast.
+        headed = with_header(*self._expected, b"")
+        self._header = headed or None
         self._fields = tuple(
             (name, raw, primitive_converter(kind), kind)
             for name, raw, kind in record.__primitive_fields__
@@ -102,12 +108,17 @@ class RecordCodec(Generic[R]):
                     f"entry has no {DATA_FIELD.decode()!r} field (fields: "
                     f"{sorted(k.decode('utf-8', 'replace') for k in fields)})"
                 )
-            serializer, compressor, payload = split_payload(raw)
-            check_codec((serializer, compressor), self._expected)
+            if self._header is None and raw[:1] == b"{":
+                payload = raw  # bare JSON, what this codec writes: no header to parse
+            elif self._header is not None and raw.startswith(self._header):
+                payload = raw[len(self._header) :]
+            else:  # another codec's entry (or garbage): say which
+                serializer, compressor, payload = split_payload(raw)
+                check_codec((serializer, compressor), self._expected)
             if self._compressor is not None:
                 payload = self._compressor.decompress(payload)
             if self._fast_json:
-                return self.record.model_validate_json(payload)
+                return self._validate_json(payload)  # type: ignore[no-any-return]  # the record's own validator
             value: Any = self._serializer.loads(payload)
             # Validate through JSON mode so bytes and dates parse as they were dumped.
             return self.record.model_validate_json(_json.dumps(value))

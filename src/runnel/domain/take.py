@@ -121,6 +121,42 @@ class TakeBuffer(Generic[T]):
             return self._take()
         return None
 
+    @property
+    def room(self) -> int:
+        """How many more items the waiting batch takes before it is full.
+
+        Example:
+            >>> buffer: TakeBuffer[str] = TakeBuffer(size=3, within=1.0)
+            >>> _ = buffer.offer("a", now=0.0)
+            >>> buffer.room
+            2
+        """
+        return self._size - len(self._items)
+
+    def offer_many(self, items: list[T], now: float) -> list[T] | None:
+        """:meth:`offer` for several items that arrived together, at most :attr:`room`.
+
+        Raises:
+            ValueError: more items than the batch has room for.
+
+        Example:
+            >>> buffer: TakeBuffer[str] = TakeBuffer(size=3, within=1.0)
+            >>> buffer.offer_many(["a", "b"], now=0.0) is None
+            True
+            >>> buffer.offer_many(["c"], now=0.5)
+            ['a', 'b', 'c']
+        """
+        if len(items) > self.room:
+            raise ValueError(f"{len(items)} items offered, but the batch has room for {self.room}")
+        if not items:
+            return None
+        if not self._items:
+            self._first_at = now
+        self._items.extend(items)
+        if len(self._items) >= self._size:
+            return self._take()
+        return None
+
     def due_at(self) -> float | None:
         """When the waiting batch may leave incomplete: its first arrival plus ``within``.
 

@@ -137,10 +137,17 @@ class Events:
         self, size: int, within: float, decode: bool = False
     ) -> AsyncGenerator[list[Any], None]:
         feed, ack, clock = self._feed, self._consumer.ack, self._feed.clock
+        take_upto = feed.take_upto
         buffer: TakeBuffer[Event] = TakeBuffer(size, within)
         while True:
             batch: list[Event] | None = None
             while batch is None:
+                # Whatever is buffered already joins the batch at once, without awaiting.
+                ready = take_upto(buffer.room)
+                if ready:
+                    batch = buffer.offer_many(ready, clock.now())
+                    if batch is not None:
+                        break
                 due = buffer.due_at()
                 try:
                     event = await feed.get(None if due is None else due - clock.now())

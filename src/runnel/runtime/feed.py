@@ -121,6 +121,23 @@ class PartitionFeed:
             self._room.set()
         return event
 
+    def take_upto(self, count: int) -> list[Event]:
+        """Up to ``count`` buffered events at once (one deadline check for all of them)."""
+        buffer = self.buffer
+        if self.closing or not buffer:
+            return []
+        if self.expired():
+            self.close(lost=True)
+            return []
+        if count >= len(buffer):
+            events = list(buffer)
+            buffer.clear()
+        else:
+            events = [buffer.popleft() for _ in range(count)]
+        if len(buffer) <= self.capacity - self.refill_at:
+            self._room.set()
+        return events
+
     async def get(self, timeout: float | None = None) -> Event | None:
         """The next event; ``None`` when ``timeout`` passed first.
 

@@ -210,3 +210,23 @@ def test_every_item_comes_out_once_in_order_in_batches_of_one_to_size(
     out.extend(rest)
 
     assert out == list(range(len(arrived)))
+
+
+def test_items_that_arrive_together_fill_the_batch_in_one_offer() -> None:
+    buffer: TakeBuffer[int] = TakeBuffer(size=10, within=1.0)
+    assert buffer.room == 10
+    assert buffer.offer_many(list(range(4)), now=5.0) is None
+    assert buffer.room == 6
+    assert buffer.due_at() == 6.0  # the window starts with the first of them
+    assert buffer.offer_many(list(range(4, 10)), now=5.5) == list(range(10))
+    assert buffer.room == 10
+    assert buffer.due_at() is None
+
+
+def test_offering_more_than_the_batch_has_room_for_is_refused() -> None:
+    buffer: TakeBuffer[int] = TakeBuffer(size=3, within=1.0)
+    buffer.offer(0, now=0.0)
+    with pytest.raises(ValueError, match="3 items offered, but the batch has room for 2"):
+        buffer.offer_many([1, 2, 3], now=0.0)
+    assert buffer.offer_many([], now=0.0) is None
+    assert len(buffer) == 1

@@ -37,7 +37,12 @@ class Record(BaseModel):
         ...     at: datetime
     """
 
-    model_config = ConfigDict(ser_json_bytes="base64", val_json_bytes="base64")
+    # NaN and infinities are written as the JSON extensions NaN/Infinity (as Python's json
+    # module does), so they come back as they were instead of as null, which no float
+    # field would accept.
+    model_config = ConfigDict(
+        ser_json_bytes="base64", val_json_bytes="base64", ser_json_inf_nan="constants"
+    )
 
     __primitive__: ClassVar[bool] = False
     __primitive_fields__: ClassVar[tuple[tuple[str, bytes, type], ...]] = ()

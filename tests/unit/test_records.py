@@ -401,3 +401,16 @@ def test_a_custom_serializer_payload_failing_validation_names_the_field() -> Non
 
     with pytest.raises(DecodeError, match=r"does not match Item: quantity: "):
         codec.decode({b"data": b"#!reversed-json\n" + payload})
+
+
+def test_nan_and_infinities_round_trip_instead_of_turning_into_null() -> None:
+    class Reading(Record):
+        value: float
+        history: list[float]
+
+    codec = RecordCodec(Reading, JSONSerializer(), None)
+    stored = codec.encode(Reading(value=math.nan, history=[math.inf, -math.inf, 1.5]))
+    assert stored[b"data"] == b'{"value":NaN,"history":[Infinity,-Infinity,1.5]}'
+    back = codec.decode(stored)
+    assert math.isnan(back.value)
+    assert back.history == [math.inf, -math.inf, 1.5]

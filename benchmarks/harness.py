@@ -121,7 +121,7 @@ class Consumer:
         """The process id."""
         return self.process.pid
 
-    def log_tail(self, lines: int = 30) -> str:
+    def log_tail(self, lines: int = 60) -> str:
         """The end of the process's output."""
         try:
             text = self.log.read_text("utf-8", "replace")

@@ -195,9 +195,13 @@ class Coordinator:
 
     async def _join(self, kind: str) -> None:
         holding = frozenset(n for n, f in self.ex.feeds.items() if not f.lost)
-        write = await self._update(
-            kind, lambda m: joined(m, self.ex.id, self.ex.worker.id, self.partitions, holding)
-        )
+
+        def change(members: Members) -> Members:
+            if self._leaving:  # checked on every compare-and-set attempt: a leave wins
+                return members
+            return joined(members, self.ex.id, self.ex.worker.id, self.partitions, holding)
+
+        write = await self._update(kind, change)
         if self.control_last is None:
             # Follow the control stream from our own join on: we react to it like anyone.
             self.control_last = just_before(write.announced) if write.announced else b"0-0"
@@ -287,6 +291,8 @@ class Coordinator:
 
     async def _check_members(self) -> None:
         members = await self._read()
+        if self._leaving:
+            return  # leave() is taking us out: neither re-join nor reap on its way
         if self.ex.id not in members:
             log.warning(
                 "%s is no longer a member of %s (reaped after a pause?): joining again",

@@ -16,7 +16,7 @@ import signal
 import socket
 import uuid
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from runnel import context
 from runnel.errors import Misconfigured
@@ -35,6 +35,12 @@ log = logging.getLogger(__name__)
 EXIT_OK = 0
 EXIT_HALTED = 1
 EXIT_FORCED = 130
+
+STOP_REPORT_MARGIN = 5.0
+"""Seconds past the longest ``grace_period`` after which a stop still going is reported."""
+
+STOP_REPORT_EVERY = 10.0
+"""Seconds between further reports of a stop that is still going."""
 
 
 GC_THRESHOLD = (50_000, 50, 100)
@@ -145,13 +151,40 @@ class Worker:
             self.started.set()
             await self._stop.wait()
         finally:
-            await self._shutdown()
+            reporter = asyncio.create_task(self._report_slow_stop(), name="stop-report")
+            try:
+                await self._shutdown()
+            finally:
+                await cancel_and_wait(reporter)
             if self.install_signals:
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     loop.remove_signal_handler(sig)
             self.stopped.set()
         log.info("worker %s stopped (exit code %d)", self.id, self.exit_code)
         return self.exit_code
+
+    async def _report_slow_stop(self) -> None:
+        """Log what a graceful stop is still waiting on once it takes longer than it should.
+
+        A drain is bounded by ``grace_period``; a stop that outlasts it by
+        :data:`STOP_REPORT_MARGIN` is stuck on something (a Redis call, a user's finally
+        block), and this names it: every pending task with the line it waits at.
+        """
+        clock = self.backend.clock
+        longest = max((e.spec.grace_period for e in self.executors), default=0.0)
+        started = clock.now()
+        await clock.sleep(longest + STOP_REPORT_MARGIN)
+        me = asyncio.current_task()
+        while True:
+            waiting = [describe_task(t) for t in asyncio.all_tasks() if t is not me]
+            log.warning(
+                "worker %s still stopping after %.1fs; waiting on %d task(s):\n  %s",
+                self.id,
+                clock.now() - started,
+                len(waiting),
+                "\n  ".join(sorted(waiting)) or "(none)",
+            )
+            await clock.sleep(STOP_REPORT_EVERY)
 
     async def _shutdown(self) -> None:
         await cancel_and_wait(*self._tasks[1:])  # background tasks first, leadership last
@@ -161,3 +194,26 @@ class Worker:
                 log.error("stopping %s failed: %s", executor.spec.name, safe_repr(result))
         await cancel_and_wait(*self._tasks[:1])
         await self.leadership.release()
+
+
+def describe_task(task: asyncio.Task[Any]) -> str:
+    """``name: where it waits``, the innermost awaits of the task outside asyncio itself.
+
+    Example:
+        ``exec-1:fetcher: fetcher.py:271 in _wait <- fetcher.py:75 in run``
+    """
+    frames: list[str] = []
+    coro: Any = task.get_coro()
+    for _ in range(100):
+        if coro is None:
+            break
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "ag_frame", None)
+        if frame is not None and not frame.f_code.co_filename.startswith(_ASYNCIO_DIR):
+            name = os.path.basename(frame.f_code.co_filename)
+            frames.append(f"{name}:{frame.f_lineno} in {frame.f_code.co_name}")
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "ag_await", None)
+    where = " <- ".join(reversed(frames[-3:])) or "(inside asyncio)"
+    return f"{task.get_name()}: {where}"
+
+
+_ASYNCIO_DIR = os.path.dirname(asyncio.__file__)

@@ -6,6 +6,7 @@ simulated, and the whole module runs in a few real seconds.
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -338,3 +339,28 @@ async def test_a_lease_that_frees_itself_right_after_a_failed_attempt_is_taken_a
     assert asked  # the first attempt found the ghost's lease
     # Taken as soon as it was found free, not one assignment_sleep (0.5 s) later.
     assert clock.now() - started < 0.3 + 0.1
+
+
+@pytest.mark.parametrize("offset", [0.0, 0.05, 0.13, 0.26, 0.41])
+async def test_workers_stopping_together_leave_no_member_behind(
+    make_app: Callable[..., App],
+    clock: SimulatedClock,
+    make_cluster: Callable[[App], Cluster],
+    offset: float,
+) -> None:
+    app, ticks, seen = app_with_log(make_app, work=0.001)
+    cluster = make_cluster(app)
+    for name in ("w1", "w2", "w3"):
+        await cluster.start(name)
+    await until(lambda: len(cluster.owners()) == 8 and cluster.exclusive(), clock)
+    await ticks.send(*[Tick(key=f"k{i % 11}", seq=i) for i in range(300)])
+    await clock.sleep(offset)  # stop at different points of the heartbeat cycle
+    began = clock.now()
+    codes = await asyncio.gather(*(cluster.stop(n) for n in list(cluster.nodes)))
+    assert codes == [0, 0, 0]
+    # Each drain is short: nobody waits for a lease to expire or a grace period to end.
+    assert clock.now() - began < FAST["default_lock_expiry"]
+    assert decode(await app.backend.kv.get(ticks.keys.membership("proc"))) == {}
+    for number in range(8):
+        assert await app.backend.locks.holder(ticks.keys.lock("proc", number)) is None
+    assert len(seen) == len(set(seen))  # a graceful stop processes nothing twice

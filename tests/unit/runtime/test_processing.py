@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
+
+import pytest
 
 from runnel import App, Event, Events, Record
 from runnel.adapters.memory.clock import SimulatedClock
@@ -188,3 +192,36 @@ async def test_graceful_stop_finishes_in_flight_work_and_processes_nothing_twice
     await until(lambda: len(seen) >= 100, clock)
     await second.stop()
     assert sorted(seq for _, seq in seen) == list(range(100))  # no duplicates, none lost
+
+
+async def test_a_stop_stuck_past_its_grace_period_reports_where_it_waits(
+    make_app: Callable[..., App],
+    workers: Any,
+    clock: SimulatedClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = make_app(default_partition_count=1, default_grace_period=2.0)
+    ticks = app.stream("ticks", record=Tick, partition_by="key")
+    release = asyncio.Event()
+
+    @app.processor(ticks)
+    async def proc(events: Events) -> None:
+        try:
+            async for _ in events.records():
+                await clock.sleep(3600)  # still busy when the grace period ends
+        finally:
+            await release.wait()  # a cleanup that hangs, even after the cancellation
+
+    await ticks.send(Tick(key="k", seq=1))
+    running = await workers(app)
+    await until(lambda: running.worker.executors[0].consumers != {}, clock)
+    await clock.sleep(1)
+    caplog.set_level(logging.WARNING, logger="runnel.runtime.worker")
+    running.worker.request_stop()
+    await until(lambda: "still stopping" in caplog.text, clock, within=30)
+    report = next(r.getMessage() for r in caplog.records if "still stopping" in r.getMessage())
+    assert "test_processing.py" in report  # names the stuck line
+    assert "in proc" in report
+    assert not running.task.done()
+    release.set()
+    assert await running.task == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -439,3 +440,37 @@ async def test_a_renewal_during_a_round_only_makes_it_try_again(
         await other.aclose()
     assert intruder.times == 1
     assert slot == [Entry(ids[0], one(1), 1)]
+
+
+# --------------------------------------------------------------------------- cancellation
+
+
+@pytest.mark.skipif(
+    not hasattr(asyncio.Task, "cancelling"), reason="needs Python >= 3.11 (Task.cancelling)"
+)
+async def test_a_loop_of_blocking_reads_always_ends_when_its_task_is_cancelled(
+    redis_client: Redis,
+) -> None:
+    """redis-py sometimes absorbs a cancellation that arrives as a blocking read returns; the
+    adapter raises it again, so a loop around ``wait`` (the doorbell, the control stream)
+    cannot outlive its cancellation and hang a graceful stop."""
+    log, k = RedisStreamLog(redis_client), key_space()
+    rng = random.Random(7)
+
+    async def doorbell() -> None:
+        while True:  # what the fetcher's and the coordinator's loops do
+            await log.wait({k("s"): b"0-0"}, 0.005)
+
+    survivors = 0
+    for _ in range(400):
+        task = asyncio.create_task(doorbell())
+        await asyncio.sleep(rng.uniform(0, 0.012))  # cancel at every point of the read
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=5.0)  # a hang bound, not a timing
+        if not done:
+            survivors += 1
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        else:
+            assert task.cancelled()
+    assert survivors == 0

@@ -1,6 +1,6 @@
 """Turning redis-py exceptions into runnel's :mod:`runnel.errors`.
 
-Every call into redis-py sits inside :func:`translated`, so callers of the Redis adapters
+Every call into redis-py sits inside :class:`translated`, so callers of the Redis adapters
 only ever see :class:`~runnel.errors.BackendError` subclasses. Pipelined calls report
 per-slot errors as exception *instances*; :func:`translate` converts those without raising.
 
@@ -18,9 +18,10 @@ Example:
 
 from __future__ import annotations
 
+import asyncio
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from types import TracebackType
 
 from redis import exceptions as rex
 
@@ -94,9 +95,19 @@ def _backpressure_message(reply: str) -> str:
     )
 
 
-@contextmanager
-def translated() -> Iterator[None]:
+_REDIS_ERRORS = (rex.RedisError, ConnectionError, TimeoutError)
+
+
+class translated:  # used like a function: ``with translated():``
     """Re-raise redis-py and socket errors from the body as runnel errors (``from`` them).
+
+    It also restores a cancellation redis-py lost. When a task is cancelled just as a
+    blocking read's reply arrives, redis-py can catch the ``CancelledError`` while it tidies
+    the connection and return normally (or fail with a connection error), so the caller
+    never learns that it was cancelled and a ``while True`` loop around the read keeps
+    running, which hangs whatever awaits that task. The task's own count of pending
+    cancellation requests (:meth:`asyncio.Task.cancelling`) still shows the request: if it
+    grew during the call, the call ends with ``CancelledError`` as it should have.
 
     Example:
         >>> from redis.exceptions import ResponseError
@@ -107,7 +118,35 @@ def translated() -> Iterator[None]:
         ...     print(e)
         Redis refused the command: NOGROUP No such key
     """
-    try:
-        yield
-    except (rex.RedisError, ConnectionError, TimeoutError) as exc:
-        raise translate(exc) from exc
+
+    __slots__ = ("_before", "_count")
+
+    def __init__(self) -> None:
+        self._count: Callable[[], int] | None = None
+        self._before = 0
+
+    def __enter__(self) -> None:
+        try:
+            task = asyncio.current_task()
+        except RuntimeError:  # no running loop: a synchronous use, nothing to guard
+            return
+        count = getattr(task, "cancelling", None)  # Python >= 3.11
+        if count is not None:
+            self._count = count
+            self._before = count()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        count = self._count
+        if (
+            count is not None
+            and count() > self._before
+            and (exc is None or isinstance(exc, _REDIS_ERRORS))
+        ):
+            raise asyncio.CancelledError("cancelled during a Redis call") from exc
+        if exc is not None and isinstance(exc, _REDIS_ERRORS):
+            raise translate(exc) from exc

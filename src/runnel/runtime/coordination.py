@@ -113,6 +113,9 @@ class Coordinator:
         self.joined = asyncio.Event()
         self._wake = asyncio.Event()
         self._busy = asyncio.Lock()  # one reconcile pass (or the leave) at a time
+        # One compare-and-set sequence on the membership at a time: a join whose write is
+        # in flight when leave() starts lands before leave() reads, so leave removes it.
+        self._membership = asyncio.Lock()
         self._leaving = False
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -161,6 +164,8 @@ class Coordinator:
             for task in self._tasks:
                 if task.get_name().endswith((":control", ":reconcile")):
                     task.cancel()
+            async with self._membership:
+                pass  # a join (or re-join) in flight has landed, and set `joined`, after this
             if self.joined.is_set():
                 try:
                     await self._update("leave", lambda m: without(m, [self.ex.id], self.partitions))
@@ -202,6 +207,8 @@ class Coordinator:
             return joined(members, self.ex.id, self.ex.worker.id, self.partitions, holding)
 
         write = await self._update(kind, change)
+        if self._leaving and self.ex.id not in self.members:
+            return  # leave() came first: this join wrote nothing
         if self.control_last is None:
             # Follow the control stream from our own join on: we react to it like anyone.
             self.control_last = just_before(write.announced) if write.announced else b"0-0"
@@ -229,6 +236,12 @@ class Coordinator:
 
     async def _update(self, kind: str, change: Callable[[Members], Members]) -> MembershipWrite:
         """Apply ``change`` with compare-and-set on the version; the write announces it."""
+        async with self._membership:
+            return await self._compare_and_set(kind, change)
+
+    async def _compare_and_set(
+        self, kind: str, change: Callable[[Members], Members]
+    ) -> MembershipWrite:
         port = self.backend.membership
         for _ in range(UPDATE_ATTEMPTS):
             record = await port.read(self.keys)

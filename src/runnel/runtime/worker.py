@@ -42,6 +42,9 @@ STOP_REPORT_MARGIN = 5.0
 STOP_REPORT_EVERY = 10.0
 """Seconds between further reports of a stop that is still going."""
 
+STOP_REPORT_LIMIT = 30
+"""Reports of one stop at most (five minutes of them); the last one says so."""
+
 
 GC_THRESHOLD = (50_000, 50, 100)
 """Garbage-collector thresholds of a tuned worker (CPython's defaults: 700, 10, 10)."""
@@ -175,14 +178,15 @@ class Worker:
         started = clock.now()
         await clock.sleep(longest + STOP_REPORT_MARGIN)
         me = asyncio.current_task()
-        while True:
+        for report in range(1, STOP_REPORT_LIMIT + 1):
             waiting = [describe_task(t) for t in asyncio.all_tasks() if t is not me]
             log.warning(
-                "worker %s still stopping after %.1fs; waiting on %d task(s):\n  %s",
+                "worker %s still stopping after %.1fs; waiting on %d task(s):\n  %s%s",
                 self.id,
                 clock.now() - started,
                 len(waiting),
                 "\n  ".join(sorted(waiting)) or "(none)",
+                "\n(no further reports of this stop)" if report == STOP_REPORT_LIMIT else "",
             )
             await clock.sleep(STOP_REPORT_EVERY)
 
@@ -199,21 +203,38 @@ class Worker:
 def describe_task(task: asyncio.Task[Any]) -> str:
     """``name: where it waits``, the innermost awaits of the task outside asyncio itself.
 
+    When those are all inside other libraries (a hung call in the Redis client, say), the
+    innermost line of runnel or of the application that led there is named as well.
+
     Example:
         ``exec-1:fetcher: fetcher.py:271 in _wait <- fetcher.py:75 in run``
     """
-    frames: list[str] = []
+    frames: list[tuple[bool, str]] = []  # (runnel's or the application's?, where), outermost first
     coro: Any = task.get_coro()
     for _ in range(100):
         if coro is None:
             break
         frame = getattr(coro, "cr_frame", None) or getattr(coro, "ag_frame", None)
-        if frame is not None and not frame.f_code.co_filename.startswith(_ASYNCIO_DIR):
-            name = os.path.basename(frame.f_code.co_filename)
-            frames.append(f"{name}:{frame.f_lineno} in {frame.f_code.co_name}")
+        if frame is not None:
+            path = frame.f_code.co_filename
+            if not path.startswith(_ASYNCIO_DIR):
+                where = f"{os.path.basename(path)}:{frame.f_lineno} in {frame.f_code.co_name}"
+                frames.append((not _in_library(path), where))
         coro = getattr(coro, "cr_await", None) or getattr(coro, "ag_await", None)
-    where = " <- ".join(reversed(frames[-3:])) or "(inside asyncio)"
-    return f"{task.get_name()}: {where}"
+    shown = [where for _, where in frames[-3:]]
+    if frames and not any(ours for ours, _ in frames[-3:]):
+        ours = [where for mine, where in frames[:-3] if mine]
+        if ours:
+            shown = [ours[-1], "...", *shown]
+    return f"{task.get_name()}: {' <- '.join(reversed(shown)) or '(inside asyncio)'}"
 
 
-_ASYNCIO_DIR = os.path.dirname(asyncio.__file__)
+def _in_library(path: str) -> bool:
+    """Whether ``path`` is a file of an installed third-party package (not runnel)."""
+    if path.startswith(_RUNNEL_DIR):
+        return False
+    return f"{os.sep}site-packages{os.sep}" in path or f"{os.sep}dist-packages{os.sep}" in path
+
+
+_ASYNCIO_DIR = os.path.dirname(asyncio.__file__) + os.sep
+_RUNNEL_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep

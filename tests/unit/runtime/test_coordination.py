@@ -364,3 +364,41 @@ async def test_workers_stopping_together_leave_no_member_behind(
     for number in range(8):
         assert await app.backend.locks.holder(ticks.keys.lock("proc", number)) is None
     assert len(seen) == len(set(seen))  # a graceful stop processes nothing twice
+
+
+@pytest.mark.parametrize("kind", ["join", "rejoin"])
+async def test_a_stop_during_a_membership_write_in_flight_leaves_no_member_behind(
+    make_app: Callable[..., App],
+    clock: SimulatedClock,
+    make_cluster: Callable[[App], Cluster],
+    monkeypatch: pytest.MonkeyPatch,
+    kind: str,
+) -> None:
+    """A join's compare-and-set whose reply is still on its way when the stop begins is
+    waited for, and the leave then takes the member out again: no ghost stays behind."""
+    app, ticks, _ = app_with_log(make_app)
+    port = app.backend.membership
+    real_update = port.update
+    in_flight: list[bool] = []
+    slow = kind == "join"
+
+    async def update(*args: Any, **kwargs: Any) -> Any:
+        write = await real_update(*args, **kwargs)
+        if slow and not in_flight:
+            in_flight.append(True)
+            await clock.sleep(0.3)  # written, but the reply is still on its way back
+        return write
+
+    monkeypatch.setattr(port, "update", update)
+    cluster = make_cluster(app)
+    key = ticks.keys.membership("proc")
+    await cluster.start("w1")
+    if kind == "rejoin":
+        await until(lambda: cluster.nodes["w1"].executor.coordinator.joined.is_set(), clock)
+        await app.backend.kv.delete(key)  # as if reaped during a pause: it joins again
+        slow = True
+    await until(lambda: bool(in_flight), clock)
+    assert await cluster.stop("w1") == 0
+    assert decode(await app.backend.kv.get(key)) == {}
+    for number in range(8):
+        assert await app.backend.locks.holder(ticks.keys.lock("proc", number)) is None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
@@ -12,6 +13,8 @@ import pytest
 
 from runnel import App, Event, Events, Record
 from runnel.adapters.memory.clock import SimulatedClock
+from runnel.runtime import worker as worker_module
+from runnel.runtime.worker import describe_task
 
 from .conftest import until
 
@@ -225,3 +228,72 @@ async def test_a_stop_stuck_past_its_grace_period_reports_where_it_waits(
     assert not running.task.done()
     release.set()
     assert await running.task == 0
+
+
+async def test_reports_of_a_stuck_stop_are_limited(
+    make_app: Callable[..., App],
+    workers: Any,
+    clock: SimulatedClock,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(worker_module, "STOP_REPORT_LIMIT", 3)
+    app = make_app(default_partition_count=1, default_grace_period=1.0)
+    ticks = app.stream("ticks", record=Tick, partition_by="key")
+    release = asyncio.Event()
+
+    @app.processor(ticks)
+    async def proc(events: Events) -> None:
+        try:
+            async for _ in events.records():
+                await clock.sleep(3600)
+        finally:
+            await release.wait()
+
+    await ticks.send(Tick(key="k", seq=1))
+    running = await workers(app)
+    await until(lambda: running.worker.executors[0].consumers != {}, clock)
+    await clock.sleep(1)
+    caplog.set_level(logging.WARNING, logger="runnel.runtime.worker")
+    running.worker.request_stop()
+    await until(lambda: "no further reports" in caplog.text, clock, within=120)
+    await clock.sleep(600)  # simulated: long after the last report
+    reports = [r for r in caplog.records if "still stopping" in r.getMessage()]
+    assert len(reports) == 3
+    assert "no further reports" in reports[-1].getMessage()
+    release.set()
+    assert await running.task == 0
+
+
+_LIBRARY = """
+async def wait_here(future):
+    await future
+
+async def pool_get(future):
+    await wait_here(future)
+
+async def execute(future):
+    await pool_get(future)
+"""
+
+
+async def test_a_task_stuck_inside_a_library_is_described_by_the_line_that_called_it() -> None:
+    library: dict[str, Any] = {}
+    exec(compile(_LIBRARY, "/opt/py/site-packages/somelib/client.py", "exec"), library)
+    future = asyncio.get_running_loop().create_future()
+
+    async def load_customer() -> None:
+        await library["execute"](future)
+
+    task = asyncio.create_task(load_customer(), name="loader")
+    await asyncio.sleep(0)
+    try:
+        where = describe_task(task)
+    finally:
+        future.set_result(None)
+        await task
+    assert re.fullmatch(
+        r"loader: client\.py:3 in wait_here <- client\.py:6 in pool_get <- client\.py:9 in "
+        r"execute <- \.\.\. <- test_processing\.py:\d+ in load_customer",
+        where,
+    ), where

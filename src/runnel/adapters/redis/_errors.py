@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from types import TracebackType
+from typing import Any, TypeVar
 
 from redis import exceptions as rex
 
@@ -97,6 +98,12 @@ def _backpressure_message(reply: str) -> str:
 
 _REDIS_ERRORS = (rex.RedisError, ConnectionError, TimeoutError)
 
+T = TypeVar("T")
+
+COUNTS_CANCELLATIONS = hasattr(asyncio.Task, "cancelling")
+"""Whether :class:`translated` restores lost cancellations (Python >= 3.11 has
+``Task.cancelling``); tests turn it off to exercise :func:`cancellable` instead."""
+
 
 class translated:  # used like a function: ``with translated():``
     """Re-raise redis-py and socket errors from the body as runnel errors (``from`` them).
@@ -107,7 +114,12 @@ class translated:  # used like a function: ``with translated():``
     never learns that it was cancelled and a ``while True`` loop around the read keeps
     running, which hangs whatever awaits that task. The task's own count of pending
     cancellation requests (:meth:`asyncio.Task.cancelling`) still shows the request: if it
-    grew during the call, the call ends with ``CancelledError`` as it should have.
+    grew during the call, the call ends with ``CancelledError`` as it should have (with
+    a message of its own, not the one given to ``cancel()``). The command may have taken
+    effect on the server by then (an ``XACK`` done, entries added to the pending list);
+    callers treat that like any call cancelled after it was sent. Python 3.10 has no
+    ``Task.cancelling``: there the guard does nothing, and
+    :func:`cancellable` protects the blocking reads instead.
 
     Example:
         >>> from redis.exceptions import ResponseError
@@ -126,6 +138,8 @@ class translated:  # used like a function: ``with translated():``
         self._before = 0
 
     def __enter__(self) -> None:
+        if not COUNTS_CANCELLATIONS:
+            return
         try:
             task = asyncio.current_task()
         except RuntimeError:  # no running loop: a synchronous use, nothing to guard
@@ -145,8 +159,30 @@ class translated:  # used like a function: ``with translated():``
         if (
             count is not None
             and count() > self._before
-            and (exc is None or isinstance(exc, _REDIS_ERRORS))
+            and not isinstance(exc, asyncio.CancelledError)
         ):
             raise asyncio.CancelledError("cancelled during a Redis call") from exc
         if exc is not None and isinstance(exc, _REDIS_ERRORS):
             raise translate(exc) from exc
+
+
+async def cancellable(call: Awaitable[T]) -> T:
+    """Await ``call`` in a task of its own, so that cancelling the caller always ends it.
+
+    For blocking reads on Python 3.10, where :class:`translated` cannot notice a
+    cancellation that redis-py lost: the caller awaits the call through
+    :func:`asyncio.shield`, so its own cancellation always reaches it, and then cancels
+    the call's task (whatever that task does with it no longer matters).
+    """
+    task = asyncio.ensure_future(call)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        task.cancel()
+        task.add_done_callback(_forget)
+        raise
+
+
+def _forget(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()  # retrieved, so asyncio does not log it as never retrieved

@@ -21,7 +21,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 from redis.typing import KeyT, StreamIdT
 
-from runnel.adapters.redis import _replies
+from runnel.adapters.redis import _errors, _replies
 from runnel.adapters.redis._errors import translate, translated
 from runnel.adapters.redis._scripts import Arg, call_packed, register
 from runnel.adapters.redis._watched import exchange_watched
@@ -205,7 +205,8 @@ class RedisStreamLog:
             if self._block_slice is not None:
                 block = min(block, self._block_slice)
             with translated():
-                raw = await self._client.xread(streams, count=1, block=block)
+                read = self._client.xread(streams, count=1, block=block)
+                raw = await (read if _errors.COUNTS_CANCELLATIONS else _errors.cancellable(read))
             woken = _replies.woken_keys(raw)
             if woken or time.monotonic() >= deadline:
                 return woken

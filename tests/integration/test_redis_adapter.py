@@ -371,7 +371,7 @@ class Intruder:
         self.times = 0
         attempt = _watched._attempt
 
-        async def intruded(conn: Any, acks: Any, reads: Any) -> Any:
+        async def intruded(conn: Any, read: Any, acks: Any, reads: Any) -> Any:
             send = conn.send_packed_command
 
             async def send_packed(payload: bytes, *args: Any, **kwargs: Any) -> None:
@@ -382,7 +382,7 @@ class Intruder:
 
             conn.send_packed_command = send_packed
             try:
-                return await attempt(conn, acks, reads)
+                return await attempt(conn, read, acks, reads)
             finally:
                 del conn.send_packed_command
 
@@ -440,6 +440,32 @@ async def test_a_renewal_during_a_round_only_makes_it_try_again(
         await other.aclose()
     assert intruder.times == 1
     assert slot == [Entry(ids[0], one(1), 1)]
+
+
+async def test_a_round_the_server_does_not_answer_in_time_fails_and_the_next_one_works(
+    redis_url: str,
+) -> None:
+    # The watched transaction reads its replies under one deadline of socket_timeout: a
+    # server that stops answering makes the round fail as unavailable, not hang, and the
+    # connection it left half-read is not reused.
+    client = Redis.from_url(redis_url, socket_timeout=0.3, protocol=2)
+    admin = Redis.from_url(redis_url)
+    try:
+        log, k = RedisStreamLog(client), key_space()
+        await log.append([Append(k("s"), one(1))])
+        await log.ensure_group(k("s"), "g")
+        await admin.client_pause(2000, all=True)
+        try:
+            with pytest.raises(BackendUnavailable):
+                await asyncio.wait_for(log.exchange([], [ReadRequest(k("s"), "g", "p0", 10)]), 10.0)
+        finally:
+            await admin.client_unpause()
+        _, [slot] = await log.exchange([], [ReadRequest(k("s"), "g", "p0", 10)])
+        assert isinstance(slot, list)
+        assert [e.fields for e in slot] == [one(1)]
+    finally:
+        await client.aclose()
+        await admin.aclose()
 
 
 # --------------------------------------------------------------------------- cancellation

@@ -20,9 +20,15 @@ falls back to the script, which does the same in one step.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import contextlib
+import functools
+import math
+import sys
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final
 
+import redis
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
@@ -36,6 +42,20 @@ ATTEMPTS: Final = 3
 """Transactions tried before the round falls back to the script."""
 
 Command = Sequence[bytes | str | int]
+Reader = Callable[[], Awaitable[Any]]
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in text.split(".")[:2] if p.isdigit())
+
+
+ONE_TIMER: Final = sys.version_info >= (3, 11) and _version(redis.__version__) >= (8, 1)
+"""Whether an attempt's replies are read under one deadline instead of one per reply.
+
+redis-py arms a timer for every ``read_response`` (one per queued command, about 35 per
+round); from redis-py 8.1 on, ``timeout=math.inf`` reads a reply without one, so the
+attempt takes a single ``asyncio.timeout`` of the connection's socket timeout instead
+(Python 3.11 and later). Older versions read reply by reply as before."""
 
 
 def pack(commands: Sequence[Command]) -> bytes:
@@ -73,7 +93,9 @@ async def exchange_watched(
     conn = await pool.get_connection()  # type: ignore[no-untyped-call]  # unannotated
     try:
         for _ in range(ATTEMPTS):
-            result = await _attempt(conn, acks, reads)
+            read, deadline = _reading(conn)
+            async with deadline:
+                result = await _attempt(conn, read, acks, reads)
             if result is not None:
                 return result
         return None
@@ -85,8 +107,16 @@ async def exchange_watched(
         await pool.release(conn)
 
 
+def _reading(conn: Any) -> tuple[Reader, contextlib.AbstractAsyncContextManager[Any]]:
+    """How an attempt reads its replies: the reader, and the deadline to run it under."""
+    if sys.version_info >= (3, 11) and ONE_TIMER:
+        read = functools.partial(conn.read_response, timeout=math.inf)
+        return read, asyncio.timeout(conn.socket_timeout)
+    return conn.read_response, contextlib.nullcontext()
+
+
 async def _attempt(
-    conn: Any, acks: Sequence[AckRequest], reads: Sequence[ReadRequest]
+    conn: Any, read_response: Reader, acks: Sequence[AckRequest], reads: Sequence[ReadRequest]
 ) -> tuple[list[int | Exception], list[list[Entry] | Exception]] | None:
     tokens: dict[str, bytes] = {}
     for fence in [a.fence for a in acks] + [r.fence for r in reads]:
@@ -96,8 +126,8 @@ async def _attempt(
     if tokens:
         locks = list(tokens)
         await conn.send_packed_command(pack([["WATCH", *locks], ["MGET", *locks]]))
-        await conn.read_response()
-        held = await conn.read_response()
+        await read_response()
+        held = await read_response()
         stale = {k for k, v in zip(locks, held, strict=True) if v != tokens[k]}
 
     commands: list[Command] = [["MULTI"]]
@@ -140,15 +170,15 @@ async def _attempt(
             plan.append(("pending", slot))
     commands.append(["EXEC"])
     await conn.send_packed_command(pack(commands))
-    await conn.read_response()  # OK for MULTI
+    await read_response()  # OK for MULTI
     queued_error: ResponseError | None = None
     for _ in plan:
         try:
-            await conn.read_response()  # QUEUED
+            await read_response()  # QUEUED
         except ResponseError as exc:  # a malformed command: EXEC will be refused
             queued_error = exc
     try:
-        replies = await conn.read_response()
+        replies = await read_response()
     except ResponseError:
         if queued_error is not None:
             raise queued_error from None

@@ -340,6 +340,11 @@ class KeyValue(Protocol):
 
     async def delete(self, *keys: str) -> int: ...
 
+    async def persistence_risk(self) -> str | None:
+        """Why data written here may not survive a restart of the store, in a sentence; None
+        when every write is persisted, or when the store will not say."""
+        ...
+
 
 class Membership(Protocol):
     """A processor's versioned membership record and its control stream.

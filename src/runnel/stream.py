@@ -13,6 +13,7 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import os
 from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -98,6 +99,9 @@ class Stream(Generic[R]):
         self._partition_keys = [self.keys.stream(n) for n in range(partition_count)]
         self._prepared = False
         self._prepare_lock: asyncio.Lock | None = None
+        self.generation: bytes | None = None
+        """The store generation recorded in the metadata hash when this process prepared
+        the stream; a different one later means the backend lost its data meanwhile."""
 
     def __repr__(self) -> str:
         return f"<Stream {self.app.name}.{self.name} partitions={self.partition_count}>"
@@ -240,9 +244,26 @@ class Stream(Generic[R]):
                     await self.app.backend.log.ensure_group(key, group, b"0")
             self._prepared = True
 
+    async def check_store(self) -> bool:
+        """Whether the backend lost this stream's data since this process prepared it.
+
+        The metadata hash holds a random ``generation``, written with the rest of the
+        metadata by whichever process prepared the stream first. If the hash is gone (Redis
+        restarted without persistence, was flushed, or failed over to an empty replica),
+        this records the metadata again with a new generation and returns True; so does a
+        generation that another process already re-recorded. Returns False when nothing
+        changed (a consumer group deleted by hand, for example).
+        """
+        known = self.generation
+        await self._check_metadata()
+        return known is not None and self.generation != known
+
     async def _check_metadata(self) -> None:
         wanted = self.metadata
-        stored = await self.app.backend.kv.hash_set_missing(self.keys.meta(), wanted)
+        stored = await self.app.backend.kv.hash_set_missing(
+            self.keys.meta(), {**wanted, GENERATION: os.urandom(8).hex().encode()}
+        )
+        self.generation = stored.get(GENERATION)
         for field, value in wanted.items():
             found = stored.get(field)
             if found is not None and found != value:
@@ -257,5 +278,8 @@ class Stream(Generic[R]):
         raw = await self.app.backend.kv.get(self.keys.lost())
         return int(raw) if raw else 0
 
+
+GENERATION = b"generation"
+"""Metadata field holding a random id of the store's life (see :meth:`Stream.check_store`)."""
 
 HASH_NAME = HASH_VERSION

@@ -290,6 +290,53 @@ async def test_batches_survive_a_script_cache_flush(
     assert await locks.acquire(k("lock"), k("epoch"), "w", 1.0) is not None
 
 
+async def test_persistence_risk_says_what_a_restart_would_lose(
+    redis_client: Redis, redis_is_throwaway: bool
+) -> None:
+    if not redis_is_throwaway:
+        pytest.skip("CONFIG SET changes the whole server: only on a server this session started")
+    kv = RedisKeyValue(redis_client)
+    before = await redis_client.config_get("save", "appendonly")
+    try:
+        await redis_client.config_set("save", "")
+        await redis_client.config_set("appendonly", "no")
+        assert "keeps nothing on disk" in (await kv.persistence_risk() or "")
+        await redis_client.config_set("save", "3600 1")
+        risk = await kv.persistence_risk() or ""
+        assert "only RDB snapshots" in risk
+        assert "3600 1" in risk
+        await redis_client.config_set("appendonly", "yes")
+        assert await kv.persistence_risk() is None
+    finally:
+        await redis_client.config_set("appendonly", before["appendonly"] or "no")
+        await redis_client.config_set("save", before["save"] or "")
+
+
+async def test_persistence_risk_is_unknown_when_config_is_refused(
+    redis_client: Redis, redis_url: str, redis_is_throwaway: bool
+) -> None:
+    if not redis_is_throwaway:
+        pytest.skip("ACL SETUSER changes the whole server: only on a server this session started")
+    user, password = f"no-config-{time.monotonic_ns()}", "secret"
+    await redis_client.acl_setuser(
+        user,
+        enabled=True,
+        passwords=[f"+{password}"],
+        categories=["+@all"],
+        commands=["-config"],
+        keys=["~*"],
+    )
+    limited = make_client(
+        redis_url.replace("redis://", f"redis://{user}:{password}@", 1), pool_size=1
+    )
+    try:
+        assert await RedisKeyValue(limited).persistence_risk() is None
+        assert await RedisKeyValue(limited).get("anything") is None  # the user works otherwise
+    finally:
+        await limited.aclose()
+        await redis_client.acl_deluser(user)
+
+
 async def test_an_unreachable_server_is_backend_unavailable() -> None:
     client = make_client("redis://127.0.0.1:1/0", pool_size=1)
     try:

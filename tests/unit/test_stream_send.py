@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable
 from typing import Any
 from uuid import uuid4
@@ -264,7 +265,11 @@ async def test_stream_metadata_is_recorded_on_the_first_send(app: App) -> None:
 
     await orders.send(Order(customer="a", seq=1))
 
-    assert await app.backend.kv.hash_get_all(meta_key) == {
+    meta = await app.backend.kv.hash_get_all(meta_key)
+    generation = meta.pop(b"generation")  # a random id of the store's life
+    assert re.fullmatch(rb"[0-9a-f]{16}", generation)
+    assert generation == orders.generation
+    assert meta == {
         b"partition_count": b"4",
         b"hash": b"xxh64-v1",
         b"codec": b"json",

@@ -18,6 +18,7 @@ from runnel import context
 from runnel.domain.leases import LeaseClock
 from runnel.domain.model import Partition
 from runnel.domain.policy import PartitionState
+from runnel.errors import BackendError, MetadataMismatch
 from runnel.ports import Backend, Fence, Lease
 from runnel.runtime._aio import cancel_and_wait, wait_within
 from runnel.runtime.acks import Acker
@@ -61,8 +62,10 @@ class Executor:
             spec.read_timeout,
             self._room,
             self.acker,
+            self._check_store,
         )
         self.coordinator = Coordinator(self)
+        self.store_resets = 0
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
 
@@ -257,6 +260,30 @@ class Executor:
                 )
             else:
                 del self._unrecorded[number]
+
+    async def _check_store(self) -> bool:
+        """Called when a partition's group is missing: was the whole store reset?"""
+        try:
+            reset = await self.stream.check_store()
+        except BackendError as exc:
+            log.warning("could not check whether %s lost its data: %s", self.stream.name, exc)
+            return False
+        except MetadataMismatch as exc:  # re-created meanwhile by an App that differs
+            self.worker.halt(exc, f"the store check of {self.stream.name}")
+            return False
+        if reset:
+            self.store_resets += 1
+            log.critical(
+                "the backend lost the data of stream %s.%s (Redis restarted without "
+                "persistence, was flushed, or failed over to an empty replica): events it "
+                "had accepted that %s had not processed yet are gone for good. Consumer "
+                "groups are created again at 0 and processing goes on; turn on Redis "
+                "persistence (appendonly yes) to keep this from happening",
+                self.stream.app.name,
+                self.stream.name,
+                self.spec.name,
+            )
+        return reset
 
     async def check_quarantine(self) -> None:
         """Resume partitions whose quarantine was cleared (called by the coordinator)."""

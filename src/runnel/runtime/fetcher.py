@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from runnel.domain.model import Entry, Event
@@ -48,8 +48,10 @@ class Fetcher:
         read_timeout: float,
         room: asyncio.Event,
         acker: Acker,
+        check_store: Callable[[], Awaitable[bool]] | None = None,
     ) -> None:
         self._acker = acker
+        self._check_store = check_store
         self._log = log_port
         self._clock = clock
         self._group = group
@@ -176,7 +178,9 @@ class Fetcher:
         if "NOGROUP" in str(error):
             # The group is gone (the store was reset, or someone destroyed it): create it
             # again at the start, never at the end, so nothing is skipped.
-            log.error("%s has no group %s: creating it again at 0", feed.key, self._group)
+            reset = self._check_store is not None and await self._check_store()
+            if not reset:  # a reset is reported once, by the check itself
+                log.error("%s has no group %s: creating it again at 0", feed.key, self._group)
             await self._log.ensure_group(feed.key, self._group, b"0")
             feed.restart_from_history()
             return

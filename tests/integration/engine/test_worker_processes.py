@@ -778,3 +778,41 @@ async def test_a_lone_worker_paused_past_its_leases_resumes_every_partition(
     seen = await results(client, app_name, "seen")
     sent = {(ticks.partition_for(e), i.decode()) for e, i in zip(events, ids, strict=True)}
     assert {(s["partition"], s["id"]) for s in seen} == sent
+
+
+async def test_a_redis_that_lost_its_data_is_reported_and_new_events_are_processed(
+    spawn: Spawn, client: Redis, app_name: str, redis_url: str
+) -> None:
+    app, ticks = ordering.build(app_name, redis_url)
+    try:
+        worker = spawn("ordering")
+        await ticks.send(*[Tick(key=f"k{i}", seq=0) for i in range(40)])
+        await wait_for(
+            lambda: recorded(client, app_name, "seen", 40), "the first 40", workers=[worker]
+        )
+        # As after a restart without persistence: every key of the app is gone at once
+        # (streams, groups, leases, epochs, membership, metadata); the results stay.
+        gone = [k async for k in client.scan_iter(match=f"__*:{app_name}.*")]
+        gone += [k async for k in client.scan_iter(match=f"__lead:{app_name}")]
+        assert any(k.startswith(b"__meta:") for k in gone)
+        await client.delete(*gone)
+        await ticks.send(*[Tick(key=f"k{i}", seq=1) for i in range(40)])
+        await wait_for(
+            lambda: recorded(client, app_name, "seen", 80),
+            "the 40 sent after the reset",
+            within=60,
+            workers=[worker],
+        )
+    finally:
+        await app.close()
+    assert await worker.stop() == 0
+    critical = worker.messages("critical")
+    assert len(critical) == 1, critical
+    assert f"lost the data of stream {app_name}.ticks" in critical[0]
+    assert any("keeps nothing on disk" in m for m in worker.messages("warning"))
+    seen = await results(client, app_name, "seen")
+    per_key: dict[str, list[int]] = defaultdict(list)
+    for s in seen:
+        per_key[s["key"]].append(s["seq"])
+    assert per_key == {f"k{i}": [0, 1] for i in range(40)}  # each once, in order
+    assert await pending(client, ticks, "proc") == 0

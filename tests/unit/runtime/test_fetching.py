@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -147,6 +148,65 @@ async def test_a_deleted_group_is_created_again_and_processing_goes_on(
     assert [g.name for g in groups] == ["proc"]
     assert seen[0] == 0  # the re-created group starts at the beginning: 0 may come again
     assert seen[-1] == 1
+
+
+async def test_a_store_reset_is_reported_once_and_processing_goes_on(
+    make_app: Callable[..., App], workers: Any, clock: SimulatedClock, caplog: Any
+) -> None:
+    app = make_app(default_partition_count=2)
+    ticks = app.stream("ticks", record=Tick, partition_by="key")
+    seen: list[int] = []
+
+    @app.processor(ticks)
+    async def proc(events: Events) -> None:
+        async for tick in events.records():
+            seen.append(tick.seq)
+
+    running = await workers(app)
+    await ticks.send(*[Tick(key=f"k{i}", seq=i) for i in range(10)])
+    await until(lambda: sorted(seen) == list(range(10)), clock)
+    executor = running.worker.executors[0]
+    before = ticks.generation
+    caplog.set_level(logging.INFO)
+    broker = app.backend.log.broker  # type: ignore[attr-defined]
+    assert broker.flush() > 0  # Redis restarted empty: streams, groups, leases, metadata
+    await ticks.send(*[Tick(key=f"k{i}", seq=i) for i in range(10, 20)])
+    await until(lambda: set(range(10, 20)) <= set(seen), clock, within=60)
+    await running.stop()
+    resets = [r for r in caplog.records if r.levelno == logging.CRITICAL]
+    assert len(resets) == 1, [r.getMessage() for r in resets]
+    assert "lost the data of stream" in resets[0].getMessage()
+    assert executor.store_resets == 1
+    assert ticks.generation is not None
+    assert ticks.generation != before
+    meta = await app.backend.kv.hash_get_all(ticks.keys.meta())
+    assert meta[b"generation"] == ticks.generation
+    assert meta[b"partition_count"] == b"2"  # the metadata is recorded again
+
+
+async def test_a_deleted_group_alone_is_no_store_reset(
+    make_app: Callable[..., App], workers: Any, clock: SimulatedClock, caplog: Any
+) -> None:
+    app = make_app(default_partition_count=1)
+    ticks = app.stream("ticks", record=Tick, partition_by="key")
+    seen: list[int] = []
+
+    @app.processor(ticks)
+    async def proc(events: Events) -> None:
+        async for tick in events.records():
+            seen.append(tick.seq)
+
+    running = await workers(app)
+    await ticks.send(Tick(key="k", seq=0))
+    await until(lambda: seen == [0], clock)
+    caplog.set_level(logging.INFO)
+    await app.backend.log.destroy_group(ticks.keys.stream(0), "proc")
+    await ticks.send(Tick(key="k", seq=1))
+    await until(lambda: 1 in seen, clock, within=10)
+    await running.stop()
+    assert running.worker.executors[0].store_resets == 0
+    assert not [r for r in caplog.records if r.levelno == logging.CRITICAL]
+    assert any("has no group proc" in r.getMessage() for r in caplog.records)
 
 
 async def test_a_partition_whose_read_is_refused_backs_off_instead_of_spinning(

@@ -86,6 +86,14 @@ class MemoryBroker:
             return None
         return value
 
+    def flush(self) -> int:
+        """Forget every key, as a Redis restarted without persistence does; how many."""
+        gone = len(self._keys)
+        self._keys.clear()
+        self._volatile.clear()
+        self.ring()  # blocked readers look again (and find their groups gone)
+        return gone
+
     def exists(self, key: str) -> bool:
         """True if ``key`` holds a live value of any type."""
         return self._live(key) is not None

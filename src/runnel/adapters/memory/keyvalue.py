@@ -86,3 +86,7 @@ class MemoryKeyValue:
     async def delete(self, *keys: str) -> int:
         """Delete keys of any type; return how many existed."""
         return self.broker.delete(keys)
+
+    async def persistence_risk(self) -> str | None:
+        """None: the in-memory backend lives and dies with its process, by design."""
+        return None

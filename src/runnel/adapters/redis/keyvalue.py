@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 from runnel.adapters.redis import _replies
 from runnel.adapters.redis._errors import translated
 from runnel.adapters.redis._scripts import Arg, register
+from runnel.errors import BackendError
 
 
 class RedisKeyValue:
@@ -103,3 +104,32 @@ class RedisKeyValue:
             return 0
         with translated():
             return _replies.as_int(await self._client.delete(*keys))
+
+    async def persistence_risk(self) -> str | None:
+        """What ``CONFIG GET appendonly save`` says about losing writes on a restart.
+
+        None when the append-only file is on, or when the server refuses ``CONFIG`` (an ACL
+        without it, a managed Redis that renames it): then nothing can be said.
+        """
+        try:
+            with translated():
+                raw = await self._client.config_get("appendonly", "save")
+        except BackendError:
+            return None
+        config = {_text(k): _text(v) for k, v in dict(raw).items()}
+        if config.get("appendonly", "").lower() == "yes":
+            return None
+        save = config.get("save", "").strip()
+        if not save:
+            return (
+                "Redis keeps nothing on disk (appendonly no, no RDB snapshots): if it "
+                "restarts, every event not yet processed is lost; set appendonly yes"
+            )
+        return (
+            f"Redis persists only RDB snapshots (appendonly no, save {save!r}): if it "
+            "restarts, events sent since the last snapshot are lost; set appendonly yes"
+        )
+
+
+def _text(value: object) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)

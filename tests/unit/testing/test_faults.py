@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from runnel import Events, ExceptionPolicy
@@ -43,6 +45,26 @@ async def test_a_killed_workers_partitions_move_and_its_pending_entries_are_rede
         first_deliveries_in_order(h, 80)
         assert h.exit_codes() == {"w1": None, "w2": KILLED}
         assert w1.state == "running"
+
+
+async def test_a_flushed_broker_is_a_store_reset_that_workers_report_and_survive(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app, stream, seen = counting_app(**FAST)
+    async with Harness(app) as h:
+        w1, w2 = await h.start("w1"), await h.start("w2")
+        await stream.send(*ticks(20))
+        await h.run_until_idle()
+        caplog.set_level(logging.CRITICAL, logger="runnel.runtime.executor")
+        h.broker.flush()  # Redis restarted without persistence
+        await stream.send(*[Tick(key=f"k{i % 4}", seq=5 + i // 4) for i in range(20)])
+        await h.run_until_idle()
+        assert seen.by_key() == {f"k{i}": list(range(10)) for i in range(4)}
+        assert sorted(set(h.owners("proc").values())) == ["w1", "w2"]
+        resets = [r.getMessage() for r in caplog.records if r.levelno == logging.CRITICAL]
+        assert len(resets) == 1  # once per stream and process: both share this app
+        assert all("lost the data of stream" in m for m in resets)
+        assert w1.state == w2.state == "running"
 
 
 async def test_a_killed_worker_runs_no_more_user_code() -> None:

@@ -340,9 +340,9 @@ class KeyValue(Protocol):
 
     async def delete(self, *keys: str) -> int: ...
 
-    async def persistence_risk(self) -> str | None:
-        """Why data written here may not survive a restart of the store, in a sentence; None
-        when every write is persisted, or when the store will not say."""
+    async def durability_risks(self) -> list[str]:
+        """How the store's own settings could lose or corrupt what runnel writes, a sentence
+        each (no persistence, eviction); empty when none is known or the store will not say."""
         ...
 
 

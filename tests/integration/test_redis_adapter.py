@@ -290,29 +290,38 @@ async def test_batches_survive_a_script_cache_flush(
     assert await locks.acquire(k("lock"), k("epoch"), "w", 1.0) is not None
 
 
-async def test_persistence_risk_says_what_a_restart_would_lose(
+async def test_durability_risks_say_what_a_restart_or_eviction_would_lose(
     redis_client: Redis, redis_is_throwaway: bool
 ) -> None:
     if not redis_is_throwaway:
         pytest.skip("CONFIG SET changes the whole server: only on a server this session started")
     kv = RedisKeyValue(redis_client)
-    before = await redis_client.config_get("save", "appendonly")
+    names = ("save", "appendonly", "maxmemory", "maxmemory-policy")
+    before = await redis_client.config_get(*names)
     try:
         await redis_client.config_set("save", "")
         await redis_client.config_set("appendonly", "no")
-        assert "keeps nothing on disk" in (await kv.persistence_risk() or "")
+        [risk] = await kv.durability_risks()
+        assert "keeps nothing on disk" in risk
         await redis_client.config_set("save", "3600 1")
-        risk = await kv.persistence_risk() or ""
+        [risk] = await kv.durability_risks()
         assert "only RDB snapshots" in risk
         assert "3600 1" in risk
         await redis_client.config_set("appendonly", "yes")
-        assert await kv.persistence_risk() is None
+        assert await kv.durability_risks() == []
+        await redis_client.config_set("maxmemory-policy", "allkeys-lru")
+        assert await kv.durability_risks() == []  # no maxmemory: nothing is ever evicted
+        await redis_client.config_set("maxmemory", "1gb")
+        [risk] = await kv.durability_risks()
+        assert "maxmemory-policy allkeys-lru" in risk
+        await redis_client.config_set("maxmemory-policy", "noeviction")
+        assert await kv.durability_risks() == []
     finally:
-        await redis_client.config_set("appendonly", before["appendonly"] or "no")
-        await redis_client.config_set("save", before["save"] or "")
+        for name in names:
+            await redis_client.config_set(name, before[name] or "")
 
 
-async def test_persistence_risk_is_unknown_when_config_is_refused(
+async def test_durability_risks_are_unknown_when_config_is_refused(
     redis_client: Redis, redis_url: str, redis_is_throwaway: bool
 ) -> None:
     if not redis_is_throwaway:
@@ -330,7 +339,7 @@ async def test_persistence_risk_is_unknown_when_config_is_refused(
         redis_url.replace("redis://", f"redis://{user}:{password}@", 1), pool_size=1
     )
     try:
-        assert await RedisKeyValue(limited).persistence_risk() is None
+        assert await RedisKeyValue(limited).durability_risks() == []
         assert await RedisKeyValue(limited).get("anything") is None  # the user works otherwise
     finally:
         await limited.aclose()

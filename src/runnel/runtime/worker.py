@@ -143,8 +143,7 @@ class Worker:
             for stream in {id(e.stream): e.stream for e in self.executors}.values():
                 await stream.prepare()
             if self.executors:
-                risk = await self.backend.kv.persistence_risk()
-                if risk:
+                for risk in await self.backend.kv.durability_risks():
                     log.warning("%s (%s)", risk, self.app.settings.redacted_url())
             self._tasks.append(asyncio.create_task(self.leadership.run(), name="leadership"))
             for executor in self.executors:

@@ -87,6 +87,6 @@ class MemoryKeyValue:
         """Delete keys of any type; return how many existed."""
         return self.broker.delete(keys)
 
-    async def persistence_risk(self) -> str | None:
+    async def durability_risks(self) -> list[str]:
         """None: the in-memory backend lives and dies with its process, by design."""
-        return None
+        return []

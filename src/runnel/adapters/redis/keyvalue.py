@@ -105,30 +105,40 @@ class RedisKeyValue:
         with translated():
             return _replies.as_int(await self._client.delete(*keys))
 
-    async def persistence_risk(self) -> str | None:
-        """What ``CONFIG GET appendonly save`` says about losing writes on a restart.
+    async def durability_risks(self) -> list[str]:
+        """What ``CONFIG GET`` says about losing writes on a restart or to eviction.
 
-        None when the append-only file is on, or when the server refuses ``CONFIG`` (an ACL
-        without it, a managed Redis that renames it): then nothing can be said.
+        Empty when the append-only file is on and nothing can be evicted, and also when the
+        server refuses ``CONFIG`` (an ACL without it, a managed Redis that renames it): then
+        nothing can be said.
         """
         try:
             with translated():
-                raw = await self._client.config_get("appendonly", "save")
+                raw = await self._client.config_get("appendonly", "save", "maxmemory*")
         except BackendError:
-            return None
+            return []
         config = {_text(k): _text(v) for k, v in dict(raw).items()}
-        if config.get("appendonly", "").lower() == "yes":
-            return None
-        save = config.get("save", "").strip()
-        if not save:
-            return (
-                "Redis keeps nothing on disk (appendonly no, no RDB snapshots): if it "
-                "restarts, every event not yet processed is lost; set appendonly yes"
+        risks = []
+        if config.get("appendonly", "yes").lower() != "yes":
+            save = config.get("save", "").strip()
+            if save:
+                risks.append(
+                    f"Redis persists only RDB snapshots (appendonly no, save {save!r}): if it "
+                    "restarts, events sent since the last snapshot are lost; set appendonly yes"
+                )
+            else:
+                risks.append(
+                    "Redis keeps nothing on disk (appendonly no, no RDB snapshots): if it "
+                    "restarts, every event not yet processed is lost; set appendonly yes"
+                )
+        policy = config.get("maxmemory-policy", "noeviction").lower()
+        if config.get("maxmemory", "0") not in ("", "0") and policy != "noeviction":
+            risks.append(
+                f"Redis evicts keys when it reaches maxmemory (maxmemory-policy {policy}): an "
+                "evicted stream loses its events, and an evicted lease lets two workers own "
+                "one partition; set maxmemory-policy noeviction"
             )
-        return (
-            f"Redis persists only RDB snapshots (appendonly no, save {save!r}): if it "
-            "restarts, events sent since the last snapshot are lost; set appendonly yes"
-        )
+        return risks
 
 
 def _text(value: object) -> str:

@@ -250,20 +250,33 @@ class Stream(Generic[R]):
         The metadata hash holds a random ``generation``, written with the rest of the
         metadata by whichever process prepared the stream first. If the hash is gone (Redis
         restarted without persistence, was flushed, or failed over to an empty replica),
-        this records the metadata again with a new generation and returns True; so does a
-        generation that another process already re-recorded. Returns False when nothing
-        changed (a consumer group deleted by hand, for example).
+        this records the metadata again with a new generation, creates every processor's
+        group again at 0, and returns True; so does a generation that another process
+        already re-recorded. Returns False when nothing changed (a consumer group deleted
+        by hand, for example), and to every later caller of the same reset: calls are
+        serialised, so one reset is reported once in a process.
+
+        Raises:
+            MetadataMismatch: the stream was re-created meanwhile by an App that defines
+                it differently.
         """
-        known = self.generation
-        await self._check_metadata()
-        return known is not None and self.generation != known
+        if self._prepare_lock is None:
+            self._prepare_lock = asyncio.Lock()
+        async with self._prepare_lock:
+            known = self.generation
+            await self._check_metadata()
+            if known is None or self.generation == known:
+                return False
+            for group in self.app.groups_of(self):
+                for key in self._partition_keys:
+                    await self.app.backend.log.ensure_group(key, group, b"0")
+            return True
 
     async def _check_metadata(self) -> None:
         wanted = self.metadata
         stored = await self.app.backend.kv.hash_set_missing(
             self.keys.meta(), {**wanted, GENERATION: os.urandom(8).hex().encode()}
         )
-        self.generation = stored.get(GENERATION)
         for field, value in wanted.items():
             found = stored.get(field)
             if found is not None and found != value:
@@ -272,6 +285,7 @@ class Stream(Generic[R]):
                     f"{found.decode()!r} in the backend but {value.decode()!r} in this App; "
                     "refusing to re-route events (migrate the stream or fix the definition)"
                 )
+        self.generation = stored.get(GENERATION)
 
     async def lost(self) -> int:
         """How many unprocessed entries a lossy cap has trimmed from this stream."""

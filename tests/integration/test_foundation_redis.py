@@ -6,6 +6,7 @@ Every test names its own app (``t<hex>``), so its keys are its own; nothing is f
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -389,3 +390,26 @@ async def test_cli_sendmany_refused_midway_says_what_the_server_already_has(
         "resume from line 3 instead.\n"
     )
     assert await redis_client.xlen(f"__strm:{name}.capped.0") == 2
+
+
+# --------------------------------------------------------------------------- store resets
+
+
+async def test_concurrent_store_checks_report_one_reset_and_re_create_the_groups(
+    make_app: MakeApp, name: str, redis_client: Redis
+) -> None:
+    app = make_app()
+    orders = app.stream("orders", record=Order, partition_by="customer", partition_count=3)
+    app.processor(orders, name="proc")(noop)
+    await orders.prepare()
+    assert await orders.check_store() is False  # nothing happened
+    first = orders.generation
+    gone = [k async for k in redis_client.scan_iter(match=f"__*:{name}.*")]
+    await redis_client.delete(*gone)  # the store lost everything
+    found = await asyncio.gather(*(orders.check_store() for _ in range(4)))
+    assert sorted(found) == [False, False, False, True]  # one reset, reported once
+    assert orders.generation not in (None, first)
+    assert await redis_client.hget(f"__meta:{name}.orders", "generation") == orders.generation
+    for n in range(3):
+        groups = await redis_client.xinfo_groups(f"__strm:{name}.orders.{n}")
+        assert [(g["name"], g["last-delivered-id"]) for g in groups] == [(b"proc", b"0-0")]

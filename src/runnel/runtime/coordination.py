@@ -307,8 +307,13 @@ class Coordinator:
         if self._leaving:
             return  # leave() is taking us out: neither re-join nor reap on its way
         if self.ex.id not in members:
+            # Lost with everything else in a store reset, or reaped after a pause: the
+            # store check tells the two apart (and reports a reset) before we join again.
+            if await self.ex.check_store() is None:
+                return  # halting
             log.warning(
-                "%s is no longer a member of %s (reaped after a pause?): joining again",
+                "%s is no longer a member of %s (reaped after a pause, or the store was "
+                "reset): joining again",
                 self.ex.id,
                 self.name,
             )

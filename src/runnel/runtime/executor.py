@@ -62,7 +62,7 @@ class Executor:
             spec.read_timeout,
             self._room,
             self.acker,
-            self._check_store,
+            self.check_store,
         )
         self.coordinator = Coordinator(self)
         self.store_resets = 0
@@ -87,9 +87,21 @@ class Executor:
             )
 
     async def _in_context(self, coro: Coroutine[Any, Any, None]) -> None:
-        """Run ``coro`` with this executor's context variables (its task's own copy)."""
+        """Run ``coro`` with this executor's context variables (its task's own copy).
+
+        A crash of the fetcher or the coordinator is a bug in runnel: it halts the worker
+        (exit code 1) instead of leaving its partitions stalled without a word.
+        """
         self._set_context()
-        await coro
+        try:
+            await coro
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            task = asyncio.current_task()
+            name = task.get_name() if task is not None else self.id
+            log.critical("%s crashed: %s", name, safe_repr(exc), exc_info=exc)
+            self.worker.halt(exc, name)
 
     def _set_context(self) -> None:
         context.executor_id.set(self.id)
@@ -261,8 +273,13 @@ class Executor:
             else:
                 del self._unrecorded[number]
 
-    async def _check_store(self) -> bool:
-        """Called when a partition's group is missing: was the whole store reset?"""
+    async def check_store(self) -> bool | None:
+        """Whether the whole store was reset (groups, leases or membership found missing).
+
+        True when this call found (and reported) a reset, False when it did not, and None
+        when the worker is halting because the stream was re-created with another
+        definition (nothing should be re-created then).
+        """
         try:
             reset = await self.stream.check_store()
         except BackendError as exc:
@@ -270,18 +287,20 @@ class Executor:
             return False
         except MetadataMismatch as exc:  # re-created meanwhile by an App that differs
             self.worker.halt(exc, f"the store check of {self.stream.name}")
+            return None
+        except Exception as exc:  # never let the check take the fetcher down
+            log.error("checking whether %s lost its data failed: %s", self.stream.name, exc)
             return False
         if reset:
             self.store_resets += 1
             log.critical(
                 "the backend lost the data of stream %s.%s (Redis restarted without "
                 "persistence, was flushed, or failed over to an empty replica): events it "
-                "had accepted that %s had not processed yet are gone for good. Consumer "
-                "groups are created again at 0 and processing goes on; turn on Redis "
-                "persistence (appendonly yes) to keep this from happening",
+                "had accepted and not processed yet are gone for good. Consumer groups are "
+                "created again at 0 and processing goes on; turn on Redis persistence "
+                "(appendonly yes) to keep this from happening",
                 self.stream.app.name,
                 self.stream.name,
-                self.spec.name,
             )
         return reset
 

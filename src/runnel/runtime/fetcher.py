@@ -48,7 +48,7 @@ class Fetcher:
         read_timeout: float,
         room: asyncio.Event,
         acker: Acker,
-        check_store: Callable[[], Awaitable[bool]] | None = None,
+        check_store: Callable[[], Awaitable[bool | None]] | None = None,
     ) -> None:
         self._acker = acker
         self._check_store = check_store
@@ -178,7 +178,10 @@ class Fetcher:
         if "NOGROUP" in str(error):
             # The group is gone (the store was reset, or someone destroyed it): create it
             # again at the start, never at the end, so nothing is skipped.
-            reset = self._check_store is not None and await self._check_store()
+            reset = await self._check_store() if self._check_store is not None else False
+            if reset is None:  # the worker is halting: re-create nothing
+                feed.backoff = True
+                return
             if not reset:  # a reset is reported once, by the check itself
                 log.error("%s has no group %s: creating it again at 0", feed.key, self._group)
             await self._log.ensure_group(feed.key, self._group, b"0")

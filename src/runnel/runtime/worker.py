@@ -143,7 +143,8 @@ class Worker:
             for stream in {id(e.stream): e.stream for e in self.executors}.values():
                 await stream.prepare()
             if self.executors:
-                for risk in await self.backend.kv.durability_risks():
+                risks = getattr(self.backend.kv, "durability_risks", None)  # optional
+                for risk in await risks() if risks is not None else []:
                     log.warning("%s (%s)", risk, self.app.settings.redacted_url())
             self._tasks.append(asyncio.create_task(self.leadership.run(), name="leadership"))
             for executor in self.executors:

@@ -6,10 +6,13 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from dependency_injector import providers
+
 from runnel import App, Events, Record
 from runnel.adapters.memory.clock import SimulatedClock
 from runnel.errors import BackendUnavailable
 from runnel.ports import AckRequest, ReadRequest
+from runnel.runtime.fetcher import Fetcher
 
 from .conftest import until
 
@@ -184,6 +187,45 @@ async def test_a_store_reset_is_reported_once_and_processing_goes_on(
     assert meta[b"partition_count"] == b"2"  # the metadata is recorded again
 
 
+async def test_a_store_reset_is_reported_even_when_another_app_re_created_the_groups_first(
+    make_app: Callable[..., App], workers: Any, clock: SimulatedClock, caplog: Any
+) -> None:
+    app = make_app(default_partition_count=2)
+    ticks = app.stream("ticks", record=Tick, partition_by="key")
+    seen: list[int] = []
+
+    @app.processor(ticks)
+    async def proc(events: Events) -> None:
+        async for tick in events.records():
+            seen.append(tick.seq)
+
+    # Another process of the same app (a worker starting, say): preparing the stream
+    # records its metadata and creates the processor's groups.
+    other = App(name=app.name, redis_url=f"memory://{app.name}", default_join_delay=0)
+    other.container.clock.override(providers.Object(clock))
+    other_ticks = other.stream("ticks", record=Tick, partition_by="key", partition_count=2)
+
+    @other.processor(other_ticks, name="proc")
+    async def other_proc(events: Events) -> None:
+        async for _ in events:
+            pass
+
+    running = await workers(app)
+    await ticks.send(*[Tick(key=f"k{i}", seq=i) for i in range(10)])
+    await until(lambda: sorted(seen) == list(range(10)), clock)
+    caplog.set_level(logging.INFO)
+    app.backend.log.broker.flush()  # type: ignore[attr-defined]
+    await other_ticks.send(*[Tick(key=f"k{i}", seq=i) for i in range(10, 20)])
+    await until(lambda: set(range(10, 20)) <= set(seen), clock, within=60)
+    await running.stop()
+    # The running worker never met a missing group, but found itself out of the
+    # membership: the store check behind that tells it the store was reset.
+    assert running.worker.executors[0].store_resets == 1
+    resets = [r for r in caplog.records if r.levelno == logging.CRITICAL]
+    assert len(resets) == 1, [r.getMessage() for r in resets]
+    await other.close()
+
+
 async def test_a_deleted_group_alone_is_no_store_reset(
     make_app: Callable[..., App], workers: Any, clock: SimulatedClock, caplog: Any
 ) -> None:
@@ -237,3 +279,29 @@ async def test_a_partition_whose_read_is_refused_backs_off_instead_of_spinning(
     await clock.sleep(10)
     await running.stop()
     assert 5 <= len(refused) <= 12  # about one attempt a second, not thousands
+
+
+async def test_a_crash_of_the_fetcher_halts_the_worker_instead_of_stalling_it(
+    make_app: Callable[..., App], workers: Any, clock: SimulatedClock, monkeypatch: Any, caplog: Any
+) -> None:
+    app = make_app(default_partition_count=1)
+    ticks = app.stream("ticks", record=Tick, partition_by="key")
+
+    @app.processor(ticks)
+    async def proc(events: Events) -> None:
+        async for _ in events:
+            pass
+
+    async def broken(self: Fetcher) -> None:
+        await clock.sleep(1)
+        raise RuntimeError("a bug in the fetcher")
+
+    monkeypatch.setattr(Fetcher, "run", broken)
+    caplog.set_level(logging.CRITICAL)
+    running = await workers(app)
+    await until(running.task.done, clock, within=30)
+    assert running.task.result() == 1  # halted: exit code 1
+    assert any(
+        "fetcher crashed" in r.getMessage() and "a bug in the fetcher" in r.getMessage()
+        for r in caplog.records
+    )

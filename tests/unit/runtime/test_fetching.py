@@ -8,7 +8,7 @@ from typing import Any
 
 from dependency_injector import providers
 
-from runnel import App, Events, Record
+from runnel import App, Events, Record, Stream
 from runnel.adapters.memory.clock import SimulatedClock
 from runnel.errors import BackendUnavailable
 from runnel.ports import AckRequest, ReadRequest
@@ -20,6 +20,22 @@ from .conftest import until
 class Tick(Record):
     key: str
     seq: int
+
+
+def recording_app(
+    make_app: Callable[..., App], **settings: Any
+) -> tuple[App, Stream[Tick], list[int]]:
+    """An app whose processor ``proc`` of the stream ``ticks`` notes every tick's seq."""
+    app = make_app(**settings)
+    ticks = app.stream("ticks", record=Tick, partition_by="key")
+    seen: list[int] = []
+
+    @app.processor(ticks)
+    async def proc(events: Events) -> None:
+        async for tick in events.records():
+            seen.append(tick.seq)
+
+    return app, ticks, seen
 
 
 def counting_exchange(app: App, monkeypatch: Any) -> list[tuple[int, int]]:
@@ -39,14 +55,7 @@ def counting_exchange(app: App, monkeypatch: Any) -> list[tuple[int, int]]:
 async def test_acknowledgements_ride_along_with_reads_under_load(
     make_app: Callable[..., App], workers: Any, clock: SimulatedClock, monkeypatch: Any
 ) -> None:
-    app = make_app(default_partition_count=4)
-    ticks = app.stream("ticks", record=Tick, partition_by="key")
-    seen: list[int] = []
-
-    @app.processor(ticks)
-    async def proc(events: Events) -> None:
-        async for tick in events.records():
-            seen.append(tick.seq)
+    app, ticks, seen = recording_app(make_app, default_partition_count=4)
 
     calls = counting_exchange(app, monkeypatch)
     await ticks.send(*[Tick(key=f"k{i % 8}", seq=i) for i in range(2000)])
@@ -67,14 +76,7 @@ async def test_acknowledgements_ride_along_with_reads_under_load(
 async def test_an_idle_worker_waits_on_the_doorbell_instead_of_polling(
     make_app: Callable[..., App], workers: Any, clock: SimulatedClock, monkeypatch: Any
 ) -> None:
-    app = make_app(default_partition_count=4, default_read_timeout=2000)
-    ticks = app.stream("ticks", record=Tick, partition_by="key")
-    seen: list[int] = []
-
-    @app.processor(ticks)
-    async def proc(events: Events) -> None:
-        async for tick in events.records():
-            seen.append(tick.seq)
+    app, ticks, seen = recording_app(make_app, default_partition_count=4, default_read_timeout=2000)
 
     calls = counting_exchange(app, monkeypatch)
     running = await workers(app)
@@ -131,14 +133,7 @@ async def test_a_round_that_failed_after_running_skips_nothing_and_keeps_order(
 async def test_a_deleted_group_is_created_again_and_processing_goes_on(
     make_app: Callable[..., App], workers: Any, clock: SimulatedClock
 ) -> None:
-    app = make_app(default_partition_count=1)
-    ticks = app.stream("ticks", record=Tick, partition_by="key")
-    seen: list[int] = []
-
-    @app.processor(ticks)
-    async def proc(events: Events) -> None:
-        async for tick in events.records():
-            seen.append(tick.seq)
+    app, ticks, seen = recording_app(make_app, default_partition_count=1)
 
     running = await workers(app)
     await ticks.send(Tick(key="k", seq=0))
@@ -156,14 +151,7 @@ async def test_a_deleted_group_is_created_again_and_processing_goes_on(
 async def test_a_store_reset_is_reported_once_and_processing_goes_on(
     make_app: Callable[..., App], workers: Any, clock: SimulatedClock, caplog: Any
 ) -> None:
-    app = make_app(default_partition_count=2)
-    ticks = app.stream("ticks", record=Tick, partition_by="key")
-    seen: list[int] = []
-
-    @app.processor(ticks)
-    async def proc(events: Events) -> None:
-        async for tick in events.records():
-            seen.append(tick.seq)
+    app, ticks, seen = recording_app(make_app, default_partition_count=2)
 
     running = await workers(app)
     await ticks.send(*[Tick(key=f"k{i}", seq=i) for i in range(10)])
@@ -190,14 +178,7 @@ async def test_a_store_reset_is_reported_once_and_processing_goes_on(
 async def test_a_store_reset_is_reported_even_when_another_app_re_created_the_groups_first(
     make_app: Callable[..., App], workers: Any, clock: SimulatedClock, caplog: Any
 ) -> None:
-    app = make_app(default_partition_count=2)
-    ticks = app.stream("ticks", record=Tick, partition_by="key")
-    seen: list[int] = []
-
-    @app.processor(ticks)
-    async def proc(events: Events) -> None:
-        async for tick in events.records():
-            seen.append(tick.seq)
+    app, ticks, seen = recording_app(make_app, default_partition_count=2)
 
     # Another process of the same app (a worker starting, say): preparing the stream
     # records its metadata and creates the processor's groups.
@@ -229,14 +210,7 @@ async def test_a_store_reset_is_reported_even_when_another_app_re_created_the_gr
 async def test_a_deleted_group_alone_is_no_store_reset(
     make_app: Callable[..., App], workers: Any, clock: SimulatedClock, caplog: Any
 ) -> None:
-    app = make_app(default_partition_count=1)
-    ticks = app.stream("ticks", record=Tick, partition_by="key")
-    seen: list[int] = []
-
-    @app.processor(ticks)
-    async def proc(events: Events) -> None:
-        async for tick in events.records():
-            seen.append(tick.seq)
+    app, ticks, seen = recording_app(make_app, default_partition_count=1)
 
     running = await workers(app)
     await ticks.send(Tick(key="k", seq=0))

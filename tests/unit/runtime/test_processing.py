@@ -197,13 +197,12 @@ async def test_graceful_stop_finishes_in_flight_work_and_processes_nothing_twice
     assert sorted(seq for _, seq in seen) == list(range(100))  # no duplicates, none lost
 
 
-async def test_a_stop_stuck_past_its_grace_period_reports_where_it_waits(
-    make_app: Callable[..., App],
-    workers: Any,
-    clock: SimulatedClock,
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    app = make_app(default_partition_count=1, default_grace_period=2.0)
+async def stuck_stop(
+    make_app: Callable[..., App], workers: Any, clock: SimulatedClock, grace_period: float
+) -> tuple[Any, asyncio.Event]:
+    """A worker asked to stop while its processor's cleanup hangs until the returned event
+    is set (even after the grace period's cancellation); the running worker and that event."""
+    app = make_app(default_partition_count=1, default_grace_period=grace_period)
     ticks = app.stream("ticks", record=Tick, partition_by="key")
     release = asyncio.Event()
 
@@ -219,8 +218,18 @@ async def test_a_stop_stuck_past_its_grace_period_reports_where_it_waits(
     running = await workers(app)
     await until(lambda: running.worker.executors[0].consumers != {}, clock)
     await clock.sleep(1)
-    caplog.set_level(logging.WARNING, logger="runnel.runtime.worker")
     running.worker.request_stop()
+    return running, release
+
+
+async def test_a_stop_stuck_past_its_grace_period_reports_where_it_waits(
+    make_app: Callable[..., App],
+    workers: Any,
+    clock: SimulatedClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="runnel.runtime.worker")
+    running, release = await stuck_stop(make_app, workers, clock, grace_period=2.0)
     await until(lambda: "still stopping" in caplog.text, clock, within=30)
     report = next(r.getMessage() for r in caplog.records if "still stopping" in r.getMessage())
     assert "test_processing.py" in report  # names the stuck line
@@ -238,24 +247,8 @@ async def test_reports_of_a_stuck_stop_are_limited(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(worker_module, "STOP_REPORT_LIMIT", 3)
-    app = make_app(default_partition_count=1, default_grace_period=1.0)
-    ticks = app.stream("ticks", record=Tick, partition_by="key")
-    release = asyncio.Event()
-
-    @app.processor(ticks)
-    async def proc(events: Events) -> None:
-        try:
-            async for _ in events.records():
-                await clock.sleep(3600)
-        finally:
-            await release.wait()
-
-    await ticks.send(Tick(key="k", seq=1))
-    running = await workers(app)
-    await until(lambda: running.worker.executors[0].consumers != {}, clock)
-    await clock.sleep(1)
     caplog.set_level(logging.WARNING, logger="runnel.runtime.worker")
-    running.worker.request_stop()
+    running, release = await stuck_stop(make_app, workers, clock, grace_period=1.0)
     await until(lambda: "no further reports" in caplog.text, clock, within=120)
     await clock.sleep(600)  # simulated: long after the last report
     reports = [r for r in caplog.records if "still stopping" in r.getMessage()]

@@ -88,5 +88,5 @@ class MemoryKeyValue:
         return self.broker.delete(keys)
 
     async def durability_risks(self) -> list[str]:
-        """None: the in-memory backend lives and dies with its process, by design."""
+        """Nothing to warn of: the in-memory backend lives and dies with its process."""
         return []

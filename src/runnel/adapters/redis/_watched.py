@@ -110,7 +110,7 @@ async def exchange_watched(
 
 def _reading(conn: Any) -> tuple[Reader, contextlib.AbstractAsyncContextManager[Any]]:
     """How an attempt reads its replies: the reader, and the deadline to run it under."""
-    if sys.version_info >= (3, 11) and ONE_TIMER:
+    if sys.version_info >= (3, 11) and ONE_TIMER:  # (the version test is for mypy too)
         read = functools.partial(conn.read_response, timeout=math.inf)
         return read, asyncio.timeout(conn.socket_timeout)
     return conn.read_response, contextlib.nullcontext()

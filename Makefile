@@ -1,20 +1,33 @@
-# One-command setup: every target creates/updates the local virtualenv first.
+# One-command setup: every target creates or updates the local virtualenv first, from the
+# lock file (uv.lock), so a fresh clone installs exactly the versions that were tested.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The uv release that installs the environment is the one the lock pins (dev group).
+UV_VERSION := $(shell awk '/^name = "uv"$$/ {getline; gsub(/[^0-9.]/, "", $$0); print; exit}' uv.lock)
+UV := $(BIN)/uv
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: install test check lint typecheck contracts unit integration test-slow test-all demo bench bench-smoke clean
+.PHONY: install lock test check lint typecheck contracts unit integration test-slow test-all \
+	lowest latest servers demo bench bench-smoke clean
 
-$(STAMP): pyproject.toml
+$(UV):
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev,fast]"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+
+$(STAMP): pyproject.toml uv.lock $(UV)
+	$(UV) sync --locked --extra fast --python $(BIN)/python
 	touch $(STAMP)
 
 install: $(STAMP)
 
-## make test: install everything, then lint, type-check, import contracts and the whole test suite
+## make lock: re-resolve every dependency to the newest allowed release and rewrite uv.lock
+lock: $(UV)
+	$(UV) lock --upgrade
+
+## make test: install from the lock, then lint, type-check, import contracts and the whole suite
 test: $(STAMP) check
 	$(BIN)/python -m pytest -m "not slow" -q -p no:cacheprovider
 
@@ -39,9 +52,21 @@ integration: $(STAMP)
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow -q
 
-## make test-all: the suite on every Python 3.10-3.13 found on this machine (nox)
+## make test-all: the locked suite on every Python 3.10-3.13 found on this machine (nox)
 test-all: $(STAMP)
-	$(BIN)/nox
+	$(BIN)/nox -s tests
+
+## make lowest / latest: the suite with every direct dependency at its declared minimum,
+## or at the newest release (ignoring the lock)
+lowest: $(STAMP)
+	$(BIN)/nox -s lowest
+
+latest: $(STAMP)
+	$(BIN)/nox -s latest
+
+## make servers: the integration suite on Redis 7.0, Redis Stack 7.4 and Valkey 8.1
+servers: $(STAMP)
+	$(BIN)/nox -s servers
 
 ## make demo: orders partitioned by customer, on the in-memory backend (or RUNNEL_REDIS_URL)
 demo: $(STAMP)
@@ -55,4 +80,4 @@ bench-smoke: $(STAMP)
 	$(BIN)/python -m benchmarks --smoke
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build dist src/*.egg-info
+	rm -rf $(VENV) .nox .mypy_cache .ruff_cache .pytest_cache build dist src/*.egg-info

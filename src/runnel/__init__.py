@@ -1,13 +1,39 @@
-"""Runnel: ordered, partitioned event processing on Redis Streams."""
+"""Runnel: ordered, partitioned event processing on Redis Streams.
 
-from runnel.app import App
-from runnel.domain.model import Event, Partition
-from runnel.domain.policy import ExceptionPolicy
-from runnel.middleware.base import Middleware
-from runnel.ports import Compressor, Serializer
-from runnel.record import Record
-from runnel.runtime.events import Events
-from runnel.stream import Stream
+The public names are imported on first use (PEP 562), so ``import runnel`` stays cheap
+and a tool that only needs ``runnel.__version__`` or the pytest plugin pays for nothing
+else.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+from runnel._version import __version__
+
+if TYPE_CHECKING:
+    from runnel.app import App
+    from runnel.domain.model import Event, Partition
+    from runnel.domain.policy import ExceptionPolicy
+    from runnel.middleware.base import Middleware
+    from runnel.ports import Compressor, Serializer
+    from runnel.record import Record
+    from runnel.runtime.events import Events
+    from runnel.stream import Stream
+
+_HOMES = {
+    "App": "runnel.app",
+    "Compressor": "runnel.ports",
+    "Event": "runnel.domain.model",
+    "Events": "runnel.runtime.events",
+    "ExceptionPolicy": "runnel.domain.policy",
+    "Middleware": "runnel.middleware.base",
+    "Partition": "runnel.domain.model",
+    "Record": "runnel.record",
+    "Serializer": "runnel.ports",
+    "Stream": "runnel.stream",
+}
 
 __all__ = [
     "App",
@@ -20,5 +46,18 @@ __all__ = [
     "Record",
     "Serializer",
     "Stream",
+    "__version__",
 ]
-__version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'runnel' has no attribute {name!r}")
+    value = getattr(import_module(home), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

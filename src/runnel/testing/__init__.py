@@ -32,10 +32,38 @@ Example:
     True
 """
 
-from runnel.adapters.memory.clock import SimulatedClock
-from runnel.testing.harness import DEFAULT_TIMEOUT, Harness, HarnessFactory
-from runnel.testing.observations import DeadLetterEntry, Delivery, Outcome, TaskRun
-from runnel.testing.virtual_worker import KILLED, SimulationTimeout, VirtualWorker, WorkerState
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from runnel.adapters.memory.clock import SimulatedClock
+    from runnel.testing.harness import DEFAULT_TIMEOUT, Harness, HarnessFactory
+    from runnel.testing.observations import DeadLetterEntry, Delivery, Outcome, TaskRun
+    from runnel.testing.virtual_worker import (
+        KILLED,
+        SimulationTimeout,
+        VirtualWorker,
+        WorkerState,
+    )
+
+# Imported on first use: the pytest plugin lives in this package, and loading it must not
+# import runnel's dependencies (a problem there would break every test run of the user's).
+_HOMES = {
+    "DEFAULT_TIMEOUT": "runnel.testing.harness",
+    "KILLED": "runnel.testing.virtual_worker",
+    "DeadLetterEntry": "runnel.testing.observations",
+    "Delivery": "runnel.testing.observations",
+    "Harness": "runnel.testing.harness",
+    "HarnessFactory": "runnel.testing.harness",
+    "Outcome": "runnel.testing.observations",
+    "SimulatedClock": "runnel.adapters.memory.clock",
+    "SimulationTimeout": "runnel.testing.virtual_worker",
+    "TaskRun": "runnel.testing.observations",
+    "VirtualWorker": "runnel.testing.virtual_worker",
+    "WorkerState": "runnel.testing.virtual_worker",
+}
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -51,3 +79,16 @@ __all__ = [
     "VirtualWorker",
     "WorkerState",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'runnel.testing' has no attribute {name!r}")
+    value = getattr(import_module(home), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

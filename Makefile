@@ -18,7 +18,7 @@ $(UV):
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
 
 $(STAMP): pyproject.toml uv.lock $(UV)
-	$(UV) sync --locked --extra fast --python $(BIN)/python
+	$(UV) sync --locked --extra fast --extra metrics --extra otel --python $(BIN)/python
 	touch $(STAMP)
 
 install: $(STAMP)

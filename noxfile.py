@@ -37,7 +37,18 @@ VERSIONS = ["3.10", "3.11", "3.12", "3.13"]
 ROOT = Path(__file__).parent
 PYTEST = ["pytest", "-m", "not slow", "-q", "-p", "no:cacheprovider"]
 # The test tools the unlocked sessions need (linters and type checkers run on the lock only).
-TEST_TOOLS = ("pytest", "pytest-asyncio", "pytest-timeout", "hypothesis", "fakeredis", "lupa")
+TEST_TOOLS = (
+    "pytest",
+    "pytest-asyncio",
+    "pytest-timeout",
+    "hypothesis",
+    "fakeredis",
+    "lupa",
+    "opentelemetry-sdk",
+    "pyyaml",
+)
+# The extras the suite exercises (the observability tests need metrics and otel).
+EXTRAS = ".[fast,metrics,otel]"
 
 # Redis Stack's server binary links against OpenSSL 1.1, which Debian 12 no longer ships:
 # the servers session unpacks Debian 11's build of the library next to it (pinned by hash).
@@ -101,7 +112,7 @@ def _dev_requirements(names: tuple[str, ...]) -> list[str]:
 
 def _sync_locked(session: nox.Session, *groups: str) -> None:
     """Install the locked environment (uv.lock) into the session's virtualenv."""
-    args = ["uv", "sync", "--locked", "--extra", "fast"]
+    args = ["uv", "sync", "--locked", "--extra", "fast", "--extra", "metrics", "--extra", "otel"]
     for group in groups:
         args += ["--group", group]
     session.run_install(
@@ -122,7 +133,7 @@ def tests(session: nox.Session) -> None:
 @nox.session(python=OLDEST)
 def lowest(session: nox.Session) -> None:
     """The default suite with every direct dependency at its declared minimum."""
-    session.install("--resolution=lowest-direct", "-e", ".[fast]", *_dev_requirements(TEST_TOOLS))
+    session.install("--resolution=lowest-direct", "-e", EXTRAS, *_dev_requirements(TEST_TOOLS))
     session.run("uv", "pip", "list", silent=False)
     session.run(*PYTEST, *session.posargs)
 
@@ -131,7 +142,7 @@ def lowest(session: nox.Session) -> None:
 def latest(session: nox.Session) -> None:
     """The default suite on the newest release of everything (the lock is ignored)."""
     session.install(
-        "--upgrade", "--resolution=highest", "-e", ".[fast]", *_dev_requirements(TEST_TOOLS)
+        "--upgrade", "--resolution=highest", "-e", EXTRAS, *_dev_requirements(TEST_TOOLS)
     )
     session.run("uv", "pip", "list", silent=False)
     session.run(*PYTEST, *session.posargs)

@@ -19,6 +19,7 @@ Example:
 
 from __future__ import annotations
 
+import importlib.util
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -33,8 +34,10 @@ from runnel.adapters.memory.membership import MemoryMembership
 from runnel.adapters.memory.streams import MemoryStreamLog
 from runnel.adapters.serializers import serializer_named
 from runnel.adapters.system_clock import SystemClock
+from runnel.errors import Misconfigured
 from runnel.ports import Backend
 from runnel.settings import Settings
+from runnel.telemetry import Metrics, NoMetrics, NoTracing, Tracing
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -98,6 +101,64 @@ def _redis_membership(client: Redis) -> RedisMembership:
     return RedisMembership(client)
 
 
+def prometheus_installed() -> bool:
+    """Whether the ``metrics`` extra (prometheus-client) can be imported."""
+    return importlib.util.find_spec("prometheus_client") is not None
+
+
+def make_metrics(enabled: bool | None, http_address: str | None, registry: object) -> Metrics:
+    """The metrics port the settings ask for.
+
+    ``enabled=None`` means "when the HTTP endpoint is on and prometheus-client is
+    installed"; ``registry`` is the prometheus_client registry to export through (None: a
+    registry of the App's own).
+
+    Raises:
+        Misconfigured: metrics are asked for explicitly but prometheus-client is missing.
+
+    Example:
+        >>> type(make_metrics(None, None, None)).__name__
+        'NoMetrics'
+    """
+    on = enabled if enabled is not None else http_address is not None and prometheus_installed()
+    if not on:
+        return NoMetrics()
+    try:
+        from runnel.adapters.prometheus import PrometheusMetrics
+    except ImportError as exc:
+        raise Misconfigured(
+            "metrics=True needs prometheus-client: pip install 'runnel[metrics]'"
+        ) from exc
+    from prometheus_client import CollectorRegistry
+
+    if registry is not None and not isinstance(registry, CollectorRegistry):
+        raise Misconfigured(
+            f"metrics_registry must be a prometheus_client CollectorRegistry, got {registry!r}"
+        )
+    return PrometheusMetrics(registry)
+
+
+def make_tracing(enabled: bool) -> Tracing:
+    """The tracing port the settings ask for.
+
+    Raises:
+        Misconfigured: tracing is on but the OpenTelemetry API is missing.
+
+    Example:
+        >>> make_tracing(False).enabled
+        False
+    """
+    if not enabled:
+        return NoTracing()
+    try:
+        from runnel.adapters.otel import OpenTelemetryTracing
+    except ImportError as exc:
+        raise Misconfigured(
+            "tracing=True needs the OpenTelemetry API: pip install 'runnel[otel]'"
+        ) from exc
+    return OpenTelemetryTracing()
+
+
 class Container(containers.DeclarativeContainer):
     """Providers of everything an App needs; see the module docstring to override them."""
 
@@ -139,3 +200,18 @@ class Container(containers.DeclarativeContainer):
     serializer = providers.Singleton(serializer_named, settings.provided.default_serializer)
     compressor = providers.Singleton(compressor_named, settings.provided.default_compressor)
     hasher = providers.Singleton(default_hasher)
+
+    # Observability (docs/observability.md). Override ``metrics_registry`` with a
+    # prometheus_client registry of your own (or ``prometheus_client.REGISTRY``) to export
+    # runnel's metrics next to yours; override ``metrics`` or ``tracing`` outright to plug
+    # in another implementation of the port.
+    metrics_registry: providers.Provider[object | None] = providers.Object(None)
+    metrics: providers.Provider[Metrics] = providers.Singleton(
+        make_metrics,
+        settings.provided.metrics,
+        settings.provided.http_address,
+        metrics_registry,
+    )
+    tracing: providers.Provider[Tracing] = providers.Singleton(
+        make_tracing, settings.provided.tracing
+    )

@@ -88,6 +88,25 @@ class Settings(BaseSettings):
     default_heartbeat_interval: float = Field(default=1.0, gt=0)
     """Seconds between executor heartbeats; an executor is dead after three missed beats."""
 
+    http_address: str | None = None
+    """``HOST:PORT`` where a worker serves ``/metrics``, ``/healthz`` and ``/readyz``
+    (``:PORT`` for every interface, ``[::1]:PORT`` for IPv6); off when None."""
+    metrics: bool | None = None
+    """Collect Prometheus metrics (the ``metrics`` extra). None: when the HTTP endpoint is
+    on and prometheus-client is installed."""
+    tracing: bool = False
+    """OpenTelemetry spans from send to processor (the ``otel`` extra); the application
+    configures the SDK. Entries sent with it on carry their trace context."""
+    partition_check_interval: float = Field(default=5.0, gt=0)
+    """Seconds between checks of each owned partition: lag, pending entries and the age of
+    the oldest (as metrics), and the stuck-partition detector."""
+    stuck_iteration_seconds: float = Field(default=120.0, ge=0)
+    """An iteration running longer than this makes its partition stuck: a warning and
+    ``runnel_partition_stuck``. 0 turns this check off."""
+    stuck_pending_seconds: float = Field(default=300.0, ge=0)
+    """A partition whose oldest pending entry was delivered longer ago than this is stuck.
+    0 turns this check off."""
+
     @field_validator("timezone")
     @classmethod
     def _known_timezone(cls, value: str) -> str:
@@ -97,6 +116,13 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"unknown timezone {value!r}: expected an IANA name like 'UTC'"
             ) from exc
+        return value
+
+    @field_validator("http_address")
+    @classmethod
+    def _host_and_port(cls, value: str | None) -> str | None:
+        if value is not None:
+            split_address(value)
         return value
 
     @field_validator("redis_url")
@@ -126,6 +152,43 @@ class Settings(BaseSettings):
             'redis://h:6379/0?password=***&db=1'
         """
         return _redact(self.redis_url)
+
+    def http_host_port(self) -> tuple[str, int] | None:
+        """The HTTP endpoint's address as ``(host, port)``, or None when it is off.
+
+        Example:
+            >>> Settings(http_address=":9100").http_host_port()
+            ('0.0.0.0', 9100)
+        """
+        return None if self.http_address is None else split_address(self.http_address)
+
+
+def split_address(address: str) -> tuple[str, int]:
+    """``HOST:PORT`` as ``(host, port)``: ``:PORT`` is every IPv4 interface, ``[::1]:PORT``
+    an IPv6 address.
+
+    Raises:
+        ValueError: not of that form, or the port is not in 0..65535.
+
+    Example:
+        >>> split_address("[::1]:9100"), split_address("127.0.0.1:0")
+        (('::1', 9100), ('127.0.0.1', 0))
+    """
+    host, colon, port = address.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        colon = ""  # an IPv6 address must be bracketed
+    if (
+        not colon
+        or not port.isdigit()
+        or not 0 <= int(port) <= 65535
+        or any(c.isspace() or c in "[]/" for c in host)
+    ):
+        raise ValueError(
+            f"expected HOST:PORT (like 127.0.0.1:9100, :9100 or [::1]:9100), got {address!r}"
+        )
+    return host or "0.0.0.0", int(port)
 
 
 def _redact(url: str) -> str:

@@ -11,6 +11,14 @@ Primitive records
     One stream field per record field: ``int`` in decimal, ``float`` by ``repr`` (exact
     round trip), ``bool`` as ``1``/``0``, ``str`` as UTF-8, ``bytes`` unchanged.
 
+Trace context
+    Only when the sender traces: the W3C ``traceparent`` (and ``tracestate``, when not
+    empty) of the producer span, in the reserved fields ``__traceparent`` and
+    ``__tracestate`` next to the record's own. Readers decode a record from its own fields
+    only (``data``, or the primitive record's fields), so a reader that does not trace, or
+    predates tracing, ignores them. No record field can take these names: pydantic treats
+    names starting with an underscore as private attributes, not fields.
+
 Example:
     >>> split_payload(b'{"a":1}')
     ('json', None, b'{"a":1}')
@@ -26,6 +34,10 @@ from typing import Final
 from runnel.errors import CodecMismatch, DecodeError
 
 DATA_FIELD: Final = b"data"
+TRACEPARENT_FIELD: Final = b"__traceparent"
+"""The W3C ``traceparent`` of the producer span (only in entries sent with tracing on)."""
+TRACESTATE_FIELD: Final = b"__tracestate"
+"""The W3C ``tracestate`` of the producer span, when it has one."""
 HEADER_PREFIX: Final = b"#!"
 PRIMITIVE_TYPES: Final = (bool, int, float, str, bytes)
 

@@ -1,0 +1,1 @@
+"""The worker's HTTP endpoint: ``/metrics``, ``/healthz`` and ``/readyz``."""

@@ -297,6 +297,13 @@ CATALOGUE: Final = _specs(
         APP,
     ),
     MetricSpec(
+        "runnel_worker_start_time_seconds",
+        G,
+        "Unix time this worker started; several changes within minutes mean it keeps "
+        "restarting (a HALT on the same event, say).",
+        APP,
+    ),
+    MetricSpec(
         "runnel_worker_ready",
         G,
         "1 while this worker's readiness probe (/readyz) passes, else 0.",

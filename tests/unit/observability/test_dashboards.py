@@ -80,7 +80,8 @@ def test_the_dashboard_is_grafana_json_with_a_data_source_and_an_app_variable() 
     assert len(ids) == len(set(ids))
     for panel in data["panels"]:
         grid = panel["gridPos"]
-        assert 0 <= grid["x"] and grid["x"] + grid["w"] <= 24
+        assert grid["x"] >= 0
+        assert grid["x"] + grid["w"] <= 24
 
 
 @pytest.mark.parametrize("query", dashboard_queries())

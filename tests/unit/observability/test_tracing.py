@@ -12,7 +12,11 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode, TraceState
 
+from runnel import Record
+from runnel.adapters.compressors import GzipCompressor
 from runnel.adapters.otel import OpenTelemetryTracing, creation_context
+from runnel.adapters.serializers import JSONSerializer
+from runnel.codec import RecordCodec
 from runnel.domain.encoding import TRACEPARENT_FIELD, TRACESTATE_FIELD
 from runnel.domain.model import Event, Partition
 from runnel.telemetry import ProcessTarget, SendTarget
@@ -193,3 +197,42 @@ def test_an_invalid_trace_context_is_ignored(
     tracing.process(TARGET, [event(b"1-0", {TRACEPARENT_FIELD: traceparent})]).end()
     (processed,) = finished(exporter, "process shop.orders")
     assert list(processed.links) == []
+
+
+class Order(Record):
+    order_id: int
+
+
+class Tick(Record, primitive=True):
+    n: int
+    note: str
+
+
+CARRIED = {
+    TRACEPARENT_FIELD: b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+    TRACESTATE_FIELD: b"vendor=value",
+}
+
+
+@pytest.mark.parametrize(
+    "compressor", [None, GzipCompressor()], ids=lambda c: c.name if c else "bare"
+)
+def test_readers_decode_json_records_carrying_trace_context_as_before(
+    compressor: GzipCompressor | None,
+) -> None:
+    codec = RecordCodec(Order, JSONSerializer(), compressor)
+    fields = codec.encode(Order(order_id=7))
+    assert codec.decode({**fields, **CARRIED}) == codec.decode(fields) == Order(order_id=7)
+
+
+def test_readers_decode_primitive_records_carrying_trace_context_as_before() -> None:
+    codec = RecordCodec(Tick, JSONSerializer(), None)
+    fields = codec.encode(Tick(n=1, note="x"))
+    assert codec.decode({**CARRIED, **fields}) == Tick(n=1, note="x")
+
+
+def test_no_record_field_can_take_a_trace_context_name() -> None:
+    class Sneaky(Record, primitive=True):
+        __traceparent: str = "mine"  # a private attribute to pydantic, not a field
+
+    assert TRACEPARENT_FIELD not in RecordCodec(Sneaky, JSONSerializer(), None).encode(Sneaky())

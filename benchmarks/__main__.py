@@ -6,11 +6,12 @@ Usage::
     python -m benchmarks --smoke              # a few seconds per scenario (make bench-smoke)
     python -m benchmarks --only send,latency --repeat 3 --json results.json
 
-Scenarios: send, single, take, two-workers, latency, memory. Each is measured ``--repeat``
-times for runnel and for the raw redis-py baseline, alternating which goes first; the
-table shows runnel's median, min and max, the baseline's median, their ratio, and the
-target. The exit code is 0 even when a target is missed (the table says so); it is 1 only
-when a scenario could not be run.
+Scenarios: send, single, take, two-workers, latency, memory, metrics. Each is measured
+``--repeat`` times for runnel and for the raw redis-py baseline, alternating which goes
+first; the table shows runnel's median, min and max, the baseline's median, their ratio,
+and the target. The ``metrics`` scenario compares runnel with metrics on against runnel
+with metrics off instead. The exit code is 0 even when a target is missed (the table
+says so); it is 1 only when a scenario could not be run.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ SCENARIOS: dict[str, Scenario] = {
     "two-workers": partial(consume.throughput, scenario="two-workers"),
     "latency": latency.latency,
     "memory": consume.memory,
+    "metrics": consume.metrics,
 }
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -46,6 +46,8 @@ class Job:
     kind: RecordKind
     mode: Mode
     workers: int = 1
+    settings: tuple[tuple[str, str], ...] = ()
+    """Environment variables of the runnel workers (never of the raw baseline)."""
 
 
 @dataclass(frozen=True)
@@ -94,7 +96,11 @@ async def measure(ctx: Context, job: Job, impl: str, sample_rss: bool = False) -
         await watcher.park()
         if impl == "runnel":
             for i in range(job.workers):
-                consumers.append(start_worker(job.module, ctx.url, app_name, ctx.logdir, i))
+                consumers.append(
+                    start_worker(
+                        job.module, ctx.url, app_name, ctx.logdir, i, settings=dict(job.settings)
+                    )
+                )
             holders = await watcher.wait_ready(
                 consumers, lock_keys(app_name, PARTITIONS), job.workers, ctx.sizes.ready_timeout
             )
@@ -233,6 +239,46 @@ async def throughput(ctx: Context, scenario: str) -> list[Row]:
                 f"redis-server {ours.server_cpu * 1000:.1f} vs {raw.server_cpu * 1000:.1f}; "
                 f"Redis commands per 1000 events: runnel {describe_commands(ours.commands)}; "
                 f"raw {describe_commands(raw.commands)}"
+            )
+        rows.append(row)
+    return rows
+
+
+METRICS_ON = (("RUNNEL_METRICS", "true"), ("RUNNEL_HTTP_ADDRESS", "127.0.0.1:0"))
+"""A worker with Prometheus metrics collected and the HTTP endpoint listening."""
+
+METRICS_JOBS = [
+    ("one-at-a-time primitive", Job("primitive", "primitive", "single")),
+    ("one-at-a-time nested", Job("nested", "nested", "single")),
+    ("take(100) primitive", Job("take_primitive", "primitive", "take")),
+]
+
+
+async def metrics(ctx: Context) -> list[Row]:
+    """The cost of metrics: each job with metrics on, against the same job with them off.
+
+    The baseline column of these rows is runnel itself with metrics off (the default), not
+    the raw loop; the target is to keep 95% of its throughput.
+    """
+    rows = []
+    for name, off in METRICS_JOBS:
+        on = replace(off, settings=METRICS_ON)
+        target = Target(ratio_at_least=0.95, baseline="off")
+        row = Row(f"{name}, metrics on", "events/s", target=target)
+        row.note = "the raw median column is the same worker with metrics off"
+        for r, on_first in enumerate(alternate(ctx.repeat)):
+            measured_on, measured_off = await in_order(
+                on_first,
+                partial(measure, ctx, on, "runnel"),
+                partial(measure, ctx, off, "runnel"),
+            )
+            row.values.append(measured_on.rate)
+            row.baseline.append(measured_off.rate)
+            ctx.say(
+                f"{name} #{r + 1}: metrics on {measured_on.rate:,.0f}/s, off "
+                f"{measured_off.rate:,.0f}/s ({measured_on.rate / measured_off.rate:.3f}); CPU "
+                f"ms per 1000 events {measured_on.consumer_cpu * 1000:.1f} vs "
+                f"{measured_off.consumer_cpu * 1000:.1f}"
             )
         rows.append(row)
     return rows

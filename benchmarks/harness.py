@@ -165,9 +165,13 @@ def start_worker(
     logdir: Path,
     index: int = 0,
     latency_out: str | None = None,
+    settings: Mapping[str, str] | None = None,
 ) -> Consumer:
-    """Start ``python -m runnel worker benchmarks.apps.<module>:app`` against ``url``."""
-    extra = {APP_NAME_ENV: app_name}
+    """Start ``python -m runnel worker benchmarks.apps.<module>:app`` against ``url``.
+
+    ``settings`` are extra environment variables (``RUNNEL_METRICS``, say).
+    """
+    extra = {APP_NAME_ENV: app_name, **(settings or {})}
     if latency_out is not None:
         extra[LATENCY_OUT_ENV] = latency_out
     log = logdir / f"{app_name}-worker{index}.log"

@@ -20,6 +20,8 @@ class Target:
     ratio_at_most: float | None = None
     above_row: str | None = None
     """The median must exceed the median of this other row of the same run."""
+    baseline: str = "raw"
+    """What the row's baseline is, as the target names it."""
 
     def describe(self) -> str:
         """Short text for the table (``>=60k, >=50% raw``)."""
@@ -29,9 +31,9 @@ class Target:
         if self.at_most is not None:
             parts.append(f"<={_short(self.at_most)}")
         if self.ratio_at_least is not None:
-            parts.append(f">={self.ratio_at_least:.0%} raw")
+            parts.append(f">={self.ratio_at_least:.0%} {self.baseline}")
         if self.ratio_at_most is not None:
-            parts.append(f"<={self.ratio_at_most:.0%} raw")
+            parts.append(f"<={self.ratio_at_most:.0%} {self.baseline}")
         if self.above_row is not None:
             parts.append(f"> {self.above_row}")
         return ", ".join(parts)

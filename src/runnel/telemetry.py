@@ -60,8 +60,8 @@ class Gauge(Protocol):
 class Histogram(Protocol):
     """Observations counted into the buckets of the metric's catalogue entry."""
 
-    def observe(self, value: float) -> None:
-        """Count one observation of ``value``."""
+    def observe(self, value: float, count: int = 1) -> None:
+        """Count ``count`` observations of ``value`` (a sample standing for ``count``)."""
         ...
 
 
@@ -106,7 +106,7 @@ class _Nothing:
     def set(self, value: float) -> None:
         pass
 
-    def observe(self, value: float) -> None:
+    def observe(self, value: float, count: int = 1) -> None:
         pass
 
 

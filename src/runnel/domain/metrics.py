@@ -382,3 +382,25 @@ def label_key(spec: MetricSpec, labels: Mapping[str, object]) -> tuple[str, ...]
             f"{', '.join(sorted(labels)) or 'none'}"
         )
     return tuple(str(labels[label]) for label in spec.labels)
+
+
+TIMED_PER_SECOND: Final = 200
+"""Iterations per second and partition that are timed at most (about)."""
+
+
+def timing_stride(iterations_per_second: float) -> int:
+    """Time one iteration in this many, so a partition times about
+    :data:`TIMED_PER_SECOND` a second however fast it goes.
+
+    Each timed iteration is counted as many times in the histograms as the stride it was
+    taken under, so their counts and sums estimate every iteration's, and their quantiles
+    are those of a systematic sample. Slow partitions (at most :data:`TIMED_PER_SECOND`
+    iterations a second) time every iteration.
+
+    Example:
+        >>> timing_stride(50.0), timing_stride(200.0), timing_stride(6_000.0)
+        (1, 1, 30)
+    """
+    if not iterations_per_second > TIMED_PER_SECOND:
+        return 1
+    return int(-(-iterations_per_second // TIMED_PER_SECOND))

@@ -1,0 +1,215 @@
+"""What a partition's iterations tell the metrics and the traces.
+
+A consumer hands every item (an event, or a ``take()`` batch) to the processor and gets
+control back when the processor asks for the next one: that span of time is one
+*iteration*. :class:`IterationMonitor` is told when each iteration begins and how it
+ends, and turns that into:
+
+* counters: events processed (and, from the consumer's policy, failed, ignored,
+  dead-lettered, quarantined);
+* histograms: the iteration's duration, and the end-to-end latency of its oldest entry
+  (from the time in its id, on the Redis clock, to the iteration's end);
+* a consumer span per iteration (when tracing is on), current while the processor runs.
+
+Costs are kept off the processing loop: with metrics and tracing off, the consumer does
+not create a monitor at all; with metrics on, an iteration costs two method calls and a
+counter update, and only one iteration in :func:`~runnel.domain.metrics.timing_stride`
+reads the clock (each timed iteration then counts for the stride in the histograms).
+
+Example:
+    >>> from runnel.adapters.memory.clock import SimulatedClock
+    >>> from runnel.adapters.memory.metrics import MemoryMetrics
+    >>> from runnel.domain.model import Event, Partition
+    >>> from runnel.telemetry import NoTracing
+    >>> metrics = MemoryMetrics()
+    >>> where = Where("shop", "orders", "printer", 3, "w1-printer-abc")
+    >>> monitor = IterationMonitor(where, metrics, NoTracing(), SimulatedClock())
+    >>> event = Event(Partition("orders", 3), b"1-0", {})
+    >>> monitor.begin(event); monitor.end(event)
+    >>> metrics.value("runnel_events_processed_total", **where.partition_labels())
+    1.0
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from runnel.domain.metrics import timing_stride
+from runnel.domain.model import Event
+from runnel.ports import Clock
+from runnel.telemetry import LabelValue, Metrics, ProcessSpan, ProcessTarget, Tracing
+
+Item = Event | list[Event]
+
+
+@dataclass(frozen=True, slots=True)
+class Where:
+    """The partition a monitor watches, and the executor watching it."""
+
+    app: str
+    stream: str
+    processor: str
+    partition: int
+    executor: str
+
+    def processor_labels(self) -> dict[str, LabelValue]:
+        """The labels of per-processor metrics."""
+        return {"app": self.app, "stream": self.stream, "processor": self.processor}
+
+    def partition_labels(self) -> dict[str, LabelValue]:
+        """The labels of per-partition metrics."""
+        return {**self.processor_labels(), "partition": self.partition}
+
+    def target(self) -> ProcessTarget:
+        """What consumer spans describe."""
+        return ProcessTarget(
+            f"{self.app}.{self.stream}", self.processor, self.partition, self.executor
+        )
+
+
+class IterationMonitor:
+    """Counts, times and traces one partition's iterations (see the module docstring).
+
+    Args:
+        where: the partition and its executor.
+        metrics: where counters and histograms go.
+        tracing: where consumer spans go.
+        clock: the executor's clock.
+    """
+
+    __slots__ = (
+        "_clock",
+        "_countdown",
+        "_dead_lettered",
+        "_failed",
+        "_ignored",
+        "_iteration",
+        "_latency",
+        "_metered",
+        "_processed",
+        "_quarantined",
+        "_span",
+        "_started",
+        "_stride",
+        "_target",
+        "_tracing",
+        "_wall_offset",
+        "iterations",
+    )
+
+    def __init__(self, where: Where, metrics: Metrics, tracing: Tracing, clock: Clock) -> None:
+        partition, processor = where.partition_labels(), where.processor_labels()
+        self._clock = clock
+        self._metered = metrics.enabled
+        self._processed = metrics.counter("runnel_events_processed_total", **partition)
+        self._failed = metrics.counter("runnel_events_failed_total", **partition)
+        self._ignored = metrics.counter("runnel_events_ignored_total", **partition)
+        self._dead_lettered = metrics.counter("runnel_events_dead_lettered_total", **partition)
+        self._quarantined = metrics.counter("runnel_events_quarantined_total", **partition)
+        self._iteration = metrics.histogram("runnel_iteration_duration_seconds", **processor)
+        self._latency = metrics.histogram("runnel_end_to_end_latency_seconds", **processor)
+        self._tracing = tracing if tracing.enabled else None
+        self._target = where.target()
+        self._span: ProcessSpan | None = None
+        self._stride = 1
+        self._countdown = 1
+        self._started: float | None = None
+        self._wall_offset = clock.wall().timestamp() - clock.now()
+        self.iterations = 0
+        """Iterations finished so far (the sampler derives the rate from it)."""
+
+    @property
+    def active(self) -> bool:
+        """Whether anything is measured at all (else the consumer need not call it)."""
+        return self._metered or self._tracing is not None
+
+    # ------------------------------------------------------------------ per iteration
+
+    def begin(self, item: Item) -> None:
+        """The processor is handed ``item``."""
+        if self._tracing is not None:
+            events = [item] if isinstance(item, Event) else item
+            self._span = self._tracing.process(self._target, events)
+        if self._metered:
+            self._countdown -= 1
+            if self._countdown <= 0:
+                self._countdown = self._stride
+                self._started = self._clock.now()
+
+    def end(self, item: Item) -> None:
+        """The processor asked for the next item: ``item`` is done (and acknowledged)."""
+        if self._metered:
+            self.iterations += 1
+            if isinstance(item, Event):
+                self._processed.inc()
+                oldest = item
+            else:
+                self._processed.inc(len(item))
+                oldest = item[0]
+            if self._started is not None:
+                self._timed(oldest)
+        if self._span is not None:
+            span, self._span = self._span, None
+            span.end()
+
+    def abandon(self, error: BaseException | None) -> None:
+        """The iteration in flight ended without finishing: ``error`` failed it, or (None)
+        the processor stopped (its partition revoked or lost, the worker stopping)."""
+        self._started = None
+        if self._span is not None:
+            span, self._span = self._span, None
+            span.end(error)
+
+    def _timed(self, oldest: Event) -> None:
+        assert self._started is not None
+        now = self._clock.now()
+        stride = self._stride
+        self._iteration.observe(now - self._started, stride)
+        self._started = None
+        appended = _append_time(oldest.id)
+        if appended is not None:
+            self._latency.observe(max(0.0, now + self._wall_offset - appended), stride)
+
+    # ------------------------------------------------------------------ outcomes (policy)
+
+    def failed(self, events: int) -> None:
+        """``events`` events failed (whatever the policy does next)."""
+        self._failed.inc(events)
+
+    def ignored(self, events: int) -> None:
+        """``events`` failed events were acknowledged under IGNORE."""
+        self._ignored.inc(events)
+
+    def dead_lettered(self, events: int) -> None:
+        """``events`` events were written to a dead-letter stream."""
+        self._dead_lettered.inc(events)
+
+    def quarantined(self, events: int) -> None:
+        """``events`` failed events quarantined the partition."""
+        self._quarantined.inc(events)
+
+    # ------------------------------------------------------------------ the sampler
+
+    def retune(self, iterations_per_second: float) -> None:
+        """Adapt how many iterations are timed to the partition's rate, and re-read the
+        offset between the wall clock and the monotonic one."""
+        self._stride = timing_stride(iterations_per_second)
+        self._countdown = min(self._countdown, self._stride)
+        self._wall_offset = self._clock.wall().timestamp() - self._clock.now()
+
+
+def _append_time(entry_id: bytes) -> float | None:
+    """The Unix time (seconds) in an entry id (``<ms>-<seq>``), if it has one.
+
+    Example:
+        >>> _append_time(b"1796179753358-1")
+        1796179753.358
+    """
+    ms, _, _ = entry_id.partition(b"-")
+    return int(ms) / 1000.0 if ms.isdigit() else None
+
+
+def events_of(item: Item | Sequence[Event]) -> int:
+    """How many events an item holds."""
+    return 1 if isinstance(item, Event) else len(item)

@@ -138,6 +138,18 @@ class WorkerProcess:
         pattern = re.compile(rf"^acquired {re.escape(stream)}\.(\d+) ")
         return {int(m[1]) for m in map(pattern.match, self.messages()) if m}
 
+    def peak_rss(self) -> int | None:
+        """The worker's peak resident set size so far, in bytes (``VmHWM`` in Linux's
+        ``/proc/<pid>/status``); ``None`` once it has exited, or without ``/proc``."""
+        if not self.running():
+            return None
+        try:
+            status = Path(f"/proc/{self.pid}/status").read_text()
+        except OSError:
+            return None
+        match = re.search(r"^VmHWM:\s+(\d+) kB$", status, re.M)
+        return int(match[1]) * 1024 if match else None
+
     def send_signal(self, sig: signal.Signals) -> None:
         """Send ``sig`` to the worker (if it still runs)."""
         if self.running():

@@ -8,8 +8,8 @@ the ``done`` records the workers wrote (see ``tests/integration/engine/apps/audi
 * **reordered**: a first delivery of a key's seq after a later seq of that key had been
   delivered (deliveries ordered by the time each reached user code, ``began``);
 * **ambiguous**: sends that raised, yet the event was processed (it had been written);
-* **recovery** of a fault: from its start until every partition that had events sent after
-  the start was processed again (a first ``began`` at or after the start, in each);
+* **recovery** of a fault: from its start until, in every partition, an event sent after
+  the start reached user code;
 * **drain** after faults: from the start of the last fault until the backlog is gone (every
   event sent more than :data:`CAUGHT_UP_GRACE` earlier processed), looked for from when the
   fault ended and every partition was processed again; without faults: from the end of the
@@ -116,20 +116,24 @@ def reorders(done: Iterable[Done]) -> list[tuple[str, int, int]]:
 
 
 def recovery(attempts: Sequence[Attempt], done: Iterable[Done], since: float) -> float | None:
-    """Seconds from ``since`` until every partition with a send at or after ``since`` had an
-    event reach user code at or after ``since``; ``None`` if one never did."""
+    """Seconds from ``since`` until, in every partition with a send at or after ``since``,
+    an event sent at or after ``since`` reached user code; ``None`` if one never did."""
     waiting = {a.partition for a in attempts if a.ok and a.at >= since}
-    firsts = first_began(done, since)
+    firsts = first_began(attempts, done, since)
     if not waiting <= firsts.keys():
         return None
     return max((firsts[p] - since for p in waiting), default=0.0)
 
 
-def first_began(done: Iterable[Done], since: float) -> dict[int, float]:
-    """For each partition, when an event first reached user code at or after ``since``."""
+def first_began(
+    attempts: Sequence[Attempt], done: Iterable[Done], since: float
+) -> dict[int, float]:
+    """For each partition, when an event sent at or after ``since`` first reached user code
+    (events sent earlier do not count: the backlog of a stopping owner is not recovery)."""
+    later = {(a.key, a.seq) for a in attempts if a.at >= since}
     firsts: dict[int, float] = {}
     for d in done:
-        if d["began"] >= since:
+        if _event(d) in later:
             p = int(d["partition"])
             firsts[p] = min(firsts.get(p, math.inf), d["began"])
     return firsts

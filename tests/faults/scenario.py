@@ -28,8 +28,8 @@ from redis.exceptions import RedisError
 
 from runnel import App, Stream
 from tests.integration.engine.apps import audited
-from tests.integration.engine.apps.audited import Load
-from tests.integration.engine.apps.common import RESULTS_URL_ENV, results_key
+from tests.integration.engine.apps.audited import RESULTS_URL_ENV, Load
+from tests.integration.engine.apps.common import results_key
 from tests.integration.engine.harness import APPS, FAST_SETTINGS, WorkerProcess, process_env
 
 from . import audit
@@ -54,6 +54,12 @@ _LEASE_LOST = re.compile(r"^lost the lease of ")
 def _text(value: bytes | str) -> str:
     # Our clients do not decode responses; redis-py's types allow str as well.
     return value.decode() if isinstance(value, bytes) else value
+
+
+def refused_acks(worker: WorkerProcess) -> list[int]:
+    """For each acknowledgement call ``worker`` logged as refused by the fence, how many
+    entries it carried."""
+    return [int(m[1]) for m in map(_ACK_REFUSED.match, worker.messages("warning")) if m]
 
 
 def pid_of(worker_id: str) -> int:
@@ -281,11 +287,11 @@ class Scenario:
         return [json.loads(item) for item in raw]
 
     async def wait_recovered(self, fault: Fault, within: float = SANITY) -> float:
-        """Wait until every partition was processed again since ``fault`` started; the
-        recovery time (fails after ``within`` seconds: a hang)."""
+        """Wait until, in every partition, an event sent since ``fault`` started was
+        processed; the recovery time (fails after ``within`` seconds: a hang)."""
 
         async def recovered() -> bool:
-            firsts = audit.first_began(await self.done(), fault.start)
+            firsts = audit.first_began(self.attempts, await self.done(), fault.start)
             return len(firsts) == self.partitions
 
         await self.wait_for(recovered, f"every partition processed after {fault.kind}", within)
@@ -372,10 +378,7 @@ class Scenario:
         return await self.pending() == 0
 
     def _note_logs(self) -> None:
-        refused = [
-            int(m[1]) for w in self.workers for m in map(_ACK_REFUSED.match, w.messages()) if m
-        ]
-        self.notes["acks refused"] = sum(refused)
+        self.notes["acks refused"] = sum(sum(refused_acks(w)) for w in self.workers)
         self.notes["lease losses"] = sum(
             1 for w in self.workers for m in w.messages() if _LEASE_LOST.match(m)
         )

@@ -77,10 +77,15 @@ def test_records_of_events_never_sent_are_phantoms() -> None:
 
 
 def test_recovery_waits_for_every_partition_with_later_sends() -> None:
-    attempts = [sent("a", 0, 10, partition=0), sent("b", 0, 10, partition=1)]
-    records = [done("a", 0, 10.1, partition=0)]
+    attempts = [
+        sent("b", 0, 8, partition=1),
+        sent("a", 0, 10, partition=0),
+        sent("b", 1, 10, partition=1),
+    ]
+    # b#0 was sent before the fault: processing it (a backlog) is not recovery.
+    records = [done("a", 0, 10.1, partition=0), done("b", 0, 9.5, partition=1)]
     assert recovery(attempts, records, since=9.0) is None
-    records.append(done("b", 0, 12.5, partition=1))
+    records.append(done("b", 1, 12.5, partition=1))
     assert recovery(attempts, records, since=9.0) == 3.5
 
 

@@ -150,6 +150,14 @@ class WorkerProcess:
         match = re.search(r"^VmHWM:\s+(\d+) kB$", status, re.M)
         return int(match[1]) * 1024 if match else None
 
+    def stopped(self) -> bool:
+        """Whether the worker is stopped by a signal (state ``T`` in ``/proc/<pid>/stat``)."""
+        try:
+            stat = Path(f"/proc/{self.pid}/stat").read_text()
+        except OSError:
+            return False
+        return stat.rsplit(")", 1)[1].split()[0] == "T"
+
     def send_signal(self, sig: signal.Signals) -> None:
         """Send ``sig`` to the worker (if it still runs)."""
         if self.running():

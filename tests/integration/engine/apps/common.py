@@ -2,9 +2,7 @@
 
 Processors record what they did by ``RPUSH``-ing JSON objects to lists in the same Redis
 (``results:{app}:{kind}``): the server orders the pushes of every process, so the test can
-count each event (lost, duplicated, out of order) without racing on a file. A test that
-injects faults into the app's Redis sends the results to another server instead, named by
-``ENGINE_TEST_RESULTS_URL``.
+count each event (lost, duplicated, out of order) without racing on a file.
 """
 
 from __future__ import annotations
@@ -18,7 +16,6 @@ from redis.asyncio import Redis
 from runnel import App, Record
 
 APP_ENV = "ENGINE_TEST_APP"
-RESULTS_URL_ENV = "ENGINE_TEST_RESULTS_URL"
 
 
 class Tick(Record):
@@ -64,11 +61,9 @@ class Results:
 
     @property
     def client(self) -> Redis:
-        """A client on ``ENGINE_TEST_RESULTS_URL`` if set, else on the app's backend URL
-        (read when first needed: after CLI options)."""
+        """A client on the app's backend URL (read when first needed: after CLI options)."""
         if self._client is None:
-            url = os.environ.get(RESULTS_URL_ENV) or self.app.settings.redis_url
-            self._client = Redis.from_url(url)
+            self._client = Redis.from_url(self.app.settings.redis_url)
         return self._client
 
     async def add(self, kind: str, **fields: Any) -> None:

@@ -206,6 +206,18 @@ class Scenario:
         holders = {n: _text(v).rsplit(":", 1)[0] for n, v in enumerate(locks) if v is not None}
         return owner == holders and len(owner) == self.partitions
 
+    async def lock_values(self) -> list[bytes | str | None]:
+        """Every partition's lock value (``<executor>:<epoch>``: a renewal keeps it, a new
+        acquisition changes it)."""
+        locks: list[bytes | str | None] = await self.client.mget(
+            [self.stream.keys.lock(PROC, n) for n in range(self.partitions)]
+        )
+        return locks
+
+    def lease_losses(self) -> int:
+        """How many times the workers logged losing a lease so far."""
+        return sum(1 for w in self.workers for m in w.messages() if _LEASE_LOST.match(m))
+
     async def wait_balanced(self, within: float = SANITY) -> float:
         """Wait until :meth:`balanced`; the seconds it took."""
         return await self.wait_for(self.balanced, "the partitions shared evenly", within)
@@ -379,9 +391,7 @@ class Scenario:
 
     def _note_logs(self) -> None:
         self.notes["acks refused"] = sum(sum(refused_acks(w)) for w in self.workers)
-        self.notes["lease losses"] = sum(
-            1 for w in self.workers for m in w.messages() if _LEASE_LOST.match(m)
-        )
+        self.notes["lease losses"] = self.lease_losses()
         for level in ("warning", "error", "critical"):
             self.notes[f"{level} lines"] = sum(len(w.messages(level)) for w in self.workers)
 

@@ -51,7 +51,7 @@ async def answers(port: int, timeout: float = 0.5) -> bool:
             await writer.wait_closed()
 
 
-async def command(client: Redis, *args: str | int) -> object:
+async def command(client: Redis, *args: str | float) -> object:
     """Send an operator command redis-py has no typed method for (``DEBUG SLEEP``,
     ``SHUTDOWN`` without its client-side check, ``CLIENT PAUSE ... ALL``)."""
     # redis-py declares execute_command without types.

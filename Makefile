@@ -53,7 +53,7 @@ test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow -q
 
 ## make test-faults: the fault-injection suite (real workers, a redis-server per scenario; about
-## 8 minutes); prints a table of lost, duplicated and reordered events and writes .faults/report.json
+## 6 minutes); prints a table of lost, duplicated and reordered events and writes .faults/report.json
 test-faults: $(STAMP)
 	$(BIN)/python -m pytest tests/faults -m faults -q -p no:cacheprovider
 

@@ -257,10 +257,14 @@ def recovery_text(values: Sequence[float | None]) -> str:
 def table(rows: Iterable[Row]) -> list[str]:
     """The report as fixed-width text lines, a header first."""
 
+    rows = list(rows)
+    widths = [w for _, w in COLUMNS]
+    widths[0] = max([widths[0], *(len(r.scenario) for r in rows)])
+
     def line(cells: Sequence[str]) -> str:
         return "  ".join(
             c.rjust(w) if i else c.ljust(w)
-            for i, (c, (_, w)) in enumerate(zip(cells, COLUMNS, strict=True))
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
         )
 
     lines = [line([name for name, _ in COLUMNS])]

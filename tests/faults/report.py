@@ -23,11 +23,22 @@ _NOTED = (
     "acks refused",
     "lease losses",
     "pending at end",
-    "stale finishes",
+    "warning lines",
+    "connections killed",
     "leases kept",
+    "reaps of live workers logged",
+    "in-flight event",
+    "stale finishes",
+    "stale finish after resume s",
+    "stale finish after the new owner's s",
+    "late hand-outs under an old lease",
+    "latency",
+    "events MB",
     "exit after SIGTERM s",
     "xfail",
 )
+"""Notes shown under the table (in this order; ``latency`` stands for every key starting
+with it); the JSON report has them all."""
 
 
 def lines(rows: Sequence[Row], seconds: float) -> list[str]:
@@ -36,8 +47,9 @@ def lines(rows: Sequence[Row], seconds: float) -> list[str]:
     out.append("")
     for row in rows:
         notes = {"ambiguous": row.ambiguous, **row.notes}
-        shown = [f"{k}={_short(notes[k])}" for k in _NOTED if notes.get(k) not in (None, 0, {})]
-        faults = ", ".join(f"{f.kind} {f.duration:.1f}s" for f in row.faults if f.duration)
+        keys = [k for name in _NOTED for k in notes if k == name or k.startswith(f"{name} ")]
+        shown = [f"{k}={_short(notes[k])}" for k in keys if notes[k] not in (None, 0, {}, [])]
+        faults = ", ".join(f"{f.kind} {f.duration:.1f}s" for f in row.faults if f.duration > 0.05)
         if faults:
             shown.insert(0, f"fault time: {faults}")
         out.append(f"{row.scenario} [{row.settings}]: {'; '.join(shown) or '-'}")
@@ -48,7 +60,7 @@ def lines(rows: Sequence[Row], seconds: float) -> list[str]:
 
 def _short(value: Any) -> str:
     text = value if isinstance(value, str) else json.dumps(value)
-    return text if len(text) <= 120 else text[:117] + "..."
+    return text if len(text) <= 240 else text[:237] + "..."
 
 
 def write(rows: Sequence[Row], seconds: float, path: Path = JSON_PATH) -> None:

@@ -49,6 +49,8 @@ DEFAULT_SETTINGS: Mapping[str, str | None] = {
 
 _ACK_REFUSED = re.compile(r"^acknowledgement of (\d+) entr(?:y|ies) of .* refused")
 _LEASE_LOST = re.compile(r"^lost the lease of ")
+REAPED = re.compile(r"^reaping dead member\(s\) of ")
+"""A worker found others' heartbeats expired and took them out of the membership."""
 
 
 def _text(value: bytes | str) -> str:
@@ -214,9 +216,13 @@ class Scenario:
         )
         return locks
 
+    def logged(self, pattern: re.Pattern[str]) -> int:
+        """How many log messages of all workers so far match ``pattern``."""
+        return sum(1 for w in self.workers for m in w.messages() if pattern.match(m))
+
     def lease_losses(self) -> int:
         """How many times the workers logged losing a lease so far."""
-        return sum(1 for w in self.workers for m in w.messages() if _LEASE_LOST.match(m))
+        return self.logged(_LEASE_LOST)
 
     async def wait_balanced(self, within: float = SANITY) -> float:
         """Wait until :meth:`balanced`; the seconds it took."""

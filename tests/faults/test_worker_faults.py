@@ -193,10 +193,20 @@ async def _record_stale_owner(
     finished = any(d["key"] == inflight["key"] and d["seq"] == inflight["seq"] for d in mine)
     row.notes["stale finishes"] = len(stale)
     row.notes["stale finish after resume s"] = [round(d["done"] - continued_at, 3) for d in stale]
+    # How long after the new owner had finished the same event.
+    row.notes["stale finish after the new owner's s"] = [
+        round(d["done"] - min(o["done"] for o in records if _same(o, d) and o is not d), 3)
+        for d in stale
+        if any(_same(o, d) and o is not d for o in records)
+    ]
     row.notes["in-flight event"] = "finished after the resume" if finished else "cancelled"
     row.notes["late hand-outs under an old lease"] = len(late)
     row.notes["victim acks refused"] = sum(refused_acks(victim))
     return stale
+
+
+def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    return bool(a["key"] == b["key"] and a["seq"] == b["seq"])
 
 
 def _assert_stale_acks_refused(s: Scenario, row: audit.Row, victim: WorkerProcess) -> None:

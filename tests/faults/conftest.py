@@ -19,7 +19,7 @@ import pytest
 from _pytest.terminal import TerminalReporter
 
 from . import report
-from .scenario import Scenario
+from .scenario import Scenario, Settings
 from .servers import RedisServer
 
 _HERE = Path(__file__).parent
@@ -110,7 +110,7 @@ class Faults:
         name: str,
         redis: RedisServer,
         *,
-        settings: str = "fast",
+        settings: Settings = "fast",
         env: Mapping[str, str] | None = None,
         **options: Any,
     ) -> Scenario:

@@ -20,7 +20,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from uuid import uuid4
 
 from redis.asyncio import Redis
@@ -38,6 +38,7 @@ from .load import Attempt, Producer, balanced_keys
 from .servers import RedisServer
 
 PROC = audited.PROCESSOR
+Settings = Literal["fast", "default"]
 POLL = 0.05
 SANITY = 60.0
 """Seconds after which a wait is a hang (recovery, drain): generous on a loaded machine."""
@@ -92,12 +93,11 @@ class Scenario:
         workdir: Path,
         rows: list[Row],
         *,
-        settings: str = "fast",
+        settings: Settings = "fast",
         env: Mapping[str, str] | None = None,
         partitions: int = audited.PARTITIONS,
         keys_per_partition: int = 10,
     ) -> None:
-        assert settings in {"fast", "default"}
         self.name = name
         self.redis = redis
         self.audit_url = audit_url
@@ -123,7 +123,6 @@ class Scenario:
         self._began: list[Done] = []
         self._started = time.time()
         self._tasks: list[asyncio.Task[None]] = []
-        self.tally: audit.Tally | None = None
         self.app: App
         self.stream: Stream[Load]
         self.keys: list[str]
@@ -439,5 +438,4 @@ class Scenario:
             },
         )
         self.rows.append(row)
-        self.tally = t
         return row

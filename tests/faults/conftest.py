@@ -10,7 +10,6 @@ session, which no fault touches.
 from __future__ import annotations
 
 import asyncio
-import shutil
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,9 +17,11 @@ from typing import Any
 import pytest
 from _pytest.terminal import TerminalReporter
 
+from tests.servers import ServerBinary, ServerUnavailable, server_binary
+
 from . import report
+from .redis_server import RedisServer
 from .scenario import Scenario, Settings
-from .servers import RedisServer
 
 _HERE = Path(__file__).parent
 _durations: dict[str, float] = {}
@@ -64,16 +65,18 @@ def pytest_terminal_summary(terminalreporter: TerminalReporter) -> None:
 
 
 @pytest.fixture(scope="session")
-def redis_binary() -> str:
-    """The redis-server executable (the suite is skipped without one)."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.skip("the fault suite needs a redis-server binary on PATH")
-    return binary
+def redis_binary() -> ServerBinary:
+    """The server program the suite starts (the suite is skipped without one)."""
+    try:
+        return server_binary()
+    except ServerUnavailable as exc:
+        pytest.skip(f"the fault suite needs a server binary: {exc}")
 
 
 @pytest.fixture(scope="session")
-def audit_url(redis_binary: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def audit_url(
+    redis_binary: ServerBinary, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     """A redis-server for the workers' records, never faulted (no persistence)."""
     server = RedisServer(redis_binary, tmp_path_factory.mktemp("audit-redis"))
     asyncio.run(server.start())
@@ -86,7 +89,9 @@ def audit_url(redis_binary: str, tmp_path_factory: pytest.TempPathFactory) -> It
 class Faults:
     """What a scenario test gets: servers to fault, and scenarios to run on them."""
 
-    def __init__(self, binary: str, audit_url: str, tmp_path: Path, node: pytest.Item) -> None:
+    def __init__(
+        self, binary: ServerBinary, audit_url: str, tmp_path: Path, node: pytest.Item
+    ) -> None:
         self.binary = binary
         self.audit_url = audit_url
         self.tmp_path = tmp_path
@@ -133,7 +138,7 @@ class Faults:
 
 @pytest.fixture
 async def faults(
-    redis_binary: str, audit_url: str, tmp_path: Path, request: pytest.FixtureRequest
+    redis_binary: ServerBinary, audit_url: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> AsyncIterator[Faults]:
     """Servers and scenarios for one fault test; every server is stopped at teardown."""
     kit = Faults(redis_binary, audit_url, tmp_path, request.node)

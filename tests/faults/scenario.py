@@ -35,7 +35,7 @@ from tests.integration.engine.harness import APPS, FAST_SETTINGS, WorkerProcess,
 from . import audit
 from .audit import Done, Fault, Row
 from .load import Attempt, Producer, balanced_keys
-from .servers import RedisServer
+from .redis_server import RedisServer
 
 PROC = audited.PROCESSOR
 Settings = Literal["fast", "default"]
@@ -438,4 +438,5 @@ class Scenario:
             },
         )
         self.rows.append(row)
+        print("\n".join(audit.table([row])))  # shown with -s, or under a failure
         return row

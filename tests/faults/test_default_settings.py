@@ -18,8 +18,8 @@ import pytest
 from .audit import Fault
 from .conftest import Faults
 from .guarantees import assert_guarantees
+from .redis_server import answers, command
 from .scenario import REAPED, SANITY
-from .servers import answers, command
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(300)]
 

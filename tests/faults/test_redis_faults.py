@@ -10,7 +10,7 @@ import pytest
 from .audit import Fault
 from .conftest import Faults
 from .guarantees import assert_guarantees
-from .servers import answers, command
+from .redis_server import answers, command
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(300)]
 

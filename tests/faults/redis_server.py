@@ -1,9 +1,11 @@
-"""redis-server processes the fault suite starts, stops, kills and restarts.
+"""Server processes the fault suite starts, stops, kills and restarts.
 
-A :class:`RedisServer` keeps its port and directory for its whole life, so a restart brings
-the same server back: with ``persistent=True`` (``appendonly yes``, ``appendfsync always``)
-it comes back with every write it acknowledged. Every wait polls the server (a ``PING`` on
-a fresh connection) with a deadline.
+The binary is the test suite's choice (``RUNNEL_TEST_REDIS_SERVER``, see
+:mod:`tests.servers`; ``redis-server`` by default), started the same way as the other
+tests' servers. A :class:`RedisServer` keeps its port and directory for its whole life, so
+a restart brings the same server back: with ``persistent=True`` (``appendonly yes``,
+``appendfsync always``) it comes back with every write it acknowledged. Every wait polls
+the server (a ``PING`` on a fresh connection) with a deadline.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Sequence
@@ -20,16 +21,10 @@ from pathlib import Path
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from tests.servers import ServerBinary, free_port, start_process, stop_process
+
 POLL = 0.05
 START_WITHIN = 15.0
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 async def answers(port: int, timeout: float = 0.5) -> bool:
@@ -59,10 +54,10 @@ async def command(client: Redis, *args: str | float) -> object:
 
 
 class RedisServer:
-    """One redis-server on a fixed local port and directory.
+    """One server on a fixed local port and directory.
 
     Args:
-        binary: the redis-server executable.
+        binary: the server program (:func:`tests.servers.server_binary`).
         workdir: its directory (AOF files, log).
         persistent: ``appendonly yes`` with ``appendfsync always``; otherwise no persistence.
         options: more ``--name value`` arguments.
@@ -70,7 +65,7 @@ class RedisServer:
 
     def __init__(
         self,
-        binary: str,
+        binary: ServerBinary,
         workdir: Path,
         *,
         persistent: bool = False,
@@ -89,37 +84,11 @@ class RedisServer:
         """The server's ``redis://`` URL."""
         return f"redis://127.0.0.1:{self.port}/0"
 
-    @property
-    def pid(self) -> int:
-        """The server's process id (of the current start)."""
-        assert self.process is not None, "the server was never started"
-        return self.process.pid
-
-    def argv(self) -> list[str]:
-        """The command line of every start (the same each time)."""
-        durability = (
-            ["--appendonly", "yes", "--appendfsync", "always"]
-            if self.persistent
-            else ["--appendonly", "no"]
-        )
-        return [
-            self.binary,
-            "--port",
-            str(self.port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            *durability,
-            "--dir",
-            str(self.workdir),
-            "--logfile",
-            str(self.workdir / "redis.log"),
-            # DEBUG SLEEP stalls the whole server, like a long fork or a blocked host.
-            "--enable-debug-command",
-            "local",
-            *self.options,
-        ]
+    def args(self) -> list[str]:
+        """The options of every start, after the test servers' defaults (the same each time)."""
+        durability = ["--appendonly", "yes", "--appendfsync", "always"] if self.persistent else []
+        # DEBUG SLEEP stalls the whole server, like a long fork or a blocked host.
+        return [*durability, "--enable-debug-command", "local", *self.options]
 
     def running(self) -> bool:
         """Whether the current start's process has not exited."""
@@ -132,18 +101,16 @@ class RedisServer:
         while not await answers(self.port):
             if process.poll() is not None:
                 raise AssertionError(
-                    f"redis-server exited with {process.returncode}:\n{self.log_tail()}"
+                    f"{self.binary.name} exited with {process.returncode}:\n{self.log_tail()}"
                 )
             if time.monotonic() > deadline:
-                raise AssertionError(f"redis-server did not answer within {within}s")
+                raise AssertionError(f"{self.binary.name} did not answer within {within}s")
             await asyncio.sleep(POLL)
 
     def _launch(self) -> subprocess.Popen[bytes]:
         assert not self.running(), "the server is already running"
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.process = subprocess.Popen(
-            self.argv(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
+        self.process = start_process(self.binary, self.port, self.workdir, self.args())
         self.starts += 1
         return self.process
 
@@ -153,7 +120,7 @@ class RedisServer:
         deadline = time.monotonic() + within
         while (code := self.process.poll()) is None:
             if time.monotonic() > deadline:
-                raise AssertionError(f"redis-server did not exit within {within}s")
+                raise AssertionError(f"{self.binary.name} did not exit within {within}s")
             await asyncio.sleep(POLL)
         return code
 
@@ -180,18 +147,11 @@ class RedisServer:
 
     def log_tail(self, lines: int = 20) -> str:
         """The last lines of the server's log."""
-        path = self.workdir / "redis.log"
+        path = self.workdir / "server.log"  # where start_process logs
         text = path.read_text(errors="replace") if path.exists() else ""
         return "\n".join(text.splitlines()[-lines:])
 
     def stop(self) -> None:
-        """Terminate the server if it runs (teardown)."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGCONT)  # in case a test left it stopped
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        """Stop the server if it runs (teardown)."""
+        if self.process is not None:
+            stop_process(self.process)

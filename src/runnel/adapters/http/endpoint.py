@@ -18,8 +18,12 @@ path     answer
 Any other path is 404, any other method 405.
 
 Example:
-    >>> # endpoint = HttpEndpoint("127.0.0.1", 9100, probes, metrics.exposition)
-    >>> # await endpoint.start(); ...; await endpoint.aclose()
+    A worker's endpoint, as ``App.run_worker`` starts it::
+
+        endpoint = HttpEndpoint("127.0.0.1", 9100, probes, metrics.exposition)
+        await endpoint.start()
+        ...
+        await endpoint.aclose()
 """
 
 from __future__ import annotations

@@ -29,6 +29,13 @@ from runnel.domain.encoding import (
     split_payload,
     with_header,
 )
+from runnel.domain.excerpt import excerpt, truncated
+from runnel.domain.limits import (
+    DecodeLimits,
+    check_fields,
+    decompressed_too_large,
+    record_too_large,
+)
 from runnel.errors import DecodeError
 from runnel.ports import Compressor, Serializer
 from runnel.record import Record
@@ -37,9 +44,16 @@ R = TypeVar("R", bound=Record)
 
 _json = JSONSerializer()
 
+MESSAGE_LIMIT = 500
+"""Characters of a library's error message that a DecodeError quotes."""
+
 
 class RecordCodec(Generic[R]):
-    """Encodes and decodes one record type with one serializer and compressor."""
+    """Encodes and decodes one record type with one serializer and compressor.
+
+    Entries over ``limits`` (:mod:`runnel.domain.limits`) are refused before they are
+    decoded, and records over them before they are sent.
+    """
 
     __slots__ = (
         "_compressor",
@@ -50,13 +64,19 @@ class RecordCodec(Generic[R]):
         "_serializer",
         "_validate",
         "_validate_json",
+        "limits",
         "record",
     )
 
     def __init__(
-        self, record: type[R], serializer: Serializer, compressor: Compressor | None
+        self,
+        record: type[R],
+        serializer: Serializer,
+        compressor: Compressor | None,
+        limits: DecodeLimits | None = None,
     ) -> None:
         self.record = record
+        self.limits = limits or DecodeLimits()
         self._serializer = serializer
         self._compressor = compressor
         self._expected = (serializer.name, compressor.name if compressor else None)
@@ -78,35 +98,50 @@ class RecordCodec(Generic[R]):
         return "primitive" if self.record.__primitive__ else codec_name(*self._expected)
 
     def encode(self, record: R) -> dict[bytes, bytes]:
-        """The stream fields of ``record``."""
+        """The stream fields of ``record``.
+
+        Raises:
+            LimitExceeded: the record is over a limit the workers would refuse it for.
+        """
+        limits = self.limits
         if self.record.__primitive__:
-            return {
+            fields = {
                 raw: encode_primitive(getattr(record, name))
                 for name, raw, _ in self.record.__primitive_fields__
             }
+            check_fields(fields, limits)
+            return fields
         if self._fast_json:
             payload = self.record.__pydantic_serializer__.to_json(record)
         else:
             payload = self._serializer.dumps(record.model_dump(mode="json"))
         if self._compressor is not None:
+            if len(payload) > limits.max_decompressed_size:
+                raise record_too_large(
+                    len(payload), "max_decompressed_size", limits.max_decompressed_size
+                )
             payload = self._compressor.compress(payload)
-        return {DATA_FIELD: with_header(*self._expected, payload)}
+        value = with_header(*self._expected, payload)
+        if len(value) > limits.max_field_size:
+            raise record_too_large(len(value), "max_field_size", limits.max_field_size)
+        return {DATA_FIELD: value}
 
     def decode(self, fields: Mapping[bytes, bytes]) -> R:
         """The record stored in ``fields``.
 
         Raises:
+            LimitExceeded: the entry is over a decoding limit (checked before decoding).
             DecodeError: missing fields, a codec mismatch, or invalid data (the message
-                says which).
+                says which, quoting values only by short excerpts).
         """
         try:
+            check_fields(fields, self.limits)
             if self.record.__primitive__:
                 return self._validate(self._primitive_values(fields))  # type: ignore[no-any-return]  # the record's own validator
             raw = fields.get(DATA_FIELD)
             if raw is None:
                 raise DecodeError(
-                    f"entry has no {DATA_FIELD.decode()!r} field (fields: "
-                    f"{sorted(k.decode('utf-8', 'replace') for k in fields)})"
+                    f"entry has no {DATA_FIELD.decode()!r} field (fields: {_names(fields)})"
                 )
             if self._header is None and raw[:1] == b"{":
                 payload = raw  # bare JSON, what this codec writes: no header to parse
@@ -116,7 +151,12 @@ class RecordCodec(Generic[R]):
                 serializer, compressor, payload = split_payload(raw)
                 check_codec((serializer, compressor), self._expected)
             if self._compressor is not None:
-                payload = self._compressor.decompress(payload)
+                inflated = self._compressor.decompress_limited(
+                    payload, self.limits.max_decompressed_size
+                )
+                if inflated is None:
+                    raise decompressed_too_large(self.limits)
+                payload = inflated
             if self._fast_json:
                 return self._validate_json(payload)  # type: ignore[no-any-return]  # the record's own validator
             value: Any = self._serializer.loads(payload)
@@ -127,11 +167,13 @@ class RecordCodec(Generic[R]):
         except ValidationError as exc:
             raise DecodeError(
                 f"entry does not match {self.record.__name__}: {_short(exc)}"
-            ) from exc
+            ) from exc  # pydantic's own message quotes inputs by excerpts
         except Exception as exc:
+            message = _message(exc)
             raise DecodeError(
-                f"cannot decode entry as {self.record.__name__}: {type(exc).__name__}: {exc}"
-            ) from exc
+                f"cannot decode entry as {self.record.__name__}: {type(exc).__name__}: "
+                f"{truncated(message, MESSAGE_LIMIT)}"
+            ) from (exc if len(message) <= MESSAGE_LIMIT else None)
 
     def _primitive_values(self, fields: Mapping[bytes, bytes]) -> dict[str, object]:
         values: dict[str, object] = {}
@@ -145,9 +187,24 @@ class RecordCodec(Generic[R]):
                 try:
                     decode_primitive(kind, value)  # raises the DecodeError that says why
                 except DecodeError as exc:
-                    raise DecodeError(f"field {name!r} of {self.record.__name__}: {exc}") from exc
+                    # Not chained: the converter's own error may quote the whole value.
+                    raise DecodeError(f"field {name!r} of {self.record.__name__}: {exc}") from None
                 raise  # pragma: no cover - decode_primitive agrees with the converter
         return values
+
+
+def _names(fields: Mapping[bytes, bytes], shown: int = 10) -> str:
+    """The first few field names of an entry, and how many there are in all."""
+    names = [excerpt(k.decode("utf-8", "replace"), 32) for k in list(fields)[:shown]]
+    more = f", ... {len(fields)} fields in all" if len(fields) > shown else ""
+    return f"[{', '.join(names)}{more}]"
+
+
+def _message(exc: BaseException) -> str:
+    try:
+        return str(exc)
+    except Exception:
+        return "<unprintable>"
 
 
 def _short(exc: ValidationError) -> str:

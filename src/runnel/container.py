@@ -41,6 +41,17 @@ from runnel.ports import Backend
 from runnel.settings import Settings
 
 
+def redis_password(settings: Settings) -> str | None:
+    """The password of ``settings`` as the Redis client takes it (None when not set).
+
+    Example:
+        >>> redis_password(Settings(redis_password="pw")), redis_password(Settings())
+        ('pw', None)
+    """
+    secret = settings.redis_password
+    return None if secret is None else secret.get_secret_value()
+
+
 def backend_kind(url: str) -> str:
     """``memory`` for ``memory://`` URLs, ``redis`` for redis://, rediss:// and unix://.
 
@@ -69,7 +80,10 @@ class Container(containers.DeclarativeContainer):
     clock = providers.Singleton(SystemClock)
 
     redis_client = providers.Singleton(
-        make_client, settings.provided.redis_url, settings.provided.default_pool_size
+        make_client,
+        settings.provided.redis_url,
+        settings.provided.default_pool_size,
+        password=providers.Callable(redis_password, settings),
     )
     memory_broker = providers.Singleton(
         get_broker, providers.Callable(memory_name, settings.provided.redis_url), clock

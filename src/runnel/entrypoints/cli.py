@@ -12,14 +12,17 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import IO, Any, get_args
+from pathlib import Path
+from typing import IO, Any, TypeVar, get_args
 
 import click
 from pydantic import ValidationError
 
+from runnel._redact import scrub, url_secrets
 from runnel.app import App
 from runnel.entrypoints.loading import load_reference, settings_problem
 from runnel.entrypoints.logs import configure
@@ -30,8 +33,66 @@ from runnel.stream import Stream
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
+SECRETS: set[str] = set()
+"""Every secret this command has seen (URLs, passwords): masked in what it prints."""
 
-@click.group(context_settings=CONTEXT)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class _Masking(click.Group):
+    """The ``runnel`` group: no error message it prints shows a secret it has seen."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        SECRETS.update(url_secrets(os.environ.get("RUNNEL_REDIS_URL", "")))
+        if os.environ.get("RUNNEL_REDIS_PASSWORD"):
+            SECRETS.add(os.environ["RUNNEL_REDIS_PASSWORD"])
+        try:
+            return super().invoke(ctx)
+        except click.ClickException as exc:
+            # click declares `message` final; masking it in place keeps the error's kind
+            # (usage errors print the usage and exit 2).
+            setattr(exc, "message", scrub(exc.message, SECRETS))  # noqa: B010
+            raise
+
+
+def backend_options(func: F) -> F:
+    """``--redis-url`` and ``--redis-password-file``, for every command that uses Redis."""
+    func = click.option(
+        "--redis-password-file",
+        default=None,
+        envvar="RUNNEL_REDIS_PASSWORD_FILE",
+        type=click.Path(exists=True, dir_okay=False, readable=True),
+        help="Read the Redis password from this file (RUNNEL_REDIS_PASSWORD_FILE), so it is "
+        "not on the command line; or set RUNNEL_REDIS_PASSWORD.",
+    )(func)
+    return click.option(
+        "--redis-url", default=None, help="Backend URL (overrides RUNNEL_REDIS_URL)."
+    )(func)
+
+
+def read_password(path: str | None) -> str | None:
+    """The password in the file at ``path`` (its trailing line break removed).
+
+    Raises:
+        click.ClickException: the file cannot be read, or holds no password.
+    """
+    if path is None:
+        return None
+    try:
+        text = Path(path).read_text("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise click.ClickException(
+            f"cannot read the Redis password file {path!r}: {reason}"
+        ) from None
+    password = text.rstrip("\r\n")
+    if not password:
+        raise click.ClickException(f"the Redis password file {path!r} is empty")
+    SECRETS.add(password)
+    return password
+
+
+@click.group(cls=_Masking, context_settings=CONTEXT)
 @click.version_option(package_name="runnel")
 def cli() -> None:
     """Runnel: ordered, partitioned event processing on Redis Streams."""
@@ -58,7 +119,7 @@ LOG_LEVELS = get_args(Settings.model_fields["log_level"].annotation)
 @cli.command()
 @click.argument("app_ref", metavar="APP")
 @click.option("--processors", default=None, help="Comma-separated processor names (default: all).")
-@click.option("--redis-url", default=None, help="Backend URL (overrides RUNNEL_REDIS_URL).")
+@backend_options
 @click.option(
     "--log-level",
     default=None,
@@ -72,13 +133,20 @@ def worker(
     app_ref: str,
     processors: str | None,
     redis_url: str | None,
+    redis_password_file: str | None,
     log_level: str | None,
     log_format: str | None,
 ) -> None:
     """Run a worker for APP (module.path:attribute) until SIGTERM/SIGINT."""
     app = load_reference(app_ref, App, "a runnel App")
-    _reconfigure(app, redis_url=redis_url, log_level=log_level, log_format=log_format)
-    configure(app.settings.log_format, app.settings.log_level)
+    _reconfigure(
+        app,
+        redis_url=redis_url,
+        redis_password=read_password(redis_password_file),
+        log_level=log_level,
+        log_format=log_format,
+    )
+    configure(app.settings.log_format, app.settings.log_level, secrets=SECRETS)
     app.discover()
     names = [p.strip() for p in processors.split(",") if p.strip()] if processors else None
     if names is not None:
@@ -112,14 +180,16 @@ async def _run_worker(app: App, names: Sequence[str] | None) -> int:
 def _reconfigure(app: App, **options: str | None) -> None:
     """Apply the command-line options that were given; a bad value is one clear line."""
     updates = {name: value for name, value in options.items() if value}
-    if not updates:
-        return
+    SECRETS.update(url_secrets(updates.get("redis_url") or ""))
     try:
-        app.reconfigure(**updates)
+        if updates:
+            app.reconfigure(**updates)
     except Misconfigured as exc:
         given = {name: f"--{name.replace('_', '-')}" for name in updates}
+        given["redis_password"] = "--redis-password-file"
         problem = settings_problem(exc, given) or str(exc)
         raise click.ClickException(f"invalid settings for app {app.name!r}: {problem}") from exc
+    SECRETS.update(app.settings.secret_values())
 
 
 # ---------------------------------------------------------------------- send
@@ -159,10 +229,12 @@ def _prepare(stream: Stream[Any], text: str, line: int = 1) -> _Event:
 @cli.command()
 @click.argument("stream_ref", metavar="STREAM")
 @click.argument("data", metavar="JSON")
-@click.option("--redis-url", default=None, help="Backend URL (overrides RUNNEL_REDIS_URL).")
-def send(stream_ref: str, data: str, redis_url: str | None) -> None:
+@backend_options
+def send(
+    stream_ref: str, data: str, redis_url: str | None, redis_password_file: str | None
+) -> None:
     """Send one event, given as a JSON object, to STREAM (module.path:attribute)."""
-    stream = _load_stream(stream_ref, redis_url)
+    stream = _load_stream(stream_ref, redis_url, redis_password_file)
     try:
         event = _prepare(stream, data)
     except _Invalid as exc:
@@ -176,8 +248,14 @@ def send(stream_ref: str, data: str, redis_url: str | None) -> None:
 @click.argument("stream_ref", metavar="STREAM")
 @click.argument("source", metavar="FILE", type=click.File("rb"))
 @click.option("--chunk-size", default=1000, show_default=True, type=click.IntRange(1, 100_000))
-@click.option("--redis-url", default=None, help="Backend URL (overrides RUNNEL_REDIS_URL).")
-def sendmany(stream_ref: str, source: IO[bytes], chunk_size: int, redis_url: str | None) -> None:
+@backend_options
+def sendmany(
+    stream_ref: str,
+    source: IO[bytes],
+    chunk_size: int,
+    redis_url: str | None,
+    redis_password_file: str | None,
+) -> None:
     """Send every line of FILE (JSON Lines in UTF-8; '-' for stdin) to STREAM.
 
     Every line is checked first (UTF-8, JSON, the record's fields, its partition): if
@@ -189,7 +267,7 @@ def sendmany(stream_ref: str, source: IO[bytes], chunk_size: int, redis_url: str
     line that was not. Sending the whole file again would send those events twice:
     resume from that line instead (tail -n +LINE FILE | runnel sendmany STREAM -).
     """
-    stream = _load_stream(stream_ref, redis_url)
+    stream = _load_stream(stream_ref, redis_url, redis_password_file)
     events: list[_Event] = []
     errors: list[str] = []
     for number, raw in enumerate(source, start=1):
@@ -221,9 +299,9 @@ def sendmany(stream_ref: str, source: IO[bytes], chunk_size: int, redis_url: str
     )
 
 
-def _load_stream(ref: str, redis_url: str | None) -> Stream[Any]:
+def _load_stream(ref: str, redis_url: str | None, password_file: str | None) -> Stream[Any]:
     stream = load_reference(ref, Stream, "a runnel Stream")
-    _reconfigure(stream.app, redis_url=redis_url)
+    _reconfigure(stream.app, redis_url=redis_url, redis_password=read_password(password_file))
     return stream
 
 
@@ -314,10 +392,16 @@ def processor() -> None:
 @click.option(
     "--force", is_flag=True, help="Reset even while workers hold the processor's partitions."
 )
-@click.option("--redis-url", default=None)
-def reset(processor_ref: str, start: str, force: bool, redis_url: str | None) -> None:
+@backend_options
+def reset(
+    processor_ref: str,
+    start: str,
+    force: bool,
+    redis_url: str | None,
+    redis_password_file: str | None,
+) -> None:
     """Reset PROCESSOR (module.path:function) to read every partition after --start."""
-    app, name = _load_processor(processor_ref, redis_url)
+    app, name = _load_processor(processor_ref, redis_url, redis_password_file)
     try:
         count = asyncio.run(_reset(app, name, start.encode(), force))
     except RunnelError as exc:
@@ -339,10 +423,12 @@ def quarantine() -> None:
 
 @quarantine.command("list")
 @click.argument("processor_ref", metavar="PROCESSOR")
-@click.option("--redis-url", default=None)
-def quarantine_list(processor_ref: str, redis_url: str | None) -> None:
+@backend_options
+def quarantine_list(
+    processor_ref: str, redis_url: str | None, redis_password_file: str | None
+) -> None:
     """List PROCESSOR's quarantined partitions as JSON lines."""
-    app, name = _load_processor(processor_ref, redis_url)
+    app, name = _load_processor(processor_ref, redis_url, redis_password_file)
 
     async def run() -> dict[int, dict[str, Any]]:
         try:
@@ -357,10 +443,12 @@ def quarantine_list(processor_ref: str, redis_url: str | None) -> None:
 @quarantine.command("clear")
 @click.argument("processor_ref", metavar="PROCESSOR")
 @click.argument("partition", type=int)
-@click.option("--redis-url", default=None)
-def quarantine_clear(processor_ref: str, partition: int, redis_url: str | None) -> None:
+@backend_options
+def quarantine_clear(
+    processor_ref: str, partition: int, redis_url: str | None, redis_password_file: str | None
+) -> None:
     """Lift the quarantine of PARTITION of PROCESSOR (it is processed again)."""
-    app, name = _load_processor(processor_ref, redis_url)
+    app, name = _load_processor(processor_ref, redis_url, redis_password_file)
 
     async def run() -> bool:
         try:
@@ -373,13 +461,15 @@ def quarantine_clear(processor_ref: str, partition: int, redis_url: str | None) 
     click.echo(f"cleared the quarantine of {name} partition {partition}")
 
 
-def _load_processor(ref: str, redis_url: str | None) -> tuple[App, str]:
+def _load_processor(ref: str, redis_url: str | None, password_file: str | None) -> tuple[App, str]:
     func = load_reference(ref, object, "a processor function")
     module = sys.modules[ref.partition(":")[0]]
     for value in vars(module).values():
         if isinstance(value, App):
             for spec in value.processors.values():
                 if spec.func is func or spec.name == ref.partition(":")[2]:
-                    _reconfigure(value, redis_url=redis_url)
+                    _reconfigure(
+                        value, redis_url=redis_url, redis_password=read_password(password_file)
+                    )
                     return value, spec.name
     raise click.BadParameter(f"{ref!r} is not a processor registered on an App in its module")

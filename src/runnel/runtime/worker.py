@@ -15,11 +15,12 @@ import os
 import signal
 import socket
 import uuid
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
 
 from runnel import context
-from runnel.errors import Misconfigured
+from runnel.domain.excerpt import truncated
+from runnel.errors import Misconfigured, PermissionDenied
 from runnel.ports import Backend
 from runnel.runtime._aio import cancel_and_wait
 from runnel.runtime.events import safe_repr
@@ -110,12 +111,29 @@ class Worker:
         self._stop.set()
 
     def halt(self, error: BaseException, where: str) -> None:
-        """Stop the worker because of a HALT policy (exit code 1)."""
+        """Stop the worker because of a HALT policy, or because it cannot do its job
+        (a permission the Redis user lacks), with exit code 1."""
         if self.halt_reason is None:
             self.halt_reason = error
-            log.critical("halting worker %s: %s failed: %s", self.id, where, safe_repr(error))
+            if isinstance(error, PermissionDenied):
+                log.critical(
+                    "halting worker %s: %s cannot do its job: %s",
+                    self.id,
+                    where,
+                    truncated(str(error), 2000),
+                )
+            else:
+                log.critical("halting worker %s: %s failed: %s", self.id, where, safe_repr(error))
         self.exit_code = EXIT_HALTED
         self._stop.set()
+
+    async def _halting_on_refusal(self, coro: Coroutine[Any, Any, None], where: str) -> None:
+        """Run a background loop; a permission the Redis user lacks halts the worker
+        (those loops retry backend errors, but retrying cannot grant a permission)."""
+        try:
+            await coro
+        except PermissionDenied as exc:
+            self.halt(exc, where)
 
     def _on_signal(self, signum: int) -> None:
         self._signals += 1
@@ -146,12 +164,20 @@ class Worker:
                 risks = getattr(self.backend.kv, "durability_risks", None)  # optional
                 for risk in await risks() if risks is not None else []:
                     log.warning("%s (%s)", risk, self.app.settings.redacted_url())
-            self._tasks.append(asyncio.create_task(self.leadership.run(), name="leadership"))
+            self._tasks.append(
+                asyncio.create_task(
+                    self._halting_on_refusal(self.leadership.run(), "leader election"),
+                    name="leadership",
+                )
+            )
             for executor in self.executors:
                 await executor.start()
             for runner in self.task_runners:
                 self._tasks.append(
-                    asyncio.create_task(runner.run(), name=f"task:{runner.spec.name}")
+                    asyncio.create_task(
+                        self._halting_on_refusal(runner.run(), f"task {runner.spec.name}"),
+                        name=f"task:{runner.spec.name}",
+                    )
                 )
             if self.tune_gc:
                 tune_garbage_collector()

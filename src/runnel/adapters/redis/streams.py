@@ -22,6 +22,7 @@ from redis.exceptions import ResponseError
 from redis.typing import KeyT, StreamIdT
 
 from runnel.adapters.redis import _errors, _replies
+from runnel.adapters.redis._dead_letters import dead_letter_watched
 from runnel.adapters.redis._errors import translate, translated
 from runnel.adapters.redis._scripts import Arg, call_packed, register
 from runnel.adapters.redis._watched import exchange_watched
@@ -98,7 +99,6 @@ class RedisStreamLog:
         self._client = client
         self._append = register(client, "append")
         self._exchange = register(client, "exchange")
-        self._dead_letter = register(client, "dead_letter")
         self._claim = register(client, "claim")
         self._block_slice = block_slice_ms(client)
 
@@ -216,21 +216,17 @@ class RedisStreamLog:
         return (await self.exchange(requests, []))[0]
 
     async def dead_letter(self, letter: DeadLetter) -> bytes:
-        """Append to the sink and ack the source entry in one script; return the sink id.
+        """Append to the sink and ack the source entry atomically; return the sink id.
+
+        A watched transaction (:mod:`._dead_letters`), not a script: the entry's fields
+        go as one ``XADD``, however many there are.
 
         Raises:
             Fenced: the lease is gone; nothing was written or acknowledged.
         """
         _require_fields(letter.fields, letter.sink_key)
-        keys = [letter.key, letter.sink_key]
-        token = b""
-        if letter.fence is not None:
-            keys += [letter.fence.lock_key, letter.fence.counter_key]
-            token = letter.fence.token
-        args: list[Arg] = [letter.group, letter.id, token, *_flat(letter.fields)]
         with translated():
-            raw = await self._dead_letter(keys=keys, args=args)
-        return _replies.as_bytes(raw)
+            return await dead_letter_watched(self._client, letter)
 
     async def range(
         self, key: str, start: bytes = b"-", end: bytes = b"+", count: int | None = None

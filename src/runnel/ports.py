@@ -342,7 +342,8 @@ class KeyValue(Protocol):
 
     async def durability_risks(self) -> list[str]:
         """How the store's own settings could lose or corrupt what runnel writes, a sentence
-        each (no persistence, eviction); empty when none is known or the store will not say."""
+        each (no persistence, eviction); empty when none is known. When the store will not
+        say, one sentence says that the check could not run."""
         ...
 
 

@@ -17,7 +17,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, TypeVar, get_args
+from typing import IO, Any, TypeVar, cast, get_args
 
 import click
 from pydantic import ValidationError
@@ -43,9 +43,11 @@ class _Masking(click.Group):
     """The ``runnel`` group: no error message it prints shows a secret it has seen."""
 
     def invoke(self, ctx: click.Context) -> Any:
-        SECRETS.update(url_secrets(os.environ.get("RUNNEL_REDIS_URL", "")))
-        if os.environ.get("RUNNEL_REDIS_PASSWORD"):
-            SECRETS.add(os.environ["RUNNEL_REDIS_PASSWORD"])
+        password = os.environ.get("RUNNEL_REDIS_PASSWORD")
+        url = os.environ.get("RUNNEL_REDIS_URL", "")
+        SECRETS.update(url_secrets(url, user_is_public=bool(password)))
+        if password:
+            SECRETS.add(password)
         try:
             return super().invoke(ctx)
         except click.ClickException as exc:
@@ -180,11 +182,11 @@ async def _run_worker(app: App, names: Sequence[str] | None) -> int:
 def _reconfigure(app: App, **options: str | None) -> None:
     """Apply the command-line options that were given; a bad value is one clear line."""
     updates = {name: value for name, value in options.items() if value}
-    SECRETS.update(url_secrets(updates.get("redis_url") or ""))
     try:
         if updates:
             app.reconfigure(**updates)
     except Misconfigured as exc:
+        SECRETS.update(url_secrets(updates.get("redis_url") or ""))  # all it might hold
         given = {name: f"--{name.replace('_', '-')}" for name in updates}
         given["redis_password"] = "--redis-password-file"
         problem = settings_problem(exc, given) or str(exc)
@@ -374,6 +376,32 @@ def _reason(exc: ValidationError) -> str:
 
 
 # ---------------------------------------------------------------------- admin
+
+
+@cli.command()
+@click.argument("app_name", metavar="APP_NAME")
+@click.option(
+    "--role",
+    default="worker",
+    show_default=True,
+    type=click.Choice(["sender", "worker", "admin"]),
+    help="sender: send events; worker: run workers; admin: a worker that may also reset "
+    "processors.",
+)
+@click.option("--user", default=None, help="User name (default: APP_NAME-ROLE).")
+def acl(app_name: str, role: str, user: str | None) -> None:
+    """Print the least-privilege ``ACL SETUSER`` line for APP_NAME's ROLE.
+
+    The user may touch only APP_NAME's keys (not another app's, not even APP_NAME2's) and
+    run only what runnel sends. Replace <password>, or add the password as a hash (#...).
+    See docs/security.md.
+    """
+    from runnel.adapters.redis.acl import Role, setuser_command
+
+    if not app_name or any(c in app_name for c in " .:{}*?[]"):
+        raise click.BadParameter(f"{app_name!r} is not an app name", param_hint="APP_NAME")
+    chosen = cast("Role", role)
+    click.echo(setuser_command(app_name, chosen, user or f"{app_name}-{role}"))
 
 
 @cli.group()

@@ -19,8 +19,9 @@ from collections.abc import Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
 
 from runnel import context
+from runnel.domain.access import Access, ProcessorKeys, worker_access
 from runnel.domain.excerpt import truncated
-from runnel.errors import Misconfigured, PermissionDenied
+from runnel.errors import BackendError, Misconfigured, PermissionDenied
 from runnel.ports import Backend
 from runnel.runtime._aio import cancel_and_wait
 from runnel.runtime.events import safe_repr
@@ -164,6 +165,7 @@ class Worker:
                 risks = getattr(self.backend.kv, "durability_risks", None)  # optional
                 for risk in await risks() if risks is not None else []:
                     log.warning("%s (%s)", risk, self.app.settings.redacted_url())
+            await self._check_access()
             self._tasks.append(
                 asyncio.create_task(
                     self._halting_on_refusal(self.leadership.run(), "leader election"),
@@ -195,6 +197,34 @@ class Worker:
             self.stopped.set()
         log.info("worker %s stopped (exit code %d)", self.id, self.exit_code)
         return self.exit_code
+
+    async def _check_access(self) -> None:
+        """Refuse to start when the Redis user may not do what this worker will do.
+
+        Raises:
+            PermissionDenied: naming every command and key the ACL refuses.
+        """
+        check = getattr(self.backend.kv, "check_access", None)  # optional
+        if check is None:
+            return
+        try:
+            await check(self.access())
+        except BackendError as exc:
+            log.warning("could not check the Redis user's permissions at start-up: %s", exc)
+
+    def access(self) -> list[Access]:
+        """Every kind of key this worker touches, with one key of each."""
+        processors = [
+            ProcessorKeys(
+                e.keys,
+                e.spec.name,
+                e.id,
+                tuple(m.sink.keys for m in e.spec.middleware if hasattr(m, "sink")),
+            )
+            for e in self.executors
+        ]
+        leader_tasks = [t.name for t in self.app.tasks.values() if t.on_leader]
+        return worker_access(self.app.name, processors, leader_tasks)
 
     async def _report_slow_stop(self) -> None:
         """Log what a graceful stop is still waiting on once it takes longer than it should.

@@ -449,3 +449,19 @@ MembershipWrite(written=False, version=9, announced=None))
     if len(row) == 2 and as_int(row[0]) == 0:
         return MembershipWrite(False, as_int(row[1]))
     raise _unexpected("a [written, version, id] reply", raw)
+
+
+def probe_refusals(raw: Any, probes: int) -> list[int]:
+    """The probe script's reply ``{{number, error}, ...}``: the 0-based refused probes.
+
+    Example:
+        >>> probe_refusals([[2, b"ERR The user executing the script can't run this"]], 3)
+        [1]
+    """
+    refused = []
+    for row in _list(raw, "a list of {probe number, error}"):
+        pair = _list(row, "a {probe number, error} pair")
+        if len(pair) != 2 or not isinstance(pair[0], int) or not 1 <= pair[0] <= probes:
+            raise _unexpected(f"a {{probe number in 1..{probes}, error}} pair", row)
+        refused.append(pair[0] - 1)
+    return refused

@@ -49,9 +49,17 @@ class RunnelRedis(Redis):
         try:
             return await super().execute_command(*args, **options)  # type: ignore[no-untyped-call]  # unannotated in redis-py
         except ResponseError as exc:
-            if refused_permission(exc):
+            # A script call is noted by the script itself (runnel.adapters.redis._scripts),
+            # which knows its name, its commands and which of its arguments are keys.
+            if refused_permission(exc) and not _is_script_call(args):
                 note_refusal(exc, _refusal(self, args))
             raise
+
+
+def _is_script_call(args: tuple[Any, ...]) -> bool:
+    name = args[0] if args else b""
+    text = name.decode() if isinstance(name, bytes) else str(name)
+    return text.upper().startswith(("EVAL", "FCALL"))
 
 
 def _refusal(client: Redis, args: tuple[Any, ...]) -> Refusal:

@@ -21,13 +21,14 @@ import asyncio
 import contextlib
 import functools
 import gzip
+import json
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -47,13 +48,13 @@ def _json_tick_padded(size: int) -> bytes:
     return b'{"key":"bomb","seq":1,"pad":"' + b"a" * size + b'"}'
 
 
-@functools.cache
+@functools.lru_cache(maxsize=2)
 def zip_bomb(size: int = 256 * MiB) -> dict[bytes, bytes]:
     """A gzip entry of ~260 KB that inflates to ``size`` bytes of a valid record."""
     return {b"data": b"#!json+gzip\n" + gzip.compress(_json_tick_padded(size), 9, mtime=0)}
 
 
-@functools.cache
+@functools.lru_cache(maxsize=2)
 def lz4_bomb(size: int = 256 * MiB) -> dict[bytes, bytes]:
     """An LZ4 frame of ~1 MB that inflates to ``size`` bytes of a valid record."""
     import lz4.frame
@@ -100,16 +101,21 @@ class Hostile:
     fields: Callable[[], dict[bytes, bytes]]
 
 
-HOSTILE: tuple[Hostile, ...] = (
-    Hostile("zip_bomb", "gz", zip_bomb),
-    Hostile("lz4_bomb", "lz4", lz4_bomb),
-    Hostile("huge_json", "plain", huge_json),
-    Hostile("huge_primitive", "flat", huge_primitive),
-    Hostile("many_fields", "plain", many_fields),
-    Hostile("missing_data", "plain", missing_data),
-    Hostile("non_utf8", "flat", non_utf8),
-    Hostile("wrong_types", "plain", wrong_types),
-)
+def hostiles(bomb: int = 256 * MiB, field: int = 20 * MiB) -> tuple[Hostile, ...]:
+    """Every kind of hostile entry; bombs inflate to ``bomb`` bytes, big fields hold ``field``."""
+    return (
+        Hostile("zip_bomb", "gz", functools.partial(zip_bomb, bomb)),
+        Hostile("lz4_bomb", "lz4", functools.partial(lz4_bomb, bomb)),
+        Hostile("huge_json", "plain", functools.partial(huge_json, field)),
+        Hostile("huge_primitive", "flat", functools.partial(huge_primitive, field)),
+        Hostile("many_fields", "plain", many_fields),
+        Hostile("missing_data", "plain", missing_data),
+        Hostile("non_utf8", "flat", non_utf8),
+        Hostile("wrong_types", "plain", wrong_types),
+    )
+
+
+HOSTILE = hostiles()
 BY_NAME = {h.name: h for h in HOSTILE}
 
 POLICIES = ("halt", "quarantine", "ignore", "deadletter")
@@ -148,6 +154,9 @@ class Measurement:
     exit_code: int | None
     dead_lettered_intact: bool | None
     """With the dead-letter middleware: whether the sink holds the entry's original fields."""
+    unacknowledged: int
+    """Entries of the partition its processor has not acknowledged (pending or not yet
+    delivered) once the outcome was reached: what HALT and QUARANTINE keep."""
 
 
 class _Worker:
@@ -236,9 +245,14 @@ async def _ready(client: Redis, worker: _Worker, app: str, within: float) -> Non
         await asyncio.sleep(POLL)
 
 
-async def _seen_good(client: Redis, app: str, stream: str) -> bool:
-    import json
+async def _unacknowledged(client: Redis, key: str, group: str) -> int:
+    for info in await client.xinfo_groups(key):
+        if info["name"] in (group, group.encode()):
+            return int(info["pending"]) + int(info.get("lag") or 0)
+    raise AssertionError(f"no group {group} on {key}")
 
+
+async def _seen_good(client: Redis, app: str, stream: str) -> bool:
     for raw in await client.lrange(f"results:{app}:seen", 0, -1):
         item = json.loads(raw)
         if item["stream"] == stream and item["key"] == "good":
@@ -288,6 +302,7 @@ async def measure(
             await asyncio.sleep(POLL)
         seconds = time.monotonic() - started
         log_bytes = worker.log_size() - before
+        unacknowledged = await _unacknowledged(client, key, f"{hostile.stream}_proc")
         intact: bool | None = None
         if policy == "deadletter":
             sink = await client.xrange(f"__strm:{app}.{hostile.stream}.dead.0") or []
@@ -305,6 +320,81 @@ async def measure(
             seconds=round(seconds, 2),
             exit_code=worker.exit_code,
             dead_lettered_intact=intact,
+            unacknowledged=unacknowledged,
+        )
+    finally:
+        if not worker.reap():
+            worker.process.kill()
+            worker.reap(block=True)
+        keys = [k async for k in client.scan_iter(match=f"__*:{app}*")]
+        keys += [k async for k in client.scan_iter(match=f"results:{app}:*")]
+        if keys:
+            await client.delete(*keys)
+        await client.aclose()
+
+
+@dataclass
+class Batch:
+    """What a series of hostile entries cost one worker that keeps going (IGNORE)."""
+
+    policy: str
+    peak_rss_mib: float
+    baseline_rss_mib: float
+    log_bytes: int
+    good_processed: list[tuple[str, int]]
+    """(stream, seq) of every good event the processors handled, in order."""
+    dead_lettered_intact: list[str]
+    """Hostile entries found in their dead-letter stream with every original field."""
+    exit_code: int | None
+
+
+async def run_all(
+    redis_url: str,
+    entries: Sequence[Hostile],
+    policy: str,
+    workdir: Path,
+    within: float = 120.0,
+) -> Batch:
+    """One worker under ``policy`` (IGNORE or dead-letter), fed every hostile entry each
+    followed by a good event in the same partition; returns when every good event is
+    processed."""
+    app = f"h{uuid4().hex[:8]}"
+    env = process_env(app, redis_url, {"HOSTILE_POLICY": policy})
+    client = Redis.from_url(redis_url)
+    worker = _Worker(env, workdir / f"{app}-all-{policy}.log")
+    written: list[tuple[Hostile, dict[bytes, bytes]]] = []
+    try:
+        await _ready(client, worker, app, within=60.0)
+        await asyncio.sleep(0.5)
+        baseline = worker.rss_kib()
+        before = worker.log_size()
+        for seq, hostile in enumerate(entries, start=1):
+            key = f"__strm:{app}.{hostile.stream}.0"
+            fields = hostile.fields()
+            await client.xadd(key, fields)  # type: ignore[arg-type]  # bytes fields
+            await client.xadd(key, good_fields(hostile.stream, seq))  # type: ignore[arg-type]
+            written.append((hostile, fields))
+        deadline = time.monotonic() + within
+        while len(await client.lrange(f"results:{app}:seen", 0, -1)) < len(entries):
+            if worker.reap() or time.monotonic() > deadline:
+                raise AssertionError(f"not every good event was processed:\n{worker.log()[-4000:]}")
+            await asyncio.sleep(POLL)
+        log_bytes = worker.log_size() - before
+        intact = []
+        for hostile, fields in written:
+            sink = await client.xrange(f"__strm:{app}.{hostile.stream}.dead.0") or []
+            if any(all((e or {}).get(k) == v for k, v in fields.items()) for _, e in sink):
+                intact.append(hostile.name)
+        seen = [json.loads(x) for x in await client.lrange(f"results:{app}:seen", 0, -1)]
+        worker.stop()
+        return Batch(
+            policy=policy,
+            peak_rss_mib=round(worker.peak_kib / 1024, 1),
+            baseline_rss_mib=round(baseline / 1024, 1),
+            log_bytes=log_bytes,
+            good_processed=[(x["stream"], x["seq"]) for x in seen],
+            dead_lettered_intact=intact,
+            exit_code=worker.exit_code,
         )
     finally:
         if not worker.reap():

@@ -14,7 +14,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, TypeVar, cast, get_args
@@ -464,7 +464,7 @@ def quarantine_list(
         finally:
             await app.close()
 
-    for _, info in sorted(asyncio.run(run()).items()):
+    for _, info in sorted(_run_admin(run()).items()):
         click.echo(json.dumps(info))
 
 
@@ -484,9 +484,20 @@ def quarantine_clear(
         finally:
             await app.close()
 
-    if not asyncio.run(run()):
+    if not _run_admin(run()):
         raise click.ClickException(f"partition {partition} of {name} is not quarantined")
     click.echo(f"cleared the quarantine of {name} partition {partition}")
+
+
+T = TypeVar("T")
+
+
+def _run_admin(coro: Coroutine[Any, Any, T]) -> T:
+    """Run an admin command's coroutine; a runnel error is one line, not a traceback."""
+    try:
+        return asyncio.run(coro)
+    except RunnelError as exc:
+        raise click.ClickException(f"{type(exc).__name__}: {exc}") from exc
 
 
 def _load_processor(ref: str, redis_url: str | None, password_file: str | None) -> tuple[App, str]:

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 from runnel.adapters.redis import _errors, _watched
 from runnel.adapters.redis.client import make_client
@@ -18,7 +19,7 @@ from runnel.adapters.redis.locks import RedisPartitionLocks
 from runnel.adapters.redis.streams import RedisStreamLog
 from runnel.domain.model import Entry
 from runnel.errors import BackendProtocolError, BackendUnavailable, BackpressureError, Fenced
-from runnel.ports import AckRequest, Append, Cap, Fence, ReadRequest
+from runnel.ports import AckRequest, Append, Cap, DeadLetter, Fence, ReadRequest
 from tests.contracts import key_space
 
 
@@ -569,3 +570,40 @@ async def test_a_loop_of_blocking_reads_always_ends_when_its_task_is_cancelled(
         else:
             assert task.cancelled()
     assert survivors == 0
+
+
+async def test_a_twenty_megabyte_field_is_dead_lettered_even_when_its_lease_is_renewed_meanwhile(
+    redis_client: Redis, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The dead letter is a watched transaction: a renewal of the lease between its WATCH
+    # and its EXEC aborts that attempt, and the next one writes it, once. The renewal is
+    # made to land there by wrapping the transaction's GET of the lock (redis-py offers no
+    # hook between the two).
+    log, locks, k = RedisStreamLog(redis_client), RedisPartitionLocks(redis_client), key_space()
+    await log.ensure_group(k("s"), "g")
+    [entry] = await log.append([Append(k("s"), {b"data": b"x"})])
+    lease = await locks.acquire(k("lock"), k("epoch"), "w1", 30.0)
+    assert lease is not None
+    fence = Fence(k("lock"), lease.token, k("f"))
+    await log.read([ReadRequest(k("s"), "g", "p0", 10, fence=fence)])
+    other = make_client(redis_url, pool_size=1)
+    keeper = RedisPartitionLocks(other)
+    looks: list[object] = []
+    original = Pipeline.get
+
+    async def get_then_renew(self: Pipeline, name: str) -> object:
+        value = await original(self, name)  # watching: it runs at once
+        looks.append(value)
+        if len(looks) == 1:
+            assert await keeper.extend([lease], 30.0) == [True]
+        return value
+
+    monkeypatch.setattr(Pipeline, "get", get_then_renew)
+    letter = {b"data": b"y" * (20 << 20), b"__error_type": b"LimitExceeded"}
+    try:
+        sink_id = await log.dead_letter(DeadLetter(k("s"), "g", entry, k("dlq"), letter, fence))
+    finally:
+        await other.aclose()
+    assert looks == [lease.token, lease.token]  # the first attempt was aborted
+    assert await log.range(k("dlq")) == [Entry(sink_id, letter)]
+    assert await log.pending(k("s"), "g") == []

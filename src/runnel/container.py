@@ -19,6 +19,7 @@ Example:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from dependency_injector import containers, providers
@@ -30,15 +31,18 @@ from runnel.adapters.memory.keyvalue import MemoryKeyValue
 from runnel.adapters.memory.locks import MemoryPartitionLocks
 from runnel.adapters.memory.membership import MemoryMembership
 from runnel.adapters.memory.streams import MemoryStreamLog
-from runnel.adapters.redis.client import make_client
-from runnel.adapters.redis.keyvalue import RedisKeyValue
-from runnel.adapters.redis.locks import RedisPartitionLocks
-from runnel.adapters.redis.membership import RedisMembership
-from runnel.adapters.redis.streams import RedisStreamLog
 from runnel.adapters.serializers import serializer_named
 from runnel.adapters.system_clock import SystemClock
 from runnel.ports import Backend
 from runnel.settings import Settings
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+    from runnel.adapters.redis.keyvalue import RedisKeyValue
+    from runnel.adapters.redis.locks import RedisPartitionLocks
+    from runnel.adapters.redis.membership import RedisMembership
+    from runnel.adapters.redis.streams import RedisStreamLog
 
 
 def redis_password(settings: Settings) -> str | None:
@@ -73,6 +77,38 @@ def memory_name(url: str) -> str:
     return (parts.netloc + parts.path).strip("/") or "default"
 
 
+# redis-py is imported only when a Redis backend is built: an App on the memory backend, a
+# command that never reaches Redis and `import runnel` do not pay for it.
+def _redis_client(url: str, pool_size: int, password: str | None = None) -> Redis:
+    from runnel.adapters.redis.client import make_client
+
+    return make_client(url, pool_size, password=password)
+
+
+def _redis_stream_log(client: Redis) -> RedisStreamLog:
+    from runnel.adapters.redis.streams import RedisStreamLog
+
+    return RedisStreamLog(client)
+
+
+def _redis_locks(client: Redis) -> RedisPartitionLocks:
+    from runnel.adapters.redis.locks import RedisPartitionLocks
+
+    return RedisPartitionLocks(client)
+
+
+def _redis_kv(client: Redis) -> RedisKeyValue:
+    from runnel.adapters.redis.keyvalue import RedisKeyValue
+
+    return RedisKeyValue(client)
+
+
+def _redis_membership(client: Redis) -> RedisMembership:
+    from runnel.adapters.redis.membership import RedisMembership
+
+    return RedisMembership(client)
+
+
 class Container(containers.DeclarativeContainer):
     """Providers of everything an App needs; see the module docstring to override them."""
 
@@ -80,7 +116,7 @@ class Container(containers.DeclarativeContainer):
     clock = providers.Singleton(SystemClock)
 
     redis_client = providers.Singleton(
-        make_client,
+        _redis_client,
         settings.provided.redis_url,
         settings.provided.default_pool_size,
         password=providers.Callable(redis_password, settings),
@@ -92,22 +128,22 @@ class Container(containers.DeclarativeContainer):
 
     stream_log = providers.Selector(
         kind,
-        redis=providers.Singleton(RedisStreamLog, redis_client),
+        redis=providers.Singleton(_redis_stream_log, redis_client),
         memory=providers.Singleton(MemoryStreamLog, memory_broker),
     )
     locks = providers.Selector(
         kind,
-        redis=providers.Singleton(RedisPartitionLocks, redis_client),
+        redis=providers.Singleton(_redis_locks, redis_client),
         memory=providers.Singleton(MemoryPartitionLocks, memory_broker),
     )
     kv = providers.Selector(
         kind,
-        redis=providers.Singleton(RedisKeyValue, redis_client),
+        redis=providers.Singleton(_redis_kv, redis_client),
         memory=providers.Singleton(MemoryKeyValue, memory_broker),
     )
     membership = providers.Selector(
         kind,
-        redis=providers.Singleton(RedisMembership, redis_client),
+        redis=providers.Singleton(_redis_membership, redis_client),
         memory=providers.Singleton(MemoryMembership, memory_broker),
     )
     backend = providers.Singleton(

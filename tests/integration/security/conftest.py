@@ -1,8 +1,10 @@
 """Servers for the security tests: a plain redis-server whose ACL users the tests create,
 and one that speaks only TLS with a private CA and requires client certificates.
 
-Both are started from the ``redis-server`` binary on free local ports, without
-persistence, for this package's tests only (ACL users and the ACL log are server-wide).
+Both are started from the test server binary (``tests/servers.py``: ``redis-server`` unless
+``RUNNEL_TEST_REDIS_SERVER`` names another) on free local ports, without persistence, for
+this package's tests only (ACL users and the ACL log are server-wide). A build without TLS
+skips the TLS tests.
 Throwaway certificates are made with the ``openssl`` binary: a CA, a server certificate
 for 127.0.0.1/localhost, and a client certificate whose key is encrypted with a passphrase
 (the ``ssl_password`` of the URL).
@@ -24,16 +26,11 @@ from uuid import uuid4
 import pytest
 from redis.asyncio import Redis
 
+from tests.servers import ServerUnavailable, free_port, server_binary, start_process, stop_process
+
 from ..engine.conftest import app_name, spawn  # noqa: F401 - fixtures shared with engine tests
 
-_STARTUP = 10.0
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+_STARTUP = 15.0
 
 
 def _listening(port: int) -> bool:
@@ -46,49 +43,33 @@ def _listening(port: int) -> bool:
 
 @contextlib.contextmanager
 def _server(workdir: Path, port: int, options: Sequence[str]) -> Iterator[None]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.skip("no redis-server binary for the security tests")
-    command = [
-        binary,
-        "--bind",
-        "127.0.0.1",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--dir",
-        str(workdir),
-        "--logfile",
-        str(workdir / "redis.log"),
-        *options,
-    ]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    """The test server binary (``tests/servers.py``) on ``port``, with ``options`` last
+    (a later ``--port 0`` turns the plain port off)."""
+    try:
+        binary = server_binary()
+    except ServerUnavailable as exc:
+        pytest.skip(f"no server for the security tests: {exc}")
+    process = start_process(binary, port, workdir, options)
     try:
         deadline = time.monotonic() + _STARTUP
         while not _listening(port):
             if process.poll() is not None:
-                log = (workdir / "redis.log").read_text(errors="replace")[-2000:]
-                pytest.fail(f"redis-server exited with {process.returncode}: {log}")
+                log = (workdir / "server.log").read_text(errors="replace")[-2000:]
+                pytest.skip(f"{binary.name} cannot run this way ({process.returncode}): {log}")
             if time.monotonic() > deadline:
-                pytest.fail(f"redis-server did not listen on {port} in time")
+                pytest.fail(f"{binary.name} did not listen on {port} in time")
             time.sleep(0.05)
         yield
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
 
 
 @pytest.fixture(scope="session")
 def acl_redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A plain redis-server (default user without password) for ACL tests."""
     workdir = tmp_path_factory.mktemp("acl-redis")
-    port = _free_port()
-    with _server(workdir, port, ["--port", str(port)]):
+    port = free_port()
+    with _server(workdir, port, []):
         yield f"redis://127.0.0.1:{port}/0"
 
 
@@ -163,7 +144,7 @@ def tls_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tls]:
     ca, cert, key, client_cert, client_key = make_certificates(workdir, passphrase)
     if not hasattr(ssl, "PROTOCOL_TLS_CLIENT"):  # pragma: no cover - every CPython has it
         pytest.skip("Python without TLS support")
-    port = _free_port()
+    port = free_port()
     options = [
         "--port", "0",
         "--tls-port", str(port),

@@ -15,7 +15,8 @@ import signal
 import tempfile
 from pathlib import Path
 
-from ..conftest import _redis_server
+from tests.servers import running_server
+
 from .hostile import BY_NAME, HOSTILE, POLICIES, as_row, measure
 
 
@@ -51,9 +52,9 @@ def main() -> None:
     args = parser.parse_args()
     with (
         tempfile.TemporaryDirectory(prefix="runnel-hostile-") as tmp,
-        _redis_server("redis-server") as url,
+        running_server() as server,
     ):
-        rows = asyncio.run(_run(args, url, Path(tmp)))
+        rows = asyncio.run(_run(args, server.url, Path(tmp)))
     if args.out is not None:
         args.out.write_text(json.dumps(rows, indent=1) + "\n")
 

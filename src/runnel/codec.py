@@ -34,7 +34,9 @@ from runnel.domain.limits import (
     DecodeLimits,
     check_fields,
     decompressed_too_large,
+    field_too_large,
     record_too_large,
+    too_many_fields,
 )
 from runnel.errors import DecodeError
 from runnel.ports import Compressor, Serializer
@@ -61,10 +63,13 @@ class RecordCodec(Generic[R]):
         "_fast_json",
         "_fields",
         "_header",
+        "_limits",
+        "_max_count",
+        "_max_size",
         "_serializer",
+        "_sized",
         "_validate",
         "_validate_json",
-        "limits",
         "record",
     )
 
@@ -77,6 +82,10 @@ class RecordCodec(Generic[R]):
     ) -> None:
         self.record = record
         self.limits = limits or DecodeLimits()
+        # Primitive fields whose encoded size can grow with their value (str and bytes).
+        self._sized = tuple(
+            raw for _, raw, kind in record.__primitive_fields__ if kind in (str, bytes)
+        )
         self._serializer = serializer
         self._compressor = compressor
         self._expected = (serializer.name, compressor.name if compressor else None)
@@ -93,6 +102,18 @@ class RecordCodec(Generic[R]):
         )
 
     @property
+    def limits(self) -> DecodeLimits:
+        """The decoding limits in force (:mod:`runnel.domain.limits`)."""
+        return self._limits
+
+    @limits.setter
+    def limits(self, limits: DecodeLimits) -> None:
+        self._limits = limits
+        # Plain ints for the per-event checks: one attribute lookup each.
+        self._max_count = limits.max_field_count
+        self._max_size = limits.max_field_size
+
+    @property
     def name(self) -> str:
         """``primitive`` or the codec name recorded in stream metadata (``json+lz4``)."""
         return "primitive" if self.record.__primitive__ else codec_name(*self._expected)
@@ -103,27 +124,30 @@ class RecordCodec(Generic[R]):
         Raises:
             LimitExceeded: the record is over a limit the workers would refuse it for.
         """
-        limits = self.limits
         if self.record.__primitive__:
             fields = {
                 raw: encode_primitive(getattr(record, name))
                 for name, raw, _ in self.record.__primitive_fields__
             }
-            check_fields(fields, limits)
+            most = self._max_size
+            for raw in self._sized:
+                if len(fields[raw]) > most:
+                    check_fields(fields, self._limits)  # raises, naming the field
+            if len(fields) > self._max_count:
+                check_fields(fields, self._limits)
             return fields
         if self._fast_json:
             payload = self.record.__pydantic_serializer__.to_json(record)
         else:
             payload = self._serializer.dumps(record.model_dump(mode="json"))
         if self._compressor is not None:
-            if len(payload) > limits.max_decompressed_size:
-                raise record_too_large(
-                    len(payload), "max_decompressed_size", limits.max_decompressed_size
-                )
+            most = self._limits.max_decompressed_size
+            if len(payload) > most:
+                raise record_too_large(len(payload), "max_decompressed_size", most)
             payload = self._compressor.compress(payload)
         value = with_header(*self._expected, payload)
-        if len(value) > limits.max_field_size:
-            raise record_too_large(len(value), "max_field_size", limits.max_field_size)
+        if len(value) > self._max_size:
+            raise record_too_large(len(value), "max_field_size", self._max_size)
         return {DATA_FIELD: value}
 
     def decode(self, fields: Mapping[bytes, bytes]) -> R:
@@ -135,7 +159,10 @@ class RecordCodec(Generic[R]):
                 says which, quoting values only by short excerpts).
         """
         try:
-            check_fields(fields, self.limits)
+            # The limits are checked on what is decoded: the field count, and each field
+            # the record reads (another field is not decoded, and costs nothing more).
+            if len(fields) > self._max_count:
+                raise too_many_fields(len(fields), self._limits)
             if self.record.__primitive__:
                 return self._validate(self._primitive_values(fields))  # type: ignore[no-any-return]  # the record's own validator
             raw = fields.get(DATA_FIELD)
@@ -143,6 +170,8 @@ class RecordCodec(Generic[R]):
                 raise DecodeError(
                     f"entry has no {DATA_FIELD.decode()!r} field (fields: {_names(fields)})"
                 )
+            if len(raw) > self._max_size:
+                raise field_too_large(DATA_FIELD, len(raw), self._limits)
             if self._header is None and raw[:1] == b"{":
                 payload = raw  # bare JSON, what this codec writes: no header to parse
             elif self._header is not None and raw.startswith(self._header):
@@ -151,11 +180,12 @@ class RecordCodec(Generic[R]):
                 serializer, compressor, payload = split_payload(raw)
                 check_codec((serializer, compressor), self._expected)
             if self._compressor is not None:
+                limits = self._limits
                 inflated = self._compressor.decompress_limited(
-                    payload, self.limits.max_decompressed_size
+                    payload, limits.max_decompressed_size
                 )
                 if inflated is None:
-                    raise decompressed_too_large(self.limits)
+                    raise decompressed_too_large(limits)
                 payload = inflated
             if self._fast_json:
                 return self._validate_json(payload)  # type: ignore[no-any-return]  # the record's own validator
@@ -177,10 +207,13 @@ class RecordCodec(Generic[R]):
 
     def _primitive_values(self, fields: Mapping[bytes, bytes]) -> dict[str, object]:
         values: dict[str, object] = {}
+        most = self._max_size
         for name, raw, convert, kind in self._fields:
             value = fields.get(raw)
             if value is None:
                 continue  # let validation name the missing field (or apply its default)
+            if len(value) > most:
+                raise field_too_large(raw, len(value), self._limits)
             try:
                 values[name] = convert(value)
             except (ValueError, UnicodeDecodeError):

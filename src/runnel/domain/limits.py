@@ -69,17 +69,27 @@ def check_fields(fields: Mapping[bytes, bytes], limits: DecodeLimits) -> None:
         runnel.errors.LimitExceeded: entry has 3 fields, over max_field_count (2)
     """
     if len(fields) > limits.max_field_count:
-        raise LimitExceeded(
-            f"entry has {len(fields)} fields, over max_field_count ({limits.max_field_count})",
-            "max_field_count",
-        )
+        raise too_many_fields(len(fields), limits)
     most = limits.max_field_size
     for name, value in fields.items():
         if len(value) > most:
-            raise LimitExceeded(
-                f"field {_name(name)} is {len(value)} bytes, over max_field_size ({most} bytes)",
-                "max_field_size",
-            )
+            raise field_too_large(name, len(value), limits)
+
+
+def too_many_fields(count: int, limits: DecodeLimits) -> LimitExceeded:
+    """The error for an entry of ``count`` fields, over ``max_field_count``."""
+    return LimitExceeded(
+        f"entry has {count} fields, over max_field_count ({limits.max_field_count})",
+        "max_field_count",
+    )
+
+
+def field_too_large(name: bytes, size: int, limits: DecodeLimits) -> LimitExceeded:
+    """The error for a field of ``size`` bytes, over ``max_field_size``."""
+    return LimitExceeded(
+        f"field {_name(name)} is {size} bytes, over max_field_size ({limits.max_field_size} bytes)",
+        "max_field_size",
+    )
 
 
 def decompressed_too_large(limits: DecodeLimits) -> LimitExceeded:

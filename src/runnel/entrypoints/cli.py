@@ -420,7 +420,7 @@ def _reason(exc: ValidationError) -> str:
 )
 @click.option("--user", default=None, help="User name (default: APP_NAME-ROLE).")
 def acl(app_name: str, role: str, user: str | None) -> None:
-    """Print the least-privilege ``ACL SETUSER`` line for APP_NAME's ROLE.
+    """Print the least-privilege Redis ACL of APP_NAME's ROLE (an ACL SETUSER line).
 
     The user may touch only APP_NAME's keys (not another app's, not even APP_NAME2's) and
     run only what runnel sends. Replace <password>, or add the password as a hash (#...).

@@ -4,6 +4,9 @@ Usage (from the repository root, with a redis-server on PATH)::
 
     python -m tests.integration.security.measure [--src OTHER/src] [--out FILE.json]
         [--only NAME,...] [--policies halt,...] [--window SECONDS]
+    python -m tests.integration.security.measure --table BEFORE.json AFTER.json
+
+The second form prints the Markdown table of docs/security.md from two runs.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import json
 import signal
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from tests.servers import running_server
 
@@ -37,6 +41,38 @@ async def _run(args: argparse.Namespace, url: str, workdir: Path) -> list[dict[s
     return rows
 
 
+def table(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> str:
+    """The before/after Markdown table: peak RSS and log bytes per entry and policy."""
+    old = {(r["hostile"], r["policy"]): r for r in before}
+    lines = [
+        "| hostile entry | policy | peak RSS before | after | log bytes before | after "
+        "| outcome before | after |",
+        "|---|---|--:|--:|--:|--:|---|---|",
+    ]
+    for new in after:
+        was = old.get((new["hostile"], new["policy"]))
+        if was is None:
+            continue
+        lines.append(
+            f"| {new['hostile']} | {new['policy']} | {was['peak_rss_mib']:.0f} MiB "
+            f"| {new['peak_rss_mib']:.0f} MiB | {_bytes(was)} | {_bytes(new)} "
+            f"| {_outcome(was)} | {_outcome(new)} |"
+        )
+    return "\n".join(lines)
+
+
+def _bytes(row: dict[str, Any]) -> str:
+    text = f"{row['log_bytes']:,}"
+    return f"{text} in {row['seconds']:.0f} s" if row["outcome"] == "stuck" else text
+
+
+def _outcome(row: dict[str, Any]) -> str:
+    shown = str(row["outcome"])
+    if row["policy"] == "deadletter":
+        shown += ", dead-lettered" if row["dead_lettered_intact"] else ", not dead-lettered"
+    return shown
+
+
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt  # so the workers and the server are stopped on SIGTERM too
 
@@ -49,7 +85,12 @@ def main() -> None:
     parser.add_argument("--only", default="")
     parser.add_argument("--policies", default=",".join(POLICIES))
     parser.add_argument("--window", type=float, default=30.0)
+    parser.add_argument("--table", nargs=2, type=Path, default=None)
     args = parser.parse_args()
+    if args.table is not None:
+        before, after = (json.loads(p.read_text()) for p in args.table)
+        print(table(before, after))
+        return
     with (
         tempfile.TemporaryDirectory(prefix="runnel-hostile-") as tmp,
         running_server() as server,

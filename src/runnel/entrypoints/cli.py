@@ -48,6 +48,7 @@ class _Masking(click.Group):
     """The ``runnel`` group: no error message it prints shows a secret it has seen."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        SECRETS.clear()  # this command's own (in-process runs share the module)
         password = os.environ.get("RUNNEL_REDIS_PASSWORD")
         url = os.environ.get("RUNNEL_REDIS_URL", "")
         SECRETS.update(url_secrets(url, user_is_public=bool(password)))

@@ -52,9 +52,15 @@ def user_url(base: str, user: str) -> str:
 
 
 async def refusals(admin: Redis, *users: str) -> list[dict[str, Any]]:
-    """The ACL log entries of ``users`` (what the server refused them)."""
+    """The ACL log entries of ``users`` (what the server refused them), but for redis-py's
+    ``CLIENT SETINFO`` on Redis 7.2 and later, which it sends on connect and whose refusal
+    it ignores (docs/security.md: grant ``+client|setinfo`` there to keep the log quiet)."""
     entries = await admin.acl_log(count=1000)
-    return [e for e in entries if _text(e.get("username")) in users]
+    return [
+        e
+        for e in entries
+        if _text(e.get("username")) in users and _text(e.get("object")) != "client|setinfo"
+    ]
 
 
 def _text(value: object) -> str:

@@ -12,9 +12,11 @@ Example:
 
 from __future__ import annotations
 
+import reprlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from runnel.domain.excerpt import truncated
 from runnel.domain.model import Entry
 from runnel.errors import BackendProtocolError, Fenced
 from runnel.ports import (
@@ -27,9 +29,9 @@ from runnel.ports import (
 
 
 def _unexpected(expected: str, found: Any) -> BackendProtocolError:
-    shown = repr(found)
-    if len(shown) > 200:
-        shown = shown[:200] + "..."
+    # reprlib bounds every part of the reply (a stream entry may hold megabytes), and
+    # truncated() marks how long the text was.
+    shown = truncated(reprlib.repr(found), 200)
     return BackendProtocolError(f"expected {expected} from Redis, found {shown}")
 
 

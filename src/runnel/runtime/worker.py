@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from runnel import context
 from runnel.domain.access import Access, ProcessorKeys, worker_access
 from runnel.domain.excerpt import truncated
+from runnel.domain.keys import Keys
 from runnel.errors import BackendError, Misconfigured, PermissionDenied
 from runnel.ports import Backend
 from runnel.runtime._aio import cancel_and_wait
@@ -219,7 +220,7 @@ class Worker:
                 e.keys,
                 e.spec.name,
                 e.id,
-                tuple(m.sink.keys for m in e.spec.middleware if hasattr(m, "sink")),
+                tuple(_sink_keys(e.spec.middleware)),
             )
             for e in self.executors
         ]
@@ -258,6 +259,16 @@ class Worker:
                 log.error("stopping %s failed: %s", executor.spec.name, safe_repr(result))
         await cancel_and_wait(*self._tasks[:1])
         await self.leadership.release()
+
+
+def _sink_keys(middleware: Sequence[object]) -> list[Keys]:
+    """The keys of the streams middleware writes to (the dead-letter middleware's sink)."""
+    found = []
+    for m in middleware:
+        keys = getattr(getattr(m, "sink", None), "keys", None)
+        if isinstance(keys, Keys):
+            found.append(keys)
+    return found
 
 
 def describe_task(task: asyncio.Task[Any]) -> str:

@@ -15,9 +15,10 @@ from typing import Any
 
 import pytest
 
-from runnel import App, Events, ExceptionPolicy, Record
+from runnel import App, Events, ExceptionPolicy, Middleware, Record
 from runnel.adapters.memory.clock import SimulatedClock
 from runnel.errors import PermissionDenied
+from runnel.middleware import DeadLetterMiddleware
 from runnel.ports import Backend
 from runnel.runtime.worker import Worker
 
@@ -130,3 +131,33 @@ async def test_a_refusal_at_start_up_is_raised_before_any_partition_is_taken(
     with pytest.raises(PermissionDenied, match="may not run ensure_group"):
         await worker.run()
     assert not worker.started.is_set()
+
+
+def test_the_start_up_check_covers_every_key_kind_of_the_worker(
+    make_app: Callable[..., App],
+) -> None:
+    app = make_app(default_partition_count=2)
+    ticks = app.stream("ticks", record=Tick, partition_by="key")
+
+    class Odd(Middleware):
+        sink = "not a stream"  # a user's middleware may have any attribute of that name
+
+    @app.processor(ticks, middleware=[DeadLetterMiddleware(source=ticks), Odd()])
+    async def proc(events: Events) -> None:
+        async for _ in events:
+            pass
+
+    @app.timer(interval=5.0, on_leader=True)
+    async def nightly() -> None:
+        pass
+
+    access = Worker(app, app.backend, install_signals=False).access()
+    keys = {a.kind: a.key for a in access}
+    assert keys["sink"] == f"__strm:{app.name}.ticks.dead.0"
+    assert keys["schedule"] == f"__sched:{app.name}.nightly"
+    assert keys["lock"].startswith(f"__lock:{app.name}.ticks.proc.")
+    assert {a.kind for a in access} == {
+        "stream", "sink", "meta", "lost", "lock", "epoch", "fenced", "membership",
+        "membership_version", "control", "beat", "quarantine", "leader", "leader_epoch",
+        "schedule",
+    }  # fmt: skip

@@ -403,9 +403,12 @@ class App:
         self._forget_prepared_streams()
 
     def _forget_prepared_streams(self) -> None:
-        """A new backend knows nothing yet: metadata and groups are written again."""
+        """A new backend knows nothing yet: metadata and groups are written again (and the
+        streams take the new settings' decoding limits)."""
+        limits = self.settings.decode_limits()
         for stream in self.streams.values():
             stream._prepared = False
+            stream.codec.limits = limits
 
     def _processor_spec(self, processor: str) -> ProcessorSpec:
         spec = self.processors.get(processor)

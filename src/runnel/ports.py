@@ -342,7 +342,8 @@ class KeyValue(Protocol):
 
     async def durability_risks(self) -> list[str]:
         """How the store's own settings could lose or corrupt what runnel writes, a sentence
-        each (no persistence, eviction); empty when none is known or the store will not say."""
+        each (no persistence, eviction); empty when none is known. When the store will not
+        say, one sentence says that the check could not run."""
         ...
 
 
@@ -417,6 +418,22 @@ class Compressor(ABC):
     @abstractmethod
     def decompress(self, data: bytes) -> bytes:
         """Undo :meth:`compress`."""
+
+    def decompress_limited(self, data: bytes, limit: int) -> bytes | None:
+        """Undo :meth:`compress`, or return None if the result would exceed ``limit`` bytes.
+
+        Workers decode through this method, with the stream's ``max_decompressed_size``,
+        so that a small hostile payload cannot inflate into gigabytes. The built-in
+        compressors stop inflating at the limit and never allocate more. This default
+        inflates everything first and then checks the size: override it in a custom
+        compressor whose format can be inflated in bounded steps.
+
+        Example:
+            >>> from runnel.adapters.compressors import GzipCompressor
+            >>> GzipCompressor().decompress_limited(GzipCompressor().compress(b"x" * 9), 8)
+        """
+        out = self.decompress(data)
+        return out if len(out) <= limit else None
 
 
 @dataclass(frozen=True, slots=True)

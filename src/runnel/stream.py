@@ -95,7 +95,9 @@ class Stream(Generic[R]):
         self.hasher_name = hasher_name
         self.trim_mode: TrimMode = trim_mode
         self.keys = Keys(app.name, name)
-        self.codec: RecordCodec[R] = RecordCodec(record, serializer, compressor)
+        self.codec: RecordCodec[R] = RecordCodec(
+            record, serializer, compressor, app.settings.decode_limits()
+        )
         self._partition_keys = [self.keys.stream(n) for n in range(partition_count)]
         self._prepared = False
         self._prepare_lock: asyncio.Lock | None = None

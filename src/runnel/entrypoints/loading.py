@@ -90,7 +90,9 @@ def settings_problem(exc: BaseException, options: Mapping[str, str] | None = Non
         name = ".".join(str(part) for part in detail["loc"])
         message = detail["msg"].removeprefix("Value error, ")
         variable = f"RUNNEL_{name.upper()}"
-        if options is not None:
+        if not name:  # a check of several settings together
+            parts.append(message)
+        elif options is not None:
             parts.append(f"{options.get(name, name)}: {message}")
         elif variable in environment:
             parts.append(f"{name}: {message} ({variable} is set in the environment)")

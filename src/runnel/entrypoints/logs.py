@@ -8,6 +8,11 @@ Fields a caller passes with ``extra={...}`` are kept: as keys of the JSON object
 whose name the JSON format uses itself, such as ``time`` or ``message``, is written as
 ``extra_<name>``), and as ``name=value`` pairs after the context on the console.
 
+Every line is masked (the secrets of the settings never appear, however a message came to
+quote them) and bounded: a message or traceback longer than :data:`MESSAGE_LIMIT` or
+:data:`TRACEBACK_LIMIT` characters keeps its beginning and end, with a mark saying how
+much was left out. Text values of extra fields are masked and bounded like messages.
+
 Example:
     >>> record = logging.LogRecord("shop", logging.INFO, "x.py", 1, "charged", (), None)
     >>> record.order_id = 42
@@ -20,9 +25,11 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Iterable
 from datetime import datetime, timezone
 
 from runnel import context
+from runnel._redact import scrub
 
 _FIELDS = ("worker", "executor", "processor", "stream", "partition")
 
@@ -57,6 +64,53 @@ def extra_fields(record: logging.LogRecord) -> dict[str, object]:
     }
 
 
+MESSAGE_LIMIT = 16_384
+"""Characters of a log message kept (half from its start, half from its end)."""
+
+TRACEBACK_LIMIT = 32_768
+"""Characters of a logged traceback kept (half from its start, half from its end)."""
+
+
+def bounded(text: str, limit: int) -> str:
+    r"""``text``, or its start and end around a mark if it is longer than ``limit``.
+
+    Example:
+        >>> bounded("a" * 10 + "b" * 10, 8)
+        'aaaa\n...(12 of 20 chars left out)...\nbbbb'
+    """
+    if len(text) <= limit:
+        return text
+    half = limit // 2
+    left_out = f"...({len(text) - 2 * half} of {len(text)} chars left out)..."
+    return f"{text[:half]}\n{left_out}\n{text[-half:]}"
+
+
+class _Masked(logging.Formatter):
+    """Formats a record's message and traceback masked and bounded."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        super().__init__()
+        self.secrets = secrets
+
+    def message(self, record: logging.LogRecord) -> str:
+        return scrub(bounded(record.getMessage(), MESSAGE_LIMIT), self.secrets)
+
+    def extras(self, record: logging.LogRecord) -> dict[str, object]:
+        """The caller's extra fields, text values masked and bounded."""
+        return {
+            key: scrub(bounded(value, MESSAGE_LIMIT), self.secrets)
+            if isinstance(value, str)
+            else value
+            for key, value in extra_fields(record).items()
+        }
+
+    def traceback(self, record: logging.LogRecord) -> str | None:
+        if not record.exc_info:
+            return None
+        text = self.formatException(record.exc_info)
+        return scrub(bounded(text, TRACEBACK_LIMIT), self.secrets)
+
+
 class ContextFilter(logging.Filter):
     """Adds the context variables of the current task to every record."""
 
@@ -71,23 +125,24 @@ class ContextFilter(logging.Filter):
         return True
 
 
-class ConsoleFormatter(logging.Formatter):
+class ConsoleFormatter(_Masked):
     """``time LEVEL logger: message [worker=... partition=...]``."""
 
     def format(self, record: logging.LogRecord) -> str:
         stamp = datetime.fromtimestamp(record.created, timezone.utc).strftime("%H:%M:%S.%f")[:-3]
         pairs = [(k, getattr(record, k, None)) for k in _FIELDS]
-        pairs += extra_fields(record).items()
+        pairs += self.extras(record).items()
         ctx = " ".join(f"{k}={v}" for k, v in pairs if v is not None)
-        line = f"{stamp} {record.levelname:<8} {record.name}: {record.getMessage()}"
+        line = f"{stamp} {record.levelname:<8} {record.name}: {self.message(record)}"
         if ctx:
             line += f" [{ctx}]"
-        if record.exc_info:
-            line += "\n" + self.formatException(record.exc_info)
+        trace = self.traceback(record)
+        if trace is not None:
+            line += "\n" + trace
         return line
 
 
-class JsonFormatter(logging.Formatter):
+class JsonFormatter(_Masked):
     """One JSON object per line."""
 
     def format(self, record: logging.LogRecord) -> str:
@@ -95,24 +150,29 @@ class JsonFormatter(logging.Formatter):
             "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": self.message(record),
         }
         for key in _FIELDS:
             value = getattr(record, key, None)
             if value is not None:
                 data[key] = value
-        for key, value in extra_fields(record).items():
+        for key, value in self.extras(record).items():
             data[f"extra_{key}" if key in _JSON_KEYS else key] = value
-        if record.exc_info:
-            data["exception"] = self.formatException(record.exc_info)
+        trace = self.traceback(record)
+        if trace is not None:
+            data["exception"] = trace
         return json.dumps(data, default=str)
 
 
-def configure(fmt: str, level: str) -> None:
-    """Install one stderr handler on the ``runnel`` logger tree."""
+def configure(fmt: str, level: str, secrets: Iterable[str] = ()) -> None:
+    """Install one stderr handler on the ``runnel`` logger tree, masking ``secrets``.
+
+    ``secrets`` is read at every line (a set the caller may still add to).
+    """
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(ContextFilter())
-    handler.setFormatter(JsonFormatter() if fmt == "json" else ConsoleFormatter())
+    formatter = JsonFormatter(secrets) if fmt == "json" else ConsoleFormatter(secrets)
+    handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

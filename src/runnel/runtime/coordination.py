@@ -45,7 +45,7 @@ from runnel.domain.membership import (
     without,
 )
 from runnel.domain.rebalance import plan_rebalance
-from runnel.errors import BackendError, RebalanceError
+from runnel.errors import BackendError, PermissionDenied, RebalanceError
 from runnel.ports import MembershipKeys, MembershipWrite
 from runnel.runtime._aio import cancel_and_wait, wait_event
 from runnel.runtime.events import safe_repr
@@ -149,6 +149,8 @@ class Coordinator:
                 await loop()
             except asyncio.CancelledError:
                 raise
+            except PermissionDenied as exc:  # the Redis user lacks a permission: halt
+                self.ex.worker.halt(exc, f"coordination of {self.name}")
             except Exception as exc:  # a bug in runnel itself: never silent
                 log.critical(
                     "%s loop of %s crashed: %s", name, self.ex.id, safe_repr(exc), exc_info=exc

@@ -19,6 +19,7 @@ import traceback
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from runnel.domain.excerpt import truncated
 from runnel.domain.model import Event, Partition
 from runnel.domain.take import TakeBuffer
 from runnel.runtime.feed import FeedClosed, PartitionFeed
@@ -207,7 +208,11 @@ def error_fields(error: BaseException) -> dict[str, str]:
         trace = "".join(traceback.format_exception(type(error), error, error.__traceback__))
     except Exception:
         trace = ""
-    return {"type": type(error).__qualname__, "message": message[:2000], "traceback": trace[-8000:]}
+    return {
+        "type": type(error).__qualname__,
+        "message": truncated(message, 2000),
+        "traceback": trace[-8000:],
+    }
 
 
 def safe_repr(obj: object) -> str:
@@ -216,7 +221,7 @@ def safe_repr(obj: object) -> str:
         text = repr(obj)
     except Exception:
         text = f"<unrepresentable {type(obj).__name__}>"
-    return text if len(text) <= 300 else text[:297] + "..."
+    return truncated(text, 300)
 
 
 def ids_of(item: Item | Sequence[Event] | None) -> list[bytes]:

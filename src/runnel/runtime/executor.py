@@ -18,7 +18,7 @@ from runnel import context
 from runnel.domain.leases import LeaseClock
 from runnel.domain.model import Partition
 from runnel.domain.policy import PartitionState
-from runnel.errors import BackendError, MetadataMismatch
+from runnel.errors import BackendError, MetadataMismatch, PermissionDenied
 from runnel.ports import Backend, Fence, Lease
 from runnel.runtime._aio import cancel_and_wait, wait_within
 from runnel.runtime.acks import Acker
@@ -97,6 +97,9 @@ class Executor:
             await coro
         except asyncio.CancelledError:
             raise
+        except PermissionDenied as exc:  # not a crash: the Redis user lacks a permission
+            task = asyncio.current_task()
+            self.worker.halt(exc, task.get_name() if task is not None else self.id)
         except Exception as exc:
             task = asyncio.current_task()
             name = task.get_name() if task is not None else self.id
@@ -285,7 +288,8 @@ class Executor:
         except BackendError as exc:
             log.warning("could not check whether %s lost its data: %s", self.stream.name, exc)
             return False
-        except MetadataMismatch as exc:  # re-created meanwhile by an App that differs
+        except (MetadataMismatch, PermissionDenied) as exc:  # re-created meanwhile by an
+            # App that differs, or a check the Redis user may not run
             self.worker.halt(exc, f"the store check of {self.stream.name}")
             return None
         except Exception as exc:  # never let the check take the fetcher down

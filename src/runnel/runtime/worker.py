@@ -15,11 +15,14 @@ import os
 import signal
 import socket
 import uuid
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
 
 from runnel import context
-from runnel.errors import Misconfigured
+from runnel.domain.access import Access, ProcessorKeys, worker_access
+from runnel.domain.excerpt import truncated
+from runnel.domain.keys import Keys
+from runnel.errors import BackendError, Misconfigured, PermissionDenied
 from runnel.ports import Backend
 from runnel.runtime._aio import cancel_and_wait
 from runnel.runtime.events import safe_repr
@@ -110,12 +113,29 @@ class Worker:
         self._stop.set()
 
     def halt(self, error: BaseException, where: str) -> None:
-        """Stop the worker because of a HALT policy (exit code 1)."""
+        """Stop the worker because of a HALT policy, or because it cannot do its job
+        (a permission the Redis user lacks), with exit code 1."""
         if self.halt_reason is None:
             self.halt_reason = error
-            log.critical("halting worker %s: %s failed: %s", self.id, where, safe_repr(error))
+            if isinstance(error, PermissionDenied):
+                log.critical(
+                    "halting worker %s: %s cannot do its job: %s",
+                    self.id,
+                    where,
+                    truncated(str(error), 2000),
+                )
+            else:
+                log.critical("halting worker %s: %s failed: %s", self.id, where, safe_repr(error))
         self.exit_code = EXIT_HALTED
         self._stop.set()
+
+    async def _halting_on_refusal(self, coro: Coroutine[Any, Any, None], where: str) -> None:
+        """Run a background loop; a permission the Redis user lacks halts the worker
+        (those loops retry backend errors, but retrying cannot grant a permission)."""
+        try:
+            await coro
+        except PermissionDenied as exc:
+            self.halt(exc, where)
 
     def _on_signal(self, signum: int) -> None:
         self._signals += 1
@@ -146,12 +166,21 @@ class Worker:
                 risks = getattr(self.backend.kv, "durability_risks", None)  # optional
                 for risk in await risks() if risks is not None else []:
                     log.warning("%s (%s)", risk, self.app.settings.redacted_url())
-            self._tasks.append(asyncio.create_task(self.leadership.run(), name="leadership"))
+            await self._check_access()
+            self._tasks.append(
+                asyncio.create_task(
+                    self._halting_on_refusal(self.leadership.run(), "leader election"),
+                    name="leadership",
+                )
+            )
             for executor in self.executors:
                 await executor.start()
             for runner in self.task_runners:
                 self._tasks.append(
-                    asyncio.create_task(runner.run(), name=f"task:{runner.spec.name}")
+                    asyncio.create_task(
+                        self._halting_on_refusal(runner.run(), f"task {runner.spec.name}"),
+                        name=f"task:{runner.spec.name}",
+                    )
                 )
             if self.tune_gc:
                 tune_garbage_collector()
@@ -169,6 +198,34 @@ class Worker:
             self.stopped.set()
         log.info("worker %s stopped (exit code %d)", self.id, self.exit_code)
         return self.exit_code
+
+    async def _check_access(self) -> None:
+        """Refuse to start when the Redis user may not do what this worker will do.
+
+        Raises:
+            PermissionDenied: naming every command and key the ACL refuses.
+        """
+        check = getattr(self.backend.kv, "check_access", None)  # optional
+        if check is None:
+            return
+        try:
+            await check(self.access())
+        except BackendError as exc:
+            log.warning("could not check the Redis user's permissions at start-up: %s", exc)
+
+    def access(self) -> list[Access]:
+        """Every kind of key this worker touches, with one key of each."""
+        processors = [
+            ProcessorKeys(
+                e.keys,
+                e.spec.name,
+                e.id,
+                tuple(_sink_keys(e.spec.middleware)),
+            )
+            for e in self.executors
+        ]
+        leader_tasks = [t.name for t in self.app.tasks.values() if t.on_leader]
+        return worker_access(self.app.name, processors, leader_tasks)
 
     async def _report_slow_stop(self) -> None:
         """Log what a graceful stop is still waiting on once it takes longer than it should.
@@ -202,6 +259,16 @@ class Worker:
                 log.error("stopping %s failed: %s", executor.spec.name, safe_repr(result))
         await cancel_and_wait(*self._tasks[:1])
         await self.leadership.release()
+
+
+def _sink_keys(middleware: Sequence[object]) -> list[Keys]:
+    """The keys of the streams middleware writes to (the dead-letter middleware's sink)."""
+    found = []
+    for m in middleware:
+        keys = getattr(getattr(m, "sink", None), "keys", None)
+        if isinstance(keys, Keys):
+            found.append(keys)
+    return found
 
 
 def describe_task(task: asyncio.Task[Any]) -> str:

@@ -165,3 +165,11 @@ def test_console_logs_show_extra_fields_after_the_context() -> None:
     record = record_with_extras(order_id=42, partition=3)
     line = ConsoleFormatter().format(record)
     assert line.endswith("shop.orders: charged o-1 [partition=3 order_id=42]")
+
+
+def test_extra_fields_are_masked_like_messages() -> None:
+    record = record_with_extras(note="connected with s3cret", attempts=3)
+    data = json.loads(JsonFormatter(["s3cret"]).format(record))
+    assert "s3cret" not in json.dumps(data)
+    assert data["attempts"] == 3
+    assert "s3cret" not in ConsoleFormatter(["s3cret"]).format(record)

@@ -5,14 +5,13 @@ and a tool that only needs ``runnel.__version__`` or the pytest plugin pays for 
 else.
 """
 
-from __future__ import annotations
-
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from importlib import import_module as _import_module
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+from typing import Any as _Any
 
 from runnel._version import __version__
 
-if TYPE_CHECKING:
+if _TYPE_CHECKING:
     from runnel.app import App
     from runnel.domain.model import Event, Partition
     from runnel.domain.policy import ExceptionPolicy
@@ -50,11 +49,11 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> _Any:
     home = _HOMES.get(name)
     if home is None:
         raise AttributeError(f"module 'runnel' has no attribute {name!r}")
-    value = getattr(import_module(home), name)
+    value = getattr(_import_module(home), name)
     globals()[name] = value
     return value
 

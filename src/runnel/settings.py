@@ -24,7 +24,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from runnel.domain.policy import ExceptionPolicy
 
+__all__ = ["Settings", "TrimMode"]
+
 TrimMode = Literal["lossless", "wait", "lossy"]
+"""How a full partition takes a send: refuse it, wait for room, or trim and count."""
 
 
 class Settings(BaseSettings):

@@ -32,12 +32,11 @@ Example:
     True
 """
 
-from __future__ import annotations
+from importlib import import_module as _import_module
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+from typing import Any as _Any
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
+if _TYPE_CHECKING:
     from runnel.adapters.memory.clock import SimulatedClock
     from runnel.testing.harness import DEFAULT_TIMEOUT, Harness, HarnessFactory
     from runnel.testing.observations import DeadLetterEntry, Delivery, Outcome, TaskRun
@@ -81,11 +80,11 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> _Any:
     home = _HOMES.get(name)
     if home is None:
         raise AttributeError(f"module 'runnel.testing' has no attribute {name!r}")
-    value = getattr(import_module(home), name)
+    value = getattr(_import_module(home), name)
     globals()[name] = value
     return value
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
-import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
@@ -27,6 +26,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from runnel.adapters.hashers import Hasher, is_default_hasher
 from runnel.container import Container
+from runnel.domain.failures import quarantine_field, read_quarantines
 from runnel.domain.hashing import HASH_VERSION
 from runnel.domain.policy import ExceptionPolicy
 from runnel.errors import Misconfigured
@@ -423,7 +423,7 @@ class App:
         """
         spec = self._processor_spec(processor)
         raw = await self.backend.kv.hash_get_all(spec.stream.keys.quarantine(spec.name))
-        return {int(k): json.loads(v) for k, v in raw.items()}
+        return read_quarantines(raw)
 
     async def clear_quarantine(self, processor: str, partition: int) -> bool:
         """Lift a quarantine; the owning worker resumes the partition from its failed entry.
@@ -433,7 +433,7 @@ class App:
         """
         spec = self._processor_spec(processor)
         removed = await self.backend.kv.hash_delete(
-            spec.stream.keys.quarantine(spec.name), str(partition).encode()
+            spec.stream.keys.quarantine(spec.name), quarantine_field(partition)
         )
         return removed > 0
 

@@ -9,25 +9,23 @@ finalisation awaited, before the processor runs again.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from runnel import context
+from runnel.domain.failures import dead_letter_fields, describe, safe_repr
 from runnel.domain.model import Event
 from runnel.domain.policy import PartitionState, on_failure
 from runnel.errors import DeadLetterFailed, Fenced, RunnelError
 from runnel.ports import DeadLetter
-from runnel.runtime.events import Events, error_fields, ids_of, safe_repr
+from runnel.runtime.events import Events, ids_of
 from runnel.runtime.feed import PartitionFeed
 
 if TYPE_CHECKING:
     from runnel.runtime.executor import Executor
 
 log = logging.getLogger(__name__)
-
-DEAD_LETTER_PREFIX = b"__error_"
 
 
 class ProcessorReturned(RunnelError):
@@ -163,7 +161,7 @@ class Consumer:
     async def dead_letter(self, events: Sequence[Event], error: BaseException, sink: Any) -> None:
         """Append failed events to ``sink`` with the error, acknowledging each atomically."""
         feed = self.feed
-        info = error_fields(error)
+        info = describe(error)
         stamp = self.executor.clock.wall().isoformat()
         try:
             await sink.prepare()
@@ -175,17 +173,14 @@ class Consumer:
         for event in events:
             if event._dead:
                 continue
-            fields = dict(event.data)
-            fields.update(
-                {
-                    DEAD_LETTER_PREFIX + b"type": info["type"].encode(),
-                    DEAD_LETTER_PREFIX + b"message": info["message"].encode("utf-8", "replace"),
-                    DEAD_LETTER_PREFIX + b"stream": feed.partition.stream.encode(),
-                    DEAD_LETTER_PREFIX + b"partition": str(feed.partition.number).encode(),
-                    DEAD_LETTER_PREFIX + b"id": event.id,
-                    DEAD_LETTER_PREFIX + b"processor": self.spec.name.encode(),
-                    DEAD_LETTER_PREFIX + b"time": stamp.encode(),
-                }
+            fields = dead_letter_fields(
+                event.data,
+                info,
+                stream=feed.partition.stream,
+                partition=feed.partition.number,
+                entry_id=event.id,
+                processor=self.spec.name,
+                time=stamp,
             )
             sink_key = sink.partition_key_name(feed.partition.number % sink.partition_count)
             try:
@@ -208,22 +203,5 @@ class Consumer:
                 feed.partition.number,
                 event.id.decode(),
                 sink_key,
-                info["type"],
+                info.type,
             )
-
-
-def quarantine_record(
-    partition: int, entry_id: str | None, error: BaseException, when: str, worker: str
-) -> bytes:
-    """The JSON stored for a quarantined partition."""
-    info = error_fields(error)
-    return json.dumps(
-        {
-            "partition": partition,
-            "entry_id": entry_id,
-            "error_type": info["type"],
-            "error": info["message"],
-            "time": when,
-            "worker": worker,
-        }
-    ).encode()

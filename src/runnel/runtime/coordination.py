@@ -35,6 +35,8 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
+from runnel.domain.failures import safe_repr
+from runnel.domain.ids import MIN_ID, StreamId
 from runnel.domain.membership import (
     Announcement,
     Members,
@@ -48,7 +50,6 @@ from runnel.domain.rebalance import plan_rebalance
 from runnel.errors import BackendError, RebalanceError
 from runnel.ports import MembershipKeys, MembershipWrite
 from runnel.runtime._aio import cancel_and_wait, wait_event
-from runnel.runtime.events import safe_repr
 
 if TYPE_CHECKING:
     from runnel.runtime.executor import Executor
@@ -63,19 +64,6 @@ MIN_RETRY = 0.01
 
 UPDATE_ATTEMPTS = 100
 """Compare-and-set rounds before a membership update gives up (and is retried later)."""
-
-
-def just_before(entry_id: bytes) -> bytes:
-    """The stream id immediately below ``entry_id`` (to read from it inclusively).
-
-    Example:
-        >>> just_before(b"1700-3"), just_before(b"1700-0")
-        (b'1700-2', b'1699-18446744073709551615')
-    """
-    ms, _, seq = entry_id.partition(b"-")
-    if int(seq or b"0") > 0:
-        return b"%s-%d" % (ms, int(seq) - 1)
-    return b"%d-18446744073709551615" % (int(ms) - 1)
 
 
 class Coordinator:
@@ -211,7 +199,11 @@ class Coordinator:
             return  # leave() came first: this join wrote nothing
         if self.control_last is None:
             # Follow the control stream from our own join on: we react to it like anyone.
-            self.control_last = just_before(write.announced) if write.announced else b"0-0"
+            self.control_last = (
+                StreamId.parse(write.announced).previous().encode()
+                if write.announced
+                else MIN_ID.encode()
+            )
         self.joins += 1
         self.joined.set()
         self._wake.set()
@@ -354,7 +346,7 @@ class Coordinator:
         log_port, key = self.backend.log, self.keys.control
         timeout = max(self.ex.spec.read_timeout, 1.0)
         while True:
-            last = self.control_last or b"0-0"
+            last = self.control_last or MIN_ID.encode()
             try:
                 await log_port.wait({key: last}, timeout)
                 messages = await log_port.range(key, b"(" + last, b"+", count=100)

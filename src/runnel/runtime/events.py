@@ -15,10 +15,10 @@ Example:
 from __future__ import annotations
 
 import logging
-import traceback
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
+from runnel.domain.failures import safe_repr
 from runnel.domain.model import Event, Partition
 from runnel.domain.take import TakeBuffer
 from runnel.runtime.feed import FeedClosed, PartitionFeed
@@ -197,28 +197,6 @@ class Events:
         await self._consumer.dead_letter(events, error, sink)
 
 
-def error_fields(error: BaseException) -> dict[str, str]:
-    """Safe text describing an error, for logs and dead letters (never raises)."""
-    try:
-        message = str(error)
-    except Exception:
-        message = f"<unprintable {type(error).__name__}>"
-    try:
-        trace = "".join(traceback.format_exception(type(error), error, error.__traceback__))
-    except Exception:
-        trace = ""
-    return {"type": type(error).__qualname__, "message": message[:2000], "traceback": trace[-8000:]}
-
-
-def safe_repr(obj: object) -> str:
-    """``repr`` that never raises and never floods a log line."""
-    try:
-        text = repr(obj)
-    except Exception:
-        text = f"<unrepresentable {type(obj).__name__}>"
-    return text if len(text) <= 300 else text[:297] + "..."
-
-
 def ids_of(item: Item | Sequence[Event] | None) -> list[bytes]:
     """Entry ids of an item (an Event or a list of them)."""
     if item is None:
@@ -230,6 +208,3 @@ def ids_of(item: Item | Sequence[Event] | None) -> list[bytes]:
 
 def _where(partition: Partition) -> str:
     return f"{partition.stream}.{partition.number}"
-
-
-Decoder = Callable[[Any], Any]

@@ -15,6 +15,7 @@ from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 from runnel import context
+from runnel.domain.failures import describe, quarantine_field, quarantine_record, safe_repr
 from runnel.domain.leases import LeaseClock
 from runnel.domain.model import Partition
 from runnel.domain.policy import PartitionState
@@ -22,9 +23,8 @@ from runnel.errors import BackendError, MetadataMismatch
 from runnel.ports import Backend, Fence, Lease
 from runnel.runtime._aio import cancel_and_wait, wait_within
 from runnel.runtime.acks import Acker
-from runnel.runtime.consumer import Consumer, quarantine_record
+from runnel.runtime.consumer import Consumer
 from runnel.runtime.coordination import Coordinator
-from runnel.runtime.events import safe_repr
 from runnel.runtime.feed import PartitionFeed
 from runnel.runtime.fetcher import Fetcher
 from runnel.runtime.specs import ProcessorSpec
@@ -150,7 +150,7 @@ class Executor:
                 feed.last_seen = info.last_delivered_id
         self.feeds[number] = feed
         record = await self.backend.kv.hash_get_all(self.keys.quarantine(self.spec.name))
-        if str(number).encode() in record:
+        if quarantine_field(number) in record:
             feed.paused = True
             self.quarantined.add(number)
             log.warning(
@@ -251,7 +251,7 @@ class Executor:
         feed.restart_from_history()
         self.quarantined.add(number)
         self._unrecorded[number] = quarantine_record(
-            number, entry_id, error, self.clock.wall().isoformat(), self.worker.id
+            number, entry_id, describe(error), self.clock.wall().isoformat(), self.worker.id
         )
         log.error("quarantined %s.%d at entry %s", self.stream.name, number, entry_id or "-")
         await self._record_quarantines()
@@ -261,7 +261,7 @@ class Executor:
         for number, record in list(self._unrecorded.items()):
             try:
                 await self.backend.kv.hash_set(
-                    self.keys.quarantine(self.spec.name), {str(number).encode(): record}
+                    self.keys.quarantine(self.spec.name), {quarantine_field(number): record}
                 )
             except Exception as exc:
                 log.error(
@@ -312,7 +312,7 @@ class Executor:
             await self._record_quarantines()
         record = await self.backend.kv.hash_get_all(self.keys.quarantine(self.spec.name))
         for number in list(self.quarantined):
-            if str(number).encode() in record or number in self._unrecorded:
+            if quarantine_field(number) in record or number in self._unrecorded:
                 continue
             self.quarantined.discard(number)
             feed = self.feeds.get(number)

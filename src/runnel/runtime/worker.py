@@ -19,10 +19,10 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from runnel import context
+from runnel.domain.failures import safe_repr
 from runnel.errors import Misconfigured
 from runnel.ports import Backend
 from runnel.runtime._aio import cancel_and_wait
-from runnel.runtime.events import safe_repr
 from runnel.runtime.executor import Executor
 from runnel.runtime.leadership import Leadership
 from runnel.runtime.tasks import TaskRunner

@@ -6,14 +6,15 @@ nothing awaits, so simulated time cannot move while a test looks.
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from typing import Any, Final, Literal
+from typing import Any, Literal
 
 from runnel.adapters.memory.broker import MemoryBroker
 from runnel.adapters.memory.clock import SimulatedClock
 from runnel.app import App
+from runnel.domain.failures import quarantine_field, read_dead_letter, read_quarantines
+from runnel.domain.ids import MAX_ID, MIN_ID, StreamId
 from runnel.domain.membership import assigned_to, decode
 from runnel.domain.model import Event, Partition
 from runnel.middleware.dead_letter import DeadLetterMiddleware
@@ -22,10 +23,6 @@ from runnel.stream import Stream
 from runnel.testing._observe import Recorder
 from runnel.testing.observations import DeadLetterEntry, Delivery, TaskRun
 from runnel.testing.virtual_worker import ProcessorRef, VirtualWorker
-
-_MAX_ID: Final = (2**64 - 1, 2**64 - 1)
-_MIN_ID: Final = (0, 0)
-_ERROR_PREFIX: Final = b"__error_"
 
 IdKind = Literal["pending", "acknowledged", "undelivered"]
 
@@ -265,8 +262,7 @@ class Inspection:
             >>> # 'ValueError'
         """
         spec = self._processor(processor)
-        raw = self.broker.hash(spec.stream.keys.quarantine(spec.name)) or {}
-        return {int(k): json.loads(v) for k, v in sorted(raw.items(), key=lambda kv: int(kv[0]))}
+        return read_quarantines(self.broker.hash(spec.stream.keys.quarantine(spec.name)) or {})
 
     def entries(self, stream: Stream[Any] | str) -> dict[int, list[Event]]:
         """What a stream holds, per partition, in order, as :class:`~runnel.Event` objects.
@@ -283,8 +279,8 @@ class Inspection:
             if stored is None or not len(stored):
                 continue
             result[number] = [
-                Event(Partition(found.name, number), _format(sid), fields, 1, 0, found.codec.decode)
-                for sid, fields in stored.between(_MIN_ID, _MAX_ID)
+                Event(Partition(found.name, number), sid.encode(), fields, 1, 0, found.codec.decode)
+                for sid, fields in stored.between(MIN_ID, MAX_ID)
             ]
         return result
 
@@ -305,7 +301,7 @@ class Inspection:
         for number, events in self.entries(found).items():
             for event in events:
                 letters.append(_dead_letter(found, number, event))
-        return sorted(letters, key=lambda e: _parse(e.id))
+        return sorted(letters, key=lambda e: StreamId.parse(e.id))
 
     def task_runs(self, task: str | Callable[..., Any] | None = None) -> list[TaskRun]:
         """The runs of background tasks (one task, or all), in the order they started.
@@ -405,7 +401,7 @@ class Inspection:
                     return False
                 continue
             busy = len(group.pel) > 0 or (newest is not None and newest > group.last_delivered)
-            if busy and str(number).encode() not in quarantine:
+            if busy and quarantine_field(number) not in quarantine:
                 return False
         return True
 
@@ -433,26 +429,17 @@ class Inspection:
         if kind == "pending":
             if group is None:
                 return []
-            return [_format(sid).decode() for sid, _ in group.pel.since(_MIN_ID)]
+            return [str(sid) for sid, _ in group.pel.since(MIN_ID)]
         ids = []
-        for sid, _ in stored.between(_MIN_ID, _MAX_ID):
+        for sid, _ in stored.between(MIN_ID, MAX_ID):
             delivered = group is not None and sid <= group.last_delivered
             if kind == "undelivered" and not delivered:
-                ids.append(_format(sid).decode())
+                ids.append(str(sid))
             elif kind == "acknowledged" and delivered:
                 assert group is not None
                 if sid not in group.pel:
-                    ids.append(_format(sid).decode())
+                    ids.append(str(sid))
         return ids
-
-
-def _format(sid: tuple[int, int]) -> bytes:
-    return b"%d-%d" % sid
-
-
-def _parse(entry_id: str) -> tuple[int, int]:
-    ms, _, seq = entry_id.partition("-")
-    return int(ms), int(seq or 0)
 
 
 def _decoded(event: Event) -> Any:
@@ -463,28 +450,22 @@ def _decoded(event: Event) -> Any:
 
 
 def _dead_letter(sink: Stream[Any], number: int, event: Event) -> DeadLetterEntry:
-    fields = event.data
-    data = {k: v for k, v in fields.items() if not k.startswith(_ERROR_PREFIX)}
-
-    def text(name: str) -> str:
-        return fields.get(_ERROR_PREFIX + name.encode(), b"").decode("utf-8", "replace")
-
+    data, info = read_dead_letter(event.data)
     try:
         record = sink.codec.decode(data)
     except Exception:
         record = None
-    source_partition = text("partition")
     return DeadLetterEntry(
         sink=sink.name,
         partition=number,
         id=event.entry_id,
-        stream=text("stream"),
-        source_partition=int(source_partition) if source_partition.isdigit() else number,
-        source_id=text("id"),
-        processor=text("processor"),
-        error_type=text("type"),
-        error_message=text("message"),
-        time=text("time"),
+        stream=info.stream,
+        source_partition=number if info.source_partition is None else info.source_partition,
+        source_id=info.source_id,
+        processor=info.processor,
+        error_type=info.error_type,
+        error_message=info.error_message,
+        time=info.time,
         data=data,
         record=record,
     )

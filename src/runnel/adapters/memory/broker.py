@@ -23,8 +23,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol, TypeAlias, runtime_checkable
 
-from runnel.adapters.memory._stream_state import Stream, StreamId, id_after
+from runnel.adapters.memory._stream_state import Stream
 from runnel.adapters.system_clock import SystemClock
+from runnel.domain.ids import StreamId
 from runnel.errors import BackendProtocolError, Misconfigured
 from runnel.ports import Clock
 
@@ -203,7 +204,7 @@ class MemoryBroker:
         """A new id for ``stream``: wall-clock ms, strictly above its last id (like XADD *)."""
         ms = self.wall_ms()
         last = stream.last_id
-        return (ms, 0) if ms > last[0] else id_after(last)
+        return StreamId(ms, 0) if ms > last.ms else last.next()
 
     def ring(self) -> None:
         """Wake everyone waiting in :meth:`wait_for_append`: a stream got an entry."""

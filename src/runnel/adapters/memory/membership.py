@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from typing import Final
 
-from runnel.adapters.memory._stream_state import format_id
 from runnel.adapters.memory.broker import MemoryBroker
 from runnel.domain.model import Fields
 from runnel.ports import MembershipKeys, MembershipRecord, MembershipWrite
@@ -70,4 +69,4 @@ class MemoryMembership:
         stream.add(sid, {**note, b"version": str(version).encode()})
         stream.trim(CONTROL_MAXLEN)
         self.broker.ring()
-        return format_id(sid)
+        return sid.encode()

@@ -21,18 +21,9 @@ import logging
 from collections import Counter
 from collections.abc import Mapping, Sequence
 
-from runnel.adapters.memory._stream_state import (
-    MAX_ID,
-    MIN_ID,
-    Group,
-    Nack,
-    Stream,
-    StreamId,
-    format_id,
-    id_after,
-    parse_id,
-)
+from runnel.adapters.memory._stream_state import Group, Nack, Stream, parse_id
 from runnel.adapters.memory.broker import MemoryBroker
+from runnel.domain.ids import MAX_ID, MIN_ID, StreamId
 from runnel.domain.model import Entry
 from runnel.errors import BackendError, BackendProtocolError, BackpressureError, Fenced
 from runnel.ports import (
@@ -132,7 +123,7 @@ class MemoryStreamLog:
         assert stream is not None
         sid = self.broker.next_id(stream)
         stream.add(sid, dict(fields))
-        return format_id(sid)
+        return sid.encode()
 
     def _check_lossless(self, entries: Sequence[Append], cap: Cap) -> None:
         """Refuse (before writing anything) if trimming would drop an unacked entry."""
@@ -146,7 +137,7 @@ class MemoryStreamLog:
                 if group is not None:
                     raise BackpressureError(
                         f"lossless cap of {cap.maxlen} on stream {key!r}: trimming would drop "
-                        f"entry {format_id(sid).decode()} that group {group!r} has not "
+                        f"entry {sid} that group {group!r} has not "
                         "acknowledged"
                     )
             if excess > len(stream):
@@ -205,25 +196,25 @@ class MemoryStreamLog:
         now = self.broker.clock.now()
         limit = request.count if request.count > 0 else None
         if request.start == b">":
-            fresh = list(stream.between(id_after(group.last_delivered), MAX_ID, limit))
+            fresh = list(stream.between(group.last_delivered.next(), MAX_ID, limit))
             for sid, _ in fresh:
                 group.pel.put(sid, Nack(request.consumer, now))
             if fresh:
                 group.last_delivered = fresh[-1][0]
-            return [Entry(format_id(sid), dict(fields)) for sid, fields in fresh]
+            return [Entry(sid.encode(), dict(fields)) for sid, fields in fresh]
         entries: list[Entry] = []
-        for sid, nack in group.pel.since(id_after(parse_id(request.start))):
+        for sid, nack in group.pel.since(parse_id(request.start).next()):
             if limit is not None and len(entries) >= limit:
                 break
             if nack.consumer != request.consumer:
                 continue
             fields = stream.find(sid)
             if fields is None:
-                entries.append(Entry(format_id(sid), {}, nack.count))
+                entries.append(Entry(sid.encode(), {}, nack.count))
                 continue
             nack.count += 1
             nack.delivered_at = now
-            entries.append(Entry(format_id(sid), dict(fields), nack.count))
+            entries.append(Entry(sid.encode(), dict(fields), nack.count))
         return entries
 
     async def ack(self, requests: Sequence[AckRequest]) -> list[int | Exception]:
@@ -258,7 +249,7 @@ class MemoryStreamLog:
         if stream is None:
             return []
         return [
-            GroupInfo(name, len(g.consumers), len(g.pel), format_id(g.last_delivered))
+            GroupInfo(name, len(g.consumers), len(g.pel), g.last_delivered.encode())
             for name, g in sorted(stream.groups.items())
         ]
 
@@ -278,7 +269,7 @@ class MemoryStreamLog:
                 break
             if consumer is None or nack.consumer == consumer:
                 idle = max(0.0, now - nack.delivered_at)
-                listed.append(PendingEntry(format_id(sid), nack.consumer, idle, nack.count))
+                listed.append(PendingEntry(sid.encode(), nack.consumer, idle, nack.count))
         return listed
 
     async def claim(
@@ -306,17 +297,17 @@ class MemoryStreamLog:
         budget, attempts = count, count * 10
         for sid, nack in found.pel.since(parse_id(start)):
             if budget <= 0 or attempts <= 0:
-                return ClaimResult(format_id(sid), claimed, deleted)
+                return ClaimResult(sid.encode(), claimed, deleted)
             attempts -= 1
             fields = stream.find(sid)
             if fields is None:
                 found.pel.pop(sid)
-                deleted.append(format_id(sid))
+                deleted.append(sid.encode())
                 budget -= 1
             elif now - nack.delivered_at >= min_idle:
                 nack.consumer, nack.delivered_at = consumer, now
                 nack.count += 1
-                claimed.append(Entry(format_id(sid), dict(fields), nack.count))
+                claimed.append(Entry(sid.encode(), dict(fields), nack.count))
                 budget -= 1
         return ClaimResult(b"0-0", claimed, deleted)
 
@@ -368,16 +359,18 @@ class MemoryStreamLog:
         self, key: str, start: bytes = b"-", end: bytes = b"+", count: int | None = None
     ) -> list[Entry]:
         """Entries of ``key`` with ids in ``[start, end]`` (``(id`` excludes a bound)."""
-        low = id_after(parse_id(start[1:])) if start.startswith(b"(") else parse_id(start)
+        low = parse_id(start[1:]).next() if start.startswith(b"(") else parse_id(start)
         if end.startswith(b"("):
-            high_raw = parse_id(end[1:])
-            high = (high_raw[0], high_raw[1] - 1) if high_raw[1] else (high_raw[0] - 1, MAX_ID[1])
+            below = parse_id(end[1:])
+            if below == MIN_ID:
+                return []  # nothing lies below 0-0
+            high = below.previous()
         else:
             high = parse_id(end, end=True)
         stream = self.broker.stream(key)
         if stream is None or high < low:
             return []
-        return [Entry(format_id(sid), dict(f)) for sid, f in stream.between(low, high, count)]
+        return [Entry(sid.encode(), dict(f)) for sid, f in stream.between(low, high, count)]
 
     async def length(self, key: str) -> int:
         """Number of entries in ``key`` (0 if missing)."""

@@ -463,10 +463,9 @@ class App:
 
     async def close(self) -> None:
         """Close backend connections (idempotent)."""
-        if self._backend is not None and self.container.kind() == "redis":
-            client = self.container.redis_client()
-            await client.aclose()
-        self._backend = None
+        backend, self._backend = self._backend, None
+        if backend is not None:
+            await backend.aclose()
         self.container.reset_singletons()
         self._forget_prepared_streams()
 

@@ -19,9 +19,11 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
 from dependency_injector import containers, providers
+from redis.asyncio import Redis
 
 from runnel.adapters.compressors import compressor_named
 from runnel.adapters.hashers import default_hasher
@@ -62,6 +64,15 @@ def memory_name(url: str) -> str:
     return (parts.netloc + parts.path).strip("/") or "default"
 
 
+def closer_of(client: Redis) -> Callable[[], Awaitable[None]]:
+    """What closes ``client``'s connections (the backend's ``closer`` on Redis)."""
+    return client.aclose
+
+
+async def nothing_to_close() -> None:
+    """The backend's ``closer`` in memory: the broker outlives the App, as Redis would."""
+
+
 class Container(containers.DeclarativeContainer):
     """Providers of everything an App needs; see the module docstring to override them."""
 
@@ -96,8 +107,19 @@ class Container(containers.DeclarativeContainer):
         redis=providers.Singleton(RedisMembership, redis_client),
         memory=providers.Singleton(MemoryMembership, memory_broker),
     )
+    closer = providers.Selector(
+        kind,
+        redis=providers.Callable(closer_of, redis_client),
+        memory=providers.Object(nothing_to_close),
+    )
     backend = providers.Singleton(
-        Backend, log=stream_log, locks=locks, kv=kv, membership=membership, clock=clock
+        Backend,
+        log=stream_log,
+        locks=locks,
+        kv=kv,
+        membership=membership,
+        clock=clock,
+        closer=closer,
     )
 
     serializer = providers.Singleton(serializer_named, settings.provided.default_serializer)

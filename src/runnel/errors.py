@@ -11,6 +11,7 @@
     ├── BackendError
     │   ├── BackendUnavailable            connection and timeout problems
     │   ├── BackendProtocolError          Redis refused, or answered in an unexpected shape
+    │   │   └── GroupMissing              a consumer group (or its stream) does not exist
     │   ├── Fenced                        a stale owner's read or ack was refused
     │   └── BackpressureError             a lossless cap refused an append
     └── RebalanceError
@@ -57,6 +58,10 @@ class BackendUnavailable(BackendError):
 
 class BackendProtocolError(BackendError):
     """The backend refused a command, or answered in an unexpected shape."""
+
+
+class GroupMissing(BackendProtocolError):
+    """A consumer group, or the stream it belongs to, does not exist (Redis: NOGROUP)."""
 
 
 class Fenced(BackendError):

@@ -19,7 +19,7 @@ Example:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, Literal, Protocol
@@ -419,12 +419,25 @@ class Compressor(ABC):
         """Undo :meth:`compress`."""
 
 
+async def _nothing_to_close() -> None:
+    """What closing a backend that holds no connections does."""
+
+
 @dataclass(frozen=True, slots=True)
 class Backend:
-    """The ports one App talks through, as the container wires them."""
+    """The ports one App talks through, as the container wires them.
+
+    ``closer`` releases what the container built for them (the Redis client's
+    connections); :meth:`aclose` calls it.
+    """
 
     log: StreamLog
     locks: PartitionLocks
     kv: KeyValue
     membership: Membership
     clock: Clock
+    closer: Callable[[], Awaitable[None]] = _nothing_to_close
+
+    async def aclose(self) -> None:
+        """Release the backend's connections (the ports must not be used afterwards)."""
+        await self.closer()

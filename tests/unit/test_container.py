@@ -216,3 +216,37 @@ def test_the_container_modules_doctests_pass() -> None:
 
     assert outcome.attempted >= 4
     assert outcome.failed == 0
+
+
+async def test_closing_an_app_closes_the_redis_client_the_container_built() -> None:
+    client = FakeAsyncRedis()
+    closed: list[bool] = []
+    real_aclose = client.aclose
+
+    async def aclose() -> None:
+        closed.append(True)
+        await real_aclose()
+
+    client.aclose = aclose  # type: ignore[method-assign,assignment]  # observing the close
+    container = Container(settings=Settings(redis_url="redis://cache:6379/2"))
+    container.redis_client.override(providers.Object(client))
+    app = App(name=unique(), container=container)
+    orders = app.stream("orders", record=Order, partition_by="order_id", partition_count=1)
+    await orders.send(Order(order_id=1))
+
+    await app.close()
+    await app.close()  # idempotent: nothing was built since, so nothing is closed again
+
+    assert closed == [True]
+
+
+async def test_closing_a_memory_app_leaves_its_broker_to_the_next_app() -> None:
+    url = f"memory://{unique()}"
+    first = App(name="shop", redis_url=url)
+    orders = first.stream("orders", record=Order, partition_by="order_id", partition_count=1)
+    await orders.send(Order(order_id=1))
+    await first.close()
+
+    second = App(name="shop", redis_url=url)
+    again = second.stream("orders", record=Order, partition_by="order_id", partition_count=1)
+    assert await second.backend.log.length(again.keys.stream(0)) == 1

@@ -15,7 +15,7 @@ from runnel.adapters.memory.locks import MemoryPartitionLocks
 from runnel.adapters.memory.membership import MemoryMembership
 from runnel.adapters.memory.streams import MemoryStreamLog
 from runnel.adapters.system_clock import SystemClock
-from runnel.errors import BackendProtocolError, BackpressureError, Misconfigured
+from runnel.errors import BackendProtocolError, BackpressureError, GroupMissing, Misconfigured
 from runnel.ports import (
     Append,
     Cap,
@@ -198,7 +198,7 @@ async def test_set_group_id_needs_the_stream_and_group(broker: MemoryBroker) -> 
     with pytest.raises(BackendProtocolError, match="requires the key to exist"):
         await log.set_group_id("s", "g", b"$")
     await log.ensure_group("s", "g")
-    with pytest.raises(BackendProtocolError, match="NOGROUP"):
+    with pytest.raises(GroupMissing):
         await log.set_group_id("s", "other", b"0")
 
 

@@ -25,7 +25,13 @@ from runnel.adapters.memory._stream_state import Group, Nack, Stream, parse_id
 from runnel.adapters.memory.broker import MemoryBroker
 from runnel.domain.ids import MAX_ID, MIN_ID, StreamId
 from runnel.domain.model import Entry
-from runnel.errors import BackendError, BackendProtocolError, BackpressureError, Fenced
+from runnel.errors import (
+    BackendError,
+    BackendProtocolError,
+    BackpressureError,
+    Fenced,
+    GroupMissing,
+)
 from runnel.ports import (
     AckRequest,
     Append,
@@ -46,9 +52,8 @@ _NO_KEY = (
 )
 
 
-def _nogroup(key: str, group: str, command: str = "") -> BackendProtocolError:
-    suffix = f" in {command} with GROUP option" if command else ""
-    return BackendProtocolError(f"NOGROUP No such key '{key}' or consumer group '{group}'{suffix}")
+def _nogroup(key: str, group: str) -> GroupMissing:
+    return GroupMissing(f"stream {key!r} has no consumer group {group!r}")
 
 
 class MemoryStreamLog:
@@ -73,11 +78,11 @@ class MemoryStreamLog:
         self.broker.incr(fence.counter_key)
         return Fenced(f"lease {fence.lock_key!r} is no longer held with token {fence.token!r}")
 
-    def _group(self, key: str, group: str, command: str = "") -> tuple[Stream, Group]:
+    def _group(self, key: str, group: str) -> tuple[Stream, Group]:
         stream = self.broker.stream(key)
         found = stream.groups.get(group) if stream is not None else None
         if stream is None or found is None:
-            raise _nogroup(key, group, command)
+            raise _nogroup(key, group)
         return stream, found
 
     @staticmethod
@@ -180,7 +185,7 @@ class MemoryStreamLog:
         return True
 
     async def read(self, requests: Sequence[ReadRequest]) -> list[list[Entry] | Exception]:
-        """Group reads of several partitions; Fenced or NOGROUP errors in their slots."""
+        """Group reads of several partitions; Fenced or GroupMissing errors in their slots."""
         results: list[list[Entry] | Exception] = []
         for request in requests:
             try:
@@ -191,7 +196,7 @@ class MemoryStreamLog:
         return results
 
     def _read_one(self, request: ReadRequest) -> list[Entry]:
-        stream, group = self._group(request.key, request.group, "XREADGROUP")
+        stream, group = self._group(request.key, request.group)
         group.consumers.add(request.consumer)
         now = self.broker.clock.now()
         limit = request.count if request.count > 0 else None
@@ -259,7 +264,7 @@ class MemoryStreamLog:
         """Up to ``count`` pending entries of ``group`` in id order.
 
         Raises:
-            BackendProtocolError: NOGROUP, the stream or group does not exist.
+            GroupMissing: the stream or group does not exist.
         """
         _, found = self._group(key, group)
         now = self.broker.clock.now()
@@ -287,7 +292,7 @@ class MemoryStreamLog:
         the stream leave the pending list and come back in ``deleted``.
 
         Raises:
-            BackendProtocolError: NOGROUP, the stream or group does not exist.
+            GroupMissing: the stream or group does not exist.
         """
         stream, found = self._group(key, group)
         found.consumers.add(consumer)

@@ -15,8 +15,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from redis.exceptions import ResponseError
+
+from runnel.adapters.redis._errors import translate
 from runnel.domain.model import Entry
-from runnel.errors import BackendProtocolError, Fenced
+from runnel.errors import BackendError, BackendProtocolError, Fenced
 from runnel.ports import (
     ClaimResult,
     GroupInfo,
@@ -211,9 +214,9 @@ def _fenced(lock: str) -> Fenced:
     return Fenced(f"lease {lock} is no longer held by this owner (Redis said: FENCED {lock})")
 
 
-def _refused(message: Any) -> BackendProtocolError:
+def _refused(message: Any) -> BackendError:
     text = message.decode("utf-8", "replace") if isinstance(message, bytes) else str(message)
-    return BackendProtocolError(f"Redis refused the command: {text}")
+    return translate(ResponseError(text))
 
 
 def read_slots(raw: Any, locks: Sequence[str]) -> list[list[Entry] | Exception]:
@@ -249,7 +252,7 @@ def ack_slots(raw: Any, locks: Sequence[str]) -> list[int | Exception]:
 
     Example:
         >>> [type(s).__name__ for s in ack_slots([[1, 3], [0], [-1, b"NOGROUP x"]], "abc")]
-        ['int', 'Fenced', 'BackendProtocolError']
+        ['int', 'Fenced', 'GroupMissing']
     """
     rows = _list(raw, "one reply per partition acknowledgement")
     if len(rows) != len(locks):

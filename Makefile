@@ -34,8 +34,8 @@ test: $(STAMP) check
 check: lint typecheck contracts
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks examples
-	$(BIN)/ruff format --check src tests benchmarks examples
+	$(BIN)/ruff check src tests benchmarks examples noxfile.py
+	$(BIN)/ruff format --check src tests benchmarks examples noxfile.py
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

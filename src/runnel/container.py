@@ -20,10 +20,10 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from dependency_injector import containers, providers
-from redis.asyncio import Redis
 
 from runnel.adapters.compressors import compressor_named
 from runnel.adapters.hashers import default_hasher
@@ -32,15 +32,18 @@ from runnel.adapters.memory.keyvalue import MemoryKeyValue
 from runnel.adapters.memory.locks import MemoryPartitionLocks
 from runnel.adapters.memory.membership import MemoryMembership
 from runnel.adapters.memory.streams import MemoryStreamLog
-from runnel.adapters.redis.client import make_client
-from runnel.adapters.redis.keyvalue import RedisKeyValue
-from runnel.adapters.redis.locks import RedisPartitionLocks
-from runnel.adapters.redis.membership import RedisMembership
-from runnel.adapters.redis.streams import RedisStreamLog
 from runnel.adapters.serializers import serializer_named
 from runnel.adapters.system_clock import SystemClock
 from runnel.ports import Backend
 from runnel.settings import Settings
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+    from runnel.adapters.redis.keyvalue import RedisKeyValue
+    from runnel.adapters.redis.locks import RedisPartitionLocks
+    from runnel.adapters.redis.membership import RedisMembership
+    from runnel.adapters.redis.streams import RedisStreamLog
 
 
 def backend_kind(url: str) -> str:
@@ -73,6 +76,38 @@ async def nothing_to_close() -> None:
     """The backend's ``closer`` in memory: the broker outlives the App, as Redis would."""
 
 
+# redis-py is imported only when a Redis backend is built: an App on the memory backend, a
+# command that never reaches Redis and `import runnel` do not pay for it.
+def _redis_client(url: str, pool_size: int) -> Redis:
+    from runnel.adapters.redis.client import make_client
+
+    return make_client(url, pool_size)
+
+
+def _redis_stream_log(client: Redis) -> RedisStreamLog:
+    from runnel.adapters.redis.streams import RedisStreamLog
+
+    return RedisStreamLog(client)
+
+
+def _redis_locks(client: Redis) -> RedisPartitionLocks:
+    from runnel.adapters.redis.locks import RedisPartitionLocks
+
+    return RedisPartitionLocks(client)
+
+
+def _redis_kv(client: Redis) -> RedisKeyValue:
+    from runnel.adapters.redis.keyvalue import RedisKeyValue
+
+    return RedisKeyValue(client)
+
+
+def _redis_membership(client: Redis) -> RedisMembership:
+    from runnel.adapters.redis.membership import RedisMembership
+
+    return RedisMembership(client)
+
+
 class Container(containers.DeclarativeContainer):
     """Providers of everything an App needs; see the module docstring to override them."""
 
@@ -80,7 +115,7 @@ class Container(containers.DeclarativeContainer):
     clock = providers.Singleton(SystemClock)
 
     redis_client = providers.Singleton(
-        make_client, settings.provided.redis_url, settings.provided.default_pool_size
+        _redis_client, settings.provided.redis_url, settings.provided.default_pool_size
     )
     memory_broker = providers.Singleton(
         get_broker, providers.Callable(memory_name, settings.provided.redis_url), clock
@@ -89,22 +124,22 @@ class Container(containers.DeclarativeContainer):
 
     stream_log = providers.Selector(
         kind,
-        redis=providers.Singleton(RedisStreamLog, redis_client),
+        redis=providers.Singleton(_redis_stream_log, redis_client),
         memory=providers.Singleton(MemoryStreamLog, memory_broker),
     )
     locks = providers.Selector(
         kind,
-        redis=providers.Singleton(RedisPartitionLocks, redis_client),
+        redis=providers.Singleton(_redis_locks, redis_client),
         memory=providers.Singleton(MemoryPartitionLocks, memory_broker),
     )
     kv = providers.Selector(
         kind,
-        redis=providers.Singleton(RedisKeyValue, redis_client),
+        redis=providers.Singleton(_redis_kv, redis_client),
         memory=providers.Singleton(MemoryKeyValue, memory_broker),
     )
     membership = providers.Selector(
         kind,
-        redis=providers.Singleton(RedisMembership, redis_client),
+        redis=providers.Singleton(_redis_membership, redis_client),
         memory=providers.Singleton(MemoryMembership, memory_broker),
     )
     closer = providers.Selector(

@@ -5,8 +5,10 @@
 1. ``RUNNEL_TEST_REDIS_URL`` when set (a server you run; tests never flush it: every test
    names its own keys, and tests that change server-wide state, such as the script cache,
    ask for ``redis_is_throwaway`` and skip);
-2. a throwaway ``redis-server`` started from the binary on ``PATH``, on a free port bound
-   to 127.0.0.1, without persistence, in a temporary directory, stopped at the end;
+2. a throwaway server started from a binary, on a free port bound to 127.0.0.1, without
+   persistence, in a temporary directory, stopped at the end: ``redis-server`` on ``PATH``
+   unless ``RUNNEL_TEST_REDIS_SERVER`` names another (``redis-stack``, ``valkey`` or a
+   path; see ``tests/servers.py``);
 3. ``testcontainers``' ``RedisContainer`` where Docker works;
 4. otherwise the integration tests are skipped, saying why.
 
@@ -15,13 +17,9 @@ Every test collected under ``tests/integration`` gets the ``integration`` marker
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import socket
 import subprocess
-import tempfile
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -29,9 +27,19 @@ import pytest
 from redis.asyncio import Redis
 
 from runnel.adapters.redis.client import make_client
+from tests.servers import SERVER_ENV, ServerUnavailable, running_server, server_binary
 
 _HERE = Path(__file__).parent
-_STARTUP_SECONDS = 10.0
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    """Which server the integration tests start (or use)."""
+    if _configured_url():
+        return "runnel integration server: RUNNEL_TEST_REDIS_URL (a server of yours)"
+    try:
+        return f"runnel integration server: {server_binary().describe()}"
+    except ServerUnavailable as exc:
+        return f"runnel integration server: none ({exc})"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -39,62 +47,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if _HERE in item.path.parents:
             item.add_marker(pytest.mark.integration)
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _answers_ping(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(64).startswith(b"+PONG")
-    except OSError:
-        return False
-
-
-@contextlib.contextmanager
-def _redis_server(binary: str) -> Iterator[str]:
-    """Run ``binary`` on a free local port until the context exits; yield its URL."""
-    with tempfile.TemporaryDirectory(prefix="runnel-redis-") as workdir:
-        port = _free_port()
-        command = [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            workdir,
-            "--logfile",
-            str(Path(workdir) / "redis.log"),
-        ]
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        try:
-            deadline = time.monotonic() + _STARTUP_SECONDS
-            while not _answers_ping(port):
-                if process.poll() is not None:
-                    _, err = process.communicate()
-                    pytest.fail(f"redis-server exited with {process.returncode}: {err!r}")
-                if time.monotonic() > deadline:
-                    pytest.fail(f"redis-server did not answer PING on port {port} in time")
-                time.sleep(0.05)
-            yield f"redis://127.0.0.1:{port}/0"
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
 
 
 def _docker_works() -> bool:
@@ -118,10 +70,18 @@ def redis_url() -> Iterator[str]:
     if configured:
         yield configured
         return
-    binary = shutil.which("redis-server")
+    try:
+        binary = server_binary()
+    except ServerUnavailable as exc:
+        if os.environ.get(SERVER_ENV):
+            pytest.fail(str(exc), pytrace=False)  # a server was asked for by name: never skip
+        binary = None
     if binary is not None:
-        with _redis_server(binary) as url:
-            yield url
+        try:
+            with running_server(binary=binary) as server:
+                yield server.url
+        except ServerUnavailable as exc:
+            pytest.fail(str(exc), pytrace=False)
         return
     if _docker_works():
         from testcontainers.redis import RedisContainer

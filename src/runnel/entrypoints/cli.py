@@ -15,24 +15,29 @@ import logging
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import IO, Any, get_args
+from typing import IO, TYPE_CHECKING, Any
 
 import click
-from pydantic import ValidationError
 
-from runnel.app import App
+from runnel._version import __version__
 from runnel.entrypoints.loading import load_reference, settings_problem
 from runnel.entrypoints.logs import configure
 from runnel.errors import BackendUnavailable, Misconfigured, RunnelError
-from runnel.ports import Append
-from runnel.settings import Settings
-from runnel.stream import Stream
+
+# The App, pydantic, redis-py and dependency-injector are imported by the commands that use
+# them, so `runnel --help` and `runnel --version` start in a fraction of the time.
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
+    from runnel.app import App
+    from runnel.ports import Append
+    from runnel.stream import Stream
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
 @click.group(context_settings=CONTEXT)
-@click.version_option(package_name="runnel")
+@click.version_option(version=__version__, prog_name="runnel")
 def cli() -> None:
     """Runnel: ordered, partitioned event processing on Redis Streams."""
 
@@ -52,7 +57,8 @@ def _run_uvloop(coro: Any) -> Any:
 
 # ---------------------------------------------------------------------- worker
 
-LOG_LEVELS = get_args(Settings.model_fields["log_level"].annotation)
+# The values of Settings.log_level (a test keeps the two equal).
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
 @cli.command()
@@ -76,6 +82,10 @@ def worker(
     log_format: str | None,
 ) -> None:
     """Run a worker for APP (module.path:attribute) until SIGTERM/SIGINT."""
+    from runnel.app import App
+
+    _line_buffered_output()
+
     app = load_reference(app_ref, App, "a runnel App")
     _reconfigure(app, redis_url=redis_url, log_level=log_level, log_format=log_format)
     configure(app.settings.log_format, app.settings.log_level)
@@ -100,6 +110,20 @@ def worker(
         )
         raise click.ClickException(f"{type(exc).__name__}: {exc}") from exc
     sys.exit(code)
+
+
+def _line_buffered_output() -> None:
+    """Write stdout and stderr a line at a time, even to a pipe or a file.
+
+    Under Docker, systemd or a process manager, Python buffers stdout in blocks, so a
+    processor's ``print()`` would show only when the worker stops. Lines are what log
+    collectors read, so a worker flushes each one.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            with contextlib.suppress(ValueError, OSError):
+                reconfigure(line_buffering=True)
 
 
 async def _run_worker(app: App, names: Sequence[str] | None) -> int:
@@ -139,6 +163,10 @@ class _Event:
 
 
 def _prepare(stream: Stream[Any], text: str, line: int = 1) -> _Event:
+    from pydantic import ValidationError
+
+    from runnel.ports import Append
+
     """Parse, build, route and encode one JSON object, exactly as it will be sent."""
     try:
         record = stream.record.model_validate_json(text)
@@ -222,6 +250,8 @@ def sendmany(stream_ref: str, source: IO[bytes], chunk_size: int, redis_url: str
 
 
 def _load_stream(ref: str, redis_url: str | None) -> Stream[Any]:
+    from runnel.stream import Stream
+
     stream = load_reference(ref, Stream, "a runnel Stream")
     _reconfigure(stream.app, redis_url=redis_url)
     return stream
@@ -374,6 +404,8 @@ def quarantine_clear(processor_ref: str, partition: int, redis_url: str | None) 
 
 
 def _load_processor(ref: str, redis_url: str | None) -> tuple[App, str]:
+    from runnel.app import App
+
     func = load_reference(ref, object, "a processor function")
     module = sys.modules[ref.partition(":")[0]]
     for value in vars(module).values():

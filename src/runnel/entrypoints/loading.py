@@ -9,16 +9,16 @@ from collections.abc import Mapping
 from typing import Any, TypeVar
 
 import click
-from pydantic import ValidationError
 
 from runnel.errors import Misconfigured
-from runnel.settings import Settings
 
 T = TypeVar("T")
 
 
 def load_reference(ref: str, kind: type[T], what: str) -> T:
     """Import ``module:attr`` and check it is a ``kind``; raise a clear ClickException."""
+    from pydantic import ValidationError
+
     if ":" not in ref:
         raise click.BadParameter(f"{ref!r} is not of the form module.path:attribute")
     module_name, _, attr = ref.partition(":")
@@ -77,6 +77,10 @@ def settings_problem(exc: BaseException, options: Mapping[str, str] | None = Non
         ...     print(settings_problem(exc))
         log_level: Input should be 'debug', 'info', 'warning', 'error' or 'critical'
     """
+    from pydantic import ValidationError
+
+    from runnel.settings import Settings
+
     error = exc if isinstance(exc, ValidationError) else exc.__cause__
     if not isinstance(error, ValidationError) or error.title != Settings.__name__:
         return None

@@ -10,13 +10,18 @@ whichever plugin runs your async tests (pytest-asyncio, anyio). A harness left o
 test is closed after it, and the test fails, so one test's workers never leak into the
 next.
 
-Example:
-    >>> # async def test_totals(runnel_harness):
-    >>> #     async with runnel_harness(app) as h:
-    >>> #         await h.start()
-    >>> #         await orders.send(Order(customer="ada", seq=1, amount=10.0))
-    >>> #         await h.run_until_idle()
-    >>> #     assert totals == {"ada": 10.0}
+Loading the plugin imports nothing but pytest: a broken or missing dependency of runnel
+can never break a test run that does not use runnel. If runnel cannot be loaded, the tests
+that ask for ``runnel_harness`` fail, saying why, and the others run as usual.
+
+Example::
+
+    async def test_totals(runnel_harness):
+        async with runnel_harness(app) as h:
+            await h.start()
+            await orders.send(Order(customer="ada", seq=1, amount=10.0))
+            await h.run_until_idle()
+        assert totals == {"ada": 10.0}
 """
 
 from __future__ import annotations
@@ -35,12 +40,21 @@ if TYPE_CHECKING:
 def runnel_harness() -> Iterator[HarnessFactory]:
     """Make harnesses for your App: ``async with runnel_harness(app) as h:``.
 
-    Example:
-        >>> # async def test_order(runnel_harness):
-        >>> #     async with runnel_harness(app) as h:
-        >>> #         ...
+    Example::
+
+        async def test_order(runnel_harness):
+            async with runnel_harness(app) as h:
+                ...
     """
-    from runnel.testing.harness import Harness
+    try:
+        from runnel.testing.harness import Harness
+    except Exception as exc:  # any import-time failure of runnel or its dependencies
+        pytest.fail(
+            f"the runnel_harness fixture could not load runnel's test kit: "
+            f"{type(exc).__name__}: {exc} (check that runnel's dependencies are installed "
+            "at the versions it declares: pip check)",
+            pytrace=False,
+        )
 
     made: list[Harness] = []
 

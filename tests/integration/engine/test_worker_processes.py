@@ -40,7 +40,7 @@ from .harness import (
 async def test_quickstart_worker_processes_an_order_sent_with_the_cli(
     spawn: Spawn, client: Redis, app_name: str, redis_url: str
 ) -> None:
-    worker = spawn("quickstart")
+    worker = spawn("quickstart", env={"PYTHONUNBUFFERED": None})
     await wait_for(
         lambda: len(worker.acquired("orders")) == 16, "all 16 partitions acquired", workers=[worker]
     )
@@ -58,6 +58,11 @@ async def test_quickstart_worker_processes_an_order_sent_with_the_cli(
 
     await wait_for(
         lambda: recorded(client, app_name, "seen"), "the order processed", workers=[worker]
+    )
+    # The print shows while the worker runs (stdout is a file here, as under Docker or
+    # systemd, where Python would otherwise keep it in its buffer until the process ends).
+    await wait_for(
+        lambda: worker.stdout().split() == ["99"], "the print on stdout", workers=[worker]
     )
     assert await worker.stop() == 0
     (seen,) = await results(client, app_name, "seen")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -80,3 +81,46 @@ def test_the_fixture_works_with_pytest_asyncio_and_fails_a_test_that_leaves_one_
 def test_the_plugin_is_registered_as_the_pytest11_entry_point_runnel() -> None:
     (plugin,) = [e for e in entry_points(group="pytest11") if e.name == "runnel"]
     assert plugin.value == "runnel.testing.pytest_plugin"
+
+
+BROKEN_CRONITER = '''
+"""Stands in for a croniter older than runnel supports: it lacks CroniterError."""
+
+
+class croniter:  # noqa: N801
+    pass
+
+
+class CroniterBadDateError(Exception):
+    pass
+'''
+
+USER_TESTS = """
+def test_plain():
+    assert 1 + 1 == 2
+
+
+def test_asks_for_runnel(runnel_harness):
+    raise AssertionError("never reached: the fixture fails first")
+"""
+
+
+def test_a_broken_dependency_fails_only_the_tests_that_use_the_fixture(tmp_path: Path) -> None:
+    shadow = tmp_path / "shadow"
+    shadow.mkdir()
+    (shadow / "croniter.py").write_text(BROKEN_CRONITER)
+    (tmp_path / "test_user.py").write_text(USER_TESTS)
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rA", str(tmp_path)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(shadow)},
+    )
+    out = run.stdout + run.stderr
+    assert "Error while loading plugin" not in out, out
+    assert "PASSED test_user.py::test_plain" in out, out
+    assert "ERROR test_user.py::test_asks_for_runnel" in out, out
+    assert "the runnel_harness fixture could not load runnel's test kit" in out, out
+    assert "CroniterError" in out, out

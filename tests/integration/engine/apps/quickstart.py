@@ -24,7 +24,7 @@ def build(name: str, redis_url: str | None = None) -> tuple[App, Stream[Order]]:
     @app.processor(orders)
     async def printer(events: Events) -> None:
         async for order in events.records():
-            print(order.amount, flush=True)
+            print(order.amount)  # as in the seeds: no flush, runnel worker line-buffers
             await results.add(
                 "seen",
                 order_id=order.order_id,

@@ -4,6 +4,7 @@
 
     RunnelError
     ├── Misconfigured (also ValueError)   bad settings or registration, raised before any I/O
+    │   └── UnknownProcessor              a processor name the App does not have
     ├── MetadataMismatch                  a stream's stored metadata disagrees with this App
     ├── DecodeError                       an entry cannot be turned back into a Record
     │   └── CodecMismatch                 stored with another serializer or compressor
@@ -30,6 +31,10 @@ class RunnelError(Exception):
 
 class Misconfigured(RunnelError, ValueError):
     """A setting, stream or processor definition is invalid (raised before any I/O)."""
+
+
+class UnknownProcessor(Misconfigured):
+    """A processor was asked for by a name the App has not registered."""
 
 
 class MetadataMismatch(RunnelError):

@@ -18,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -188,6 +189,14 @@ class Clock(Protocol):
 
     async def sleep(self, seconds: float) -> None:
         """Wait ``seconds`` on this clock."""
+        ...
+
+    async def wait_for(self, waitable: asyncio.Future[Any] | asyncio.Event, timeout: float) -> bool:
+        """Wait until ``waitable`` is done (or set), or ``timeout`` seconds of this clock pass.
+
+        True if it finished in time. ``waitable`` is never cancelled by this call. The one
+        way runtime and adapter code waits for something with a time limit.
+        """
         ...
 
 

@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Iterator
 from typing import Any, Literal
 from urllib.parse import unquote_plus
@@ -22,12 +23,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from runnel.domain.model import TrimMode
 from runnel.domain.policy import ExceptionPolicy
 
 __all__ = ["Settings", "TrimMode"]
-
-TrimMode = Literal["lossless", "wait", "lossy"]
-"""How a full partition takes a send: refuse it, wait for room, or trim and count."""
 
 
 class Settings(BaseSettings):
@@ -60,6 +59,8 @@ class Settings(BaseSettings):
     leadership_poll_interval: int = Field(default=4000, ge=1)
     """Milliseconds between leader-election attempts and lease renewals."""
     testing: bool = False
+    """Accepted for compatibility with the original design, and ignored (a DeprecationWarning
+    says so when it is set): test an App with :class:`runnel.testing.Harness`."""
 
     default_partition_count: int = Field(default=16, ge=1)
     default_partition_size: int = Field(default=50_000, ge=1)
@@ -90,6 +91,18 @@ class Settings(BaseSettings):
     default_join_delay: float = Field(default=2.0, ge=0)
     default_heartbeat_interval: float = Field(default=1.0, gt=0)
     """Seconds between executor heartbeats; an executor is dead after three missed beats."""
+
+    @field_validator("testing")
+    @classmethod
+    def _ignored_testing(cls, value: bool) -> bool:
+        if value:
+            warnings.warn(
+                "the testing setting is accepted for compatibility and ignored: test an App "
+                "with runnel.testing.Harness (in-process workers on a simulated clock)",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+        return value
 
     @field_validator("timezone")
     @classmethod

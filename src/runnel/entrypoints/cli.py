@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
     from runnel.app import App
     from runnel.ports import Append
-    from runnel.stream import Stream
+    from runnel.stream import Stream, StreamHome
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -133,7 +133,7 @@ async def _run_worker(app: App, names: Sequence[str] | None) -> int:
         await app.close()
 
 
-def _reconfigure(app: App, **options: str | None) -> None:
+def _reconfigure(app: StreamHome, **options: str | None) -> None:
     """Apply the command-line options that were given; a bad value is one clear line."""
     updates = {name: value for name, value in options.items() if value}
     if not updates:

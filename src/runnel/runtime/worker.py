@@ -15,20 +15,15 @@ import os
 import signal
 import socket
 import uuid
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from runnel import context
 from runnel.domain.failures import safe_repr
-from runnel.errors import Misconfigured
-from runnel.ports import Backend
 from runnel.runtime._aio import cancel_and_wait
 from runnel.runtime.executor import Executor
 from runnel.runtime.leadership import Leadership
+from runnel.runtime.plan import WorkerPlan
 from runnel.runtime.tasks import TaskRunner
-
-if TYPE_CHECKING:
-    from runnel.app import App
 
 log = logging.getLogger(__name__)
 
@@ -67,34 +62,32 @@ def tune_garbage_collector() -> None:
 
 
 class Worker:
-    """Runs an App's processors and background tasks."""
+    """Runs the processors and background tasks of a plan (:meth:`runnel.App.plan`).
+
+    Args:
+        plan: what to run, and the ports to run it through.
+        install_signals: stop on SIGTERM and SIGINT (a second one exits at once).
+        worker_id: the worker's id; by default ``<host>-<pid>-<random>``.
+        tune_gc: tune the garbage collector once started (see
+            :func:`tune_garbage_collector`); for a process that is only a worker.
+    """
 
     def __init__(
         self,
-        app: App,
-        backend: Backend,
-        processors: Sequence[str] | None = None,
+        plan: WorkerPlan,
         install_signals: bool = True,
         worker_id: str | None = None,
         tune_gc: bool = False,
     ) -> None:
-        self.app = app
-        self.backend = backend
+        self.plan = plan
+        backend = self.backend = plan.backend
         self.id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-        names = list(app.processors) if processors is None else list(processors)
-        unknown = [n for n in names if n not in app.processors]
-        if unknown:
-            raise Misconfigured(
-                f"unknown processor(s) {', '.join(unknown)}; available: "
-                f"{', '.join(sorted(app.processors)) or '(none)'}"
-            )
-        self.executors = [Executor(self, app.processors[n], backend) for n in names]
-        self.leadership = Leadership(
-            app.name, self.id, backend, app.settings.leadership_poll_interval / 1000.0
-        )
-        self.task_runners = [
-            TaskRunner(t, backend.clock, self.leadership) for t in app.tasks.values()
+        self.executors = [
+            Executor(spec, backend, plan.stores, worker_id=self.id, halt=self.halt)
+            for spec in plan.processors
         ]
+        self.leadership = Leadership(plan.app, self.id, backend, plan.leadership_poll_interval)
+        self.task_runners = [TaskRunner(t, backend.clock, self.leadership) for t in plan.tasks]
         self.install_signals = install_signals
         self.tune_gc = tune_gc
         self.exit_code = EXIT_OK
@@ -138,14 +131,14 @@ class Worker:
                 "worker %s starting: processors %s on %s",
                 self.id,
                 ", ".join(e.spec.name for e in self.executors) or "(none)",
-                self.app.settings.redacted_url(),
+                self.plan.where,
             )
-            for stream in {id(e.stream): e.stream for e in self.executors}.values():
-                await stream.prepare()
+            for store in {id(e.store): e.store for e in self.executors}.values():
+                await store.prepare()
             if self.executors:
                 risks = getattr(self.backend.kv, "durability_risks", None)  # optional
                 for risk in await risks() if risks is not None else []:
-                    log.warning("%s (%s)", risk, self.app.settings.redacted_url())
+                    log.warning("%s (%s)", risk, self.plan.where)
             self._tasks.append(asyncio.create_task(self.leadership.run(), name="leadership"))
             for executor in self.executors:
                 await executor.start()

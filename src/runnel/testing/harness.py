@@ -44,7 +44,12 @@ from runnel.testing import _gate, _sleep
 from runnel.testing._inspection import Inspection
 from runnel.testing._observe import Instrumentation, Recorder
 from runnel.testing.observations import TaskRun
-from runnel.testing.virtual_worker import ProcessorRef, SimulationTimeout, VirtualWorker
+from runnel.testing.virtual_worker import (
+    Controls,
+    ProcessorRef,
+    SimulationTimeout,
+    VirtualWorker,
+)
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +137,15 @@ class Harness(Inspection):
         self._all: list[VirtualWorker] = []
         self._counter = 0
         self._state: Literal["new", "open", "closed"] = "new"
+        self._controls = Controls(
+            clock=self.clock,
+            processor_name=lambda processor: self._processor(processor).name,
+            run_until=self.run_until,
+            cancel_tasks=self._cancel_tasks,
+            start=lambda name, processors, balanced: self.start(
+                name, processors=processors, balanced=balanced
+            ),
+        )
 
     def __repr__(self) -> str:
         return f"<Harness {self.app.name} {self._state} t={self.clock.now():.3f}>"
@@ -177,7 +191,6 @@ class Harness(Inspection):
                 self._undo.append(provider.reset_last_overriding)
             container.reset_singletons()
             app.discover()  # as a worker would: import the autodiscover modules, once
-            self._unprepare_streams()
             self._instrumentation.install()
             self._undo.append(self._instrumentation.uninstall)
             self._tracker = _gate.TaskTracker(asyncio.get_running_loop())
@@ -290,13 +303,8 @@ class Harness(Inspection):
         app.container.settings.reset_last_overriding()
         app.settings = original
         app.container.reset_singletons()
-        self._unprepare_streams()
-
-    def _unprepare_streams(self) -> None:
-        # A stream remembers it has recorded its metadata and groups; on another broker it
-        # must do so again.
-        for stream in self.app.streams.values():
-            stream._prepared = False
+        # The harness's backend, and the streams' stores on it, stay with the harness.
+        app._forget_backend()
 
     # ------------------------------------------------------------------ workers
 
@@ -343,13 +351,13 @@ class Harness(Inspection):
             raise ValueError(f"a worker named {name!r} is {current.state}")
         self._instrumentation.install()  # processors or tasks declared since the harness opened
         worker = Worker(
-            self.app,
-            self.app.backend,
-            processors=None if processors is None else list(processors),
+            self.app.plan(processors),
             install_signals=False,
             worker_id=name,
         )
-        vw = VirtualWorker(self, name, worker, tuple(e.spec.name for e in worker.executors))
+        vw = VirtualWorker(
+            name, worker, tuple(e.spec.name for e in worker.executors), self._controls
+        )
         self._all.append(vw)
         vw.task = asyncio.create_task(self._run_worker(vw), name=f"runnel-testing:{name}")
         task = vw.task

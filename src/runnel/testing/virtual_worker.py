@@ -8,14 +8,13 @@ Example:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final, Literal
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Final, Literal
 
+from runnel.adapters.memory.clock import SimulatedClock
 from runnel.runtime.worker import Worker
 from runnel.testing import _gate
-
-if TYPE_CHECKING:
-    from runnel.testing.harness import Harness
 
 KILLED: Final = -9
 """The exit code reported for a killed worker (like a process ended by SIGKILL)."""
@@ -39,6 +38,25 @@ class SimulationTimeout(AssertionError):
     """
 
 
+@dataclass(frozen=True)
+class Controls:
+    """What a virtual worker needs from the harness that runs it, as bound callables.
+
+    Attributes:
+        clock: the simulated clock.
+        processor_name: the name of a processor given by name or by function.
+        run_until: runs the simulation until a condition holds, or fails after a timeout.
+        cancel_tasks: cancels every task of a worker until all have finished.
+        start: starts a worker (``name``, ``processors``, ``balanced``).
+    """
+
+    clock: SimulatedClock
+    processor_name: Callable[[ProcessorRef], str]
+    run_until: Callable[[Callable[[], bool], float | None, str], Awaitable[None]]
+    cancel_tasks: Callable[[VirtualWorker], Awaitable[None]]
+    start: Callable[[str, list[str], bool], Awaitable[VirtualWorker]]
+
+
 class VirtualWorker:
     """One virtual worker: a real :class:`~runnel.runtime.worker.Worker` run by a harness.
 
@@ -58,9 +76,9 @@ class VirtualWorker:
     """
 
     def __init__(
-        self, harness: Harness, name: str, worker: Worker, processors: tuple[str, ...]
+        self, name: str, worker: Worker, processors: tuple[str, ...], controls: Controls
     ) -> None:
-        self.harness = harness
+        self._controls = controls
         self.name = name
         self.worker = worker
         self.processors = processors
@@ -140,10 +158,10 @@ class VirtualWorker:
             >>> # h.worker("w1").partitions("totals")
             >>> # frozenset({0, 1})
         """
-        name = self.harness._processor(processor).name
+        name = self._controls.processor_name(processor)
         if not self.alive:
             return frozenset()
-        now = self.harness.clock.now()
+        now = self._controls.clock.now()
         return frozenset(
             number
             for executor in self.worker.executors
@@ -193,7 +211,7 @@ class VirtualWorker:
             return
         self._killed = True
         self.gate.crash()
-        await self.harness._cancel_tasks(self)
+        await self._controls.cancel_tasks(self)
 
     async def stop(self, timeout: float | None = None) -> int:
         """Stop gracefully (what SIGTERM does) and return the exit code.
@@ -228,7 +246,7 @@ class VirtualWorker:
         """
         task = self.task
         assert task is not None
-        await self.harness.run_until(task.done, timeout, what=f"worker {self.name} to exit")
+        await self._controls.run_until(task.done, timeout, f"worker {self.name} to exit")
         if self._killed:
             return KILLED
         return task.result()
@@ -247,9 +265,7 @@ class VirtualWorker:
             >>> # w1 = await w1.restart()
         """
         await self.kill()
-        return await self.harness.start(
-            name or self.name, processors=list(self.processors), balanced=balanced
-        )
+        return await self._controls.start(name or self.name, list(self.processors), balanced)
 
     def _check_alive(self, action: str) -> None:
         if not self.alive:

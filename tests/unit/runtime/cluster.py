@@ -8,6 +8,7 @@ back (its calls hang, as during a network partition or a stop signal, then go th
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -43,9 +44,9 @@ class Cluster:
 
     async def start(self, name: str) -> Node:
         gate = Gate()
-        worker = Worker(
-            self.app, gated(self.app.backend, gate), install_signals=False, worker_id=name
-        )
+        plan = self.app.plan()
+        plan = dataclasses.replace(plan, backend=gated(plan.backend, gate))
+        worker = Worker(plan, install_signals=False, worker_id=name)
         task = asyncio.create_task(worker.run(), name=f"worker:{name}")
         started = asyncio.ensure_future(worker.started.wait())
         await asyncio.wait({task, started}, return_when=asyncio.FIRST_COMPLETED)

@@ -50,7 +50,7 @@ async def workers() -> AsyncIterator[Callable[..., Any]]:
     started: list[Running] = []
 
     async def start(app: App, **kwargs: Any) -> Running:
-        worker = Worker(app, app.backend, install_signals=False, **kwargs)
+        worker = Worker(app.plan(), install_signals=False, **kwargs)
         task = asyncio.create_task(worker.run())
         started_or_done = asyncio.ensure_future(worker.started.wait())
         await asyncio.wait({task, started_or_done}, return_when=asyncio.FIRST_COMPLETED)

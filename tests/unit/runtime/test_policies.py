@@ -380,7 +380,8 @@ async def test_a_dead_letter_stream_that_cannot_be_prepared_keeps_the_event(
 ) -> None:
     app, ticks = one_partition(make_app)
     dlq = DeadLetterMiddleware(source=ticks)
-    prepare = dlq.sink.prepare
+    store = dlq.sink.store  # what the workers write dead letters through
+    prepare = store.prepare
     tries: list[int] = []
 
     async def flaky_prepare() -> None:
@@ -389,7 +390,7 @@ async def test_a_dead_letter_stream_that_cannot_be_prepared_keeps_the_event(
             raise BackendUnavailable("cannot reach the sink")
         await prepare()
 
-    monkeypatch.setattr(dlq.sink, "prepare", flaky_prepare)
+    monkeypatch.setattr(store, "prepare", flaky_prepare)
     seen: list[int] = []
 
     @app.processor(ticks, exception_policy=ExceptionPolicy.IGNORE, middleware=[dlq])

@@ -15,22 +15,21 @@ if _TYPE_CHECKING:
     from runnel.app import App
     from runnel.domain.model import Event, Partition
     from runnel.domain.policy import ExceptionPolicy
-    from runnel.middleware.base import Middleware
-    from runnel.ports import Compressor, Serializer
+    from runnel.interfaces import Compressor, Middleware, Serializer
     from runnel.record import Record
     from runnel.runtime.events import Events
     from runnel.stream import Stream
 
 _HOMES = {
     "App": "runnel.app",
-    "Compressor": "runnel.ports",
+    "Compressor": "runnel.interfaces",
     "Event": "runnel.domain.model",
     "Events": "runnel.runtime.events",
     "ExceptionPolicy": "runnel.domain.policy",
-    "Middleware": "runnel.middleware.base",
+    "Middleware": "runnel.interfaces",
     "Partition": "runnel.domain.model",
     "Record": "runnel.record",
-    "Serializer": "runnel.ports",
+    "Serializer": "runnel.interfaces",
     "Stream": "runnel.stream",
 }
 

@@ -32,8 +32,8 @@ from runnel.domain.hashing import HASH_VERSION
 from runnel.domain.model import TrimMode
 from runnel.domain.policy import ExceptionPolicy
 from runnel.errors import Misconfigured, UnknownProcessor
-from runnel.middleware.base import Middleware
-from runnel.ports import Backend, Compressor, Serializer
+from runnel.interfaces import Compressor, Middleware, Serializer
+from runnel.ports import Backend
 from runnel.record import Record
 from runnel.runtime.plan import WorkerPlan
 from runnel.runtime.specs import ProcessorSpec, TaskSpec
@@ -541,8 +541,8 @@ class App:
                         "workers first or force it (force=True, or --force on the CLI)"
                     )
         for n in range(spec.stream.partition_count):
-            await backend.log.destroy_group(keys.stream(n), spec.name)
-            await backend.log.ensure_group(keys.stream(n), spec.name, start)
+            await backend.admin.destroy_group(keys.stream(n), spec.name)
+            await backend.admin.ensure_group(keys.stream(n), spec.name, start)
         log.warning("reset processor %s to start after %s", processor, start.decode())
         return spec.stream.partition_count
 

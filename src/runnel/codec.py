@@ -30,7 +30,7 @@ from runnel.domain.encoding import (
     with_header,
 )
 from runnel.errors import DecodeError
-from runnel.ports import Compressor, Serializer
+from runnel.interfaces import Compressor, Serializer
 from runnel.record import Record
 
 R = TypeVar("R", bound=Record)

@@ -147,9 +147,16 @@ class Container(containers.DeclarativeContainer):
         redis=providers.Callable(closer_of, redis_client),
         memory=providers.Object(nothing_to_close),
     )
+    diagnostics = providers.Selector(
+        kind,
+        redis=kv,
+        memory=providers.Object(None),
+    )
     backend = providers.Singleton(
         Backend,
         log=stream_log,
+        admin=stream_log,
+        diagnostics=diagnostics,
         locks=locks,
         kv=kv,
         membership=membership,

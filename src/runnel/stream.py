@@ -20,7 +20,8 @@ from runnel.codec import RecordCodec
 from runnel.domain.keys import Keys
 from runnel.domain.model import Partition, TrimMode
 from runnel.errors import Misconfigured
-from runnel.ports import Append, Backend, Compressor, Serializer
+from runnel.interfaces import Compressor, Serializer
+from runnel.ports import Append, Backend
 from runnel.record import Record
 from runnel.runtime.specs import StreamSpec
 from runnel.runtime.store import StreamStore

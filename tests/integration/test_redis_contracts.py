@@ -15,8 +15,8 @@ from runnel.adapters.redis.keyvalue import RedisKeyValue
 from runnel.adapters.redis.locks import RedisPartitionLocks
 from runnel.adapters.redis.membership import RedisMembership
 from runnel.adapters.redis.streams import RedisStreamLog
-from runnel.ports import KeyValue, Membership, PartitionLocks, StreamLog
-from tests.contracts import Advance, MakeKV, MakeLocks, MakeLog, MakeMembership
+from runnel.ports import KeyValue, Membership, PartitionLocks
+from tests.contracts import Advance, LogUnderTest, MakeKV, MakeLocks, MakeLog, MakeMembership
 from tests.contracts.keyvalue_contract import KeyValueContract
 from tests.contracts.locks_contract import LocksContract
 from tests.contracts.membership_contract import MembershipContract
@@ -28,7 +28,7 @@ class RedisBinding:
 
     @pytest.fixture
     def make_log(self, redis_client: Redis) -> MakeLog:
-        async def make() -> StreamLog:
+        async def make() -> LogUnderTest:
             return RedisStreamLog(redis_client)
 
         return make

@@ -122,8 +122,8 @@ async def test_apps_on_different_memory_urls_do_not_share() -> None:
 
     await a.send(Order(order_id=1))
 
-    assert await first.backend.log.length(a.keys.stream(0)) == 1
-    assert await second.backend.log.length(b.keys.stream(0)) == 0
+    assert await first.backend.admin.length(a.keys.stream(0)) == 1
+    assert await second.backend.admin.length(b.keys.stream(0)) == 0
 
 
 # --------------------------------------------------------------------------- overrides
@@ -249,4 +249,4 @@ async def test_closing_a_memory_app_leaves_its_broker_to_the_next_app() -> None:
 
     second = App(name="shop", redis_url=url)
     again = second.stream("orders", record=Order, partition_by="order_id", partition_count=1)
-    assert await second.backend.log.length(again.keys.stream(0)) == 1
+    assert await second.backend.admin.length(again.keys.stream(0)) == 1

@@ -22,7 +22,7 @@ from runnel.adapters.compressors import GzipCompressor, LZ4Compressor
 from runnel.adapters.serializers import JSONSerializer, OrjsonSerializer
 from runnel.codec import RecordCodec
 from runnel.errors import CodecMismatch, DecodeError
-from runnel.ports import Compressor
+from runnel.interfaces import Compressor
 
 # --------------------------------------------------------------------------- records
 

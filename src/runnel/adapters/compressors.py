@@ -10,7 +10,7 @@ from __future__ import annotations
 import gzip
 from typing import ClassVar
 
-from runnel.ports import Compressor
+from runnel.interfaces import Compressor
 
 try:  # pragma: no cover - depends on the `fast` extra
     import lz4.frame as _lz4

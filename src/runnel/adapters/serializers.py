@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from typing import Any, ClassVar
 
-from runnel.ports import Serializer
+from runnel.interfaces import Serializer
 
 try:  # pragma: no cover - depends on the `fast` extra
     import orjson as _orjson

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
-from runnel.middleware.base import Middleware
+from runnel.interfaces import Middleware
 from runnel.stream import Stream
 
 

@@ -135,9 +135,9 @@ class Worker:
             )
             for store in {id(e.store): e.store for e in self.executors}.values():
                 await store.prepare()
-            if self.executors:
-                risks = getattr(self.backend.kv, "durability_risks", None)  # optional
-                for risk in await risks() if risks is not None else []:
+            diagnostics = self.backend.diagnostics  # a capability not every store has
+            if self.executors and diagnostics is not None:
+                for risk in await diagnostics.durability_risks():
                     log.warning("%s (%s)", risk, self.plan.where)
             self._tasks.append(asyncio.create_task(self.leadership.run(), name="leadership"))
             for executor in self.executors:

@@ -58,8 +58,10 @@ class _Gated:
 
 def gated(backend: Backend, gate: Gate) -> Backend:
     """``backend`` with every port call passing through ``gate``."""
+    log = _Gated(backend.log, gate)
     return Backend(
-        log=_Gated(backend.log, gate),
+        log=log,
+        admin=log,
         locks=_Gated(backend.locks, gate),
         kv=_Gated(backend.kv, gate),
         membership=_Gated(backend.membership, gate),

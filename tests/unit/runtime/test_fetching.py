@@ -127,7 +127,7 @@ async def test_a_round_that_failed_after_running_skips_nothing_and_keeps_order(
         if seq not in firsts:
             firsts.append(seq)
     assert firsts == list(range(40))  # nothing skipped, nothing out of order
-    assert await log.pending(ticks.keys.stream(0), "proc") == []
+    assert await app.backend.admin.pending(ticks.keys.stream(0), "proc") == []
 
 
 async def test_a_deleted_group_is_created_again_and_processing_goes_on(
@@ -138,7 +138,7 @@ async def test_a_deleted_group_is_created_again_and_processing_goes_on(
     running = await workers(app)
     await ticks.send(Tick(key="k", seq=0))
     await until(lambda: seen == [0], clock)
-    await app.backend.log.destroy_group(ticks.keys.stream(0), "proc")
+    await app.backend.admin.destroy_group(ticks.keys.stream(0), "proc")
     await ticks.send(Tick(key="k", seq=1))
     await until(lambda: 1 in seen, clock, within=10)
     await running.stop()
@@ -216,7 +216,7 @@ async def test_a_deleted_group_alone_is_no_store_reset(
     await ticks.send(Tick(key="k", seq=0))
     await until(lambda: seen == [0], clock)
     caplog.set_level(logging.INFO)
-    await app.backend.log.destroy_group(ticks.keys.stream(0), "proc")
+    await app.backend.admin.destroy_group(ticks.keys.stream(0), "proc")
     await ticks.send(Tick(key="k", seq=1))
     await until(lambda: 1 in seen, clock, within=10)
     await running.stop()

@@ -44,7 +44,7 @@ async def test_every_event_is_processed_once_in_per_key_order(
     for values in seen.values():
         assert values == list(range(100))
     for n in range(4):
-        assert await app.backend.log.pending(ticks.keys.stream(n), "proc") == []
+        assert await app.backend.admin.pending(ticks.keys.stream(n), "proc") == []
 
 
 async def test_two_processors_each_see_every_event(

@@ -59,7 +59,7 @@ async def test_a_lease_lost_on_a_fenced_ack_is_taken_again_and_the_partition_goe
     # order, once the partition is taken again.
     await until(lambda: len(seen) > 3 and seen[-3:] == [0, 1, 2], clock, within=30)
     assert await running.stop() == 0
-    assert await app.backend.log.pending(ticks.keys.stream(0), "proc") == []
+    assert await app.backend.admin.pending(ticks.keys.stream(0), "proc") == []
 
 
 WORKER_MODULE = """

@@ -5,8 +5,8 @@ Example:
     >>> from runnel.adapters.memory.broker import MemoryBroker
     >>> from runnel.adapters.memory.clock import SimulatedClock
     >>> kv = MemoryKeyValue(MemoryBroker(SimulatedClock()))
-    >>> asyncio.run(kv.incr("n", 3))
-    3
+    >>> asyncio.run(kv.hash_set_missing("h", {b"a": b"1"}))
+    {b'a': b'1'}
 """
 
 from __future__ import annotations
@@ -48,10 +48,6 @@ class MemoryKeyValue:
         """Whether each key holds a live value."""
         return [self.broker.exists(key) for key in keys]
 
-    async def incr(self, key: str, amount: int = 1) -> int:
-        """Add ``amount`` to the counter at ``key`` (missing counts as 0); return the total."""
-        return self.broker.incr(key, amount)
-
     async def hash_get_all(self, key: str) -> dict[bytes, bytes]:
         """Every field of the hash at ``key`` (empty if missing)."""
         return dict(self.broker.hash(key) or {})
@@ -86,7 +82,3 @@ class MemoryKeyValue:
     async def delete(self, *keys: str) -> int:
         """Delete keys of any type; return how many existed."""
         return self.broker.delete(keys)
-
-    async def durability_risks(self) -> list[str]:
-        """Nothing to warn of: the in-memory backend lives and dies with its process."""
-        return []

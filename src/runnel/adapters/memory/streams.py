@@ -1,7 +1,7 @@
-"""MemoryStreamLog: the StreamLog port on a :class:`MemoryBroker`, with Redis semantics.
+"""MemoryStreamLog: the StreamLog and StreamAdmin ports on a :class:`MemoryBroker`.
 
 It mirrors what the Redis adapter's commands and scripts do: XADD ids, XREADGROUP (new
-entries, or this consumer's history with delivery counts), XACK, XAUTOCLAIM, XGROUP, the
+entries, or this consumer's history with delivery counts), XACK, XPENDING, XGROUP, the
 fence check of every partition-mutating call, and the lossless / lossy length caps.
 
 Example:
@@ -36,7 +36,6 @@ from runnel.ports import (
     AckRequest,
     Append,
     Cap,
-    ClaimResult,
     DeadLetter,
     Fence,
     GroupInfo,
@@ -45,11 +44,6 @@ from runnel.ports import (
 )
 
 logger = logging.getLogger(__name__)
-
-_NO_KEY = (
-    "ERR The XGROUP subcommand requires the key to exist. Note that for CREATE you may want "
-    "to use the MKSTREAM option to create an empty stream automatically."
-)
 
 
 def _nogroup(key: str, group: str) -> GroupMissing:
@@ -184,7 +178,7 @@ class MemoryStreamLog:
         stream.groups[group] = Group(last_delivered=last)
         return True
 
-    async def read(self, requests: Sequence[ReadRequest]) -> list[list[Entry] | Exception]:
+    def _read_all(self, requests: Sequence[ReadRequest]) -> list[list[Entry] | Exception]:
         """Group reads of several partitions; Fenced or GroupMissing errors in their slots."""
         results: list[list[Entry] | Exception] = []
         for request in requests:
@@ -222,7 +216,7 @@ class MemoryStreamLog:
             entries.append(Entry(sid.encode(), dict(fields), nack.count))
         return entries
 
-    async def ack(self, requests: Sequence[AckRequest]) -> list[int | Exception]:
+    def _ack_all(self, requests: Sequence[AckRequest]) -> list[int | Exception]:
         """Acknowledge several partitions' ids; counts, or Fenced in refused slots."""
         results: list[int | Exception] = []
         for request in requests:
@@ -245,8 +239,8 @@ class MemoryStreamLog:
         self, acks: Sequence[AckRequest], reads: Sequence[ReadRequest]
     ) -> tuple[list[int | Exception], list[list[Entry] | Exception]]:
         """Acknowledge, then read, in one step (see the port)."""
-        acked = await self.ack(acks)
-        return acked, await self.read(reads)
+        acked = self._ack_all(acks)
+        return acked, self._read_all(reads)
 
     async def groups(self, key: str) -> list[GroupInfo]:
         """The consumer groups of ``key`` by name (empty if the stream is missing)."""
@@ -276,57 +270,6 @@ class MemoryStreamLog:
                 idle = max(0.0, now - nack.delivered_at)
                 listed.append(PendingEntry(sid.encode(), nack.consumer, idle, nack.count))
         return listed
-
-    async def claim(
-        self,
-        key: str,
-        group: str,
-        consumer: str,
-        min_idle: float,
-        start: bytes = b"0",
-        count: int = 100,
-    ) -> ClaimResult:
-        """Move pending entries idle at least ``min_idle`` to ``consumer`` (XAUTOCLAIM).
-
-        Scans at most ``10 * count`` pending entries from ``start``; entries trimmed from
-        the stream leave the pending list and come back in ``deleted``.
-
-        Raises:
-            GroupMissing: the stream or group does not exist.
-        """
-        stream, found = self._group(key, group)
-        found.consumers.add(consumer)
-        now = self.broker.clock.now()
-        claimed: list[Entry] = []
-        deleted: list[bytes] = []
-        budget, attempts = count, count * 10
-        for sid, nack in found.pel.since(parse_id(start)):
-            if budget <= 0 or attempts <= 0:
-                return ClaimResult(sid.encode(), claimed, deleted)
-            attempts -= 1
-            fields = stream.find(sid)
-            if fields is None:
-                found.pel.pop(sid)
-                deleted.append(sid.encode())
-                budget -= 1
-            elif now - nack.delivered_at >= min_idle:
-                nack.consumer, nack.delivered_at = consumer, now
-                nack.count += 1
-                claimed.append(Entry(sid.encode(), dict(fields), nack.count))
-                budget -= 1
-        return ClaimResult(b"0-0", claimed, deleted)
-
-    async def set_group_id(self, key: str, group: str, id: bytes) -> None:
-        """Move ``group``'s last-delivered id to ``id`` (``b"$"`` for the end).
-
-        Raises:
-            BackendProtocolError: the stream or the group does not exist.
-        """
-        stream = self.broker.stream(key)
-        if stream is None:
-            raise BackendProtocolError(_NO_KEY)
-        _, found = self._group(key, group)
-        found.last_delivered = stream.last_id if id == b"$" else parse_id(id)
 
     async def destroy_group(self, key: str, group: str) -> bool:
         """Delete ``group`` and its pending entries; True if it existed (False if no stream)."""
@@ -381,7 +324,3 @@ class MemoryStreamLog:
         """Number of entries in ``key`` (0 if missing)."""
         stream = self.broker.stream(key)
         return len(stream) if stream is not None else 0
-
-    async def delete(self, *keys: str) -> int:
-        """Delete keys of any type; return how many existed."""
-        return self.broker.delete(keys)

@@ -21,7 +21,6 @@ from runnel.adapters.redis._errors import translate
 from runnel.domain.model import Entry
 from runnel.errors import BackendError, BackendProtocolError, Fenced
 from runnel.ports import (
-    ClaimResult,
     GroupInfo,
     MembershipRecord,
     MembershipWrite,
@@ -370,27 +369,6 @@ def pending_entries(raw: Any) -> list[PendingEntry]:
         except KeyError as exc:
             raise _unexpected(f"an XPENDING row with {exc}", row) from exc
     return out
-
-
-def claim_result(raw: Any) -> ClaimResult:
-    """The claim script's ``[next start, entries, deleted ids, delivery counts]``.
-
-    Example:
-        >>> claim_result([b"0-0", [[b"1-0", [b"a", b"b"]]], [b"0-5"], [2]]).entries[0]
-        Entry(id=b'1-0', fields={b'a': b'b'}, delivery_count=2)
-    """
-    parts = _list(raw, "[next, entries, deleted, counts]")
-    if len(parts) != 4:
-        raise _unexpected("[next, entries, deleted, counts]", raw)
-    entries = entries_from_script(parts[1])
-    counts = [as_int(c) for c in _list(parts[3], "delivery counts")]
-    if len(counts) != len(entries):
-        raise _unexpected(f"{len(entries)} delivery counts", parts[3])
-    return ClaimResult(
-        next_start=as_bytes(parts[0]),
-        entries=[Entry(e.id, e.fields, n) for e, n in zip(entries, counts, strict=True)],
-        deleted=[as_bytes(i) for i in _list(parts[2], "deleted ids")],
-    )
 
 
 def woken_keys(raw: Any) -> set[str]:

@@ -63,11 +63,6 @@ class RedisKeyValue:
             raw = await pipe.execute()
         return _replies.flags(raw, len(keys))
 
-    async def incr(self, key: str, amount: int = 1) -> int:
-        """INCRBY; the new value."""
-        with translated():
-            return _replies.as_int(await self._client.incrby(key, amount))
-
     async def hash_get_all(self, key: str) -> dict[bytes, bytes]:
         """HGETALL (empty for a missing key)."""
         with translated():

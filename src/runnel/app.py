@@ -27,7 +27,6 @@ from pydantic import TypeAdapter, ValidationError
 
 from runnel.adapters.hashers import Hasher, is_default_hasher
 from runnel.container import Container
-from runnel.domain.failures import quarantine_field, read_quarantines
 from runnel.domain.hashing import HASH_VERSION
 from runnel.domain.model import TrimMode
 from runnel.domain.policy import ExceptionPolicy
@@ -35,6 +34,7 @@ from runnel.errors import Misconfigured, UnknownProcessor
 from runnel.interfaces import Compressor, Middleware, Serializer
 from runnel.ports import Backend
 from runnel.record import Record
+from runnel.runtime import admin
 from runnel.runtime.plan import WorkerPlan
 from runnel.runtime.specs import ProcessorSpec, TaskSpec
 from runnel.runtime.store import StreamStore
@@ -502,49 +502,37 @@ class App:
     async def quarantined(self, processor: str) -> dict[int, dict[str, Any]]:
         """The quarantined partitions of ``processor``: number -> what failed and when.
 
-        Example:
-            >>> # await app.quarantined("printer")
-            >>> # {3: {'partition': 3, 'entry_id': '17...-0', 'error_type': 'ValueError', ...}}
+        Each record holds ``partition``, ``entry_id`` (the entry that failed),
+        ``error_type``, ``error``, ``time`` and ``worker`` (see
+        :mod:`runnel.domain.failures`).
+
+        Raises:
+            runnel.errors.UnknownProcessor: the App has no such processor.
         """
-        spec = self._processor_spec(processor)
-        raw = await self.backend.kv.hash_get_all(spec.stream.keys.quarantine(spec.name))
-        return read_quarantines(raw)
+        return await admin.quarantines(self.backend.kv, self._processor_spec(processor))
 
     async def clear_quarantine(self, processor: str, partition: int) -> bool:
         """Lift a quarantine; the owning worker resumes the partition from its failed entry.
 
-        Example:
-            >>> # await app.clear_quarantine("printer", 3)
+        Returns:
+            False if the partition was not quarantined.
         """
         spec = self._processor_spec(processor)
-        removed = await self.backend.kv.hash_delete(
-            spec.stream.keys.quarantine(spec.name), quarantine_field(partition)
-        )
-        return removed > 0
+        return await admin.clear_quarantine(self.backend.kv, spec, partition)
 
     async def reset_processor(
         self, processor: str, start: bytes = b"0", force: bool = False
     ) -> int:
-        """Restart ``processor``'s group on every partition after ``start``.
+        """Restart ``processor``'s group on every partition after ``start``; how many.
 
         Pending entries are forgotten. Refused while a worker holds one of its partitions,
         unless ``force``.
+
+        Raises:
+            runnel.errors.Misconfigured: a worker holds one of its partitions.
         """
         spec = self._processor_spec(processor)
-        keys = spec.stream.keys
-        backend = self.backend
-        if not force:
-            for n in range(spec.stream.partition_count):
-                if await backend.locks.holder(keys.lock(spec.name, n)) is not None:
-                    raise Misconfigured(
-                        f"partition {n} of {processor} is held by a live worker; stop the "
-                        "workers first or force it (force=True, or --force on the CLI)"
-                    )
-        for n in range(spec.stream.partition_count):
-            await backend.admin.destroy_group(keys.stream(n), spec.name)
-            await backend.admin.ensure_group(keys.stream(n), spec.name, start)
-        log.warning("reset processor %s to start after %s", processor, start.decode())
-        return spec.stream.partition_count
+        return await admin.reset_processor(self.backend, spec, start, force)
 
     async def close(self) -> None:
         """Close backend connections (idempotent)."""

@@ -172,7 +172,13 @@ class App:
         """Declare a stream of ``record`` events partitioned by ``partition_by``.
 
         Example:
-            >>> # orders = app.stream("orders", record=Order, partition_by="order_id")
+            >>> app = App(name="doc-stream", redis_url="memory://doc-stream")
+            >>> class Order(Record):
+            ...     order_id: int
+            >>> orders = app.stream("orders", record=Order, partition_by="order_id",
+            ...                     partition_count=4)
+            >>> orders.partition_count, orders.keys.stream(3)
+            (4, '__strm:doc-stream.orders.3')
         """
         if not name or any(c in name for c in " :{}"):
             raise Misconfigured(
@@ -226,8 +232,17 @@ class App:
         DeprecationWarning).
 
         Example:
-            >>> # @app.processor(orders, exception_policy=ExceptionPolicy.IGNORE)
-            >>> # async def proc(events): ...
+            >>> app = App(name="doc-processor", redis_url="memory://doc-processor")
+            >>> class Order(Record):
+            ...     order_id: int
+            >>> orders = app.stream("orders", record=Order, partition_by="order_id")
+            >>> @app.processor(orders, exception_policy="ignore", prefetch_count=32)
+            ... async def audit(events):
+            ...     async for order in events.records():
+            ...         print(order.order_id)
+            >>> spec = app.processors["audit"]
+            >>> spec.exception_policy.value, spec.prefetch_count, spec.stream.name
+            ('ignore', 32, 'orders')
         """
         target: object = stream
         if not isinstance(target, Stream) or target.app is not self:
@@ -313,8 +328,12 @@ class App:
         """Run an async function once when a worker starts (on the leader only if asked).
 
         Example:
-            >>> # @app.task
-            >>> # async def on_startup(): ...
+            >>> app = App(name="doc-task", redis_url="memory://doc-task")
+            >>> @app.task(on_leader=True)
+            ... async def migrate():
+            ...     print("once per leadership")
+            >>> app.tasks["migrate"].kind, app.tasks["migrate"].on_leader
+            ('task', True)
         """
 
         def register(f: F) -> F:
@@ -329,8 +348,12 @@ class App:
         """Run an async function every ``interval`` seconds (never overlapping, no drift).
 
         Example:
-            >>> # @app.timer(interval=10)
-            >>> # async def every_10_seconds(): ...
+            >>> app = App(name="doc-timer", redis_url="memory://doc-timer")
+            >>> @app.timer(interval=10)
+            ... async def every_10_seconds():
+            ...     print("tick")
+            >>> app.tasks["every_10_seconds"].interval
+            10.0
         """
         if not interval > 0:
             raise Misconfigured(f"timer interval must be > 0 seconds, got {interval!r}")
@@ -356,8 +379,12 @@ class App:
         """Run an async function on a cron schedule (``timezone`` defaults to the setting).
 
         Example:
-            >>> # @app.crontab("45 17 * * *")
-            >>> # async def every_5_45_pm(): ...
+            >>> app = App(name="doc-crontab", redis_url="memory://doc-crontab")
+            >>> @app.crontab("45 17 * * *", timezone="Europe/Paris")
+            ... async def every_5_45_pm():
+            ...     print("closing time")
+            >>> app.tasks["every_5_45_pm"].cron, app.tasks["every_5_45_pm"].timezone
+            ('45 17 * * *', 'Europe/Paris')
         """
         from runnel.domain.schedule import CronSchedule
 
@@ -417,7 +444,10 @@ class App:
         stream processor (see :class:`runnel.runtime.worker.Worker`).
 
         Example:
-            >>> # exit_code = asyncio.run(app.run_worker())
+            A program of your own that runs a worker::
+
+                exit_code = asyncio.run(app.run_worker())
+                sys.exit(exit_code)
         """
         from runnel.runtime.worker import Worker
 

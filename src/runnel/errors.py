@@ -15,8 +15,7 @@
     │   │   └── GroupMissing              a consumer group (or its stream) does not exist
     │   ├── Fenced                        a stale owner's read or ack was refused
     │   └── BackpressureError             a lossless cap refused an append
-    └── RebalanceError
-        └── LockLost                      a partition lease was lost before it was released
+    └── RebalanceError                    partition ownership could not be established
 
 Exceptions raised by user processors are never wrapped: the processor's
 :class:`~runnel.constants.ExceptionPolicy` decides what happens to them.
@@ -79,7 +78,3 @@ class BackpressureError(BackendError):
 
 class RebalanceError(RunnelError):
     """Partition ownership could not be established or kept."""
-
-
-class LockLost(RebalanceError):
-    """A partition lease expired or was taken before its owner released it."""

@@ -3,7 +3,6 @@ and overridden providers (a pre-built Redis client, a serializer) are what an Ap
 
 from __future__ import annotations
 
-import doctest
 from typing import Any, ClassVar
 from uuid import uuid4
 
@@ -12,7 +11,6 @@ from dependency_injector import providers
 from fakeredis import FakeAsyncRedis
 from redis.asyncio.connection import Connection, SSLConnection, UnixDomainSocketConnection
 
-import runnel.container
 from runnel import App, Record, Serializer
 from runnel.adapters.compressors import GzipCompressor
 from runnel.adapters.memory.keyvalue import MemoryKeyValue
@@ -209,13 +207,6 @@ async def test_the_module_docstring_recipe_works() -> None:
     assert orders.codec.name == "reversed-json"
     entries: Any = await my_redis_client.xrange("__strm:shop.orders.0")
     assert [fields for _, fields in entries] == [{b"data": b'#!reversed-json\n}1:"di_redro"{'}]
-
-
-def test_the_container_modules_doctests_pass() -> None:
-    outcome = doctest.testmod(runnel.container, optionflags=doctest.ELLIPSIS)
-
-    assert outcome.attempted >= 4
-    assert outcome.failed == 0
 
 
 async def test_closing_an_app_closes_the_redis_client_the_container_built() -> None:

@@ -32,8 +32,19 @@ class DeadLetterMiddleware(Middleware):
     The processor's exception policy still applies afterwards (use IGNORE to go on).
 
     Example:
-        >>> # @app.processor(actions, exception_policy=ExceptionPolicy.IGNORE,
-        >>> #                middleware=[dead_letter])
+        >>> from runnel import App, ExceptionPolicy, Record
+        >>> app = App(name="doc-dead-letters", redis_url="memory://doc-dead-letters")
+        >>> class Action(Record):
+        ...     key: str
+        >>> actions = app.stream("actions", record=Action, partition_by="key")
+        >>> dead_letter = DeadLetterMiddleware(source=actions)
+        >>> @app.processor(actions, exception_policy=ExceptionPolicy.IGNORE,
+        ...                middleware=[dead_letter])
+        ... async def act(events):
+        ...     async for action in events.records():
+        ...         print(action.key)
+        >>> sorted(app.streams)
+        ['actions', 'actions.dead']
     """
 
     def __init__(self, source: Stream[Any], sink_name: str | None = None) -> None:

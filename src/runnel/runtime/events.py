@@ -6,10 +6,13 @@ Iterating yields :class:`~runnel.Event` objects; ``.records()`` yields Records;
 next one, so a batch is acknowledged as one unit.
 
 Example:
-    >>> # @app.processor(orders)
-    >>> # async def proc(events):
-    >>> #     async for batch in events.take(10, within=2).records():
-    >>> #         await bulk_load(batch)
+    A processor loading records in batches of up to 10, each at most 2 seconds after its
+    first event arrived::
+
+        @app.processor(orders)
+        async def load(events):
+            async for batch in events.take(10, within=2).records():
+                await bulk_load(batch)
 """
 
 from __future__ import annotations
@@ -47,8 +50,10 @@ class Events:
             (middleware reads it to dead-letter the failed item), else None.
 
     Example:
-        >>> # async for event in events:
-        >>> #     print(event.partition.number, event.id, event.record())
+        Inside a processor::
+
+            async for event in events:
+                print(event.partition.number, event.id, event.record())
     """
 
     def __init__(

@@ -31,7 +31,7 @@ class Inspection:
     """Read-only views of a harness run; :class:`~runnel.testing.Harness` inherits them.
 
     Example:
-        >>> # h.pending("totals"), h.owners("totals"), h.dead_letters(dead_letter)
+        h.pending("totals"), h.owners("totals"), h.dead_letters(dead_letter)
     """
 
     app: App
@@ -45,8 +45,7 @@ class Inspection:
         """Every worker started, by name (the latest one of each name).
 
         Example:
-            >>> # sorted(h.workers)
-            >>> # ['w1', 'w2']
+            sorted(h.workers)  # -> ['w1', 'w2']
         """
         return {vw.name: vw for vw in self._all}
 
@@ -57,8 +56,7 @@ class Inspection:
             KeyError: no worker has that name.
 
         Example:
-            >>> # h.worker("w1").state
-            >>> # 'running'
+            h.worker("w1").state  # -> 'running'
         """
         found = self.workers.get(name)
         if found is None:
@@ -69,8 +67,7 @@ class Inspection:
         """Each worker's exit code by name: None while alive, :data:`KILLED` if killed.
 
         Example:
-            >>> # h.exit_codes()
-            >>> # {'w1': None, 'w2': -9}
+            h.exit_codes()  # -> {'w1': None, 'w2': -9}
         """
         return {name: vw.exit_code for name, vw in self.workers.items()}
 
@@ -97,7 +94,7 @@ class Inspection:
         See :meth:`run_until_idle` for what idle means.
 
         Example:
-            >>> # assert not h.is_idle()   # a take() window is still open
+            assert not h.is_idle()   # a take() window is still open
         """
         return all(self._processor_idle(s) for s in self._considered(processors))
 
@@ -105,7 +102,7 @@ class Inspection:
         """Whether partition ownership has settled (see :meth:`run_until_balanced`).
 
         Example:
-            >>> # assert h.is_balanced()
+            assert h.is_balanced()
         """
         running = [vw for vw in self._alive() if vw.state == "running"]
         names = {p for vw in running for p in vw.processors}
@@ -137,8 +134,7 @@ class Inspection:
         hand its events to user code right now (see :meth:`VirtualWorker.partitions`).
 
         Example:
-            >>> # h.owners("totals")
-            >>> # {0: 'w1', 1: 'w1', 2: 'w2', 3: 'w2'}
+            h.owners("totals")  # -> {0: 'w1', 1: 'w1', 2: 'w2', 3: 'w2'}
         """
         spec = self._processor(processor)
         owned: dict[int, str] = {}
@@ -167,8 +163,7 @@ class Inspection:
             first_only: only the first hand-out of each entry.
 
         Example:
-            >>> # [d.record.seq for d in h.deliveries("totals", partition=2)]
-            >>> # [1, 2, 3]
+            [d.record.seq for d in h.deliveries("totals", partition=2)]  # -> [1, 2, 3]
         """
         name = self._processor(processor).name
         seen: set[tuple[int, str]] = set()
@@ -194,8 +189,7 @@ class Inspection:
         """The items handed to ``processor``, each a list (one event, or a take() batch).
 
         Example:
-            >>> # [len(b) for b in h.batches("loader")]
-            >>> # [100, 100, 35]
+            [len(b) for b in h.batches("loader")]  # -> [100, 100, 35]
         """
         grouped: dict[int, list[Delivery]] = {}
         for d in self.deliveries(processor, partition=partition):
@@ -211,8 +205,7 @@ class Inspection:
         as its :class:`~runnel.Event`.
 
         Example:
-            >>> # h.processed("totals")
-            >>> # {0: [Order(customer='ada', ...), ...], 3: [...]}
+            h.processed("totals")  # -> {0: [Order(customer='ada', ...), ...], 3: [...]}
         """
         result: dict[int, list[Any]] = defaultdict(list)
         for d in self.deliveries(processor):
@@ -227,7 +220,7 @@ class Inspection:
         broker, so it includes what was fetched but not yet handed out.
 
         Example:
-            >>> # assert h.pending("totals") == {}
+            assert h.pending("totals") == {}
         """
         return self._group_ids(processor, "pending")
 
@@ -237,8 +230,7 @@ class Inspection:
         Dead-lettered entries are acknowledged too. Only non-empty partitions are listed.
 
         Example:
-            >>> # sum(len(ids) for ids in h.acknowledged("totals").values())
-            >>> # 42
+            sum(len(ids) for ids in h.acknowledged("totals").values())  # -> 42
         """
         return self._group_ids(processor, "acknowledged")
 
@@ -246,8 +238,7 @@ class Inspection:
         """Entries not yet delivered to ``processor``, per partition (ids).
 
         Example:
-            >>> # h.undelivered("totals")
-            >>> # {2: ['1767225600000-3']}
+            h.undelivered("totals")  # -> {2: ['1767225600000-3']}
         """
         return self._group_ids(processor, "undelivered")
 
@@ -258,8 +249,7 @@ class Inspection:
         awaiting.
 
         Example:
-            >>> # h.quarantined("charge")[0]["error_type"]
-            >>> # 'ValueError'
+            h.quarantined("charge")[0]["error_type"]  # -> 'ValueError'
         """
         spec = self._processor(processor)
         return read_quarantines(self.broker.hash(spec.stream.keys.quarantine(spec.name)) or {})
@@ -270,7 +260,7 @@ class Inspection:
         Useful for a stream that your processors write to. ``event.record()`` decodes.
 
         Example:
-            >>> # [e.record() for e in h.entries(receipts)[0]]
+            [e.record() for e in h.entries(receipts)[0]]
         """
         found = self._stream(stream)
         result: dict[int, list[Event]] = {}
@@ -292,9 +282,9 @@ class Inspection:
                 the sink stream's name.
 
         Example:
-            >>> # (letter,) = h.dead_letters(dead_letter)
-            >>> # letter.error_type, letter.record
-            >>> # ('ValueError', Order(customer='ada', amount=-1.0))
+            (letter,) = h.dead_letters(dead_letter)
+            letter.error_type  # -> 'ValueError'
+            letter.record  # -> Order(customer='ada', amount=-1.0)
         """
         found = sink.sink if isinstance(sink, DeadLetterMiddleware) else self._stream(sink)
         letters = []
@@ -307,8 +297,7 @@ class Inspection:
         """The runs of background tasks (one task, or all), in the order they started.
 
         Example:
-            >>> # [r.started_at for r in h.task_runs("report")]
-            >>> # [60.0, 120.0]
+            [r.started_at for r in h.task_runs("report")]  # -> [60.0, 120.0]
         """
         if task is None:
             return list(self._recorder.task_runs)
@@ -319,7 +308,7 @@ class Inspection:
         """A few lines on the workers and every busy partition (for failure messages).
 
         Example:
-            >>> # print(h.describe())
+            print(h.describe())
         """
         lines = [
             "workers: "

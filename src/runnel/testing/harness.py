@@ -162,8 +162,8 @@ class Harness(Inspection):
             RuntimeError: this harness was opened before (make a new one).
 
         Example:
-            >>> # async with Harness(app) as h:
-            >>> #     assert app.settings.redis_url.startswith("memory://")
+            async with Harness(app) as h:
+                assert app.settings.redis_url.startswith("memory://")
         """
         if self._state != "new":
             raise RuntimeError("a Harness can be opened once; make a new one")
@@ -220,8 +220,8 @@ class Harness(Inspection):
         every worker is killed at once, so a failing test never hangs in teardown.
 
         Example:
-            >>> # async with Harness(app) as h:
-            >>> #     raise AssertionError  # the workers are killed, the app restored
+            async with Harness(app) as h:
+                raise AssertionError  # the workers are killed, the app restored
         """
         await self.aclose(graceful=exc_type is None)
 
@@ -231,7 +231,7 @@ class Harness(Inspection):
         Idempotent; :meth:`__aexit__` calls it.
 
         Example:
-            >>> # await h.aclose()
+            await h.aclose()
         """
         if self._state != "open":
             return
@@ -266,7 +266,7 @@ class Harness(Inspection):
         hooks that cannot await, such as the pytest plugin's.
 
         Example:
-            >>> # h.abandon()
+            h.abandon()
         """
         if self._state != "open":
             return
@@ -336,8 +336,8 @@ class Harness(Inspection):
             Exception: whatever the worker raised while starting (e.g. MetadataMismatch).
 
         Example:
-            >>> # w1 = await h.start("w1")
-            >>> # w2 = await h.start("w2", processors=["totals"])
+            w1 = await h.start("w1")
+            w2 = await h.start("w2", processors=["totals"])
         """
         self._check_open()
         if name is None:
@@ -421,7 +421,7 @@ class Harness(Inspection):
             ValueError: ``seconds`` is negative.
 
         Example:
-            >>> # await h.advance(5)   # closes a take(..., within=5) window
+            await h.advance(5)   # closes a take(..., within=5) window
         """
         self._check_open()
         if seconds < 0:
@@ -443,7 +443,7 @@ class Harness(Inspection):
             The new time, or None (time did not move) if nothing waits for the clock.
 
         Example:
-            >>> # await h.advance_to_next()
+            await h.advance_to_next()
         """
         self._check_open()
         await self._settle()
@@ -466,9 +466,8 @@ class Harness(Inspection):
             The new run (its ``started_at`` is the fire time).
 
         Example:
-            >>> # run = await h.advance_to_next_fire(hourly_report)
-            >>> # run.started_at
-            >>> # 3600.0
+            run = await h.advance_to_next_fire(hourly_report)
+            run.started_at  # -> 3600.0
         """
         name = self._task_name(task)
         before = len(self.task_runs(name))
@@ -495,7 +494,7 @@ class Harness(Inspection):
                 the harness timeout), or nothing waits for the clock any more.
 
         Example:
-            >>> # await h.run_until(lambda: len(h.deliveries("totals")) >= 10)
+            await h.run_until(lambda: len(h.deliveries("totals")) >= 10)
         """
         self._check_open()
         clock = self.clock
@@ -566,8 +565,8 @@ class Harness(Inspection):
                 killed). The message lists the busy partitions.
 
         Example:
-            >>> # await orders.send(*batch)
-            >>> # await h.run_until_idle()
+            await orders.send(*batch)
+            await h.run_until_idle()
         """
         specs = self._considered(processors)
 
@@ -595,9 +594,9 @@ class Harness(Inspection):
             SimulationTimeout: not settled within ``timeout`` simulated seconds.
 
         Example:
-            >>> # await w2.kill()
-            >>> # await h.run_until_balanced()
-            >>> # assert set(h.owners("totals").values()) == {"w1"}
+            await w2.kill()
+            await h.run_until_balanced()
+            assert set(h.owners("totals").values()) == {"w1"}
         """
         await self.run_until(self.is_balanced, timeout, what="the partitions to be balanced")
 

@@ -1,8 +1,8 @@
 """Virtual workers: real runnel workers run by a harness, with faults on its simulated clock.
 
 Example:
-    >>> # w1 = await h.start("w1")
-    >>> # w1.pause(); await h.advance(30); w1.resume()
+    w1 = await h.start("w1")
+    w1.pause(); await h.advance(30); w1.resume()
 """
 
 from __future__ import annotations
@@ -69,10 +69,9 @@ class VirtualWorker:
         worker: the underlying :class:`~runnel.runtime.worker.Worker`.
 
     Example:
-        >>> # w1 = await h.start("w1")
-        >>> # await w1.kill()
-        >>> # w1.state, w1.exit_code
-        >>> # ('killed', -9)
+        w1 = await h.start("w1")
+        await w1.kill()
+        w1.state, w1.exit_code  # -> ('killed', -9)
     """
 
     def __init__(
@@ -97,8 +96,7 @@ class VirtualWorker:
         """``running``, ``paused``, ``stopped``, ``exited`` or ``killed``.
 
         Example:
-            >>> # w1.pause(); w1.state
-            >>> # 'paused'
+            w1.pause(); w1.state  # -> 'paused'
         """
         if self._killed:
             return "killed"
@@ -111,8 +109,7 @@ class VirtualWorker:
         """True while running or paused.
 
         Example:
-            >>> # await w1.kill(); w1.alive
-            >>> # False
+            await w1.kill(); w1.alive  # -> False
         """
         return self.state in ("running", "paused")
 
@@ -124,8 +121,7 @@ class VirtualWorker:
         :attr:`error`.
 
         Example:
-            >>> # await w1.stop(); w1.exit_code
-            >>> # 0
+            await w1.stop(); w1.exit_code  # -> 0
         """
         if self._killed:
             return KILLED
@@ -139,9 +135,9 @@ class VirtualWorker:
         """The exception the worker's run raised, if it raised one.
 
         Example:
-            >>> # with pytest.raises(MetadataMismatch): await h.start("w1")
-            >>> # h.worker("w1").error
-            >>> # MetadataMismatch("stream shop.orders: partition_count is '99' ...")
+            with pytest.raises(MetadataMismatch):
+                await h.start("w1")
+            h.worker("w1").error  # -> MetadataMismatch("stream shop.orders: ...")
         """
         task = self.task
         if self._killed or task is None or not task.done() or task.cancelled():
@@ -155,8 +151,7 @@ class VirtualWorker:
         passed, so a cut-off worker keeps its partitions until its deadline.
 
         Example:
-            >>> # h.worker("w1").partitions("totals")
-            >>> # frozenset({0, 1})
+            h.worker("w1").partitions("totals")  # -> frozenset({0, 1})
         """
         name = self._controls.processor_name(processor)
         if not self.alive:
@@ -181,7 +176,7 @@ class VirtualWorker:
         deadline.
 
         Example:
-            >>> # w1.pause(); await h.advance(30); w1.resume()
+            w1.pause(); await h.advance(30); w1.resume()
         """
         self._check_alive("pause")
         self.gate.cut_off()
@@ -190,7 +185,7 @@ class VirtualWorker:
         """Reconnect a paused worker: its waiting calls go through (and may be refused).
 
         Example:
-            >>> # w1.resume()
+            w1.resume()
         """
         self._check_alive("resume")
         self.gate.reconnect()
@@ -205,7 +200,7 @@ class VirtualWorker:
         acknowledged. Takes no simulated time. Does nothing if the worker has ended.
 
         Example:
-            >>> # await w2.kill()
+            await w2.kill()
         """
         if not self.alive:
             return
@@ -225,7 +220,7 @@ class VirtualWorker:
             SimulationTimeout: it had not exited after ``timeout`` simulated seconds.
 
         Example:
-            >>> # assert await w1.stop() == 0
+            assert await w1.stop() == 0
         """
         if self.state == "paused":
             raise RuntimeError(f"worker {self.name} is paused: resume or kill it first")
@@ -242,7 +237,7 @@ class VirtualWorker:
             Exception: whatever the worker's run raised (it could not start, say).
 
         Example:
-            >>> # assert await w1.wait() == 1  # halted
+            assert await w1.wait() == 1  # halted
         """
         task = self.task
         assert task is not None
@@ -262,7 +257,7 @@ class VirtualWorker:
             The new virtual worker.
 
         Example:
-            >>> # w1 = await w1.restart()
+            w1 = await w1.restart()
         """
         await self.kill()
         return await self._controls.start(name or self.name, list(self.processors), balanced)

@@ -1,4 +1,9 @@
-"""Helpers for engine tests: apps on a private in-memory broker with a simulated clock."""
+"""Helpers for engine tests: apps on a private in-memory broker with a simulated clock.
+
+Tests of one worker run it here (``workers``); tests of several workers, faults and
+coordination run them under the public test kit (:class:`runnel.testing.Harness`, through
+the ``runnel_harness`` fixture), with the few views of the runtime below.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,9 @@ from dependency_injector import providers
 
 from runnel import App
 from runnel.adapters.memory.clock import SimulatedClock
+from runnel.runtime.executor import Executor
 from runnel.runtime.worker import Worker
+from runnel.testing import Harness, VirtualWorker
 
 
 @pytest.fixture
@@ -80,3 +87,32 @@ async def until(
         if clock.now() > deadline:
             raise AssertionError(f"condition not met within {within} simulated seconds")
         await clock.sleep(step)
+
+
+def executor(worker: VirtualWorker) -> Executor:
+    """The executor of a virtual worker's one processor."""
+    (only,) = worker.worker.executors
+    return only
+
+
+def holders(h: Harness, processor: str = "proc") -> dict[int, list[str]]:
+    """Partition -> every live worker that would hand its events to user code right now."""
+    held: dict[int, list[str]] = {}
+    for vw in h.workers.values():
+        for number in sorted(vw.partitions(processor)):
+            held.setdefault(number, []).append(vw.name)
+    return held
+
+
+def exclusive(h: Harness, processor: str = "proc") -> bool:
+    """No partition has two owners that would both hand its events to user code."""
+    return all(len(names) == 1 for names in holders(h, processor).values())
+
+
+async def stop_all(h: Harness) -> None:
+    """Stop every live worker as SIGTERM does (a paused one is killed: it cannot hear it)."""
+    for vw in list(h.workers.values()):
+        if vw.state == "paused":
+            await vw.kill()
+        elif vw.alive:
+            assert await vw.stop() == 0

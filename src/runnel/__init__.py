@@ -5,10 +5,9 @@ and a tool that only needs ``runnel.__version__`` or the pytest plugin pays for 
 else.
 """
 
-from importlib import import_module as _import_module
 from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
 
+from runnel import _lazy
 from runnel._version import __version__
 
 if _TYPE_CHECKING:
@@ -48,14 +47,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> _Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module 'runnel' has no attribute {name!r}")
-    value = getattr(_import_module(home), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = _lazy.exports(__name__, _HOMES, __all__, globals())

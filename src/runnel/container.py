@@ -20,7 +20,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from dependency_injector import containers, providers
@@ -65,6 +65,26 @@ def memory_name(url: str) -> str:
     """
     parts = urlsplit(url)
     return (parts.netloc + parts.path).strip("/") or "default"
+
+
+def _by_kind(
+    kind: providers.Provider[str], redis: providers.Provider[Any], memory: providers.Provider[Any]
+) -> providers.Selector[Any]:
+    """The ``redis`` provider for a Redis URL, the ``memory`` one for ``memory://``."""
+    return providers.Selector(kind, redis=redis, memory=memory)
+
+
+def _port(
+    kind: providers.Provider[str],
+    client: providers.Provider[Any],
+    broker: providers.Provider[Any],
+    on_redis: Callable[[Any], Any],
+    in_memory: Callable[[Any], Any],
+) -> providers.Selector[Any]:
+    """One port: made once from the Redis client, or from the memory broker."""
+    return _by_kind(
+        kind, providers.Singleton(on_redis, client), providers.Singleton(in_memory, broker)
+    )
 
 
 def closer_of(client: Redis) -> Callable[[], Awaitable[None]]:
@@ -122,35 +142,15 @@ class Container(containers.DeclarativeContainer):
     )
     kind = providers.Callable(backend_kind, settings.provided.redis_url)
 
-    stream_log = providers.Selector(
-        kind,
-        redis=providers.Singleton(_redis_stream_log, redis_client),
-        memory=providers.Singleton(MemoryStreamLog, memory_broker),
-    )
-    locks = providers.Selector(
-        kind,
-        redis=providers.Singleton(_redis_locks, redis_client),
-        memory=providers.Singleton(MemoryPartitionLocks, memory_broker),
-    )
-    kv = providers.Selector(
-        kind,
-        redis=providers.Singleton(_redis_kv, redis_client),
-        memory=providers.Singleton(MemoryKeyValue, memory_broker),
-    )
-    membership = providers.Selector(
-        kind,
-        redis=providers.Singleton(_redis_membership, redis_client),
-        memory=providers.Singleton(MemoryMembership, memory_broker),
-    )
-    closer = providers.Selector(
-        kind,
-        redis=providers.Callable(closer_of, redis_client),
-        memory=providers.Object(nothing_to_close),
-    )
-    diagnostics = providers.Selector(
-        kind,
-        redis=kv,
-        memory=providers.Object(None),
+    # Each port: the Redis adapter on the shared client, or the memory one on the broker.
+    stream_log = _port(kind, redis_client, memory_broker, _redis_stream_log, MemoryStreamLog)
+    locks = _port(kind, redis_client, memory_broker, _redis_locks, MemoryPartitionLocks)
+    kv = _port(kind, redis_client, memory_broker, _redis_kv, MemoryKeyValue)
+    membership = _port(kind, redis_client, memory_broker, _redis_membership, MemoryMembership)
+    # Redis can say how durable it is (the key-value adapter asks it); memory cannot.
+    diagnostics = _by_kind(kind, kv, providers.Object(None))
+    closer = _by_kind(
+        kind, providers.Callable(closer_of, redis_client), providers.Object(nothing_to_close)
     )
     backend = providers.Singleton(
         Backend,

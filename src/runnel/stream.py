@@ -38,32 +38,15 @@ class StreamHome(Protocol):
     A stream finds its store through it, on the App's current backend: stores are rebuilt
     when the App moves to another backend (``reconfigure``, ``close``, a test harness). The
     rest is what code holding only a stream reaches through ``stream.app``: the App's name,
-    settings, backend and streams, declaring another stream (a dead-letter sink), and
-    moving or closing the backend.
+    settings and backend, and moving or closing the backend.
     """
 
     name: str
     settings: Settings
-    streams: dict[str, Stream[Any]]
 
     @property
     def backend(self) -> Backend:
         """The ports the App talks through."""
-        ...
-
-    def stream(
-        self,
-        name: str,
-        record: type[R],
-        partition_by: PartitionBy,
-        partition_count: int | None = None,
-        partition_size: int | None = None,
-        serializer: Serializer | None = None,
-        compressor: Compressor | None = None,
-        hasher: Hasher | None = None,
-        trim_mode: TrimMode | None = None,
-    ) -> Stream[R]:
-        """Declare another stream."""
         ...
 
     def reconfigure(self, **updates: Any) -> None:

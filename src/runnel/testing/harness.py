@@ -83,9 +83,7 @@ class Harness(Inspection):
         timeout: the default limit, in simulated seconds, of every wait of the harness.
 
     Example:
-        >>> import asyncio
-        >>> from runnel import App, Record
-        >>> from runnel.testing import Harness
+        >>> from runnel import Record
         >>> app = App(name="doc-harness", redis_url="redis://prod.example:6379")
         >>> class Order(Record):
         ...     customer: str

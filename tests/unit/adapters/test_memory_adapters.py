@@ -12,27 +12,16 @@ from runnel.adapters.memory.broker import MemoryBroker, get_broker, reset_broker
 from runnel.adapters.memory.clock import SimulatedClock
 from runnel.adapters.memory.keyvalue import MemoryKeyValue
 from runnel.adapters.memory.locks import MemoryPartitionLocks
-from runnel.adapters.memory.membership import MemoryMembership
 from runnel.adapters.memory.streams import MemoryStreamLog
 from runnel.adapters.system_clock import SystemClock
 from runnel.errors import BackendProtocolError, BackpressureError, Misconfigured
 from runnel.ports import (
     Append,
     Cap,
-    KeyValue,
-    Membership,
-    PartitionLocks,
     ReadRequest,
 )
-from tests.contracts import (
-    Advance,
-    LogUnderTest,
-    MakeKV,
-    MakeLocks,
-    MakeLog,
-    MakeMembership,
-    read_slots,
-)
+from tests.contracts import Advance, read_slots
+from tests.contracts.bindings import Adapters, Bound, memory_adapters
 from tests.contracts.keyvalue_contract import KeyValueContract
 from tests.contracts.locks_contract import LocksContract
 from tests.contracts.membership_contract import MembershipContract
@@ -50,35 +39,8 @@ def broker(clock: SimulatedClock) -> MemoryBroker:
 
 
 @pytest.fixture
-def make_log(broker: MemoryBroker) -> MakeLog:
-    async def make() -> LogUnderTest:
-        return MemoryStreamLog(broker)
-
-    return make
-
-
-@pytest.fixture
-def make_locks(broker: MemoryBroker) -> MakeLocks:
-    async def make() -> PartitionLocks:
-        return MemoryPartitionLocks(broker)
-
-    return make
-
-
-@pytest.fixture
-def make_kv(broker: MemoryBroker) -> MakeKV:
-    async def make() -> KeyValue:
-        return MemoryKeyValue(broker)
-
-    return make
-
-
-@pytest.fixture
-def make_membership(broker: MemoryBroker) -> MakeMembership:
-    async def make() -> Membership:
-        return MemoryMembership(broker)
-
-    return make
+def adapters(broker: MemoryBroker) -> Adapters:
+    return memory_adapters(broker)
 
 
 @pytest.fixture
@@ -86,19 +48,19 @@ def advance(clock: SimulatedClock) -> Advance:
     return clock.advance
 
 
-class TestMemoryStreamLog(StreamLogContract):
+class TestMemoryStreamLog(Bound, StreamLogContract):
     """MemoryStreamLog honours the StreamLog contract."""
 
 
-class TestMemoryPartitionLocks(LocksContract):
+class TestMemoryPartitionLocks(Bound, LocksContract):
     """MemoryPartitionLocks honours the PartitionLocks contract."""
 
 
-class TestMemoryKeyValue(KeyValueContract):
+class TestMemoryKeyValue(Bound, KeyValueContract):
     """MemoryKeyValue honours the KeyValue contract."""
 
 
-class TestMemoryMembership(MembershipContract):
+class TestMemoryMembership(Bound, MembershipContract):
     """MemoryMembership honours the Membership contract."""
 
 

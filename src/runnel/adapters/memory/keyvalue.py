@@ -17,14 +17,7 @@ from runnel.adapters.memory.broker import MemoryBroker
 
 
 class MemoryKeyValue:
-    """Strings with expiry, counters and hashes in process memory.
-
-    Example:
-        >>> from runnel.adapters.memory.broker import MemoryBroker
-        >>> from runnel.adapters.memory.clock import SimulatedClock
-        >>> MemoryKeyValue(MemoryBroker(SimulatedClock())).broker.exists("k")
-        False
-    """
+    """Strings with expiry and hashes in a broker's keyspace (see the module's example)."""
 
     def __init__(self, broker: MemoryBroker) -> None:
         self.broker = broker

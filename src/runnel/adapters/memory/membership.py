@@ -27,14 +27,8 @@ CONTROL_MAXLEN: Final = 1000
 
 
 class MemoryMembership:
-    """Versioned membership records with announcements, in process memory.
-
-    Example:
-        >>> from runnel.adapters.memory.broker import MemoryBroker
-        >>> from runnel.adapters.memory.clock import SimulatedClock
-        >>> MemoryMembership(MemoryBroker(SimulatedClock())).broker.exists("memb")
-        False
-    """
+    """Versioned membership records with announcements in a broker's keyspace (see the
+    module's example)."""
 
     def __init__(self, broker: MemoryBroker) -> None:
         self.broker = broker

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import TypeVar
 
 from runnel.adapters.memory._stream_state import Group, Nack, Stream, parse_id
 from runnel.adapters.memory.broker import MemoryBroker
@@ -44,6 +45,9 @@ from runnel.ports import (
 )
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Slot = TypeVar("Slot", ReadRequest, AckRequest)
 
 
 def _nogroup(key: str, group: str) -> GroupMissing:
@@ -178,13 +182,13 @@ class MemoryStreamLog:
         stream.groups[group] = Group(last_delivered=last)
         return True
 
-    def _read_all(self, requests: Sequence[ReadRequest]) -> list[list[Entry] | Exception]:
-        """Group reads of several partitions; Fenced or GroupMissing errors in their slots."""
-        results: list[list[Entry] | Exception] = []
+    def _slots(self, requests: Sequence[Slot], serve: Callable[[Slot], T]) -> list[T | Exception]:
+        """``serve`` each fenced request; a refusal or an error fills its own slot only."""
+        results: list[T | Exception] = []
         for request in requests:
             try:
                 refused = self._fenced(request.fence)
-                results.append(refused if refused is not None else self._read_one(request))
+                results.append(refused if refused is not None else serve(request))
             except BackendError as exc:
                 results.append(exc)
         return results
@@ -216,17 +220,6 @@ class MemoryStreamLog:
             entries.append(Entry(sid.encode(), dict(fields), nack.count))
         return entries
 
-    def _ack_all(self, requests: Sequence[AckRequest]) -> list[int | Exception]:
-        """Acknowledge several partitions' ids; counts, or Fenced in refused slots."""
-        results: list[int | Exception] = []
-        for request in requests:
-            try:
-                refused = self._fenced(request.fence)
-                results.append(refused if refused is not None else self._ack_one(request))
-            except BackendError as exc:
-                results.append(exc)
-        return results
-
     def _ack_one(self, request: AckRequest) -> int:
         sids = [parse_id(raw) for raw in request.ids]
         stream = self.broker.stream(request.key)
@@ -239,8 +232,8 @@ class MemoryStreamLog:
         self, acks: Sequence[AckRequest], reads: Sequence[ReadRequest]
     ) -> tuple[list[int | Exception], list[list[Entry] | Exception]]:
         """Acknowledge, then read, in one step (see the port)."""
-        acked = self._ack_all(acks)
-        return acked, self._read_all(reads)
+        acked = self._slots(acks, self._ack_one)
+        return acked, self._slots(reads, self._read_one)
 
     async def groups(self, key: str) -> list[GroupInfo]:
         """The consumer groups of ``key`` by name (empty if the stream is missing)."""

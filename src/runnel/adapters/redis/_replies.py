@@ -12,8 +12,8 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 from redis.exceptions import ResponseError
 
@@ -26,6 +26,8 @@ from runnel.ports import (
     MembershipWrite,
     PendingEntry,
 )
+
+T = TypeVar("T")
 
 
 def _unexpected(expected: str, found: Any) -> BackendProtocolError:
@@ -327,22 +329,16 @@ def groups(raw: Any) -> list[GroupInfo]:
         >>> groups([{"name": b"g", "consumers": 1, "pending": 2, "last-delivered-id": b"3-0"}])
         [GroupInfo(name='g', consumers=1, pending=2, last_delivered_id=b'3-0')]
     """
-    out = []
-    for info in _list(raw, "an array of consumer groups"):
-        if not isinstance(info, Mapping):
-            raise _unexpected("a consumer group description", info)
-        try:
-            out.append(
-                GroupInfo(
-                    name=_text(info["name"]),
-                    consumers=as_int(info["consumers"]),
-                    pending=as_int(info["pending"]),
-                    last_delivered_id=as_bytes(info["last-delivered-id"]),
-                )
-            )
-        except KeyError as exc:
-            raise _unexpected(f"a consumer group description with {exc}", info) from exc
-    return out
+    return _described(
+        raw,
+        "consumer group",
+        lambda info: GroupInfo(
+            name=_text(info["name"]),
+            consumers=as_int(info["consumers"]),
+            pending=as_int(info["pending"]),
+            last_delivered_id=as_bytes(info["last-delivered-id"]),
+        ),
+    )
 
 
 def pending_entries(raw: Any) -> list[PendingEntry]:
@@ -353,21 +349,28 @@ def pending_entries(raw: Any) -> list[PendingEntry]:
         ...                   "time_since_delivered": 1500, "times_delivered": 2}])
         [PendingEntry(id=b'1-0', consumer='c', idle=1.5, delivery_count=2)]
     """
+    return _described(
+        raw,
+        "XPENDING row",
+        lambda row: PendingEntry(
+            id=as_bytes(row["message_id"]),
+            consumer=_text(row["consumer"]),
+            idle=as_int(row["time_since_delivered"]) / 1000,
+            delivery_count=as_int(row["times_delivered"]),
+        ),
+    )
+
+
+def _described(raw: Any, what: str, build: Callable[[Mapping[str, Any]], T]) -> list[T]:
+    """An array of descriptions (dicts, after redis-py's callback), each built into a value."""
     out = []
-    for row in _list(raw, "XPENDING rows"):
-        if not isinstance(row, Mapping):
-            raise _unexpected("an XPENDING row", row)
+    for item in _list(raw, f"an array of {what}s"):
+        if not isinstance(item, Mapping):
+            raise _unexpected(f"a {what}", item)
         try:
-            out.append(
-                PendingEntry(
-                    id=as_bytes(row["message_id"]),
-                    consumer=_text(row["consumer"]),
-                    idle=as_int(row["time_since_delivered"]) / 1000,
-                    delivery_count=as_int(row["times_delivered"]),
-                )
-            )
+            out.append(build(item))
         except KeyError as exc:
-            raise _unexpected(f"an XPENDING row with {exc}", row) from exc
+            raise _unexpected(f"a {what} with {exc}", item) from exc
     return out
 
 

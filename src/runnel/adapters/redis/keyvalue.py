@@ -18,15 +18,11 @@ from runnel.errors import BackendError
 
 
 class RedisKeyValue:
-    """Small values (metadata, membership, heartbeats, counters) on Redis.
+    """Small values (metadata, heartbeats, quarantines, schedule slots) on Redis, and what
+    the server's configuration says about durability (the backend's diagnostics).
 
     Args:
         client: a ``redis.asyncio.Redis`` with ``decode_responses=False``.
-
-    Example:
-        >>> from redis.asyncio import Redis
-        >>> len(RedisKeyValue(Redis())._compare_and_set.sha)
-        40
     """
 
     def __init__(self, client: Redis) -> None:

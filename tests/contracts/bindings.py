@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
 
 T = TypeVar("T")
+B = TypeVar("B")
 
 
 @dataclass(frozen=True)
@@ -48,12 +49,7 @@ class Adapters:
 
 def memory_adapters(broker: MemoryBroker) -> Adapters:
     """The memory adapters on ``broker``."""
-    return Adapters(
-        log=lambda: MemoryStreamLog(broker),
-        locks=lambda: MemoryPartitionLocks(broker),
-        kv=lambda: MemoryKeyValue(broker),
-        membership=lambda: MemoryMembership(broker),
-    )
+    return _on(broker, MemoryStreamLog, MemoryPartitionLocks, MemoryKeyValue, MemoryMembership)
 
 
 def redis_adapters(client: Redis) -> Adapters:
@@ -63,11 +59,21 @@ def redis_adapters(client: Redis) -> Adapters:
     from runnel.adapters.redis.membership import RedisMembership
     from runnel.adapters.redis.streams import RedisStreamLog
 
+    return _on(client, RedisStreamLog, RedisPartitionLocks, RedisKeyValue, RedisMembership)
+
+
+def _on(
+    backend: B,
+    log: Callable[[B], LogUnderTest],
+    locks: Callable[[B], PartitionLocks],
+    kv: Callable[[B], KeyValue],
+    membership: Callable[[B], Membership],
+) -> Adapters:
     return Adapters(
-        log=lambda: RedisStreamLog(client),
-        locks=lambda: RedisPartitionLocks(client),
-        kv=lambda: RedisKeyValue(client),
-        membership=lambda: RedisMembership(client),
+        log=lambda: log(backend),
+        locks=lambda: locks(backend),
+        kv=lambda: kv(backend),
+        membership=lambda: membership(backend),
     )
 
 

@@ -3,15 +3,14 @@ and overridden providers (a pre-built Redis client, a serializer) are what an Ap
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
-from uuid import uuid4
+from typing import Any
 
 import pytest
 from dependency_injector import providers
 from fakeredis import FakeAsyncRedis
 from redis.asyncio.connection import Connection, SSLConnection, UnixDomainSocketConnection
 
-from runnel import App, Record, Serializer
+from runnel import App, Record
 from runnel.adapters.compressors import GzipCompressor
 from runnel.adapters.memory.keyvalue import MemoryKeyValue
 from runnel.adapters.memory.locks import MemoryPartitionLocks
@@ -22,26 +21,11 @@ from runnel.adapters.redis.streams import RedisStreamLog
 from runnel.adapters.serializers import JSONSerializer
 from runnel.container import Container
 from runnel.settings import Settings
+from tests.kit import ReversedJSON, unique
 
 
 class Order(Record):
     order_id: int
-
-
-class ReversedJSON(Serializer):
-    """A user serializer: JSON with its bytes reversed."""
-
-    name: ClassVar[str] = "reversed-json"
-
-    def dumps(self, value: Any) -> bytes:
-        return JSONSerializer().dumps(value)[::-1]
-
-    def loads(self, data: bytes) -> Any:
-        return JSONSerializer().loads(data[::-1])
-
-
-def unique() -> str:
-    return f"t{uuid4().hex[:8]}"
 
 
 # --------------------------------------------------------------------------- URL scheme

@@ -6,7 +6,6 @@ import asyncio
 import logging
 import os
 from typing import Any
-from uuid import uuid4
 
 import pytest
 from dependency_injector import providers
@@ -19,6 +18,7 @@ from runnel.container import backend_kind, memory_name
 from runnel.errors import Misconfigured
 from runnel.runtime.worker import Worker
 from runnel.settings import Settings
+from tests.kit import unique
 
 PASSWORD = "s3cret-Pa55"
 
@@ -37,10 +37,6 @@ class Click(Record):
 
 async def noop(events: object) -> None:
     pass
-
-
-def unique() -> str:
-    return f"t{uuid4().hex[:8]}"
 
 
 def add_processor(app: App, **overrides: Any) -> None:

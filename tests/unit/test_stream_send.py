@@ -6,7 +6,6 @@ import asyncio
 import re
 from collections.abc import Callable
 from typing import Any
-from uuid import uuid4
 
 import pytest
 from dependency_injector import providers
@@ -18,6 +17,7 @@ from runnel.adapters.memory.clock import SimulatedClock
 from runnel.errors import BackpressureError, MetadataMismatch, Misconfigured
 from runnel.ports import AckRequest, ReadRequest
 from tests.contracts import ack_slots, read_slots
+from tests.kit import Click, unique
 
 
 class Order(Record):
@@ -26,20 +26,12 @@ class Order(Record):
     note: str = ""
 
 
-class Click(Record, primitive=True):
-    user_id: int
-    clicked: bool
-    score: float
-    page: str
-    token: bytes
-
-
 MakeApp = Callable[..., App]
 
 
 @pytest.fixture
 def name() -> str:
-    return f"t{uuid4().hex[:8]}"
+    return unique()
 
 
 @pytest.fixture

@@ -15,11 +15,33 @@ from uuid import uuid4
 import pytest
 from dependency_injector import providers
 
-from runnel import App
+from runnel import App, Events, Record, Stream
 from runnel.adapters.memory.clock import SimulatedClock
 from runnel.runtime.executor import Executor
 from runnel.runtime.worker import Worker
 from runnel.testing import Harness, VirtualWorker
+
+
+class Tick(Record):
+    """The events of most runtime tests: ``seq`` counts up per ``key``."""
+
+    key: str
+    seq: int
+
+
+def ticks_app(make_app: Callable[..., App], **settings: Any) -> tuple[App, Stream[Tick]]:
+    """An app (``make_app(**settings)``) and its stream ``ticks`` partitioned by key."""
+    app = make_app(**settings)
+    return app, app.stream("ticks", record=Tick, partition_by="key")
+
+
+def drain(app: App, stream: Stream[Any], name: str = "proc") -> None:
+    """Register a processor that takes every event of ``stream`` and does nothing with it."""
+
+    @app.processor(stream, name=name)
+    async def proc(events: Events) -> None:
+        async for _ in events:
+            pass
 
 
 @pytest.fixture
@@ -107,6 +129,20 @@ def holders(h: Harness, processor: str = "proc") -> dict[int, list[str]]:
 def exclusive(h: Harness, processor: str = "proc") -> bool:
     """No partition has two owners that would both hand its events to user code."""
     return all(len(names) == 1 for names in holders(h, processor).values())
+
+
+async def start(h: Harness, *names: str) -> list[VirtualWorker]:
+    """Start workers called ``names``, each as soon as the previous one is up."""
+    return [await h.start(name, balanced=False) for name in names]
+
+
+async def start_owning(
+    h: Harness, *names: str, partitions: int, processor: str = "proc"
+) -> list[VirtualWorker]:
+    """Start workers called ``names``, and run until all ``partitions`` have an owner."""
+    started = await start(h, *names)
+    await h.run_until(lambda: len(holders(h, processor)) == partitions)
+    return started
 
 
 async def stop_all(h: Harness) -> None:

@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
-from runnel import App, Events, Record, Stream, context
+from runnel import App, Events, Stream, context
 from runnel.domain.membership import decode
 from runnel.testing import HarnessFactory
 
-from .conftest import exclusive, executor, holders, stop_all
+from .conftest import Tick, exclusive, executor, holders, start_owning, stop_all
 
 FAST = {
     "default_lock_expiry": 2.0,
@@ -27,11 +27,6 @@ FAST = {
     "default_grace_period": 2.0,
     "default_partition_count": 8,
 }
-
-
-class Tick(Record):
-    key: str
-    seq: int
 
 
 Seen = list[tuple[str, str, int]]
@@ -78,8 +73,7 @@ async def test_workers_split_partitions_evenly_and_exclusively(
 ) -> None:
     app, ticks, _ = app_with_log(make_app)
     async with runnel_harness(app) as h:
-        workers = [await h.start(name, balanced=False) for name in ("w1", "w2", "w3")]
-        await h.run_until(lambda: len(holders(h)) == 8)
+        workers = await start_owning(h, "w1", "w2", "w3", partitions=8)
         await h.advance(3)
         assert exclusive(h)
         assert sorted(len(executor(vw).feeds) for vw in workers) == [2, 3, 3]
@@ -99,9 +93,7 @@ async def test_every_membership_change_is_versioned_and_announced(
 ) -> None:
     app, ticks, _ = app_with_log(make_app)
     async with runnel_harness(app) as h:
-        w1 = await h.start("w1", balanced=False)
-        await h.start("w2", balanced=False)
-        await h.run_until(lambda: len(holders(h)) == 8)
+        w1, _ = await start_owning(h, "w1", "w2", partitions=8)
         await w1.stop()
         await h.run_until(lambda: len(holders(h)) == 8)
         notes = await app.backend.log.range(ticks.keys.control("proc"))
@@ -201,8 +193,7 @@ async def test_a_replacement_started_while_the_dead_lease_lives_waits_and_never_
 ) -> None:
     app, ticks, seen = app_with_log(make_app, default_lock_expiry=10.0)
     async with runnel_harness(app) as h:
-        w1 = await h.start("w1", balanced=False)
-        await h.run_until(lambda: len(holders(h)) == 8)
+        (w1,) = await start_owning(h, "w1", partitions=8)
         await ticks.send(*[Tick(key=f"k{i % 8}", seq=i) for i in range(80)])
         await h.run_until(lambda: len(seen) >= 10)
         await w1.kill()
@@ -222,8 +213,7 @@ async def test_a_cut_off_worker_stops_at_its_lease_deadline_and_its_late_acks_ar
 ) -> None:
     app, ticks, seen = app_with_log(make_app, default_partition_count=1, default_prefetch_count=50)
     async with runnel_harness(app) as h:
-        w1 = await h.start("w1", balanced=False)
-        await h.run_until(lambda: len(holders(h)) == 1)
+        (w1,) = await start_owning(h, "w1", partitions=1)
         await ticks.send(*[Tick(key="k", seq=i) for i in range(300)])
         await h.run_until(lambda: len(seen) >= 20)
         deadline_before_cut = executor(w1).feeds[0].deadline
@@ -249,8 +239,7 @@ async def test_in_flight_work_is_cancelled_when_the_lease_may_have_expired(
 ) -> None:
     app, ticks, seen = app_with_log(make_app, work=30.0, default_partition_count=1)
     async with runnel_harness(app) as h:
-        w1 = await h.start("w1", balanced=False)
-        await h.run_until(lambda: len(holders(h)) == 1)
+        (w1,) = await start_owning(h, "w1", partitions=1)
         await ticks.send(Tick(key="k", seq=0), Tick(key="k", seq=1))
         await h.run_until(lambda: len(seen) == 1)
         w1.pause()
@@ -270,9 +259,7 @@ async def test_a_member_reaped_during_a_pause_joins_again_and_gets_partitions(
 ) -> None:
     app, ticks, _ = app_with_log(make_app)
     async with runnel_harness(app) as h:
-        w1 = await h.start("w1", balanced=False)
-        w2 = await h.start("w2", balanced=False)
-        await h.run_until(lambda: len(holders(h)) == 8)
+        w1, w2 = await start_owning(h, "w1", "w2", partitions=8)
         w1.pause()
         await h.run_until(
             lambda: executor(w1).id not in executor(w2).coordinator.members and len(holders(h)) == 8
@@ -320,8 +307,8 @@ async def test_workers_stopping_together_leave_no_member_behind(
 ) -> None:
     app, ticks, seen = app_with_log(make_app, work=0.001)
     async with runnel_harness(app) as h:
-        workers = [await h.start(name, balanced=False) for name in ("w1", "w2", "w3")]
-        await h.run_until(lambda: len(holders(h)) == 8 and exclusive(h))
+        workers = await start_owning(h, "w1", "w2", "w3", partitions=8)
+        await h.run_until(lambda: exclusive(h))
         await ticks.send(*[Tick(key=f"k{i % 11}", seq=i) for i in range(300)])
         await h.advance(offset)  # stop at different points of the heartbeat cycle
         began = h.now

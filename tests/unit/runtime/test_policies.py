@@ -8,23 +8,17 @@ from typing import Any
 
 import pytest
 
-from runnel import App, Events, ExceptionPolicy, Middleware, Record
+from runnel import App, Events, ExceptionPolicy, Middleware
 from runnel.adapters.memory.clock import SimulatedClock
 from runnel.errors import BackendUnavailable
 from runnel.middleware import DeadLetterMiddleware
 from runnel.ports import Append
 
-from .conftest import until
-
-
-class Tick(Record):
-    key: str
-    seq: int
+from .conftest import Tick, ticks_app, until
 
 
 def one_partition(make_app: Callable[..., App]) -> tuple[App, Any]:
-    app = make_app(default_partition_count=1)
-    return app, app.stream("ticks", record=Tick, partition_by="key")
+    return ticks_app(make_app, default_partition_count=1)
 
 
 async def test_halt_stops_the_worker_with_exit_code_1_and_keeps_the_failed_event(

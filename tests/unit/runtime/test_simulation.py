@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from runnel import App, Events, Record, context
+from runnel import App, Events, context
 from runnel.testing import HarnessFactory, VirtualWorker
 
-from .conftest import executor, holders, stop_all
+from .conftest import Tick, executor, holders, stop_all
 
 PARTITIONS = 12
 KEYS = 30
@@ -39,11 +39,6 @@ SETTINGS = {
 }
 QUICK_SEEDS = range(16)
 SOAK_SEEDS = range(1000, 1400)
-
-
-class Tick(Record):
-    key: str
-    seq: int
 
 
 @dataclass

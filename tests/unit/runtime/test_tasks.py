@@ -17,7 +17,7 @@ from runnel import App, context
 from runnel.adapters.memory.clock import EPOCH, SimulatedClock
 from runnel.testing import HarnessFactory
 
-from .conftest import stop_all, until
+from .conftest import start, stop_all, until
 
 POLL_MS = 1000  # leadership_poll_interval in these tests: 1 simulated second
 
@@ -146,8 +146,7 @@ async def test_leader_ticks_run_once_each_on_one_of_several_workers(
 ) -> None:
     app, slots, runs = leader_app(make_app)
     async with runnel_harness(app) as h:
-        for name in ("w1", "w2", "w3"):
-            await h.start(name, balanced=False)
+        await start(h, "w1", "w2", "w3")
         await h.run_until(lambda: len(slots) >= 40, timeout=60)
         await stop_all(h)
     assert max(slots.values()) == 1
@@ -159,8 +158,7 @@ async def test_a_graceful_leader_hands_over_at_once_and_a_dead_one_within_two_po
 ) -> None:
     app, slots, runs = leader_app(make_app)
     async with runnel_harness(app) as h:
-        for name in ("w1", "w2", "w3"):
-            await h.start(name, balanced=False)
+        await start(h, "w1", "w2", "w3")
         await h.run_until(lambda: len(runs) >= 4)
         first = runs[-1][0]
         stopped_at = h.now
@@ -183,8 +181,7 @@ async def test_a_paused_leader_never_runs_a_tick_its_successor_ran(
 ) -> None:
     app, slots, runs = leader_app(make_app)
     async with runnel_harness(app) as h:
-        for name in ("w1", "w2"):
-            await h.start(name, balanced=False)
+        await start(h, "w1", "w2")
         await h.run_until(lambda: len(runs) >= 4)
         leader = h.worker(runs[-1][0])
         leader.pause()  # it keeps its timers, but nothing it says reaches the backend
@@ -219,8 +216,7 @@ async def test_a_leader_only_task_runs_on_one_worker(
         ran.append(context.worker_id.get())
 
     async with runnel_harness(app) as h:
-        for name in ("w1", "w2", "w3"):
-            await h.start(name, balanced=False)
+        await start(h, "w1", "w2", "w3")
         await h.run_until(lambda: len(ran) >= 1)
         await h.advance(5)
         await stop_all(h)
@@ -238,8 +234,7 @@ async def test_a_leader_only_task_runs_again_on_a_new_leader_after_a_failover(
         ran.append(context.worker_id.get())
 
     async with runnel_harness(app) as h:
-        for name in ("w1", "w2"):
-            await h.start(name, balanced=False)
+        await start(h, "w1", "w2")
         await h.run_until(lambda: len(ran) == 1)
         await h.worker(ran[0]).kill()
         await h.run_until(lambda: len(ran) == 2, timeout=3 * POLL_MS / 1000)

@@ -342,13 +342,11 @@ class Inspection:
                 f"{', '.join(sorted(specs)) or '(none)'}"
             )
         if isinstance(processor, str):
-            spec = specs.get(processor)
-        else:
-            spec = next((s for s in specs.values() if s.func is processor), None)
-        if spec is None:
-            raise ValueError(
-                f"unknown processor {processor!r}; available: {', '.join(sorted(specs))}"
-            )
+            name = processor
+        else:  # a decorated function: the name it was registered under, if it was
+            by_function = (s.name for s in specs.values() if s.func is processor)
+            name = next(by_function, f"<{getattr(processor, '__qualname__', processor)!r}>")
+        (spec,) = self.app.processor_specs([name])  # the App decides what is unknown
         return spec
 
     def _considered(self, processors: Iterable[ProcessorRef] | None) -> list[ProcessorSpec]:

@@ -138,6 +138,26 @@ class WorkerProcess:
         pattern = re.compile(rf"^acquired {re.escape(stream)}\.(\d+) ")
         return {int(m[1]) for m in map(pattern.match, self.messages()) if m}
 
+    def peak_rss(self) -> int | None:
+        """The worker's peak resident set size so far, in bytes (``VmHWM`` in Linux's
+        ``/proc/<pid>/status``); ``None`` once it has exited, or without ``/proc``."""
+        if not self.running():
+            return None
+        try:
+            status = Path(f"/proc/{self.pid}/status").read_text()
+        except OSError:
+            return None
+        match = re.search(r"^VmHWM:\s+(\d+) kB$", status, re.M)
+        return int(match[1]) * 1024 if match else None
+
+    def stopped(self) -> bool:
+        """Whether the worker is stopped by a signal (state ``T`` in ``/proc/<pid>/stat``)."""
+        try:
+            stat = Path(f"/proc/{self.pid}/stat").read_text()
+        except OSError:
+            return False
+        return stat.rsplit(")", 1)[1].split()[0] == "T"
+
     def send_signal(self, sig: signal.Signals) -> None:
         """Send ``sig`` to the worker (if it still runs)."""
         if self.running():

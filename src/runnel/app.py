@@ -151,8 +151,12 @@ class App:
         return self._stores.get(stream) if self._backend is not None else None
 
     def _forget_backend(self) -> Backend | None:
-        """Drop the backend and every store on it (a new one knows nothing yet)."""
+        """Drop the backend and every store on it (a new one knows nothing yet); the streams
+        take the current settings' decoding limits."""
         backend, self._backend, self._stores = self._backend, None, {}
+        limits = self.settings.decode_limits()
+        for stream in self.streams.values():
+            stream.codec.limits = limits
         return backend
 
     # ------------------------------------------------------------------ streams

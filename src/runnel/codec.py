@@ -29,6 +29,15 @@ from runnel.domain.encoding import (
     split_payload,
     with_header,
 )
+from runnel.domain.excerpt import excerpt, truncated
+from runnel.domain.limits import (
+    DecodeLimits,
+    check_fields,
+    decompressed_too_large,
+    field_too_large,
+    record_too_large,
+    too_many_fields,
+)
 from runnel.errors import DecodeError
 from runnel.interfaces import Compressor, Serializer
 from runnel.record import Record
@@ -37,9 +46,16 @@ R = TypeVar("R", bound=Record)
 
 _json = JSONSerializer()
 
+MESSAGE_LIMIT = 500
+"""Characters of a library's error message that a DecodeError quotes."""
+
 
 class RecordCodec(Generic[R]):
-    """Encodes and decodes one record type with one serializer and compressor."""
+    """Encodes and decodes one record type with one serializer and compressor.
+
+    Entries over ``limits`` (:mod:`runnel.domain.limits`) are refused before they are
+    decoded, and records over them before they are sent.
+    """
 
     __slots__ = (
         "_compressor",
@@ -47,16 +63,29 @@ class RecordCodec(Generic[R]):
         "_fast_json",
         "_fields",
         "_header",
+        "_limits",
+        "_max_count",
+        "_max_size",
         "_serializer",
+        "_sized",
         "_validate",
         "_validate_json",
         "record",
     )
 
     def __init__(
-        self, record: type[R], serializer: Serializer, compressor: Compressor | None
+        self,
+        record: type[R],
+        serializer: Serializer,
+        compressor: Compressor | None,
+        limits: DecodeLimits | None = None,
     ) -> None:
         self.record = record
+        self.limits = limits or DecodeLimits()
+        # Primitive fields whose encoded size can grow with their value (str and bytes).
+        self._sized = tuple(
+            raw for _, raw, kind in record.__primitive_fields__ if kind in (str, bytes)
+        )
         self._serializer = serializer
         self._compressor = compressor
         self._expected = (serializer.name, compressor.name if compressor else None)
@@ -73,41 +102,76 @@ class RecordCodec(Generic[R]):
         )
 
     @property
+    def limits(self) -> DecodeLimits:
+        """The decoding limits in force (:mod:`runnel.domain.limits`)."""
+        return self._limits
+
+    @limits.setter
+    def limits(self, limits: DecodeLimits) -> None:
+        self._limits = limits
+        # Plain ints for the per-event checks: one attribute lookup each.
+        self._max_count = limits.max_field_count
+        self._max_size = limits.max_field_size
+
+    @property
     def name(self) -> str:
         """``primitive`` or the codec name recorded in stream metadata (``json+lz4``)."""
         return "primitive" if self.record.__primitive__ else codec_name(*self._expected)
 
     def encode(self, record: R) -> dict[bytes, bytes]:
-        """The stream fields of ``record``."""
+        """The stream fields of ``record``.
+
+        Raises:
+            LimitExceeded: the record is over a limit the workers would refuse it for.
+        """
         if self.record.__primitive__:
-            return {
+            fields = {
                 raw: encode_primitive(getattr(record, name))
                 for name, raw, _ in self.record.__primitive_fields__
             }
+            most = self._max_size
+            for raw in self._sized:
+                if len(fields[raw]) > most:
+                    check_fields(fields, self._limits)  # raises, naming the field
+            if len(fields) > self._max_count:
+                check_fields(fields, self._limits)
+            return fields
         if self._fast_json:
             payload = self.record.__pydantic_serializer__.to_json(record)
         else:
             payload = self._serializer.dumps(record.model_dump(mode="json"))
         if self._compressor is not None:
+            most = self._limits.max_decompressed_size
+            if len(payload) > most:
+                raise record_too_large(len(payload), "max_decompressed_size", most)
             payload = self._compressor.compress(payload)
-        return {DATA_FIELD: with_header(*self._expected, payload)}
+        value = with_header(*self._expected, payload)
+        if len(value) > self._max_size:
+            raise record_too_large(len(value), "max_field_size", self._max_size)
+        return {DATA_FIELD: value}
 
     def decode(self, fields: Mapping[bytes, bytes]) -> R:
         """The record stored in ``fields``.
 
         Raises:
+            LimitExceeded: the entry is over a decoding limit (checked before decoding).
             DecodeError: missing fields, a codec mismatch, or invalid data (the message
-                says which).
+                says which, quoting values only by short excerpts).
         """
         try:
+            # The limits are checked on what is decoded: the field count, and each field
+            # the record reads (another field is not decoded, and costs nothing more).
+            if len(fields) > self._max_count:
+                raise too_many_fields(len(fields), self._limits)
             if self.record.__primitive__:
                 return self._validate(self._primitive_values(fields))  # type: ignore[no-any-return]  # the record's own validator
             raw = fields.get(DATA_FIELD)
             if raw is None:
                 raise DecodeError(
-                    f"entry has no {DATA_FIELD.decode()!r} field (fields: "
-                    f"{sorted(k.decode('utf-8', 'replace') for k in fields)})"
+                    f"entry has no {DATA_FIELD.decode()!r} field (fields: {_names(fields)})"
                 )
+            if len(raw) > self._max_size:
+                raise field_too_large(DATA_FIELD, len(raw), self._limits)
             if self._header is None and raw[:1] == b"{":
                 payload = raw  # bare JSON, what this codec writes: no header to parse
             elif self._header is not None and raw.startswith(self._header):
@@ -116,7 +180,13 @@ class RecordCodec(Generic[R]):
                 serializer, compressor, payload = split_payload(raw)
                 check_codec((serializer, compressor), self._expected)
             if self._compressor is not None:
-                payload = self._compressor.decompress(payload)
+                limits = self._limits
+                inflated = self._compressor.decompress_limited(
+                    payload, limits.max_decompressed_size
+                )
+                if inflated is None:
+                    raise decompressed_too_large(limits)
+                payload = inflated
             if self._fast_json:
                 return self._validate_json(payload)  # type: ignore[no-any-return]  # the record's own validator
             value: Any = self._serializer.loads(payload)
@@ -127,27 +197,47 @@ class RecordCodec(Generic[R]):
         except ValidationError as exc:
             raise DecodeError(
                 f"entry does not match {self.record.__name__}: {_short(exc)}"
-            ) from exc
+            ) from exc  # pydantic's own message quotes inputs by excerpts
         except Exception as exc:
+            message = _message(exc)
             raise DecodeError(
-                f"cannot decode entry as {self.record.__name__}: {type(exc).__name__}: {exc}"
-            ) from exc
+                f"cannot decode entry as {self.record.__name__}: {type(exc).__name__}: "
+                f"{truncated(message, MESSAGE_LIMIT)}"
+            ) from (exc if len(message) <= MESSAGE_LIMIT else None)
 
     def _primitive_values(self, fields: Mapping[bytes, bytes]) -> dict[str, object]:
         values: dict[str, object] = {}
+        most = self._max_size
         for name, raw, convert, kind in self._fields:
             value = fields.get(raw)
             if value is None:
                 continue  # let validation name the missing field (or apply its default)
+            if len(value) > most:
+                raise field_too_large(raw, len(value), self._limits)
             try:
                 values[name] = convert(value)
             except (ValueError, UnicodeDecodeError):
                 try:
                     decode_primitive(kind, value)  # raises the DecodeError that says why
                 except DecodeError as exc:
-                    raise DecodeError(f"field {name!r} of {self.record.__name__}: {exc}") from exc
+                    # Not chained: the converter's own error may quote the whole value.
+                    raise DecodeError(f"field {name!r} of {self.record.__name__}: {exc}") from None
                 raise  # pragma: no cover - decode_primitive agrees with the converter
         return values
+
+
+def _names(fields: Mapping[bytes, bytes], shown: int = 10) -> str:
+    """The first few field names of an entry, and how many there are in all."""
+    names = [excerpt(k.decode("utf-8", "replace"), 32) for k in list(fields)[:shown]]
+    more = f", ... {len(fields)} fields in all" if len(fields) > shown else ""
+    return f"[{', '.join(names)}{more}]"
+
+
+def _message(exc: BaseException) -> str:
+    try:
+        return str(exc)
+    except Exception:
+        return "<unprintable>"
 
 
 def _short(exc: ValidationError) -> str:

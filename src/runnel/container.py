@@ -46,6 +46,17 @@ if TYPE_CHECKING:
     from runnel.adapters.redis.streams import RedisStreamLog
 
 
+def redis_password(settings: Settings) -> str | None:
+    """The password of ``settings`` as the Redis client takes it (None when not set).
+
+    Example:
+        >>> redis_password(Settings(redis_password="pw")), redis_password(Settings())
+        ('pw', None)
+    """
+    secret = settings.redis_password
+    return None if secret is None else secret.get_secret_value()
+
+
 def backend_kind(url: str) -> str:
     """``memory`` for ``memory://`` URLs, ``redis`` for redis://, rediss:// and unix://.
 
@@ -98,10 +109,10 @@ async def nothing_to_close() -> None:
 
 # redis-py is imported only when a Redis backend is built: an App on the memory backend, a
 # command that never reaches Redis and `import runnel` do not pay for it.
-def _redis_client(url: str, pool_size: int) -> Redis:
+def _redis_client(url: str, pool_size: int, password: str | None = None) -> Redis:
     from runnel.adapters.redis.client import make_client
 
-    return make_client(url, pool_size)
+    return make_client(url, pool_size, password=password)
 
 
 def _redis_stream_log(client: Redis) -> RedisStreamLog:
@@ -135,7 +146,10 @@ class Container(containers.DeclarativeContainer):
     clock = providers.Singleton(SystemClock)
 
     redis_client = providers.Singleton(
-        _redis_client, settings.provided.redis_url, settings.provided.default_pool_size
+        _redis_client,
+        settings.provided.redis_url,
+        settings.provided.default_pool_size,
+        password=providers.Callable(redis_password, settings),
     )
     memory_broker = providers.Singleton(
         get_broker, providers.Callable(memory_name, settings.provided.redis_url), clock

@@ -7,8 +7,11 @@
     │   └── UnknownProcessor              a processor name the App does not have
     ├── MetadataMismatch                  a stream's stored metadata disagrees with this App
     ├── DecodeError                       an entry cannot be turned back into a Record
-    │   └── CodecMismatch                 stored with another serializer or compressor
+    │   ├── CodecMismatch                 stored with another serializer or compressor
+    │   └── LimitExceeded                 over max_field_count, max_field_size or
+    │                                     max_decompressed_size (refused before decoding)
     ├── DeadLetterFailed                  a failed event could not be dead-lettered (kept)
+    ├── PermissionDenied                  the Redis user may not run a command or touch a key
     ├── BackendError
     │   ├── BackendUnavailable            connection and timeout problems
     │   ├── BackendProtocolError          Redis refused, or answered in an unexpected shape
@@ -48,8 +51,42 @@ class CodecMismatch(DecodeError):
     """An entry was written with a different serializer or compressor than the reader's."""
 
 
+class LimitExceeded(DecodeError, ValueError):
+    """An entry is over a decoding limit; it was refused before the work was done.
+
+    ``send`` raises it too (and sends nothing) for a record the workers would refuse.
+
+    Attributes:
+        limit: the setting that refused it (``max_field_count``, ``max_field_size`` or
+            ``max_decompressed_size``).
+    """
+
+    def __init__(self, message: str, limit: str) -> None:
+        super().__init__(message)
+        self.limit = limit
+
+
 class DeadLetterFailed(RunnelError):
     """A failed event could not be written to its dead-letter stream; it stays pending."""
+
+
+class PermissionDenied(RunnelError):
+    """The Redis user may not run a command, or touch a key, that runnel needs (NOPERM).
+
+    Not a :class:`BackendError`: retrying cannot help, so the loops that retry backend
+    errors let it through, and a worker halts with it instead of running idle. The message
+    names the command and the key where they are known; ``docs/security.md`` lists the
+    ACL a worker and a sender need.
+
+    Attributes:
+        command: the refused command (lower case), or the script that ran it.
+        key: the key concerned, when known.
+    """
+
+    def __init__(self, message: str, command: str | None = None, key: str | None = None) -> None:
+        super().__init__(message)
+        self.command = command
+        self.key = key
 
 
 class BackendError(RunnelError):

@@ -70,6 +70,22 @@ class Compressor(_ABC):
     def decompress(self, data: bytes) -> bytes:
         """Undo :meth:`compress`."""
 
+    def decompress_limited(self, data: bytes, limit: int) -> bytes | None:
+        """Undo :meth:`compress`, or return None if the result would exceed ``limit`` bytes.
+
+        Workers decode through this method, with the stream's ``max_decompressed_size``,
+        so that a small hostile payload cannot inflate into gigabytes. The built-in
+        compressors stop inflating at the limit and never allocate more. This default
+        inflates everything first and then checks the size: override it in a custom
+        compressor whose format can be inflated in bounded steps.
+
+        Example:
+            >>> from runnel.adapters.compressors import GzipCompressor
+            >>> GzipCompressor().decompress_limited(GzipCompressor().compress(b"x" * 9), 8)
+        """
+        out = self.decompress(data)
+        return out if len(out) <= limit else None
+
 
 class Middleware:
     """A reusable step between the stream and a processor.

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
+from runnel.domain.access import Access
 from runnel.domain.model import Entry, Fields
 
 # --------------------------------------------------------------------------- values
@@ -340,11 +341,25 @@ class KeyValue(Protocol):
 
 
 class StoreDiagnostics(Protocol):
-    """An optional capability: what a store can say about its own durability."""
+    """An optional capability: what a store can say about itself before a worker starts.
+
+    How durable it is, and whether the credentials runnel uses may do what a worker will
+    do. A backend without it (the in-memory one) says nothing.
+    """
 
     async def durability_risks(self) -> list[str]:
         """How the store's own settings could lose or corrupt what runnel writes, a sentence
-        each (no persistence, eviction); empty when none is known or the store will not say."""
+        each (no persistence, eviction); empty when none is known. When the store will not
+        say, one sentence says that the check could not run."""
+        ...
+
+    async def check_access(self, needs: Sequence[Access]) -> None:
+        """Refuse when the store's user may not send the commands a worker will send to
+        ``needs`` (one key of each kind).
+
+        Raises:
+            runnel.errors.PermissionDenied: naming every command and key refused.
+        """
         ...
 
 

@@ -13,16 +13,22 @@ Example:
 
 from __future__ import annotations
 
-import re
 import warnings
 from collections.abc import Iterator
 from typing import Any, Literal
-from urllib.parse import unquote_plus
+from urllib.parse import parse_qs
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from runnel._redact import redact_url, url_secrets
+from runnel.domain.limits import (
+    DEFAULT_MAX_DECOMPRESSED_SIZE,
+    DEFAULT_MAX_FIELD_COUNT,
+    DEFAULT_MAX_FIELD_SIZE,
+    DecodeLimits,
+)
 from runnel.domain.model import TrimMode
 from runnel.domain.policy import ExceptionPolicy
 
@@ -49,7 +55,15 @@ class Settings(BaseSettings):
     )
 
     redis_url: str = "redis://127.0.0.1:6379"
-    """Backend URL: ``redis://``, ``rediss://`` (TLS), ``unix://`` or ``memory://[name]``."""
+    """Backend URL: ``redis://``, ``rediss://`` (TLS), ``unix://`` or ``memory://[name]``.
+
+    Options of the Redis client go in its query string (``?ssl_ca_certs=/etc/ca.pem``);
+    an unknown option, a missing file or a bad db number is refused before any I/O.
+    Shown everywhere with its secrets masked (:meth:`redacted_url`)."""
+    redis_password: SecretStr | None = None
+    """Password of the Redis user, when it is not in ``redis_url``
+    (``RUNNEL_REDIS_PASSWORD``; the CLI also reads it from ``--redis-password-file``), so
+    that it appears in no URL, process list or log line. Give it in one place only."""
     log_format: Literal["console", "json"] = "console"
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
     autodiscover: str | None = None
@@ -92,6 +106,16 @@ class Settings(BaseSettings):
     default_heartbeat_interval: float = Field(default=1.0, gt=0)
     """Seconds between executor heartbeats; an executor is dead after three missed beats."""
 
+    max_field_count: int = Field(default=DEFAULT_MAX_FIELD_COUNT, ge=1)
+    """Fields an entry may have; a worker refuses an entry with more before decoding it
+    (:class:`~runnel.errors.LimitExceeded`, handled by the exception policy)."""
+    max_field_size: int = Field(default=DEFAULT_MAX_FIELD_SIZE, ge=1)
+    """Bytes one field of an entry may hold (16 MiB); larger entries are refused before
+    decoding, and ``send`` refuses records that would be larger."""
+    max_decompressed_size: int = Field(default=DEFAULT_MAX_DECOMPRESSED_SIZE, ge=1)
+    """Bytes a compressed payload may inflate to (32 MiB); the decompressor stops there,
+    so a small hostile payload cannot take a worker's memory."""
+
     @field_validator("testing")
     @classmethod
     def _ignored_testing(cls, value: bool) -> bool:
@@ -121,54 +145,65 @@ class Settings(BaseSettings):
         scheme = value.split("://", 1)[0].lower() if "://" in value else ""
         if scheme not in {"redis", "rediss", "unix", "memory"}:
             raise ValueError(
-                f"unsupported backend URL {_redact(value)!r}: expected redis://, rediss://, "
-                "unix:// or memory://[name]"
+                f"unsupported backend URL {redact_url(value)!r}: expected redis://, "
+                "rediss://, unix:// or memory://[name]"
             )
         return value
+
+    @model_validator(mode="after")
+    def _one_password(self) -> Settings:
+        if self.redis_password is not None and _url_password(self.redis_url):
+            raise ValueError(
+                "the Redis password is given twice, in redis_url and in redis_password "
+                "(RUNNEL_REDIS_PASSWORD or --redis-password-file): give it once"
+            )
+        return self
 
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
         for name, value in super().__repr_args__():
             yield name, (self.redacted_url() if name == "redis_url" else value)
 
     def redacted_url(self) -> str:
-        """The backend URL with any password replaced by ``***`` (safe to log).
+        """The backend URL with every secret replaced by ``***`` (safe to log).
 
-        Both places a Redis URL can carry a password are hidden: the user info
-        (``redis://user:pw@host``) and the ``password`` query parameter
-        (``unix:///run/redis.sock?password=pw``).
+        Hidden: the password of the user info (``redis://user:pw@host``) and every query
+        parameter named like a secret (``password``, ``ssl_password``, ``token``, ...;
+        see :mod:`runnel._redact`).
 
         Example:
-            >>> Settings(redis_url="redis://h:6379/0?password=pw&db=1").redacted_url()
-            'redis://h:6379/0?password=***&db=1'
+            >>> Settings(redis_url="rediss://h/0?ssl_password=kp&db=1").redacted_url()
+            'rediss://h/0?ssl_password=***&db=1'
         """
-        return _redact(self.redis_url)
+        return redact_url(self.redis_url, user_is_public=self.redis_password is not None)
+
+    def secret_values(self) -> list[str]:
+        """Every secret these settings hold (to mask them in free text, such as logs).
+
+        Example:
+            >>> Settings(redis_url="redis://:pw1@h", redis_password=None).secret_values()
+            ['pw1']
+        """
+        found = url_secrets(self.redis_url, user_is_public=self.redis_password is not None)
+        if self.redis_password is not None:
+            found.append(self.redis_password.get_secret_value())
+        return [s for s in found if s]
+
+    def decode_limits(self) -> DecodeLimits:
+        """The decoding limits of :mod:`runnel.domain.limits` these settings set.
+
+        Example:
+            >>> Settings(max_field_count=8).decode_limits().max_field_count
+            8
+        """
+        return DecodeLimits(
+            max_field_count=self.max_field_count,
+            max_field_size=self.max_field_size,
+            max_decompressed_size=self.max_decompressed_size,
+        )
 
 
-def _redact(url: str) -> str:
-    return _redact_userinfo(_redact_query(url))
-
-
-# A query parameter anywhere in the URL, as redis-py reads it from the query string
-# (``?password=...``). The value runs to the next ``&``: redacting up to a ``#`` or ``;``
-# could show the rest of a password that contains one.
-_QUERY_PARAM = re.compile(r"(?P<sep>[?&;])(?P<name>[^?&;=#]*)=(?P<value>[^&]*)")
-
-
-def _redact_query(url: str) -> str:
-    def hide(match: re.Match[str]) -> str:
-        if unquote_plus(match["name"]).strip().lower() != "password":
-            return match[0]
-        return f"{match['sep']}{match['name']}=***"
-
-    return _QUERY_PARAM.sub(hide, url)
-
-
-def _redact_userinfo(url: str) -> str:
-    if "@" not in url:
-        return url
-    scheme, sep, rest = url.partition("://")
-    prefix = f"{scheme}://" if sep else ""
-    # Without a scheme (a common typo), everything before the last "@" may be credentials.
-    creds, host = (rest if sep else url).rsplit("@", 1)
-    user = creds.split(":", 1)[0] if ":" in creds else ""
-    return f"{prefix}{user}:***@{host}" if user else f"{prefix}***@{host}"
+def _url_password(url: str) -> bool:
+    """Whether ``url`` carries a password (in its user info or its query string)."""
+    creds = url.partition("://")[2].rsplit("@", 1)
+    in_userinfo = len(creds) == 2 and ":" in creds[0] and bool(creds[0].split(":", 1)[1])
+    return in_userinfo or "password" in parse_qs(url.partition("?")[2])

@@ -128,7 +128,9 @@ class Stream(Generic[R]):
         self.hasher_name = hasher_name
         self.trim_mode: TrimMode = trim_mode
         self.keys = Keys(app.name, name)
-        self.codec: RecordCodec[R] = RecordCodec(record, serializer, compressor)
+        self.codec: RecordCodec[R] = RecordCodec(
+            record, serializer, compressor, app.settings.decode_limits()
+        )
         self.spec = StreamSpec(
             app=app.name,
             name=name,

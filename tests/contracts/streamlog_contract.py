@@ -315,6 +315,22 @@ class StreamLogContract:
         assert [e.id for e in await log.range(k("dlq"))] == [sink_id, unfenced]
         assert await log.pending(k("s"), "g") == []
 
+    async def test_an_entry_with_twenty_thousand_fields_is_dead_lettered_whole(
+        self, make_log: MakeLog, make_locks: MakeLocks
+    ) -> None:
+        # More fields than a Lua script can pass on in one call (unpack stops near 8,000).
+        log, locks, k = await make_log(), await make_locks(), key_space()
+        await log.ensure_group(k("s"), "g")
+        [entry] = await append_n(log, k("s"), 1)
+        lease = await locks.acquire(k("lock"), k("epoch"), "w1", 30.0)
+        assert lease is not None
+        fence = Fence(k("lock"), lease.token, k("fenced"))
+        await read(log, k("s"), "g", "p0", fence=fence)
+        letter = {b"f%05d" % i: b"v%d" % i for i in range(20_000)}
+        sink_id = await log.dead_letter(DeadLetter(k("s"), "g", entry, k("dlq"), letter, fence))
+        assert await log.range(k("dlq")) == [Entry(sink_id, letter)]
+        assert await log.pending(k("s"), "g") == []
+
     # ----------------------------------------------------------------- caps
 
     async def test_lossless_cap_refuses_and_writes_nothing(

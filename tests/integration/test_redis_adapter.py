@@ -10,15 +10,16 @@ from typing import Any
 
 import pytest
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 from runnel.adapters.redis import _errors, _watched
 from runnel.adapters.redis.client import make_client
-from runnel.adapters.redis.keyvalue import RedisKeyValue
+from runnel.adapters.redis.keyvalue import CANNOT_CHECK, RedisKeyValue
 from runnel.adapters.redis.locks import RedisPartitionLocks
 from runnel.adapters.redis.streams import RedisStreamLog
 from runnel.domain.model import Entry
 from runnel.errors import BackendProtocolError, BackendUnavailable, BackpressureError, Fenced
-from runnel.ports import AckRequest, Append, Cap, Fence, ReadRequest
+from runnel.ports import AckRequest, Append, Cap, DeadLetter, Fence, ReadRequest
 from tests.contracts import ack_slots, key_space, read_slots
 
 
@@ -293,14 +294,10 @@ async def test_durability_risks_say_what_a_restart_or_eviction_would_lose(
     names = ("save", "appendonly", "maxmemory", "maxmemory-policy")
     before = await redis_client.config_get(*names)
     try:
-        await redis_client.config_set("save", "")
+        await redis_client.config_set("save", "3600 1")
         await redis_client.config_set("appendonly", "no")
         [risk] = await kv.durability_risks()
-        assert "keeps nothing on disk" in risk
-        await redis_client.config_set("save", "3600 1")
-        [risk] = await kv.durability_risks()
-        assert "only RDB snapshots" in risk
-        assert "3600 1" in risk
+        assert "writes no append-only file (appendonly no)" in risk
         await redis_client.config_set("appendonly", "yes")
         assert await kv.durability_risks() == []
         await redis_client.config_set("maxmemory-policy", "allkeys-lru")
@@ -315,28 +312,42 @@ async def test_durability_risks_say_what_a_restart_or_eviction_would_lose(
             await redis_client.config_set(name, before[name] or "")
 
 
-async def test_durability_risks_are_unknown_when_config_is_refused(
+async def test_durability_risks_need_no_config_rights_and_say_when_they_cannot_check(
     redis_client: Redis, redis_url: str, redis_is_throwaway: bool
 ) -> None:
+    # CONFIG GET also reads requirepass: the check works from INFO alone, and says so
+    # when it cannot run at all.
     if not redis_is_throwaway:
         pytest.skip("ACL SETUSER changes the whole server: only on a server this session started")
-    user, password = f"no-config-{time.monotonic_ns()}", "secret"
-    await redis_client.acl_setuser(
-        user,
-        enabled=True,
-        passwords=[f"+{password}"],
-        categories=["+@all"],
-        commands=["-config"],
-        keys=["~*"],
+    if (await redis_client.config_get("appendonly"))["appendonly"] != "no":
+        pytest.skip("the session's server persists with an append-only file")
+    stamp, password = time.monotonic_ns(), "secret"
+    for user, refused in (
+        (f"no-config-{stamp}", ["-config"]),
+        (f"no-info-{stamp}", ["-config", "-info"]),
+    ):
+        await redis_client.acl_setuser(
+            user,
+            enabled=True,
+            passwords=[f"+{password}"],
+            categories=["+@all"],
+            commands=refused,
+            keys=["~*"],
+        )
+    no_config = make_client(
+        redis_url.replace("redis://", f"redis://no-config-{stamp}:{password}@", 1), pool_size=1
     )
-    limited = make_client(
-        redis_url.replace("redis://", f"redis://{user}:{password}@", 1), pool_size=1
+    no_info = make_client(
+        redis_url.replace("redis://", f"redis://no-info-{stamp}:{password}@", 1), pool_size=1
     )
     try:
-        assert await RedisKeyValue(limited).durability_risks() == []
-        assert await RedisKeyValue(limited).get("anything") is None  # the user works otherwise
+        [risk] = await RedisKeyValue(no_config).durability_risks()
+        assert "writes no append-only file (appendonly no)" in risk
+        assert await RedisKeyValue(no_info).durability_risks() == [CANNOT_CHECK]
+        assert await RedisKeyValue(no_info).get("anything") is None  # the user works otherwise
     finally:
-        await limited.aclose()
+        await no_config.aclose()
+        await no_info.aclose()
         await redis_client.acl_deluser(user)
 
 
@@ -554,3 +565,40 @@ async def test_a_loop_of_blocking_reads_always_ends_when_its_task_is_cancelled(
         else:
             assert task.cancelled()
     assert survivors == 0
+
+
+async def test_a_twenty_megabyte_field_is_dead_lettered_even_when_its_lease_is_renewed_meanwhile(
+    redis_client: Redis, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The dead letter is a watched transaction: a renewal of the lease between its WATCH
+    # and its EXEC aborts that attempt, and the next one writes it, once. The renewal is
+    # made to land there by wrapping the transaction's GET of the lock (redis-py offers no
+    # hook between the two).
+    log, locks, k = RedisStreamLog(redis_client), RedisPartitionLocks(redis_client), key_space()
+    await log.ensure_group(k("s"), "g")
+    [entry] = await log.append([Append(k("s"), {b"data": b"x"})])
+    lease = await locks.acquire(k("lock"), k("epoch"), "w1", 30.0)
+    assert lease is not None
+    fence = Fence(k("lock"), lease.token, k("f"))
+    await read_slots(log, [ReadRequest(k("s"), "g", "p0", 10, fence=fence)])
+    other = make_client(redis_url, pool_size=1)
+    keeper = RedisPartitionLocks(other)
+    looks: list[object] = []
+    original = Pipeline.get
+
+    async def get_then_renew(self: Pipeline, name: str) -> object:
+        value = await original(self, name)  # watching: it runs at once
+        looks.append(value)
+        if len(looks) == 1:
+            assert await keeper.extend([lease], 30.0) == [True]
+        return value
+
+    monkeypatch.setattr(Pipeline, "get", get_then_renew)
+    letter = {b"data": b"y" * (20 << 20), b"__error_type": b"LimitExceeded"}
+    try:
+        sink_id = await log.dead_letter(DeadLetter(k("s"), "g", entry, k("dlq"), letter, fence))
+    finally:
+        await other.aclose()
+    assert looks == [lease.token, lease.token]  # the first attempt was aborted
+    assert await log.range(k("dlq")) == [Entry(sink_id, letter)]
+    assert await log.pending(k("s"), "g") == []

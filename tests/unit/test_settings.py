@@ -343,7 +343,9 @@ def test_supported_urls_are_accepted(url: str) -> None:
             f"redis://user:{PASSWORD}@h/0?password={PASSWORD}",
             "redis://user:***@h/0?password=***",
         ),
-        ("redis://h/0?passwords=x&db=1", "redis://h/0?passwords=x&db=1"),
+        # Anything named like a secret is hidden; other options are shown.
+        ("redis://h/0?passwords=x&db=1", "redis://h/0?passwords=***&db=1"),
+        ("redis://h/0?client_name=me&db=1", "redis://h/0?client_name=me&db=1"),
     ],
 )
 def test_redacted_url_hides_the_password(url: str, redacted: str) -> None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Final
 
+from runnel.domain.excerpt import excerpt
 from runnel.errors import CodecMismatch, DecodeError
 
 DATA_FIELD: Final = b"data"
@@ -62,7 +63,7 @@ def split_payload(value: bytes) -> tuple[str, str | None, bytes]:
             serializer, _, compressor = name.partition("+")
             return serializer, (compressor or None), value[end + 1 :]
     raise DecodeError(
-        f"unrecognised payload: expected a JSON object or a codec header, got {value[:24]!r}"
+        f"unrecognised payload: expected a JSON object or a codec header, got {excerpt(value, 24)}"
     )
 
 
@@ -106,7 +107,7 @@ def _strict_bool(raw: bytes) -> bool:
         return True
     if raw == b"0":
         return False
-    raise ValueError(f"expected b'1' or b'0', got {raw!r}")
+    raise ValueError(f"expected b'1' or b'0', got {excerpt(raw)}")
 
 
 def _utf8(raw: bytes) -> str:
@@ -152,5 +153,10 @@ def decode_primitive(kind: type, raw: bytes) -> object:
     convert = primitive_converter(kind)
     try:
         return convert(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise DecodeError(f"cannot decode {raw[:40]!r} as {kind.__name__}: {exc}") from exc
+    except UnicodeDecodeError as exc:  # its message quotes no data
+        raise DecodeError(f"cannot decode {excerpt(raw)} as {kind.__name__}: {exc}") from None
+    except ValueError as exc:
+        # int() and float() quote the whole input in their messages: neither shown nor
+        # chained. Ours (bool) quotes an excerpt.
+        reason = f": {exc}" if kind is bool else ""
+        raise DecodeError(f"cannot decode {excerpt(raw)} as {kind.__name__}{reason}") from None

@@ -35,6 +35,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from runnel.domain.excerpt import truncated
+
 ERROR_PREFIX: Final = b"__error_"
 """The prefix of the fields a dead letter adds to the failed entry's own."""
 
@@ -45,7 +47,7 @@ TRACEBACK_LIMIT: Final = 8000
 """Characters of a traceback that are kept (its end, where the error is)."""
 
 REPR_LIMIT: Final = 300
-"""Characters of a :func:`safe_repr`."""
+"""Characters of a :func:`safe_repr` (before the mark of how long the whole was)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +56,8 @@ class ErrorInfo:
 
     Attributes:
         type: the exception class's qualified name.
-        message: ``str(error)``, at most :data:`MESSAGE_LIMIT` characters.
+        message: ``str(error)``, cut to :data:`MESSAGE_LIMIT` characters (marked with how
+            long it was, when cut).
         traceback: the formatted traceback's last :data:`TRACEBACK_LIMIT` characters.
     """
 
@@ -80,21 +83,22 @@ def describe(error: BaseException) -> ErrorInfo:
         trace = "".join(traceback.format_exception(type(error), error, error.__traceback__))
     except Exception:
         trace = ""
-    return ErrorInfo(type(error).__qualname__, message[:MESSAGE_LIMIT], trace[-TRACEBACK_LIMIT:])
+    message = truncated(message, MESSAGE_LIMIT)
+    return ErrorInfo(type(error).__qualname__, message, trace[-TRACEBACK_LIMIT:])
 
 
 def safe_repr(obj: object) -> str:
     """``repr`` that never raises and never floods a log line.
 
     Example:
-        >>> safe_repr("x" * 1000)[-5:], len(safe_repr("x" * 1000))
-        ('x...', 300)
+        >>> safe_repr("x" * 1000)[-20:]
+        'xxxxx...(1002 chars)'
     """
     try:
         text = repr(obj)
     except Exception:
         text = f"<unrepresentable {type(obj).__name__}>"
-    return text if len(text) <= REPR_LIMIT else text[: REPR_LIMIT - 3] + "..."
+    return truncated(text, REPR_LIMIT)
 
 
 # --------------------------------------------------------------------------- quarantine

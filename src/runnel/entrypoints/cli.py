@@ -16,12 +16,15 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import sys
 from collections.abc import Awaitable, Callable
-from typing import IO, TYPE_CHECKING, Any, TypeVar
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, TypeVar, cast
 
 import click
 
+from runnel._redact import scrub, url_secrets
 from runnel._version import __version__
 from runnel.entrypoints.loading import (
     load_processor,
@@ -42,8 +45,69 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 T = TypeVar("T")
 
+SECRETS: set[str] = set()
+"""Every secret this command has seen (URLs, passwords): masked in what it prints."""
 
-@click.group(context_settings=CONTEXT)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class _Masking(click.Group):
+    """The ``runnel`` group: no error message it prints shows a secret it has seen."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        SECRETS.clear()  # this command's own (in-process runs share the module)
+        password = os.environ.get("RUNNEL_REDIS_PASSWORD")
+        url = os.environ.get("RUNNEL_REDIS_URL", "")
+        SECRETS.update(url_secrets(url, user_is_public=bool(password)))
+        if password:
+            SECRETS.add(password)
+        try:
+            return super().invoke(ctx)
+        except click.ClickException as exc:
+            # click declares `message` final; masking it in place keeps the error's kind
+            # (usage errors print the usage and exit 2).
+            setattr(exc, "message", scrub(exc.message, SECRETS))  # noqa: B010
+            raise
+
+
+def backend_options(func: F) -> F:
+    """``--redis-url`` and ``--redis-password-file``, for every command that uses Redis."""
+    func = click.option(
+        "--redis-password-file",
+        default=None,
+        envvar="RUNNEL_REDIS_PASSWORD_FILE",
+        type=click.Path(exists=True, dir_okay=False, readable=True),
+        help="Read the Redis password from this file (RUNNEL_REDIS_PASSWORD_FILE), so it is "
+        "not on the command line; or set RUNNEL_REDIS_PASSWORD.",
+    )(func)
+    return click.option(
+        "--redis-url", default=None, help="Backend URL (overrides RUNNEL_REDIS_URL)."
+    )(func)
+
+
+def read_password(path: str | None) -> str | None:
+    """The password in the file at ``path`` (its trailing line break removed).
+
+    Raises:
+        click.ClickException: the file cannot be read, or holds no password.
+    """
+    if path is None:
+        return None
+    try:
+        text = Path(path).read_text("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise click.ClickException(
+            f"cannot read the Redis password file {path!r}: {reason}"
+        ) from None
+    password = text.rstrip("\r\n")
+    if not password:
+        raise click.ClickException(f"the Redis password file {path!r} is empty")
+    SECRETS.add(password)
+    return password
+
+
+@click.group(cls=_Masking, context_settings=CONTEXT)
 @click.version_option(version=__version__, prog_name="runnel")
 def cli() -> None:
     """Runnel: ordered, partitioned event processing on Redis Streams."""
@@ -83,7 +147,7 @@ LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 @cli.command()
 @click.argument("app_ref", metavar="APP")
 @click.option("--processors", default=None, help="Comma-separated processor names (default: all).")
-@click.option("--redis-url", default=None, help="Backend URL (overrides RUNNEL_REDIS_URL).")
+@backend_options
 @click.option(
     "--log-level",
     default=None,
@@ -97,6 +161,7 @@ def worker(
     app_ref: str,
     processors: str | None,
     redis_url: str | None,
+    redis_password_file: str | None,
     log_level: str | None,
     log_format: str | None,
 ) -> None:
@@ -106,11 +171,13 @@ def worker(
     _line_buffered_output()
     app = reconfigured(
         load_reference(app_ref, App, "a runnel App"),
+        SECRETS,
         redis_url=redis_url,
+        redis_password=read_password(redis_password_file),
         log_level=log_level,
         log_format=log_format,
     )
-    configure(app.settings.log_format, app.settings.log_level)
+    configure(app.settings.log_format, app.settings.log_level, secrets=SECRETS)
     app.discover()
     names = split_names(processors)
     try:
@@ -157,12 +224,14 @@ async def _run_worker(app: App, names: list[str] | None) -> int:
 @cli.command()
 @click.argument("stream_ref", metavar="STREAM")
 @click.argument("data", metavar="JSON")
-@click.option("--redis-url", default=None, help="Backend URL (overrides RUNNEL_REDIS_URL).")
-def send(stream_ref: str, data: str, redis_url: str | None) -> None:
+@backend_options
+def send(
+    stream_ref: str, data: str, redis_url: str | None, redis_password_file: str | None
+) -> None:
     """Send one event, given as a JSON object, to STREAM (module.path:attribute)."""
     from runnel import sending
 
-    stream = _load_stream(stream_ref, redis_url)
+    stream = _load_stream(stream_ref, redis_url, redis_password_file)
     try:
         event = sending.prepare(stream, data)
     except sending.InvalidInput as exc:
@@ -179,8 +248,14 @@ def send(stream_ref: str, data: str, redis_url: str | None) -> None:
 @click.argument("stream_ref", metavar="STREAM")
 @click.argument("source", metavar="FILE", type=click.File("rb"))
 @click.option("--chunk-size", default=1000, show_default=True, type=click.IntRange(1, 100_000))
-@click.option("--redis-url", default=None, help="Backend URL (overrides RUNNEL_REDIS_URL).")
-def sendmany(stream_ref: str, source: IO[bytes], chunk_size: int, redis_url: str | None) -> None:
+@backend_options
+def sendmany(
+    stream_ref: str,
+    source: IO[bytes],
+    chunk_size: int,
+    redis_url: str | None,
+    redis_password_file: str | None,
+) -> None:
     """Send every line of FILE (JSON Lines in UTF-8; '-' for stdin) to STREAM.
 
     Every line is checked first (UTF-8, JSON, the record's fields, its partition): if
@@ -194,7 +269,7 @@ def sendmany(stream_ref: str, source: IO[bytes], chunk_size: int, redis_url: str
     """
     from runnel import sending
 
-    stream = _load_stream(stream_ref, redis_url)
+    stream = _load_stream(stream_ref, redis_url, redis_password_file)
     events, errors = sending.prepare_lines(stream, source)
     if errors:
         for message in errors[:100]:
@@ -225,15 +300,42 @@ def sendmany(stream_ref: str, source: IO[bytes], chunk_size: int, redis_url: str
     )
 
 
-def _load_stream(ref: str, redis_url: str | None) -> Stream[Any]:
+def _load_stream(ref: str, redis_url: str | None, password_file: str | None) -> Stream[Any]:
     from runnel.stream import Stream
 
     stream = load_reference(ref, Stream, "a runnel Stream")
-    reconfigured(stream.app, redis_url=redis_url)
+    password = read_password(password_file)
+    reconfigured(stream.app, SECRETS, redis_url=redis_url, redis_password=password)
     return stream
 
 
 # ---------------------------------------------------------------------- admin
+
+
+@cli.command()
+@click.argument("app_name", metavar="APP_NAME")
+@click.option(
+    "--role",
+    default="worker",
+    show_default=True,
+    type=click.Choice(["sender", "worker", "admin"]),
+    help="sender: send events; worker: run workers; admin: a worker that may also reset "
+    "processors.",
+)
+@click.option("--user", default=None, help="User name (default: APP_NAME-ROLE).")
+def acl(app_name: str, role: str, user: str | None) -> None:
+    """Print the least-privilege Redis ACL of APP_NAME's ROLE (an ACL SETUSER line).
+
+    The user may touch only APP_NAME's keys (not another app's, not even APP_NAME2's) and
+    run only what runnel sends. Replace <password>, or add the password as a hash (#...).
+    See docs/security.md.
+    """
+    from runnel.adapters.redis.acl import Role, setuser_command
+
+    if not app_name or any(c in app_name for c in " .:{}*?[]"):
+        raise click.BadParameter(f"{app_name!r} is not an app name", param_hint="APP_NAME")
+    chosen = cast("Role", role)
+    click.echo(setuser_command(app_name, chosen, user or f"{app_name}-{role}"))
 
 
 @cli.group()
@@ -252,10 +354,16 @@ def processor() -> None:
 @click.option(
     "--force", is_flag=True, help="Reset even while workers hold the processor's partitions."
 )
-@click.option("--redis-url", default=None)
-def reset(processor_ref: str, start: str, force: bool, redis_url: str | None) -> None:
+@backend_options
+def reset(
+    processor_ref: str,
+    start: str,
+    force: bool,
+    redis_url: str | None,
+    redis_password_file: str | None,
+) -> None:
     """Reset PROCESSOR (module.path:function) to read every partition after --start."""
-    app, name = _load_processor(processor_ref, redis_url)
+    app, name = _load_processor(processor_ref, redis_url, redis_password_file)
     try:
         count = _on_backend(app, lambda: app.reset_processor(name, start.encode(), force=force))
     except RunnelError as exc:
@@ -270,26 +378,39 @@ def quarantine() -> None:
 
 @quarantine.command("list")
 @click.argument("processor_ref", metavar="PROCESSOR")
-@click.option("--redis-url", default=None)
-def quarantine_list(processor_ref: str, redis_url: str | None) -> None:
+@backend_options
+def quarantine_list(
+    processor_ref: str, redis_url: str | None, redis_password_file: str | None
+) -> None:
     """List PROCESSOR's quarantined partitions as JSON lines."""
-    app, name = _load_processor(processor_ref, redis_url)
-    for info in _on_backend(app, lambda: app.quarantined(name)).values():
+    app, name = _load_processor(processor_ref, redis_url, redis_password_file)
+    for info in _admin(app, lambda: app.quarantined(name)).values():
         click.echo(json.dumps(info))
 
 
 @quarantine.command("clear")
 @click.argument("processor_ref", metavar="PROCESSOR")
 @click.argument("partition", type=int)
-@click.option("--redis-url", default=None)
-def quarantine_clear(processor_ref: str, partition: int, redis_url: str | None) -> None:
+@backend_options
+def quarantine_clear(
+    processor_ref: str, partition: int, redis_url: str | None, redis_password_file: str | None
+) -> None:
     """Lift the quarantine of PARTITION of PROCESSOR (it is processed again)."""
-    app, name = _load_processor(processor_ref, redis_url)
-    if not _on_backend(app, lambda: app.clear_quarantine(name, partition)):
+    app, name = _load_processor(processor_ref, redis_url, redis_password_file)
+    if not _admin(app, lambda: app.clear_quarantine(name, partition)):
         raise click.ClickException(f"partition {partition} of {name} is not quarantined")
     click.echo(f"cleared the quarantine of {name} partition {partition}")
 
 
-def _load_processor(ref: str, redis_url: str | None) -> tuple[App, str]:
+def _admin(app: StreamHome, call: Callable[[], Awaitable[T]]) -> T:
+    """Run an administration call on the App's backend; a runnel error is one line."""
+    try:
+        return _on_backend(app, call)
+    except RunnelError as exc:
+        raise click.ClickException(f"{type(exc).__name__}: {exc}") from exc
+
+
+def _load_processor(ref: str, redis_url: str | None, password_file: str | None) -> tuple[App, str]:
     app, name = load_processor(ref)
-    return reconfigured(app, redis_url=redis_url), name
+    password = read_password(password_file)
+    return reconfigured(app, SECRETS, redis_url=redis_url, redis_password=password), name

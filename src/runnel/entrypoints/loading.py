@@ -95,7 +95,9 @@ def settings_problem(exc: BaseException, options: Mapping[str, str] | None = Non
         name = ".".join(str(part) for part in detail["loc"])
         message = detail["msg"].removeprefix("Value error, ")
         variable = f"RUNNEL_{name.upper()}"
-        if options is not None:
+        if not name:  # a check of several settings together
+            parts.append(message)
+        elif options is not None:
             parts.append(f"{options.get(name, name)}: {message}")
         elif variable in environment:
             parts.append(f"{name}: {message} ({variable} is set in the environment)")
@@ -122,20 +124,26 @@ def load_processor(ref: str) -> tuple[App, str]:
     raise click.BadParameter(f"{ref!r} is not a processor registered on an App in its module")
 
 
-def reconfigured(app: A, **options: str | None) -> A:
+def reconfigured(app: A, secrets: set[str], **options: str | None) -> A:
     """``app`` with the command-line options that were given applied to its settings.
 
-    A bad value is one clear line naming the option.
+    A bad value is one clear line naming the option. Every secret the settings hold (and,
+    when they are refused, whatever the given URL might hold) is added to ``secrets``, which
+    the command masks in everything it prints.
     """
+    from runnel._redact import url_secrets
+
     updates = {name: value for name, value in options.items() if value}
-    if not updates:
-        return app
     try:
-        app.reconfigure(**updates)
+        if updates:
+            app.reconfigure(**updates)
     except Misconfigured as exc:
+        secrets.update(url_secrets(updates.get("redis_url") or ""))  # all it might hold
         given = {name: f"--{name.replace('_', '-')}" for name in updates}
+        given["redis_password"] = "--redis-password-file"
         problem = settings_problem(exc, given) or str(exc)
         raise click.ClickException(f"invalid settings for app {app.name!r}: {problem}") from exc
+    secrets.update(app.settings.secret_values())
     return app
 
 

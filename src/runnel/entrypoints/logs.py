@@ -3,6 +3,11 @@
 Every record carries the worker, executor, processor, stream and partition (number) of
 the task that logged it (from :mod:`runnel.context`); a record logged with
 ``extra={"partition": n}`` keeps its own partition.
+
+Every line is masked (the secrets of the settings never appear, however a message came to
+quote them) and bounded: a message or traceback longer than :data:`MESSAGE_LIMIT` or
+:data:`TRACEBACK_LIMIT` characters keeps its beginning and end, with a mark saying how
+much was left out.
 """
 
 from __future__ import annotations
@@ -10,11 +15,52 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Iterable
 from datetime import datetime, timezone
 
 from runnel import context
+from runnel._redact import scrub
 
 _FIELDS = ("worker", "executor", "processor", "stream", "partition")
+
+MESSAGE_LIMIT = 16_384
+"""Characters of a log message kept (half from its start, half from its end)."""
+
+TRACEBACK_LIMIT = 32_768
+"""Characters of a logged traceback kept (half from its start, half from its end)."""
+
+
+def bounded(text: str, limit: int) -> str:
+    """``text``, or its start and end around a mark if it is longer than ``limit``.
+
+    Example:
+        >>> print(bounded("a" * 10 + "b" * 10, 8))
+        aaaa
+        ...(12 of 20 chars left out)...
+        bbbb
+    """
+    if len(text) <= limit:
+        return text
+    half = limit // 2
+    left_out = f"...({len(text) - 2 * half} of {len(text)} chars left out)..."
+    return f"{text[:half]}\n{left_out}\n{text[-half:]}"
+
+
+class _Masked(logging.Formatter):
+    """Formats a record's message and traceback masked and bounded."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        super().__init__()
+        self.secrets = secrets
+
+    def message(self, record: logging.LogRecord) -> str:
+        return scrub(bounded(record.getMessage(), MESSAGE_LIMIT), self.secrets)
+
+    def traceback(self, record: logging.LogRecord) -> str | None:
+        if not record.exc_info:
+            return None
+        text = self.formatException(record.exc_info)
+        return scrub(bounded(text, TRACEBACK_LIMIT), self.secrets)
 
 
 class ContextFilter(logging.Filter):
@@ -31,7 +77,7 @@ class ContextFilter(logging.Filter):
         return True
 
 
-class ConsoleFormatter(logging.Formatter):
+class ConsoleFormatter(_Masked):
     """``time LEVEL logger: message [worker=... partition=...]``."""
 
     def format(self, record: logging.LogRecord) -> str:
@@ -39,15 +85,16 @@ class ConsoleFormatter(logging.Formatter):
         ctx = " ".join(
             f"{k}={getattr(record, k)}" for k in _FIELDS if getattr(record, k, None) is not None
         )
-        line = f"{stamp} {record.levelname:<8} {record.name}: {record.getMessage()}"
+        line = f"{stamp} {record.levelname:<8} {record.name}: {self.message(record)}"
         if ctx:
             line += f" [{ctx}]"
-        if record.exc_info:
-            line += "\n" + self.formatException(record.exc_info)
+        trace = self.traceback(record)
+        if trace is not None:
+            line += "\n" + trace
         return line
 
 
-class JsonFormatter(logging.Formatter):
+class JsonFormatter(_Masked):
     """One JSON object per line."""
 
     def format(self, record: logging.LogRecord) -> str:
@@ -55,22 +102,27 @@ class JsonFormatter(logging.Formatter):
             "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": self.message(record),
         }
         for key in _FIELDS:
             value = getattr(record, key, None)
             if value is not None:
                 data[key] = value
-        if record.exc_info:
-            data["exception"] = self.formatException(record.exc_info)
+        trace = self.traceback(record)
+        if trace is not None:
+            data["exception"] = trace
         return json.dumps(data, default=str)
 
 
-def configure(fmt: str, level: str) -> None:
-    """Install one stderr handler on the ``runnel`` logger tree."""
+def configure(fmt: str, level: str, secrets: Iterable[str] = ()) -> None:
+    """Install one stderr handler on the ``runnel`` logger tree, masking ``secrets``.
+
+    ``secrets`` is read at every line (a set the caller may still add to).
+    """
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(ContextFilter())
-    handler.setFormatter(JsonFormatter() if fmt == "json" else ConsoleFormatter())
+    formatter = JsonFormatter(secrets) if fmt == "json" else ConsoleFormatter(secrets)
+    handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

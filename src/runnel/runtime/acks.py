@@ -15,7 +15,7 @@ import logging
 from collections.abc import Sequence
 from typing import Final
 
-from runnel.errors import Fenced
+from runnel.errors import Fenced, PermissionDenied
 from runnel.ports import AckRequest, Clock, StreamLog
 from runnel.runtime.feed import PartitionFeed
 
@@ -92,10 +92,18 @@ class Acker:
             self.add(feed, ids)
 
     def settle(self, batch: Batch, results: Sequence[int | Exception]) -> None:
-        """Account for a sent batch: count refusals (and drop those feeds), retry failures."""
+        """Account for a sent batch: count refusals (and drop those feeds), retry failures.
+
+        Raises:
+            PermissionDenied: the Redis user may not acknowledge (the ids stay queued).
+        """
         self._arrived()
+        refused: PermissionDenied | None = None
         for (feed, ids), result in zip(batch.items(), results, strict=True):
-            if isinstance(result, Fenced):
+            if isinstance(result, PermissionDenied):
+                refused = refused or result
+                self.add(feed, ids)  # kept: acknowledged by whoever takes the partition
+            elif isinstance(result, Fenced):
                 self.refused += len(ids)
                 log.warning(
                     "acknowledgement of %d entr%s of %s.%d refused: the lease (epoch %d) "
@@ -117,6 +125,8 @@ class Acker:
                 self.add(feed, ids)
             else:
                 self.sent += len(ids)
+        if refused is not None:
+            raise refused  # retrying cannot grant it: the worker halts
 
     async def flush(self) -> None:
         """Send everything queued now, in one round trip, and wait until every batch on its

@@ -48,7 +48,7 @@ from runnel.domain.membership import (
     without,
 )
 from runnel.domain.rebalance import plan_rebalance
-from runnel.errors import BackendError, RebalanceError
+from runnel.errors import BackendError, PermissionDenied, RebalanceError
 from runnel.ports import Backend, Lease, MembershipKeys, MembershipRecord, MembershipWrite
 from runnel.runtime._aio import cancel_and_wait
 from runnel.runtime.feed import PartitionFeed
@@ -183,6 +183,8 @@ class Coordinator:
                 await loop()
             except asyncio.CancelledError:
                 raise
+            except PermissionDenied as exc:  # the Redis user lacks a permission: halt
+                self._halt(exc, f"coordination of {self.name}")
             except Exception as exc:  # a bug in runnel itself: never silent
                 log.critical(
                     "%s loop of %s crashed: %s", name, self.id, safe_repr(exc), exc_info=exc

@@ -18,7 +18,7 @@ from runnel import context
 from runnel.domain.failures import describe, quarantine_field, quarantine_record, safe_repr
 from runnel.domain.leases import LeaseClock
 from runnel.domain.model import Partition
-from runnel.errors import BackendError, MetadataMismatch
+from runnel.errors import BackendError, MetadataMismatch, PermissionDenied
 from runnel.ports import Backend, Fence, Lease
 from runnel.runtime._aio import cancel_and_wait
 from runnel.runtime.acks import Acker
@@ -124,6 +124,9 @@ class Executor:
             await coro
         except asyncio.CancelledError:
             raise
+        except PermissionDenied as exc:  # not a crash: the Redis user lacks a permission
+            task = asyncio.current_task()
+            self._halt(exc, task.get_name() if task is not None else self.id)
         except Exception as exc:
             task = asyncio.current_task()
             name = task.get_name() if task is not None else self.id
@@ -333,7 +336,8 @@ class Executor:
         except BackendError as exc:
             log.warning("could not check whether %s lost its data: %s", self.stream.name, exc)
             return False
-        except MetadataMismatch as exc:  # re-created meanwhile by an App that differs
+        except (MetadataMismatch, PermissionDenied) as exc:  # re-created meanwhile by an
+            # App that differs, or a check the Redis user may not run
             self._halt(exc, f"the store check of {self.stream.name}")
             return None
         except Exception as exc:  # never let the check take the fetcher down

@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from runnel.domain.model import Entry, Event
-from runnel.errors import BackendError, Fenced, GroupMissing
+from runnel.errors import BackendError, Fenced, GroupMissing, PermissionDenied
 from runnel.ports import Clock, ReadRequest, StreamLog
 from runnel.runtime._aio import cancel_and_wait
 from runnel.runtime.acks import ACK_LINGER, Acker
@@ -167,6 +167,8 @@ class Fetcher:
                     feed.epoch,
                 )
                 feed.close(lost=True)
+            elif isinstance(result, PermissionDenied):
+                raise result  # retrying cannot grant it: the fetcher stops, the worker halts
             elif isinstance(result, Exception):
                 await self._refused(feed, result)
             elif not feed.closing and feed.generation == generation:

@@ -15,14 +15,20 @@ import os
 import signal
 import socket
 import uuid
+from collections.abc import Coroutine, Sequence
 from typing import Any
 
 from runnel import context
+from runnel.domain.access import Access, ProcessorKeys, worker_access
+from runnel.domain.excerpt import truncated
 from runnel.domain.failures import safe_repr
+from runnel.domain.keys import Keys
+from runnel.errors import BackendError, PermissionDenied
 from runnel.runtime._aio import cancel_and_wait
 from runnel.runtime.executor import Executor
 from runnel.runtime.leadership import Leadership
 from runnel.runtime.plan import WorkerPlan
+from runnel.runtime.specs import StreamSpec
 from runnel.runtime.tasks import TaskRunner
 
 log = logging.getLogger(__name__)
@@ -103,12 +109,29 @@ class Worker:
         self._stop.set()
 
     def halt(self, error: BaseException, where: str) -> None:
-        """Stop the worker because of a HALT policy (exit code 1)."""
+        """Stop the worker because of a HALT policy, or because it cannot do its job
+        (a permission the Redis user lacks), with exit code 1."""
         if self.halt_reason is None:
             self.halt_reason = error
-            log.critical("halting worker %s: %s failed: %s", self.id, where, safe_repr(error))
+            if isinstance(error, PermissionDenied):
+                log.critical(
+                    "halting worker %s: %s cannot do its job: %s",
+                    self.id,
+                    where,
+                    truncated(str(error), 2000),
+                )
+            else:
+                log.critical("halting worker %s: %s failed: %s", self.id, where, safe_repr(error))
         self.exit_code = EXIT_HALTED
         self._stop.set()
+
+    async def _halting_on_refusal(self, coro: Coroutine[Any, Any, None], where: str) -> None:
+        """Run a background loop; a permission the Redis user lacks halts the worker
+        (those loops retry backend errors, but retrying cannot grant a permission)."""
+        try:
+            await coro
+        except PermissionDenied as exc:
+            self.halt(exc, where)
 
     def _on_signal(self, signum: int) -> None:
         self._signals += 1
@@ -139,12 +162,21 @@ class Worker:
             if self.executors and diagnostics is not None:
                 for risk in await diagnostics.durability_risks():
                     log.warning("%s (%s)", risk, self.plan.where)
-            self._tasks.append(asyncio.create_task(self.leadership.run(), name="leadership"))
+            await self._check_access()
+            self._tasks.append(
+                asyncio.create_task(
+                    self._halting_on_refusal(self.leadership.run(), "leader election"),
+                    name="leadership",
+                )
+            )
             for executor in self.executors:
                 await executor.start()
             for runner in self.task_runners:
                 self._tasks.append(
-                    asyncio.create_task(runner.run(), name=f"task:{runner.spec.name}")
+                    asyncio.create_task(
+                        self._halting_on_refusal(runner.run(), f"task {runner.spec.name}"),
+                        name=f"task:{runner.spec.name}",
+                    )
                 )
             if self.tune_gc:
                 tune_garbage_collector()
@@ -162,6 +194,34 @@ class Worker:
             self.stopped.set()
         log.info("worker %s stopped (exit code %d)", self.id, self.exit_code)
         return self.exit_code
+
+    async def _check_access(self) -> None:
+        """Refuse to start when the Redis user may not do what this worker will do.
+
+        Raises:
+            PermissionDenied: naming every command and key the ACL refuses.
+        """
+        diagnostics = self.backend.diagnostics  # a capability not every store has
+        if diagnostics is None:
+            return
+        try:
+            await diagnostics.check_access(self.access())
+        except BackendError as exc:
+            log.warning("could not check the Redis user's permissions at start-up: %s", exc)
+
+    def access(self) -> list[Access]:
+        """Every kind of key this worker touches, with one key of each."""
+        processors = [
+            ProcessorKeys(
+                e.keys,
+                e.spec.name,
+                e.id,
+                tuple(_sink_keys(e.spec.middleware)),
+            )
+            for e in self.executors
+        ]
+        leader_tasks = [t.name for t in self.plan.tasks if t.on_leader]
+        return worker_access(self.plan.app, processors, leader_tasks)
 
     async def _report_slow_stop(self) -> None:
         """Log what a graceful stop is still waiting on once it takes longer than it should.
@@ -195,6 +255,20 @@ class Worker:
                 log.error("stopping %s failed: %s", executor.spec.name, safe_repr(result))
         await cancel_and_wait(*self._tasks[:1])
         await self.leadership.release()
+
+
+def _sink_keys(middleware: Sequence[object]) -> list[Keys]:
+    """The keys of the streams middleware writes to (the dead-letter middleware's sink).
+
+    Middleware is the user's code: a ``sink`` is looked for defensively, and counts when
+    it names a stream's spec.
+    """
+    found = []
+    for m in middleware:
+        spec = getattr(getattr(m, "sink", None), "spec", None)
+        if isinstance(spec, StreamSpec):
+            found.append(spec.keys)
+    return found
 
 
 def describe_task(task: asyncio.Task[Any]) -> str:

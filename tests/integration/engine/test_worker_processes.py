@@ -788,7 +788,7 @@ async def test_a_redis_that_lost_its_data_is_reported_and_new_events_are_process
     critical = worker.messages("critical")
     assert len(critical) == 1, critical
     assert f"lost the data of stream {app_name}.ticks" in critical[0]
-    assert any("keeps nothing on disk" in m for m in worker.messages("warning"))
+    assert any("writes no append-only file" in m for m in worker.messages("warning"))
     seen = await results(client, app_name, "seen")
     per_key = seqs_per_key(seen)
     assert per_key == {f"k{i}": [0, 1] for i in range(40)}  # each once, in order

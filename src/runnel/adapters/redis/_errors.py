@@ -10,6 +10,11 @@ Our Lua scripts refuse with error replies whose first word is a code:
 * ``BACKPRESSURE <stream key> <first unsafe id> <group>``: a lossless cap refused an
   append (:class:`~runnel.errors.BackpressureError`).
 
+A command the Redis user may not run, or a key it may not touch (``NOPERM``, or inside a
+script "The user executing the script can't run this command"), becomes
+:class:`~runnel.errors.PermissionDenied`, naming the command and the keys as far as the
+server or the caller (:func:`note_refusal`) knows them.
+
 Example:
     >>> from redis.exceptions import ResponseError
     >>> print(translate(ResponseError("FENCED __lock:app.s.p.0")))
@@ -20,7 +25,8 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -33,6 +39,7 @@ from runnel.errors import (
     BackpressureError,
     Fenced,
     GroupMissing,
+    PermissionDenied,
 )
 
 FENCED = "FENCED"
@@ -56,22 +63,137 @@ _UNAVAILABLE_REPLIES: tuple[type[rex.RedisError], ...] = (
 )
 
 
-def translate(exc: BaseException) -> BackendError:
+# How Redis says a permission is missing: NOPERM replies to commands (7.0: "this user has
+# no permissions to run the 'x' command"; later: "User u has no permissions to access the
+# 'k' key"), and the error a script gets from redis.call (7.0: "The user executing the
+# script can't run this command or subcommand", "... can't access at least one of the
+# keys mentioned in the command arguments").
+_PERMISSION_MARKS = (
+    "NOPERM",
+    "no permissions to",
+    "user executing the script can't",
+)
+_COMMAND_RE = re.compile(r"'([A-Za-z0-9_|.-]+)' command")
+_KEY_RE = re.compile(r"the '(.*?)' key")
+_SCRIPT_RE = re.compile(r"script: ([0-9a-f]{40})")
+
+_REFUSAL = "_runnel_refusal"
+
+SCRIPT_NAMES: dict[str, str] = {}
+"""SHA of each of our scripts -> its name (filled as scripts are registered)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """What a refused call was doing, as the caller knows it (the server may not say).
+
+    Example:
+        >>> Refusal(script="acquire", commands=("EXISTS", "TIME"), keys=("__lock:a.s.p.0",)).what()
+        "script acquire.lua (it runs EXISTS, TIME) on key(s) '__lock:a.s.p.0'"
+    """
+
+    command: str | None = None
+    keys: tuple[str, ...] = ()
+    script: str | None = None
+    commands: tuple[str, ...] = ()
+    user: str | None = None
+
+    def what(self) -> str:
+        """The refused call in words."""
+        if self.script is not None:
+            ran = f" (it runs {', '.join(self.commands)})" if self.commands else ""
+            head = f"script {self.script}.lua{ran}"
+        else:
+            head = f"command {self.command or '(unknown)'}"
+        return head + (f" on key(s) {_keys(self.keys)}" if self.keys else "")
+
+
+def _keys(keys: Sequence[str], shown: int = 3) -> str:
+    text = ", ".join(repr(k) for k in keys[:shown])
+    return text + (f" and {len(keys) - shown} more" if len(keys) > shown else "")
+
+
+def refused_permission(exc: BaseException) -> bool:
+    """Whether ``exc`` is the server refusing a command or key to this user (ACL).
+
+    Example:
+        >>> from redis.exceptions import ResponseError
+        >>> refused_permission(ResponseError("NOPERM no permissions to run the 'time' command"))
+        True
+    """
+    if isinstance(exc, rex.NoPermissionError):
+        return True
+    if not isinstance(exc, rex.ResponseError):
+        return False
+    message = str(exc)
+    return any(mark in message for mark in _PERMISSION_MARKS)
+
+
+def note_refusal(exc: BaseException, refusal: Refusal) -> None:
+    """Attach what the caller was doing to a refused call's exception (first note wins)."""
+    if getattr(exc, _REFUSAL, None) is None:
+        setattr(exc, _REFUSAL, refusal)
+
+
+def permission_denied(exc: BaseException, refusal: Refusal | None = None) -> PermissionDenied:
+    """The :class:`~runnel.errors.PermissionDenied` for a refused call.
+
+    The command and key come from the server's message when it names them (Redis 7.2 and
+    later name the key), else from what the caller noted (:func:`note_refusal`).
+
+    Example:
+        >>> from redis.exceptions import ResponseError
+        >>> error = permission_denied(
+        ...     ResponseError("NOPERM this user has no permissions to run the 'xread' command"),
+        ...     Refusal(command="XREAD", keys=("__strm:a.s.0",), user="w"))
+        >>> error.command, error.key
+        ('xread', '__strm:a.s.0')
+    """
+    message = str(exc)
+    note = refusal or getattr(exc, _REFUSAL, None) or Refusal()
+    sha = _SCRIPT_RE.search(message)
+    if note.script is None and sha is not None and sha[1] in SCRIPT_NAMES:
+        note = Refusal(note.command, note.keys, SCRIPT_NAMES[sha[1]], note.commands, note.user)
+    named_command = _COMMAND_RE.search(message)
+    named_key = _KEY_RE.search(message)
+    command = named_command[1].lower() if named_command else None
+    key = named_key[1] if named_key else (note.keys[0] if len(note.keys) == 1 else None)
+    if named_command and note.script is not None:
+        what = f"command {command} in {note.what()}"
+    elif named_command:
+        what = Refusal(command, note.keys, None, (), note.user).what()
+    else:
+        what = note.what()
+    if named_key:
+        what += f" (key {named_key[1]!r})"
+    user = f"Redis user {note.user!r}" if note.user else "the Redis user"
+    return PermissionDenied(
+        f"{user} may not run {what}: Redis said {message!r}. Grant the worker or sender "
+        "ACL of docs/security.md (printed by `runnel acl`)",
+        command=command or (f"{note.script}.lua" if note.script else note.command),
+        key=key,
+    )
+
+
+def translate(exc: BaseException) -> BackendError | PermissionDenied:
     """Return the runnel error for a redis-py (or socket) exception ``exc``.
 
     Args:
         exc: what redis-py raised, or left in a pipeline slot.
 
     Returns:
-        A :class:`~runnel.errors.BackendError` whose message includes Redis' own message.
+        A :class:`~runnel.errors.BackendError` whose message includes Redis' own message,
+        or a :class:`~runnel.errors.PermissionDenied` for a refused permission.
 
     Example:
         >>> from redis.exceptions import ConnectionError
         >>> type(translate(ConnectionError("refused"))).__name__
         'BackendUnavailable'
     """
-    if isinstance(exc, BackendError):
+    if isinstance(exc, BackendError | PermissionDenied):
         return exc
+    if refused_permission(exc):
+        return permission_denied(exc)
     message = str(exc)
     if isinstance(exc, (rex.ConnectionError, rex.TimeoutError, ConnectionError, TimeoutError)):
         return BackendUnavailable(f"Redis is unreachable or did not answer in time: {message}")

@@ -12,14 +12,16 @@ Example:
 
 from __future__ import annotations
 
+import reprlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from redis.exceptions import ResponseError
 
 from runnel.adapters.redis._errors import translate
+from runnel.domain.excerpt import truncated
 from runnel.domain.model import Entry
-from runnel.errors import BackendError, BackendProtocolError, Fenced
+from runnel.errors import BackendError, BackendProtocolError, Fenced, PermissionDenied
 from runnel.ports import (
     GroupInfo,
     MembershipRecord,
@@ -31,9 +33,9 @@ T = TypeVar("T")
 
 
 def _unexpected(expected: str, found: Any) -> BackendProtocolError:
-    shown = repr(found)
-    if len(shown) > 200:
-        shown = shown[:200] + "..."
+    # reprlib bounds every part of the reply (a stream entry may hold megabytes), and
+    # truncated() marks how long the text was.
+    shown = truncated(reprlib.repr(found), 200)
     return BackendProtocolError(f"expected {expected} from Redis, found {shown}")
 
 
@@ -215,7 +217,7 @@ def _fenced(lock: str) -> Fenced:
     return Fenced(f"lease {lock} is no longer held by this owner (Redis said: FENCED {lock})")
 
 
-def _refused(message: Any) -> BackendError:
+def _refused(message: Any) -> BackendError | PermissionDenied:
     text = message.decode("utf-8", "replace") if isinstance(message, bytes) else str(message)
     return translate(ResponseError(text))
 
@@ -433,3 +435,19 @@ MembershipWrite(written=False, version=9, announced=None))
     if len(row) == 2 and as_int(row[0]) == 0:
         return MembershipWrite(False, as_int(row[1]))
     raise _unexpected("a [written, version, id] reply", raw)
+
+
+def probe_refusals(raw: Any, probes: int) -> list[int]:
+    """The probe script's reply ``{{number, error}, ...}``: the 0-based refused probes.
+
+    Example:
+        >>> probe_refusals([[2, b"ERR The user executing the script can't run this"]], 3)
+        [1]
+    """
+    refused = []
+    for row in _list(raw, "a list of {probe number, error}"):
+        pair = _list(row, "a {probe number, error} pair")
+        if len(pair) != 2 or not isinstance(pair[0], int) or not 1 <= pair[0] <= probes:
+            raise _unexpected(f"a {{probe number in 1..{probes}, error}} pair", row)
+        refused.append(pair[0] - 1)
+    return refused

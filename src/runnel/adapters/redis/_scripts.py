@@ -12,14 +12,17 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Iterable, Sequence
 from functools import cache
 from importlib import resources
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError, ResponseError
+
+from runnel.adapters.redis._errors import SCRIPT_NAMES, Refusal, note_refusal, refused_permission
 
 Arg: TypeAlias = bytes | str | int
 """One EVALSHA argument as redis-py encodes it."""
@@ -41,7 +44,63 @@ def script_text(name: str) -> str:
     )
 
 
-def register(client: Redis, name: str) -> AsyncScript:
+_CALLS = re.compile(r"redis\.p?call\('([A-Za-z]+)'")
+
+
+@cache
+def script_commands(name: str) -> tuple[str, ...]:
+    """The commands ``lua/<name>.lua`` runs (what its user must be allowed), sorted.
+
+    Example:
+        >>> script_commands("acquire")
+        ('EXISTS', 'INCR', 'SET', 'TIME')
+    """
+    return tuple(sorted({c.upper() for c in _CALLS.findall(script_text(name))}))
+
+
+def user_of(client: Redis) -> str:
+    """The name of the Redis user ``client`` authenticates as (``default`` without one)."""
+    kwargs = getattr(client.connection_pool, "connection_kwargs", {})
+    return str(kwargs.get("username") or "default")
+
+
+class Script(AsyncScript):
+    """One of our scripts: redis-py's ``AsyncScript``, whose refused calls say which script
+    it was, what it runs and on which keys (:class:`~runnel.errors.PermissionDenied`)."""
+
+    def __init__(self, client: Redis, name: str) -> None:
+        super().__init__(client, script_text(name))
+        self.name = name
+        SCRIPT_NAMES[self.sha] = name
+
+    def refusal(self, keys: Iterable[Any]) -> Refusal:
+        """What a refused call of this script was doing."""
+        return Refusal(
+            keys=tuple(_text(k) for k in keys),
+            script=self.name,
+            commands=script_commands(self.name),
+            user=user_of(self.registered_client),  # type: ignore[arg-type]  # a Redis here
+        )
+
+    async def __call__(
+        self,
+        keys: Sequence[Any] | None = None,
+        args: Iterable[Any] | None = None,
+        client: Any = None,
+    ) -> Any:
+        try:
+            return await super().__call__(keys=keys, args=args, client=client)
+        except ResponseError as exc:
+            if refused_permission(exc):
+                note_refusal(exc, self.refusal(keys or ()))
+            raise
+
+
+def _text(key: Any) -> str:
+    return key.decode("utf-8", "replace") if isinstance(key, bytes) else str(key)
+
+
+def register(client: Redis, name: str) -> Script:
     """Register ``lua/<name>.lua`` with ``client``; no I/O until the first call.
 
     Example:
@@ -49,7 +108,7 @@ def register(client: Redis, name: str) -> AsyncScript:
         >>> len(register(Redis(), "release").sha)
         40
     """
-    return client.register_script(script_text(name))
+    return Script(client, name)
 
 
 def _arg(value: Arg) -> bytes:
@@ -111,5 +170,11 @@ async def call_packed(
         if isinstance(reply, NoScriptError) and attempt == 1:
             script.sha = await client.script_load(script.script)
             continue
+        if (
+            isinstance(reply, ResponseError)
+            and isinstance(script, Script)
+            and refused_permission(reply)
+        ):
+            note_refusal(reply, script.refusal(keys))
         return reply
     raise AssertionError("unreachable")  # pragma: no cover

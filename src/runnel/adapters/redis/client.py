@@ -8,11 +8,18 @@ Example:
 
 from __future__ import annotations
 
+from typing import Any
+
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 
+from runnel._redact import redact_url
+from runnel.adapters.redis._errors import Refusal, note_refusal, refused_permission
+from runnel.adapters.redis._scripts import user_of
+from runnel.adapters.redis._url import check_url
 from runnel.errors import Misconfigured
 
 SOCKET_TIMEOUT = 15.0
@@ -30,7 +37,49 @@ HEALTH_CHECK_INTERVAL = 15
 """A connection idle longer than this many seconds is PINGed before it is reused."""
 
 
-def make_client(url: str, pool_size: int) -> Redis:
+class RunnelRedis(Redis):
+    """redis-py's client, whose refused commands note the command, keys and user.
+
+    Redis 7.0 names neither the key nor the user in a ``NOPERM`` reply ("no permissions
+    to access one of the keys used as arguments"): the note lets
+    :class:`~runnel.errors.PermissionDenied` name them.
+    """
+
+    async def execute_command(self, *args: Any, **options: Any) -> Any:
+        try:
+            return await super().execute_command(*args, **options)  # type: ignore[no-untyped-call]  # unannotated in redis-py
+        except ResponseError as exc:
+            # A script call is noted by the script itself (runnel.adapters.redis._scripts),
+            # which knows its name, its commands and which of its arguments are keys.
+            if refused_permission(exc) and not _is_script_call(args):
+                note_refusal(exc, _refusal(self, args))
+            raise
+
+
+def _is_script_call(args: tuple[Any, ...]) -> bool:
+    name = args[0] if args else b""
+    text = name.decode() if isinstance(name, bytes) else str(name)
+    return text.upper().startswith(("EVAL", "FCALL"))
+
+
+def _refusal(client: Redis, args: tuple[Any, ...]) -> Refusal:
+    words = [a.decode("utf-8", "replace") if isinstance(a, bytes) else str(a) for a in args]
+    command = words[0].upper() if words else "(unknown)"
+    rest = words[1:]
+    if "STREAMS" in (w.upper() for w in rest):  # XREAD, XREADGROUP: keys, then as many ids
+        at = [w.upper() for w in rest].index("STREAMS") + 1
+        names = rest[at:]
+        keys = names[: len(names) // 2]
+    elif command in ("MGET", "DEL", "EXISTS", "WATCH", "UNLINK"):
+        keys = rest
+    elif command in ("CONFIG GET", "INFO", "PING", "TIME", "SCRIPT LOAD", "ACL DRYRUN"):
+        keys = []
+    else:
+        keys = rest[:1]
+    return Refusal(command=command, keys=tuple(keys), user=user_of(client))
+
+
+def make_client(url: str, pool_size: int, password: str | None = None) -> Redis:
     """A ``redis.asyncio.Redis`` for ``url`` with at most ``pool_size`` connections.
 
     RESP2 replies as bytes (``protocol=2``, ``decode_responses=False``), as the adapters'
@@ -42,9 +91,15 @@ def make_client(url: str, pool_size: int) -> Redis:
     connections are checked with a PING before reuse. Options in the URL's query string
     win over these defaults. Nothing connects until the first command.
 
+    The URL is checked first (:func:`runnel.adapters.redis._url.check_url`): an unknown
+    option, a missing certificate or key file, or a bad db number is one clear
+    :class:`~runnel.errors.Misconfigured` naming it, and turning TLS certificate checks off
+    logs a WARNING.
+
     Args:
         url: ``redis://``, ``rediss://`` (TLS) or ``unix://`` URL.
         pool_size: the maximum number of connections.
+        password: the user's password, when it is not in ``url``.
 
     Raises:
         Misconfigured: ``pool_size`` is below 1, or the URL cannot be used.
@@ -55,8 +110,11 @@ def make_client(url: str, pool_size: int) -> Redis:
     """
     if pool_size < 1:
         raise Misconfigured(f"pool_size must be at least 1, got {pool_size}")
+    check_url(url)
     tcp = not url.lower().startswith("unix://")
     extra: dict[str, object] = {"socket_keepalive": True} if tcp else {}
+    if password is not None:
+        extra["password"] = password
     try:
         pool = BlockingConnectionPool.from_url(
             url,
@@ -70,6 +128,6 @@ def make_client(url: str, pool_size: int) -> Redis:
             retry=Retry(NoBackoff(), 0, supported_errors=(RedisConnectionError,)),
             **extra,
         )
-    except ValueError as exc:
-        raise Misconfigured(f"cannot use Redis URL: {exc}") from exc
-    return Redis.from_pool(pool)
+    except (ValueError, TypeError) as exc:
+        raise Misconfigured(f"cannot use Redis URL {redact_url(url)}: {exc}") from None
+    return RunnelRedis.from_pool(pool)

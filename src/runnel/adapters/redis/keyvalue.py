@@ -11,10 +11,11 @@ from collections.abc import Mapping, Sequence
 
 from redis.asyncio import Redis
 
-from runnel.adapters.redis import _replies
+from runnel.adapters.redis import _probe, _replies
 from runnel.adapters.redis._errors import translated
 from runnel.adapters.redis._scripts import Arg, register
-from runnel.errors import BackendError
+from runnel.domain.access import Access
+from runnel.errors import BackendError, PermissionDenied
 
 
 class RedisKeyValue:
@@ -97,39 +98,81 @@ class RedisKeyValue:
             return _replies.as_int(await self._client.delete(*keys))
 
     async def durability_risks(self) -> list[str]:
-        """What ``CONFIG GET`` says about losing writes on a restart or to eviction.
+        """What the server says about losing writes on a restart or to eviction.
 
-        Empty when the append-only file is on and nothing can be evicted, and also when the
-        server refuses ``CONFIG`` (an ACL without it, a managed Redis that renames it): then
-        nothing can be said.
+        Read from ``INFO persistence`` and ``INFO memory`` (``aof_enabled``, ``maxmemory``,
+        ``maxmemory_policy``), which need no ``CONFIG`` right: ``CONFIG GET`` also reads
+        ``requirepass`` and every other secret of the server, so runnel never needs it.
+        Only a server that refuses ``INFO`` is asked ``CONFIG GET`` instead; when it
+        answers neither, the one risk returned says that the check could not run.
         """
-        try:
-            with translated():
-                raw = await self._client.config_get("appendonly", "save", "maxmemory*")
-        except BackendError:
-            return []
-        config = {_text(k): _text(v) for k, v in dict(raw).items()}
+        info = await self._info("persistence", "memory")
+        if info is not None:
+            aof = info.get("aof_enabled", "1") == "1"
+            maxmemory = info.get("maxmemory", "0")
+            policy = info.get("maxmemory_policy", "noeviction").lower()
+        else:
+            config = await self._config("appendonly", "maxmemory", "maxmemory-policy")
+            if config is None:
+                return [CANNOT_CHECK]
+            aof = config.get("appendonly", "yes").lower() == "yes"
+            maxmemory = config.get("maxmemory", "0")
+            policy = config.get("maxmemory-policy", "noeviction").lower()
         risks = []
-        if config.get("appendonly", "yes").lower() != "yes":
-            save = config.get("save", "").strip()
-            if save:
-                risks.append(
-                    f"Redis persists only RDB snapshots (appendonly no, save {save!r}): if it "
-                    "restarts, events sent since the last snapshot are lost; set appendonly yes"
-                )
-            else:
-                risks.append(
-                    "Redis keeps nothing on disk (appendonly no, no RDB snapshots): if it "
-                    "restarts, every event not yet processed is lost; set appendonly yes"
-                )
-        policy = config.get("maxmemory-policy", "noeviction").lower()
-        if config.get("maxmemory", "0") not in ("", "0") and policy != "noeviction":
+        if not aof:
+            risks.append(
+                "Redis writes no append-only file (appendonly no): if it restarts, every event "
+                "sent since its last RDB snapshot is lost (every event not yet processed, if "
+                "it takes no snapshots); set appendonly yes"
+            )
+        if maxmemory not in ("", "0") and policy != "noeviction":
             risks.append(
                 f"Redis evicts keys when it reaches maxmemory (maxmemory-policy {policy}): an "
                 "evicted stream loses its events, and an evicted lease lets two workers own "
                 "one partition; set maxmemory-policy noeviction"
             )
         return risks
+
+    async def check_access(self, needs: Sequence[Access]) -> None:
+        """Dry-run, in one script call, every command a worker sends to each key of
+        ``needs`` (:mod:`._probe`); nothing is written.
+
+        Raises:
+            PermissionDenied: the ACL refuses some of them (all are named).
+            BackendError: the check could not run (then nothing is known).
+        """
+        with translated():
+            problems = await _probe.refused(self._client, needs)
+        if problems:
+            raise PermissionDenied(_probe.summary(self._client, problems))
+
+    async def _info(self, *sections: str) -> dict[str, str] | None:
+        """The fields of INFO ``sections``; None when the server refuses INFO."""
+        found: dict[str, str] = {}
+        try:
+            for section in sections:
+                with translated():
+                    raw = await self._client.info(section)
+                found.update({_text(k): _text(v) for k, v in dict(raw).items()})
+        except (BackendError, PermissionDenied):
+            return None
+        return found
+
+    async def _config(self, *names: str) -> dict[str, str] | None:
+        """CONFIG GET ``names``; None when the server refuses it (ACL, renamed command)."""
+        try:
+            with translated():
+                raw = await self._client.config_get(*names)
+        except (BackendError, PermissionDenied):
+            return None
+        return {_text(k): _text(v) for k, v in dict(raw).items()}
+
+
+CANNOT_CHECK = (
+    "could not check whether Redis keeps every write and evicts no keys: the Redis user "
+    "may run neither INFO nor CONFIG GET; grant +info (see docs/security.md) for the check"
+)
+"""The risk reported when the server answers neither INFO nor CONFIG GET."""
 
 
 def _text(value: object) -> str:

@@ -15,16 +15,24 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 from redis.typing import KeyT, StreamIdT
 
 from runnel.adapters.redis import _errors, _replies
-from runnel.adapters.redis._errors import translate, translated
-from runnel.adapters.redis._scripts import Arg, call_packed, register
+from runnel.adapters.redis._dead_letters import dead_letter_watched
+from runnel.adapters.redis._errors import (
+    Refusal,
+    note_refusal,
+    refused_permission,
+    translate,
+    translated,
+)
+from runnel.adapters.redis._scripts import Arg, call_packed, register, user_of
 from runnel.adapters.redis._watched import exchange_watched
 from runnel.domain.model import Entry, Fields
 from runnel.errors import BackendProtocolError
@@ -75,6 +83,18 @@ def _flat(fields: Fields) -> list[Arg]:
     return out
 
 
+@contextlib.contextmanager
+def _noting(client: Redis, keys: Sequence[str]) -> Iterator[None]:
+    """Note the keys of a transaction on a permission it was refused (Redis names only
+    the command)."""
+    try:
+        yield
+    except ResponseError as exc:
+        if refused_permission(exc):
+            note_refusal(exc, Refusal(keys=tuple(dict.fromkeys(keys)), user=user_of(client)))
+        raise
+
+
 def _require_fields(fields: Fields, key: str) -> None:
     # Redis refuses XADD without fields; refusing here keeps a batch all-or-nothing.
     if not fields:
@@ -98,7 +118,6 @@ class RedisStreamLog:
         self._client = client
         self._append = register(client, "append")
         self._exchange = register(client, "exchange")
-        self._dead_letter = register(client, "dead_letter")
         self._block_slice = block_slice_ms(client)
 
     async def append(self, entries: Sequence[Append], cap: Cap | None = None) -> list[bytes]:
@@ -148,7 +167,10 @@ class RedisStreamLog:
         if not acks and not reads:
             return [], []
         if reads:
-            with translated():
+            with (
+                translated(),
+                _noting(self._client, [*(a.key for a in acks), *(r.key for r in reads)]),
+            ):
                 done = await exchange_watched(self._client, acks, reads)
             if done is not None:
                 return done
@@ -203,21 +225,17 @@ class RedisStreamLog:
                 return woken
 
     async def dead_letter(self, letter: DeadLetter) -> bytes:
-        """Append to the sink and ack the source entry in one script; return the sink id.
+        """Append to the sink and ack the source entry atomically; return the sink id.
+
+        A watched transaction (:mod:`._dead_letters`), not a script: the entry's fields
+        go as one ``XADD``, however many there are.
 
         Raises:
             Fenced: the lease is gone; nothing was written or acknowledged.
         """
         _require_fields(letter.fields, letter.sink_key)
-        keys = [letter.key, letter.sink_key]
-        token = b""
-        if letter.fence is not None:
-            keys += [letter.fence.lock_key, letter.fence.counter_key]
-            token = letter.fence.token
-        args: list[Arg] = [letter.group, letter.id, token, *_flat(letter.fields)]
-        with translated():
-            raw = await self._dead_letter(keys=keys, args=args)
-        return _replies.as_bytes(raw)
+        with translated(), _noting(self._client, [letter.sink_key, letter.key]):
+            return await dead_letter_watched(self._client, letter)
 
     async def range(
         self, key: str, start: bytes = b"-", end: bytes = b"+", count: int | None = None
@@ -237,10 +255,10 @@ class RedisStreamLog:
         with translated():
             try:
                 raw = await self._client.xinfo_groups(key)
-            except ResponseError:
-                if not await self._client.exists(key):
-                    return []
-                raise
+            except ResponseError as exc:
+                if refused_permission(exc) or await self._client.exists(key):
+                    raise
+                return []
         return _replies.groups(raw)
 
     async def pending(
@@ -258,7 +276,7 @@ class RedisStreamLog:
         with translated():
             try:
                 return bool(await self._client.xgroup_destroy(key, group))
-            except ResponseError:
-                if not await self._client.exists(key):
-                    return False
-                raise
+            except ResponseError as exc:
+                if refused_permission(exc) or await self._client.exists(key):
+                    raise
+                return False

@@ -1,0 +1,71 @@
+"""Dead-lettering as a watched transaction, for entries of any size and field count.
+
+A dead letter copies every field of the failed entry into the sink, plus the error's
+fields, then acknowledges the source entry, atomically and fenced by the lease. A Lua
+script cannot do that for every entry Redis can hold: its arguments reach ``XADD``
+through ``unpack()``, which stops at about 8,000 values, so an entry of 20,000 fields
+could never be dead-lettered and its partition was stuck for good. The fields travel as
+an ordinary command instead:
+
+1. ``WATCH`` the lease lock and ``GET`` it: if another token holds it, ``INCR`` the
+   refusal counter and raise :class:`~runnel.errors.Fenced` (nothing written);
+2. ``MULTI``, ``XADD`` the sink, ``XACK`` the source entry, ``EXEC``.
+
+``EXEC`` runs only if the lock was not written in between (taken by a new owner, or
+renewed by our own lease keeper); an aborted attempt looks at the lock again. The sink
+write comes first: ``XACK`` cannot fail on a missing group (it answers 0), so the sink
+never misses an entry the source no longer has pending.
+
+Example:
+    >>> ATTEMPTS
+    8
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from redis.asyncio import Redis
+from redis.exceptions import WatchError
+
+from runnel.adapters.redis import _replies
+from runnel.errors import BackendUnavailable, Fenced
+from runnel.ports import DeadLetter
+
+ATTEMPTS: Final = 8
+"""Transactions tried before the dead letter fails (it stays pending and is retried)."""
+
+
+async def dead_letter_watched(client: Redis, letter: DeadLetter) -> bytes:
+    """Append ``letter`` to its sink and acknowledge its source entry; the sink id.
+
+    Raises:
+        Fenced: the lease is gone (counted; nothing written or acknowledged).
+        BackendUnavailable: the lock kept changing during every attempt.
+        redis.exceptions.RedisError: anything else (the caller translates it).
+    """
+    fence = letter.fence
+    async with client.pipeline(transaction=True) as pipe:
+        for _ in range(ATTEMPTS):
+            if fence is not None:
+                await pipe.watch(fence.lock_key)
+                holder = await pipe.get(fence.lock_key)
+                if holder != fence.token:
+                    await pipe.reset()  # type: ignore[no-untyped-call]  # unannotated in redis-py
+                    await client.incr(fence.counter_key)
+                    raise Fenced(
+                        f"lease {fence.lock_key} is no longer held by this owner (a dead "
+                        f"letter for {letter.key} entry {letter.id.decode()} was refused)"
+                    )
+                pipe.multi()  # type: ignore[no-untyped-call]  # unannotated in redis-py
+            pipe.xadd(letter.sink_key, dict(letter.fields))  # type: ignore[arg-type]  # bytes fields
+            pipe.xack(letter.key, letter.group, letter.id)
+            try:
+                sink_id, _ = await pipe.execute()
+            except WatchError:
+                continue  # the lock was written meanwhile: look at it again
+            return _replies.as_bytes(sink_id)
+    raise BackendUnavailable(
+        f"could not dead-letter {letter.key} entry {letter.id.decode()}: its lease lock "
+        f"changed during each of {ATTEMPTS} attempts"
+    )

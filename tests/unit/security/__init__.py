@@ -1,0 +1,1 @@
+"""Unit tests of secrets, decoding limits, URL checks and permission errors."""

@@ -172,7 +172,7 @@ async def demo() -> int:
     click.echo(
         f"runnel demo: {len(data)} orders from {CUSTOMERS} customers on {where} (app {app.name})"
     )
-    worker = Worker(app, app.backend, install_signals=False)
+    worker = Worker(app.plan(), install_signals=False)
     run = asyncio.create_task(worker.run())
     try:
         await worker.started.wait()

@@ -5,33 +5,30 @@ and a tool that only needs ``runnel.__version__`` or the pytest plugin pays for 
 else.
 """
 
-from __future__ import annotations
+from typing import TYPE_CHECKING as _TYPE_CHECKING
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
-
+from runnel import _lazy
 from runnel._version import __version__
 
-if TYPE_CHECKING:
+if _TYPE_CHECKING:
     from runnel.app import App
     from runnel.domain.model import Event, Partition
     from runnel.domain.policy import ExceptionPolicy
-    from runnel.middleware.base import Middleware
-    from runnel.ports import Compressor, Serializer
+    from runnel.interfaces import Compressor, Middleware, Serializer
     from runnel.record import Record
     from runnel.runtime.events import Events
     from runnel.stream import Stream
 
 _HOMES = {
     "App": "runnel.app",
-    "Compressor": "runnel.ports",
+    "Compressor": "runnel.interfaces",
     "Event": "runnel.domain.model",
     "Events": "runnel.runtime.events",
     "ExceptionPolicy": "runnel.domain.policy",
-    "Middleware": "runnel.middleware.base",
+    "Middleware": "runnel.interfaces",
     "Partition": "runnel.domain.model",
     "Record": "runnel.record",
-    "Serializer": "runnel.ports",
+    "Serializer": "runnel.interfaces",
     "Stream": "runnel.stream",
 }
 
@@ -50,14 +47,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module 'runnel' has no attribute {name!r}")
-    value = getattr(import_module(home), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = _lazy.exports(__name__, _HOMES, __all__, globals())

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
-import json
 import logging
 import sys
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, TypeVar, overload
 
@@ -28,19 +28,31 @@ from pydantic import TypeAdapter, ValidationError
 from runnel.adapters.hashers import Hasher, is_default_hasher
 from runnel.container import Container
 from runnel.domain.hashing import HASH_VERSION
+from runnel.domain.model import TrimMode
 from runnel.domain.policy import ExceptionPolicy
-from runnel.errors import Misconfigured
-from runnel.middleware.base import Middleware
-from runnel.ports import Backend, Compressor, Serializer
+from runnel.errors import Misconfigured, UnknownProcessor
+from runnel.interfaces import Compressor, Middleware, Serializer
+from runnel.ports import Backend
 from runnel.record import Record
+from runnel.runtime import admin
+from runnel.runtime.plan import WorkerPlan
 from runnel.runtime.specs import ProcessorSpec, TaskSpec
-from runnel.settings import Settings, TrimMode
+from runnel.runtime.store import StreamStore
+from runnel.settings import Settings
 from runnel.stream import PartitionBy, Stream
 
 log = logging.getLogger(__name__)
 
 R = TypeVar("R", bound=Record)
 F = TypeVar("F", bound=Callable[..., Any])
+
+_IGNORED_OVERRIDES = {
+    "pool_size": (
+        "the pool_size processor setting is accepted for compatibility and ignored: a worker "
+        "shares one connection pool between its processors (size it with default_pool_size)"
+    ),
+}
+"""Per-processor settings of the original design that runnel accepts and ignores."""
 
 _PROCESSOR_OVERRIDES = {
     "lock_expiry": "default_lock_expiry",
@@ -49,7 +61,6 @@ _PROCESSOR_OVERRIDES = {
     "assignment_attempts": "default_assignment_attempts",
     "assignment_sleep": "default_assignment_sleep",
     "grace_period": "default_grace_period",
-    "pool_size": "default_pool_size",
     "join_delay": "default_join_delay",
     "heartbeat_interval": "default_heartbeat_interval",
 }
@@ -106,6 +117,7 @@ class App:
         self.processors: dict[str, ProcessorSpec] = {}
         self.tasks: dict[str, TaskSpec] = {}
         self._backend: Backend | None = None
+        self._stores: dict[str, StreamStore] = {}
         self._discovered = False
 
     def __repr__(self) -> str:
@@ -116,7 +128,36 @@ class App:
         """The ports this app talks through (built lazily by the container)."""
         if self._backend is None:
             self._backend = self.container.backend()
+            self._stores = {}
         return self._backend
+
+    def _store(self, stream: str) -> StreamStore:
+        """The store of ``stream`` on the current backend (built on first use)."""
+        store = self._stores.get(stream)
+        if store is None:
+            backend = self.backend
+            store = self._stores[stream] = StreamStore(
+                self.streams[stream].spec,
+                backend.log,
+                backend.kv,
+                backend.clock,
+                groups=self.groups_of(self.streams[stream]),
+                wait_timeout=self.settings.default_send_wait_timeout,
+            )
+        return store
+
+    def _built_store(self, stream: str) -> StreamStore | None:
+        """The store of ``stream`` if one was built on the current backend."""
+        return self._stores.get(stream) if self._backend is not None else None
+
+    def _forget_backend(self) -> Backend | None:
+        """Drop the backend and every store on it (a new one knows nothing yet); the streams
+        take the current settings' decoding limits."""
+        backend, self._backend, self._stores = self._backend, None, {}
+        limits = self.settings.decode_limits()
+        for stream in self.streams.values():
+            stream.codec.limits = limits
+        return backend
 
     # ------------------------------------------------------------------ streams
 
@@ -135,7 +176,13 @@ class App:
         """Declare a stream of ``record`` events partitioned by ``partition_by``.
 
         Example:
-            >>> # orders = app.stream("orders", record=Order, partition_by="order_id")
+            >>> app = App(name="doc-stream", redis_url="memory://doc-stream")
+            >>> class Order(Record):
+            ...     order_id: int
+            >>> orders = app.stream("orders", record=Order, partition_by="order_id",
+            ...                     partition_count=4)
+            >>> orders.partition_count, orders.keys.stream(3)
+            (4, '__strm:doc-stream.orders.3')
         """
         if not name or any(c in name for c in " :{}"):
             raise Misconfigured(
@@ -169,7 +216,7 @@ class App:
 
     def groups_of(self, stream: Stream[Any]) -> list[str]:
         """Names of the processors (consumer groups) declared on ``stream``."""
-        return [p.name for p in self.processors.values() if p.stream is stream]
+        return [p.name for p in self.processors.values() if p.stream.name == stream.name]
 
     # ------------------------------------------------------------------ processors
 
@@ -184,18 +231,31 @@ class App:
         """Register an async function that processes ``stream``'s partitions.
 
         ``overrides`` are per-processor settings: lock_expiry, read_timeout (ms),
-        prefetch_count, assignment_attempts, assignment_sleep, grace_period, pool_size,
-        join_delay, heartbeat_interval.
+        prefetch_count, assignment_attempts, assignment_sleep, grace_period, join_delay,
+        heartbeat_interval. ``pool_size`` is accepted for compatibility and ignored (with a
+        DeprecationWarning).
 
         Example:
-            >>> # @app.processor(orders, exception_policy=ExceptionPolicy.IGNORE)
-            >>> # async def proc(events): ...
+            >>> app = App(name="doc-processor", redis_url="memory://doc-processor")
+            >>> class Order(Record):
+            ...     order_id: int
+            >>> orders = app.stream("orders", record=Order, partition_by="order_id")
+            >>> @app.processor(orders, exception_policy="ignore", prefetch_count=32)
+            ... async def audit(events):
+            ...     async for order in events.records():
+            ...         print(order.order_id)
+            >>> spec = app.processors["audit"]
+            >>> spec.exception_policy.value, spec.prefetch_count, spec.stream.name
+            ('ignore', 32, 'orders')
         """
         target: object = stream
         if not isinstance(target, Stream) or target.app is not self:
             raise Misconfigured(
                 f"@app.processor needs a stream of app {self.name!r}, got {stream!r}"
             )
+        for ignored in set(overrides) & set(_IGNORED_OVERRIDES):
+            warnings.warn(_IGNORED_OVERRIDES[ignored], DeprecationWarning, stacklevel=2)
+            overrides = {k: v for k, v in overrides.items() if k != ignored}
         unknown = set(overrides) - set(_PROCESSOR_OVERRIDES)
         if unknown:
             raise Misconfigured(
@@ -235,7 +295,7 @@ class App:
                 raise Misconfigured(f"unknown exception_policy {policy!r}") from exc
             spec = ProcessorSpec(
                 name=proc_name,
-                stream=stream,
+                stream=stream.spec,
                 func=func,
                 exception_policy=policy,
                 middleware=tuple(middleware),
@@ -245,12 +305,13 @@ class App:
                 assignment_attempts=int(values["assignment_attempts"]),
                 assignment_sleep=float(values["assignment_sleep"]),
                 grace_period=float(values["grace_period"]),
-                pool_size=int(values["pool_size"]),
                 join_delay=float(values["join_delay"]),
                 heartbeat_interval=float(values["heartbeat_interval"]),
             )
             self.processors[proc_name] = spec
-            stream._prepared = False  # a new group must be created on the next send
+            store = self._built_store(stream.name)
+            if store is not None:  # a new group, created on the next send
+                store.declare_group(proc_name)
             for mw in middleware:
                 mw.bind(self, proc_name)
             return func
@@ -271,8 +332,12 @@ class App:
         """Run an async function once when a worker starts (on the leader only if asked).
 
         Example:
-            >>> # @app.task
-            >>> # async def on_startup(): ...
+            >>> app = App(name="doc-task", redis_url="memory://doc-task")
+            >>> @app.task(on_leader=True)
+            ... async def migrate():
+            ...     print("once per leadership")
+            >>> app.tasks["migrate"].kind, app.tasks["migrate"].on_leader
+            ('task', True)
         """
 
         def register(f: F) -> F:
@@ -287,8 +352,12 @@ class App:
         """Run an async function every ``interval`` seconds (never overlapping, no drift).
 
         Example:
-            >>> # @app.timer(interval=10)
-            >>> # async def every_10_seconds(): ...
+            >>> app = App(name="doc-timer", redis_url="memory://doc-timer")
+            >>> @app.timer(interval=10)
+            ... async def every_10_seconds():
+            ...     print("tick")
+            >>> app.tasks["every_10_seconds"].interval
+            10.0
         """
         if not interval > 0:
             raise Misconfigured(f"timer interval must be > 0 seconds, got {interval!r}")
@@ -314,8 +383,12 @@ class App:
         """Run an async function on a cron schedule (``timezone`` defaults to the setting).
 
         Example:
-            >>> # @app.crontab("45 17 * * *")
-            >>> # async def every_5_45_pm(): ...
+            >>> app = App(name="doc-crontab", redis_url="memory://doc-crontab")
+            >>> @app.crontab("45 17 * * *", timezone="Europe/Paris")
+            ... async def every_5_45_pm():
+            ...     print("closing time")
+            >>> app.tasks["every_5_45_pm"].cron, app.tasks["every_5_45_pm"].timezone
+            ('45 17 * * *', 'Europe/Paris')
         """
         from runnel.domain.schedule import CronSchedule
 
@@ -375,12 +448,15 @@ class App:
         stream processor (see :class:`runnel.runtime.worker.Worker`).
 
         Example:
-            >>> # exit_code = asyncio.run(app.run_worker())
+            A program of your own that runs a worker::
+
+                exit_code = asyncio.run(app.run_worker())
+                sys.exit(exit_code)
         """
         from runnel.runtime.worker import Worker
 
         self.discover()
-        worker = Worker(self, self.backend, processors=processors, tune_gc=True)
+        worker = Worker(self.plan(processors), tune_gc=True)
         return await worker.run()
 
     def reconfigure(self, **updates: Any) -> None:
@@ -400,78 +476,104 @@ class App:
             raise Misconfigured(f"invalid settings for app {self.name!r}: {exc}") from exc
         self.container.settings.override(self.settings)
         self.container.reset_singletons()
-        self._forget_prepared_streams()
+        self._forget_backend()
 
-    def _forget_prepared_streams(self) -> None:
-        """A new backend knows nothing yet: metadata and groups are written again (and the
-        streams take the new settings' decoding limits)."""
-        limits = self.settings.decode_limits()
-        for stream in self.streams.values():
-            stream._prepared = False
-            stream.codec.limits = limits
+    def processor_specs(self, names: Iterable[str] | None = None) -> list[ProcessorSpec]:
+        """The specs of the processors called ``names`` (every processor when None).
+
+        Raises:
+            runnel.errors.UnknownProcessor: a name no processor of the App has (the message
+                lists the ones it has).
+
+        Example:
+            >>> app = App(name="doc-specs", redis_url="memory://doc-specs")
+            >>> app.processor_specs(["nope"])
+            Traceback (most recent call last):
+            ...
+            runnel.errors.UnknownProcessor: unknown processor(s) nope; available: (none)
+        """
+        if names is None:
+            return list(self.processors.values())
+        wanted = list(names)
+        unknown = [n for n in wanted if n not in self.processors]
+        if unknown:
+            raise UnknownProcessor(
+                f"unknown processor(s) {', '.join(unknown)}; available: "
+                f"{', '.join(sorted(self.processors)) or '(none)'}"
+            )
+        return [self.processors[n] for n in wanted]
 
     def _processor_spec(self, processor: str) -> ProcessorSpec:
-        spec = self.processors.get(processor)
-        if spec is None:
-            available = ", ".join(sorted(self.processors)) or "(none)"
-            raise Misconfigured(f"unknown processor {processor!r}; available: {available}")
+        (spec,) = self.processor_specs([processor])
         return spec
+
+    def plan(self, processors: Iterable[str] | None = None) -> WorkerPlan:
+        """What a worker of this App runs: ``processors`` (all by default) and every task.
+
+        The plan carries the App's backend and the stores of its streams, built now if
+        they were not yet.
+
+        Raises:
+            runnel.errors.UnknownProcessor: a processor name the App does not have.
+
+        Example:
+            >>> app = App(name="doc-app-plan", redis_url="memory://doc-app-plan")
+            >>> [spec.name for spec in app.plan().processors]
+            []
+        """
+        specs = self.processor_specs(processors)
+        backend = self.backend
+        return WorkerPlan(
+            app=self.name,
+            processors=tuple(specs),
+            tasks=tuple(self.tasks.values()),
+            stores={name: self._store(name) for name in self.streams},
+            backend=backend,
+            leadership_poll_interval=self.settings.leadership_poll_interval / 1000.0,
+            where=self.settings.redacted_url(),
+        )
 
     async def quarantined(self, processor: str) -> dict[int, dict[str, Any]]:
         """The quarantined partitions of ``processor``: number -> what failed and when.
 
-        Example:
-            >>> # await app.quarantined("printer")
-            >>> # {3: {'partition': 3, 'entry_id': '17...-0', 'error_type': 'ValueError', ...}}
+        Each record holds ``partition``, ``entry_id`` (the entry that failed),
+        ``error_type``, ``error``, ``time`` and ``worker`` (see
+        :mod:`runnel.domain.failures`).
+
+        Raises:
+            runnel.errors.UnknownProcessor: the App has no such processor.
         """
-        spec = self._processor_spec(processor)
-        raw = await self.backend.kv.hash_get_all(spec.stream.keys.quarantine(spec.name))
-        return {int(k): json.loads(v) for k, v in raw.items()}
+        return await admin.quarantines(self.backend.kv, self._processor_spec(processor))
 
     async def clear_quarantine(self, processor: str, partition: int) -> bool:
         """Lift a quarantine; the owning worker resumes the partition from its failed entry.
 
-        Example:
-            >>> # await app.clear_quarantine("printer", 3)
+        Returns:
+            False if the partition was not quarantined.
         """
         spec = self._processor_spec(processor)
-        removed = await self.backend.kv.hash_delete(
-            spec.stream.keys.quarantine(spec.name), str(partition).encode()
-        )
-        return removed > 0
+        return await admin.clear_quarantine(self.backend.kv, spec, partition)
 
     async def reset_processor(
         self, processor: str, start: bytes = b"0", force: bool = False
     ) -> int:
-        """Restart ``processor``'s group on every partition after ``start``.
+        """Restart ``processor``'s group on every partition after ``start``; how many.
 
         Pending entries are forgotten. Refused while a worker holds one of its partitions,
         unless ``force``.
+
+        Raises:
+            runnel.errors.Misconfigured: a worker holds one of its partitions.
         """
         spec = self._processor_spec(processor)
-        keys = spec.stream.keys
-        backend = self.backend
-        if not force:
-            for n in range(spec.stream.partition_count):
-                if await backend.locks.holder(keys.lock(spec.name, n)) is not None:
-                    raise Misconfigured(
-                        f"partition {n} of {processor} is held by a live worker; stop the "
-                        "workers first or force it (force=True, or --force on the CLI)"
-                    )
-        for n in range(spec.stream.partition_count):
-            await backend.log.destroy_group(keys.stream(n), spec.name)
-            await backend.log.ensure_group(keys.stream(n), spec.name, start)
-        log.warning("reset processor %s to start after %s", processor, start.decode())
-        return spec.stream.partition_count
+        return await admin.reset_processor(self.backend, spec, start, force)
 
     async def close(self) -> None:
         """Close backend connections (idempotent)."""
-        if self._backend is not None and self.container.kind() == "redis":
-            client = self.container.redis_client()
-            await client.aclose()
-        self._backend = None
+        backend = self._forget_backend()
+        if backend is not None:
+            await backend.aclose()
         self.container.reset_singletons()
-        self._forget_prepared_streams()
 
 
 def _validated_override(processor: str, key: str, value: Any) -> Any:

@@ -39,7 +39,7 @@ from runnel.domain.limits import (
     too_many_fields,
 )
 from runnel.errors import DecodeError
-from runnel.ports import Compressor, Serializer
+from runnel.interfaces import Compressor, Serializer
 from runnel.record import Record
 
 R = TypeVar("R", bound=Record)

@@ -20,7 +20,8 @@ Example:
 from __future__ import annotations
 
 import importlib.util
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from dependency_injector import containers, providers
@@ -78,6 +79,35 @@ def memory_name(url: str) -> str:
     """
     parts = urlsplit(url)
     return (parts.netloc + parts.path).strip("/") or "default"
+
+
+def _by_kind(
+    kind: providers.Provider[str], redis: providers.Provider[Any], memory: providers.Provider[Any]
+) -> providers.Selector[Any]:
+    """The ``redis`` provider for a Redis URL, the ``memory`` one for ``memory://``."""
+    return providers.Selector(kind, redis=redis, memory=memory)
+
+
+def _port(
+    kind: providers.Provider[str],
+    client: providers.Provider[Any],
+    broker: providers.Provider[Any],
+    on_redis: Callable[[Any], Any],
+    in_memory: Callable[[Any], Any],
+) -> providers.Selector[Any]:
+    """One port: made once from the Redis client, or from the memory broker."""
+    return _by_kind(
+        kind, providers.Singleton(on_redis, client), providers.Singleton(in_memory, broker)
+    )
+
+
+def closer_of(client: Redis) -> Callable[[], Awaitable[None]]:
+    """What closes ``client``'s connections (the backend's ``closer`` on Redis)."""
+    return client.aclose
+
+
+async def nothing_to_close() -> None:
+    """The backend's ``closer`` in memory: the broker outlives the App, as Redis would."""
 
 
 # redis-py is imported only when a Redis backend is built: an App on the memory backend, a
@@ -187,28 +217,26 @@ class Container(containers.DeclarativeContainer):
     )
     kind = providers.Callable(backend_kind, settings.provided.redis_url)
 
-    stream_log = providers.Selector(
-        kind,
-        redis=providers.Singleton(_redis_stream_log, redis_client),
-        memory=providers.Singleton(MemoryStreamLog, memory_broker),
-    )
-    locks = providers.Selector(
-        kind,
-        redis=providers.Singleton(_redis_locks, redis_client),
-        memory=providers.Singleton(MemoryPartitionLocks, memory_broker),
-    )
-    kv = providers.Selector(
-        kind,
-        redis=providers.Singleton(_redis_kv, redis_client),
-        memory=providers.Singleton(MemoryKeyValue, memory_broker),
-    )
-    membership = providers.Selector(
-        kind,
-        redis=providers.Singleton(_redis_membership, redis_client),
-        memory=providers.Singleton(MemoryMembership, memory_broker),
+    # Each port: the Redis adapter on the shared client, or the memory one on the broker.
+    stream_log = _port(kind, redis_client, memory_broker, _redis_stream_log, MemoryStreamLog)
+    locks = _port(kind, redis_client, memory_broker, _redis_locks, MemoryPartitionLocks)
+    kv = _port(kind, redis_client, memory_broker, _redis_kv, MemoryKeyValue)
+    membership = _port(kind, redis_client, memory_broker, _redis_membership, MemoryMembership)
+    # Redis can say how durable it is (the key-value adapter asks it); memory cannot.
+    diagnostics = _by_kind(kind, kv, providers.Object(None))
+    closer = _by_kind(
+        kind, providers.Callable(closer_of, redis_client), providers.Object(nothing_to_close)
     )
     backend = providers.Singleton(
-        Backend, log=stream_log, locks=locks, kv=kv, membership=membership, clock=clock
+        Backend,
+        log=stream_log,
+        admin=stream_log,
+        diagnostics=diagnostics,
+        locks=locks,
+        kv=kv,
+        membership=membership,
+        clock=clock,
+        closer=closer,
     )
 
     serializer = providers.Singleton(serializer_named, settings.provided.default_serializer)

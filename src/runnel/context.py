@@ -16,6 +16,8 @@ from contextvars import ContextVar
 
 from runnel.domain.model import Partition
 
+__all__ = ["executor_id", "partition", "processor_name", "stream_name", "worker_id"]
+
 worker_id: ContextVar[str] = ContextVar("runnel_worker_id")
 """The id of the worker running the current task."""
 executor_id: ContextVar[str] = ContextVar("runnel_executor_id")

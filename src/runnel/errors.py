@@ -4,6 +4,7 @@
 
     RunnelError
     ├── Misconfigured (also ValueError)   bad settings or registration, raised before any I/O
+    │   └── UnknownProcessor              a processor name the App does not have
     ├── MetadataMismatch                  a stream's stored metadata disagrees with this App
     ├── DecodeError                       an entry cannot be turned back into a Record
     │   ├── CodecMismatch                 stored with another serializer or compressor
@@ -14,10 +15,10 @@
     ├── BackendError
     │   ├── BackendUnavailable            connection and timeout problems
     │   ├── BackendProtocolError          Redis refused, or answered in an unexpected shape
+    │   │   └── GroupMissing              a consumer group (or its stream) does not exist
     │   ├── Fenced                        a stale owner's read or ack was refused
     │   └── BackpressureError             a lossless cap refused an append
-    └── RebalanceError
-        └── LockLost                      a partition lease was lost before it was released
+    └── RebalanceError                    partition ownership could not be established
 
 Exceptions raised by user processors are never wrapped: the processor's
 :class:`~runnel.constants.ExceptionPolicy` decides what happens to them.
@@ -32,6 +33,10 @@ class RunnelError(Exception):
 
 class Misconfigured(RunnelError, ValueError):
     """A setting, stream or processor definition is invalid (raised before any I/O)."""
+
+
+class UnknownProcessor(Misconfigured):
+    """A processor was asked for by a name the App has not registered."""
 
 
 class MetadataMismatch(RunnelError):
@@ -96,6 +101,10 @@ class BackendProtocolError(BackendError):
     """The backend refused a command, or answered in an unexpected shape."""
 
 
+class GroupMissing(BackendProtocolError):
+    """A consumer group, or the stream it belongs to, does not exist (Redis: NOGROUP)."""
+
+
 class Fenced(BackendError):
     """A partition operation was refused because the caller's lease is no longer current."""
 
@@ -106,7 +115,3 @@ class BackpressureError(BackendError):
 
 class RebalanceError(RunnelError):
     """Partition ownership could not be established or kept."""
-
-
-class LockLost(RebalanceError):
-    """A partition lease expired or was taken before its owner released it."""

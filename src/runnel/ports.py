@@ -1,29 +1,43 @@
-"""Ports: what the runtime needs from the outside world.
+"""Ports: what runnel needs from the outside world, grouped by role.
 
-Internal ports are :class:`typing.Protocol` classes that adapters satisfy by shape
-(``adapters/redis`` for Redis, ``adapters/memory`` for the in-process broker). The user
-extension points :class:`Serializer` and :class:`Compressor` are base classes to subclass.
+Each port is a :class:`typing.Protocol` that adapters satisfy by shape
+(``adapters/redis`` for Redis, ``adapters/memory`` for the in-process broker), holding the
+few methods its users call:
+
+* :class:`StreamLog`: the partitioned logs workers read and sends append to;
+* :class:`StreamAdmin`: what operators' commands and tools do to them (reset a group, look
+  at what is pending);
+* :class:`PartitionLocks`, :class:`Membership`, :class:`KeyValue`: leases, who processes
+  what, and small values (metadata, heartbeats, quarantines, schedule slots);
+* :class:`StoreDiagnostics`: an optional capability: what the store's own settings could
+  lose (a backend without it says nothing);
+* :class:`Clock`: time, and every wait with a time limit.
+
+The user extension points (``Serializer``, ``Compressor``, ``Middleware``) are base classes
+in :mod:`runnel.interfaces`.
 
 Conventions: durations are ``float`` seconds; an optional wait is ``float | None`` where
-``None`` means "do not wait"; stream entry ids are ``bytes`` like ``b"1700000000000-3"``;
-keys are ``str`` (built by :mod:`runnel.domain.keys`); stored values are ``bytes``.
+``None`` means "do not wait"; stream entry ids are ``bytes`` like ``b"1700000000000-3"``
+(parsed into :class:`runnel.domain.ids.StreamId` where they are compared); keys are ``str``
+(built by :mod:`runnel.domain.keys`); stored values are ``bytes``.
 
 Example:
-    >>> from runnel.ports import Serializer
-    >>> class Upper(Serializer):
-    ...     name = "upper"
-    ...     def dumps(self, value): return repr(value).encode()
-    ...     def loads(self, data): return eval(data)
+    >>> from runnel.adapters.memory.broker import MemoryBroker
+    >>> from runnel.adapters.memory.clock import SimulatedClock
+    >>> from runnel.adapters.memory.streams import MemoryStreamLog
+    >>> log: StreamLog = MemoryStreamLog(MemoryBroker(SimulatedClock()))
+    >>> admin: StreamAdmin = log  # the memory and Redis logs play both roles
 """
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, ClassVar, Literal, Protocol
+from typing import Any, Literal, Protocol
 
+from runnel.domain.access import Access
 from runnel.domain.model import Entry, Fields
 
 # --------------------------------------------------------------------------- values
@@ -163,15 +177,6 @@ class MembershipWrite:
     announced: bytes | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class ClaimResult:
-    """What a claim moved: the cursor to continue from, the entries, and deleted ids."""
-
-    next_start: bytes
-    entries: list[Entry] = field(default_factory=list)
-    deleted: list[bytes] = field(default_factory=list)
-
-
 # --------------------------------------------------------------------------- ports
 
 
@@ -190,9 +195,22 @@ class Clock(Protocol):
         """Wait ``seconds`` on this clock."""
         ...
 
+    async def wait_for(self, waitable: asyncio.Future[Any] | asyncio.Event, timeout: float) -> bool:
+        """Wait until ``waitable`` is done (or set), or ``timeout`` seconds of this clock pass.
+
+        True if it finished in time. ``waitable`` is never cancelled by this call. The one
+        way runtime and adapter code waits for something with a time limit.
+        """
+        ...
+
 
 class StreamLog(Protocol):
-    """Partitioned append-only logs with consumer groups (Redis Streams semantics)."""
+    """Partitioned append-only logs with consumer groups (Redis Streams semantics).
+
+    What workers and sends use: appends under a cap, groups, fetch rounds (acknowledge and
+    read in one call, each partition fenced), the read-only doorbell, dead letters, and the
+    control stream's entries.
+    """
 
     async def append(self, entries: Sequence[Append], cap: Cap | None = None) -> list[bytes]:
         """Append every entry atomically, in order, in one round trip; return their ids.
@@ -205,12 +223,17 @@ class StreamLog(Protocol):
         """Create ``group`` on ``key`` (creating the stream) if missing; True if created."""
         ...
 
-    async def read(self, requests: Sequence[ReadRequest]) -> list[list[Entry] | Exception]:
-        """Group reads of several partitions in one round trip (never blocking).
+    async def exchange(
+        self, acks: Sequence[AckRequest], reads: Sequence[ReadRequest]
+    ) -> tuple[list[int | Exception], list[list[Entry] | Exception]]:
+        """Acknowledge, then read, several partitions in one round trip (never blocking).
 
-        A fenced read whose lease is gone yields a :class:`~runnel.errors.Fenced` in its
-        slot; a missing group yields a :class:`~runnel.errors.BackendProtocolError`.
-        Entries trimmed after delivery come back with empty ``fields``.
+        Each slot is fenced on its own and answered on its own: an acknowledgement with
+        the count acknowledged, a read with its entries, or either with the exception that
+        refused it (:class:`~runnel.errors.Fenced` when its lease is gone,
+        :class:`~runnel.errors.GroupMissing` when its group is). The acknowledgements are
+        applied first, so a history read in the same call never returns an entry the call
+        acknowledged. Entries trimmed after delivery come back with empty ``fields``.
         """
         ...
 
@@ -218,20 +241,6 @@ class StreamLog(Protocol):
         """Block up to ``timeout`` until a key has an entry with an id above ``after[key]``.
 
         Changes no state (a doorbell before a fenced read); returns the keys that have.
-        """
-        ...
-
-    async def ack(self, requests: Sequence[AckRequest]) -> list[int | Exception]:
-        """Acknowledge several partitions' ids in one round trip; counts or Fenced."""
-        ...
-
-    async def exchange(
-        self, acks: Sequence[AckRequest], reads: Sequence[ReadRequest]
-    ) -> tuple[list[int | Exception], list[list[Entry] | Exception]]:
-        """:meth:`ack` then :meth:`read` in one round trip, each slot fenced on its own.
-
-        The acknowledgements are applied first, so a history read in the same call never
-        returns an entry acknowledged by it.
         """
         ...
 
@@ -248,42 +257,34 @@ class StreamLog(Protocol):
         """Entries of ``key`` with ids in ``[start, end]`` (``(id`` for exclusive start)."""
         ...
 
-    async def length(self, key: str) -> int:
-        """Number of entries in ``key`` (0 if missing)."""
-        ...
-
     async def groups(self, key: str) -> list[GroupInfo]:
         """The consumer groups of ``key`` (empty if the stream is missing)."""
         ...
 
-    async def pending(
-        self, key: str, group: str, count: int = 100, consumer: str | None = None
-    ) -> list[PendingEntry]:
-        """Up to ``count`` pending entries of ``group`` in id order."""
-        ...
 
-    async def claim(
-        self,
-        key: str,
-        group: str,
-        consumer: str,
-        min_idle: float,
-        start: bytes = b"0",
-        count: int = 100,
-    ) -> ClaimResult:
-        """Move pending entries idle at least ``min_idle`` to ``consumer`` (XAUTOCLAIM)."""
-        ...
+class StreamAdmin(Protocol):
+    """What operators' commands and tools do to the logs besides processing them."""
 
-    async def set_group_id(self, key: str, group: str, id: bytes) -> None:
-        """Move ``group``'s last-delivered id to ``id`` (``b"$"`` for the end)."""
+    async def ensure_group(self, key: str, group: str, start: bytes = b"0") -> bool:
+        """Create ``group`` on ``key`` at ``start`` if missing; True if created."""
         ...
 
     async def destroy_group(self, key: str, group: str) -> bool:
         """Delete ``group`` and its pending entries list; True if it existed."""
         ...
 
-    async def delete(self, *keys: str) -> int:
-        """Delete keys of any type; return how many existed."""
+    async def length(self, key: str) -> int:
+        """Number of entries in ``key`` (0 if missing)."""
+        ...
+
+    async def pending(
+        self, key: str, group: str, count: int = 100, consumer: str | None = None
+    ) -> list[PendingEntry]:
+        """Up to ``count`` pending entries of ``group`` in id order.
+
+        Raises:
+            GroupMissing: the stream or the group does not exist.
+        """
         ...
 
 
@@ -312,7 +313,7 @@ class PartitionLocks(Protocol):
 
 
 class KeyValue(Protocol):
-    """Small values: metadata, membership, heartbeats, quarantine records, counters."""
+    """Small values: stream metadata, heartbeats, quarantine records, schedule slots."""
 
     async def get(self, key: str) -> bytes | None: ...
 
@@ -323,8 +324,6 @@ class KeyValue(Protocol):
         ...
 
     async def exists(self, keys: Sequence[str]) -> list[bool]: ...
-
-    async def incr(self, key: str, amount: int = 1) -> int: ...
 
     async def hash_get_all(self, key: str) -> dict[bytes, bytes]: ...
 
@@ -340,10 +339,27 @@ class KeyValue(Protocol):
 
     async def delete(self, *keys: str) -> int: ...
 
+
+class StoreDiagnostics(Protocol):
+    """An optional capability: what a store can say about itself before a worker starts.
+
+    How durable it is, and whether the credentials runnel uses may do what a worker will
+    do. A backend without it (the in-memory one) says nothing.
+    """
+
     async def durability_risks(self) -> list[str]:
         """How the store's own settings could lose or corrupt what runnel writes, a sentence
         each (no persistence, eviction); empty when none is known. When the store will not
         say, one sentence says that the check could not run."""
+        ...
+
+    async def check_access(self, needs: Sequence[Access]) -> None:
+        """Refuse when the store's user may not send the commands a worker will send to
+        ``needs`` (one key of each kind).
+
+        Raises:
+            runnel.errors.PermissionDenied: naming every command and key refused.
+        """
         ...
 
 
@@ -375,73 +391,28 @@ class Membership(Protocol):
         ...
 
 
-# --------------------------------------------------------------------------- extension bases
-
-
-class Serializer(ABC):
-    """Turns a JSON-compatible value (what ``Record.model_dump(mode="json")`` gives) into
-    bytes and back. ``name`` is written into every entry, so a reader configured with a
-    different serializer fails with a clear error instead of producing garbage.
-
-    Example:
-        >>> from runnel.adapters.serializers import JSONSerializer
-        >>> JSONSerializer().loads(JSONSerializer().dumps({"a": 1}))
-        {'a': 1}
-    """
-
-    name: ClassVar[str] = "custom"
-
-    @abstractmethod
-    def dumps(self, value: Any) -> bytes:
-        """Encode a JSON-compatible value."""
-
-    @abstractmethod
-    def loads(self, data: bytes) -> Any:
-        """Decode what :meth:`dumps` produced."""
-
-
-class Compressor(ABC):
-    """Compresses serialized records; ``name`` is recorded in each entry's header.
-
-    Example:
-        >>> from runnel.adapters.compressors import GzipCompressor
-        >>> GzipCompressor().decompress(GzipCompressor().compress(b"abc"))
-        b'abc'
-    """
-
-    name: ClassVar[str] = "custom"
-
-    @abstractmethod
-    def compress(self, data: bytes) -> bytes:
-        """Compress ``data``."""
-
-    @abstractmethod
-    def decompress(self, data: bytes) -> bytes:
-        """Undo :meth:`compress`."""
-
-    def decompress_limited(self, data: bytes, limit: int) -> bytes | None:
-        """Undo :meth:`compress`, or return None if the result would exceed ``limit`` bytes.
-
-        Workers decode through this method, with the stream's ``max_decompressed_size``,
-        so that a small hostile payload cannot inflate into gigabytes. The built-in
-        compressors stop inflating at the limit and never allocate more. This default
-        inflates everything first and then checks the size: override it in a custom
-        compressor whose format can be inflated in bounded steps.
-
-        Example:
-            >>> from runnel.adapters.compressors import GzipCompressor
-            >>> GzipCompressor().decompress_limited(GzipCompressor().compress(b"x" * 9), 8)
-        """
-        out = self.decompress(data)
-        return out if len(out) <= limit else None
+async def _nothing_to_close() -> None:
+    """What closing a backend that holds no connections does."""
 
 
 @dataclass(frozen=True, slots=True)
 class Backend:
-    """The ports one App talks through, as the container wires them."""
+    """The ports one App talks through, as the container wires them.
+
+    ``diagnostics`` is None on a store that cannot say how durable it is (the in-memory
+    one). ``closer`` releases what the container built for the ports (the Redis client's
+    connections); :meth:`aclose` calls it.
+    """
 
     log: StreamLog
+    admin: StreamAdmin
     locks: PartitionLocks
     kv: KeyValue
     membership: Membership
     clock: Clock
+    diagnostics: StoreDiagnostics | None = None
+    closer: Callable[[], Awaitable[None]] = _nothing_to_close
+
+    async def aclose(self) -> None:
+        """Release the backend's connections (the ports must not be used afterwards)."""
+        await self.closer()

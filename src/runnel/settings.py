@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from typing import Any, Literal
 from urllib.parse import parse_qs
@@ -28,9 +29,10 @@ from runnel.domain.limits import (
     DEFAULT_MAX_FIELD_SIZE,
     DecodeLimits,
 )
+from runnel.domain.model import TrimMode
 from runnel.domain.policy import ExceptionPolicy
 
-TrimMode = Literal["lossless", "wait", "lossy"]
+__all__ = ["Settings", "TrimMode"]
 
 
 class Settings(BaseSettings):
@@ -71,6 +73,8 @@ class Settings(BaseSettings):
     leadership_poll_interval: int = Field(default=4000, ge=1)
     """Milliseconds between leader-election attempts and lease renewals."""
     testing: bool = False
+    """Accepted for compatibility with the original design, and ignored (a DeprecationWarning
+    says so when it is set): test an App with :class:`runnel.testing.Harness`."""
 
     default_partition_count: int = Field(default=16, ge=1)
     default_partition_size: int = Field(default=50_000, ge=1)
@@ -130,6 +134,18 @@ class Settings(BaseSettings):
     max_decompressed_size: int = Field(default=DEFAULT_MAX_DECOMPRESSED_SIZE, ge=1)
     """Bytes a compressed payload may inflate to (32 MiB); the decompressor stops there,
     so a small hostile payload cannot take a worker's memory."""
+
+    @field_validator("testing")
+    @classmethod
+    def _ignored_testing(cls, value: bool) -> bool:
+        if value:
+            warnings.warn(
+                "the testing setting is accepted for compatibility and ignored: test an App "
+                "with runnel.testing.Harness (in-process workers on a simulated clock)",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+        return value
 
     @field_validator("timezone")
     @classmethod

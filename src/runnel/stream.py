@@ -12,42 +12,75 @@ Example:
 
 from __future__ import annotations
 
-import asyncio
-import os
-from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from runnel.adapters.hashers import Hasher
 from runnel.codec import RecordCodec
-from runnel.domain.hashing import HASH_VERSION
 from runnel.domain.keys import Keys
-from runnel.domain.model import Partition
-from runnel.errors import BackpressureError, MetadataMismatch, Misconfigured
-from runnel.ports import Append, Cap, Compressor, Serializer
+from runnel.domain.model import Partition, TrimMode
+from runnel.errors import Misconfigured
+from runnel.interfaces import Compressor, Serializer
+from runnel.ports import Append, Backend
 from runnel.record import Record
-from runnel.settings import TrimMode
-
-if TYPE_CHECKING:
-    from runnel.app import App
+from runnel.runtime.specs import StreamSpec
+from runnel.runtime.store import StreamStore
+from runnel.settings import Settings
 
 R = TypeVar("R", bound=Record)
 
 PartitionBy = str | Callable[[Any], object]
 
 
+class StreamHome(Protocol):
+    """The App as its streams see it (an :class:`~runnel.App` is one).
+
+    A stream finds its store through it, on the App's current backend: stores are rebuilt
+    when the App moves to another backend (``reconfigure``, ``close``, a test harness). The
+    rest is what code holding only a stream reaches through ``stream.app``: the App's name,
+    settings and backend, and moving or closing the backend.
+    """
+
+    name: str
+    settings: Settings
+
+    @property
+    def backend(self) -> Backend:
+        """The ports the App talks through."""
+        ...
+
+    def reconfigure(self, **updates: Any) -> None:
+        """Replace settings before the backend is first used."""
+        ...
+
+    async def close(self) -> None:
+        """Close the backend's connections."""
+        ...
+
+    def _store(self, stream: str) -> StreamStore:
+        """The store of ``stream``, built on first use."""
+        ...
+
+    def _built_store(self, stream: str) -> StreamStore | None:
+        """The store of ``stream`` if it was built."""
+        ...
+
+
 class Stream(Generic[R]):
     """A stream of ``record`` events, hashed by ``partition_by`` into partitions.
 
-    Create streams with :meth:`runnel.App.stream`, not directly.
+    Create streams with :meth:`runnel.App.stream`, not directly. A stream routes and
+    encodes records; writing them, under the stream's length cap, is its store's job
+    (:class:`runnel.runtime.store.StreamStore`, one per backend the App uses).
 
-    Example:
-        >>> # await orders.send(Order(order_id=1), Order(order_id=2))
+    Attributes:
+        app: the :class:`~runnel.App` that declared the stream.
+        spec: what the runtime knows of the stream (:class:`~runnel.runtime.specs.StreamSpec`).
     """
 
     def __init__(
         self,
-        app: App,
+        app: StreamHome,
         name: str,
         record: type[R],
         partition_by: PartitionBy,
@@ -98,12 +131,21 @@ class Stream(Generic[R]):
         self.codec: RecordCodec[R] = RecordCodec(
             record, serializer, compressor, app.settings.decode_limits()
         )
-        self._partition_keys = [self.keys.stream(n) for n in range(partition_count)]
-        self._prepared = False
-        self._prepare_lock: asyncio.Lock | None = None
-        self.generation: bytes | None = None
-        """The store generation recorded in the metadata hash when this process prepared
-        the stream; a different one later means the backend lost its data meanwhile."""
+        self.spec = StreamSpec(
+            app=app.name,
+            name=name,
+            keys=self.keys,
+            partition_count=partition_count,
+            partition_size=partition_size,
+            trim_mode=trim_mode,
+            metadata={
+                b"partition_count": str(partition_count).encode(),
+                b"hash": hasher_name.encode(),
+                b"codec": self.codec.name.encode(),
+            },
+            decode=self.codec.decode,
+        )
+        self._partition_keys = self.spec.partition_keys
 
     def __repr__(self) -> str:
         return f"<Stream {self.app.name}.{self.name} partitions={self.partition_count}>"
@@ -120,7 +162,7 @@ class Stream(Generic[R]):
 
     def partitions(self) -> list[Partition]:
         """Every partition of the stream."""
-        return [Partition(self.name, n) for n in range(self.partition_count)]
+        return self.spec.partitions()
 
     def partition_key_name(self, number: int) -> str:
         """The backend key of partition ``number``."""
@@ -129,11 +171,7 @@ class Stream(Generic[R]):
     @property
     def metadata(self) -> dict[bytes, bytes]:
         """What is recorded in the backend on first use, and checked by every later App."""
-        return {
-            b"partition_count": str(self.partition_count).encode(),
-            b"hash": self.hasher_name.encode(),
-            b"codec": self.codec.name.encode(),
-        }
+        return dict(self.spec.metadata)
 
     # ------------------------------------------------------------------ sending
 
@@ -150,9 +188,6 @@ class Stream(Generic[R]):
                 when the batch holds more events for one partition than ``partition_size``.
             runnel.errors.MetadataMismatch: the stream exists with other settings.
             runnel.errors.BackendError: the backend failed (message from Redis).
-
-        Example:
-            >>> # ids = await orders.send(Order(order_id=1))
         """
         if not records:
             return []
@@ -163,8 +198,7 @@ class Stream(Generic[R]):
                     f"stream {self.name!r} takes {kind.__name__} records; record {i} is a "
                     f"{type(record).__name__} (nothing was sent)"
                 )
-        appends = self.encode_batch(records)
-        return await self.append_encoded(appends)
+        return await self.app._store(self.name).append(self.encode_batch(records))
 
     def encode_batch(self, records: Sequence[R]) -> list[Append]:
         """Route and encode records into appends (no I/O)."""
@@ -174,132 +208,42 @@ class Stream(Generic[R]):
         return [Append(keys[hasher(key_of(r)) % count], encode(r)) for r in records]
 
     async def append_encoded(self, appends: Sequence[Append]) -> list[bytes]:
-        """Append pre-encoded entries under the stream's cap policy.
-
-        In ``wait`` mode a batch the lossless cap refuses is retried, with a growing
-        pause on the app's clock, until processors acknowledge enough entries to make
-        room or ``default_send_wait_timeout`` runs out. A batch with more entries for one
-        partition than ``partition_size`` could never fit, so it fails at once.
+        """Append pre-encoded entries under the stream's cap policy (see :meth:`send`).
 
         Raises:
             runnel.errors.BackpressureError: the cap refused the batch (nothing sent).
         """
-        await self.prepare()
-        backend = self.app.backend
-        cap = Cap(
-            self.partition_size,
-            "lossy" if self.trim_mode == "lossy" else "lossless",
-            self.keys.lost(),
-        )
-        if self.trim_mode != "wait":
-            return await backend.log.append(appends, cap)
-        clock = backend.clock
-        timeout = self.app.settings.default_send_wait_timeout
-        deadline = clock.now() + timeout
-        delay = 0.01
-        while True:
-            try:
-                return await backend.log.append(appends, cap)
-            except BackpressureError as exc:
-                oversized = self._oversized(appends)
-                if oversized is not None:
-                    raise BackpressureError(oversized) from exc
-                left = deadline - clock.now()
-                if left <= 0:
-                    raise BackpressureError(
-                        f"stream {self.app.name}.{self.name}: still no room for the batch "
-                        f"after waiting {timeout:g}s (default_send_wait_timeout) for its "
-                        f"processors to acknowledge entries; nothing was sent: {exc}"
-                    ) from exc
-                await clock.sleep(min(delay, left))
-                delay = min(delay * 2, 0.5)
+        return await self.app._store(self.name).append(appends)
 
-    def _oversized(self, appends: Sequence[Append]) -> str | None:
-        """Why the batch can never fit under the lossless cap, if it cannot."""
-        numbers = {key: n for n, key in enumerate(self._partition_keys)}
-        for key, count in Counter(item.key for item in appends).items():
-            if count > self.partition_size:
-                return (
-                    f"stream {self.app.name}.{self.name}: the batch has {count} events for "
-                    f"partition {numbers.get(key, key)}, more than its partition_size of "
-                    f"{self.partition_size}, so it can never fit under the lossless cap; "
-                    "nothing was sent (send fewer events at a time)"
-                )
-        return None
+    # ------------------------------------------------------------------ the store
+
+    @property
+    def store(self) -> StreamStore:
+        """The stream's store on the App's backend (built on first use)."""
+        return self.app._store(self.name)
 
     def is_prepared(self) -> bool:
-        """Whether metadata and groups were checked/created by this process."""
-        return self._prepared
+        """Whether metadata and groups were checked/created on the App's current backend."""
+        store = self.app._built_store(self.name)
+        return store is not None and store.prepared
 
     async def prepare(self) -> None:
         """Record/check metadata and create every declared processor's group (once)."""
-        if self._prepared:
-            return
-        async with self._lock():
-            if self.is_prepared():  # another task finished it while we waited
-                return
-            await self._check_metadata()
-            await self._create_groups()
-            self._prepared = True
+        await self.store.prepare()
 
     async def check_store(self) -> bool:
-        """Whether the backend lost this stream's data since this process prepared it.
+        """Whether the backend lost this stream's data since it was prepared.
 
-        The metadata hash holds a random ``generation``, written with the rest of the
-        metadata by whichever process prepared the stream first. If the hash is gone (Redis
-        restarted without persistence, was flushed, or failed over to an empty replica),
-        this records the metadata again with a new generation, creates every processor's
-        group again at 0, and returns True; so does a generation that another process
-        already re-recorded. Returns False when nothing changed (a consumer group deleted
-        by hand, for example), and to every later caller of the same reset: calls are
-        serialised, so one reset is reported once in a process.
-
-        Raises:
-            MetadataMismatch: the stream was re-created meanwhile by an App that defines
-                it differently.
+        See :meth:`runnel.runtime.store.StreamStore.check`.
         """
-        async with self._lock():
-            known = self.generation
-            await self._check_metadata()
-            if known is None or self.generation == known:
-                return False
-            await self._create_groups()
-            return True
+        return await self.store.check()
 
-    def _lock(self) -> asyncio.Lock:
-        """The lock serialising preparation and store checks (made in the running loop)."""
-        if self._prepare_lock is None:
-            self._prepare_lock = asyncio.Lock()
-        return self._prepare_lock
-
-    async def _create_groups(self) -> None:
-        """Every declared processor's group on every partition, at 0 (kept if present)."""
-        for group in self.app.groups_of(self):
-            for key in self._partition_keys:
-                await self.app.backend.log.ensure_group(key, group, b"0")
-
-    async def _check_metadata(self) -> None:
-        wanted = self.metadata
-        stored = await self.app.backend.kv.hash_set_missing(
-            self.keys.meta(), {**wanted, GENERATION: os.urandom(8).hex().encode()}
-        )
-        for field, value in wanted.items():
-            found = stored.get(field)
-            if found is not None and found != value:
-                raise MetadataMismatch(
-                    f"stream {self.app.name}.{self.name}: {field.decode()} is "
-                    f"{found.decode()!r} in the backend but {value.decode()!r} in this App; "
-                    "refusing to re-route events (migrate the stream or fix the definition)"
-                )
-        self.generation = stored.get(GENERATION)
+    @property
+    def generation(self) -> bytes | None:
+        """The store generation recorded when the stream was prepared on this backend."""
+        store = self.app._built_store(self.name)
+        return store.generation if store is not None else None
 
     async def lost(self) -> int:
         """How many unprocessed entries a lossy cap has trimmed from this stream."""
-        raw = await self.app.backend.kv.get(self.keys.lost())
-        return int(raw) if raw else 0
-
-
-GENERATION = b"generation"
-"""Metadata field holding a random id of the store's life (see :meth:`Stream.check_store`)."""
-
-HASH_NAME = HASH_VERSION
+        return await self.store.lost()

@@ -5,7 +5,8 @@ Each ``*Contract`` class holds async test methods that pytest does not collect o
 a ``Test*`` class that provides these fixtures:
 
 * ``make_log`` / ``make_locks`` / ``make_kv`` / ``make_membership``: async factories without
-  arguments returning a fresh :class:`~runnel.ports.StreamLog` /
+  arguments returning a fresh stream log (:class:`~runnel.ports.StreamLog` and
+  :class:`~runnel.ports.StreamAdmin`) /
   :class:`~runnel.ports.PartitionLocks` / :class:`~runnel.ports.KeyValue` /
   :class:`~runnel.ports.Membership`. Within one test all three must talk to the same backend:
   the stream-log suite takes fences from ``make_locks`` and reads counters with ``make_kv``.
@@ -23,13 +24,28 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol
 from uuid import uuid4
 
-from runnel.ports import KeyValue, Membership, PartitionLocks, StreamLog
+from runnel.domain.model import Entry
+from runnel.ports import (
+    AckRequest,
+    KeyValue,
+    Membership,
+    PartitionLocks,
+    ReadRequest,
+    StreamAdmin,
+    StreamLog,
+)
 
-MakeLog = Callable[[], Awaitable[StreamLog]]
-"""Fixture type: returns a fresh StreamLog."""
+
+class LogUnderTest(StreamLog, StreamAdmin, Protocol):
+    """A stream log in both of its roles, as every adapter's is."""
+
+
+MakeLog = Callable[[], Awaitable[LogUnderTest]]
+"""Fixture type: returns a fresh stream log (both roles)."""
 
 MakeLocks = Callable[[], Awaitable[PartitionLocks]]
 """Fixture type: returns a fresh PartitionLocks on the same backend."""
@@ -62,12 +78,13 @@ def key_space() -> Callable[[str], str]:
     return name
 
 
-def id_parts(entry_id: bytes) -> tuple[int, int]:
-    """Split a stream id ``b"<ms>-<seq>"`` into comparable integers.
+async def read_slots(
+    log: StreamLog, requests: Sequence[ReadRequest]
+) -> list[list[Entry] | Exception]:
+    """Group reads alone: a fetch round that acknowledges nothing."""
+    return (await log.exchange([], requests))[1]
 
-    Example:
-        >>> id_parts(b"17-3")
-        (17, 3)
-    """
-    ms, _, seq = entry_id.partition(b"-")
-    return int(ms), int(seq or b"0")
+
+async def ack_slots(log: StreamLog, requests: Sequence[AckRequest]) -> list[int | Exception]:
+    """Acknowledgements alone: a fetch round that reads nothing."""
+    return (await log.exchange(requests, []))[0]

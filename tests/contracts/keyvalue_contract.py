@@ -1,6 +1,6 @@
-"""The KeyValue contract: strings with expiry, compare-and-set, counters and hashes.
+"""The KeyValue contract: strings with expiry, compare-and-set and hashes.
 
-Bind it with a ``Test*`` subclass providing ``make_kv`` and ``advance``.
+Bind it with a ``Test*`` subclass providing ``make_kv``, ``make_log`` and ``advance``.
 
 Example:
     >>> KeyValueContract.__name__
@@ -9,7 +9,8 @@ Example:
 
 from __future__ import annotations
 
-from tests.contracts import Advance, MakeKV, key_space
+from runnel.ports import Append
+from tests.contracts import Advance, MakeKV, MakeLog, key_space
 
 
 class KeyValueContract:
@@ -52,15 +53,6 @@ class KeyValueContract:
         assert await kv.exists([k("a"), k("missing"), k("h")]) == [True, False, True]
         assert await kv.exists([]) == []
 
-    async def test_incr_counts_from_zero(self, make_kv: MakeKV) -> None:
-        kv, k = await make_kv(), key_space()
-        assert await kv.incr(k("n")) == 1
-        assert await kv.incr(k("n"), 5) == 6
-        assert await kv.incr(k("n"), -2) == 4
-        assert await kv.get(k("n")) == b"4"
-        await kv.set(k("m"), b"10")
-        assert await kv.incr(k("m")) == 11
-
     async def test_hash_set_get_and_delete(self, make_kv: MakeKV) -> None:
         kv, k = await make_kv(), key_space()
         assert await kv.hash_get_all(k("h")) == {}
@@ -80,11 +72,13 @@ class KeyValueContract:
         assert second == {b"a": b"1", b"b": b"2", b"c": b"3"}
         assert await kv.hash_get_all(k("h")) == second
 
-    async def test_delete_counts_existing_keys(self, make_kv: MakeKV) -> None:
-        kv, k = await make_kv(), key_space()
+    async def test_delete_counts_existing_keys_of_any_type(
+        self, make_kv: MakeKV, make_log: MakeLog
+    ) -> None:
+        kv, log, k = await make_kv(), await make_log(), key_space()
         await kv.set(k("a"), b"1")
         await kv.hash_set(k("h"), {b"f": b"v"})
-        await kv.incr(k("n"))
-        assert await kv.delete(k("a"), k("h"), k("n"), k("missing")) == 3
-        assert await kv.exists([k("a"), k("h"), k("n")]) == [False, False, False]
+        await log.append([Append(k("s"), {b"n": b"1"})])
+        assert await kv.delete(k("a"), k("h"), k("s"), k("missing")) == 3
+        assert await kv.exists([k("a"), k("h"), k("s")]) == [False, False, False]
         assert await kv.delete() == 0

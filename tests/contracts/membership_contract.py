@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from runnel.domain.ids import StreamId
 from runnel.ports import MembershipKeys
-from tests.contracts import MakeLog, MakeMembership, id_parts, key_space
+from tests.contracts import MakeLog, MakeMembership, key_space
 
 
 def _keys(k: Callable[[str], str]) -> MembershipKeys:
@@ -68,7 +69,7 @@ class MembershipContract:
         before = await membership.announce(keys, {b"type": b"released", b"partitions": b"1,2"})
         await membership.update(keys, 0, b"v1", {b"type": b"join"})
         after = await membership.announce(keys, {b"type": b"released"})
-        assert id_parts(before) < id_parts(after)
+        assert StreamId.parse(before) < StreamId.parse(after)
         notes = {n.id: n.fields for n in await log.range(keys.control)}
         assert notes[before] == {b"type": b"released", b"partitions": b"1,2", b"version": b"0"}
         assert notes[after][b"version"] == b"1"

@@ -14,8 +14,9 @@ import asyncio
 
 import pytest
 
+from runnel.domain.ids import StreamId
 from runnel.domain.model import Entry
-from runnel.errors import BackendProtocolError, BackpressureError, Fenced
+from runnel.errors import BackpressureError, Fenced, GroupMissing
 from runnel.ports import (
     AckRequest,
     Append,
@@ -24,9 +25,17 @@ from runnel.ports import (
     Fence,
     GroupInfo,
     ReadRequest,
-    StreamLog,
 )
-from tests.contracts import Advance, MakeKV, MakeLocks, MakeLog, id_parts, key_space
+from tests.contracts import (
+    Advance,
+    LogUnderTest,
+    MakeKV,
+    MakeLocks,
+    MakeLog,
+    ack_slots,
+    key_space,
+    read_slots,
+)
 
 
 def fields(n: int) -> dict[bytes, bytes]:
@@ -34,7 +43,7 @@ def fields(n: int) -> dict[bytes, bytes]:
     return {b"n": str(n).encode()}
 
 
-async def append_n(log: StreamLog, key: str, count: int, first: int = 1) -> list[bytes]:
+async def append_n(log: LogUnderTest, key: str, count: int, first: int = 1) -> list[bytes]:
     """Append ``count`` numbered entries to ``key`` one call at a time; return their ids."""
     ids: list[bytes] = []
     for n in range(first, first + count):
@@ -43,7 +52,7 @@ async def append_n(log: StreamLog, key: str, count: int, first: int = 1) -> list
 
 
 async def read(
-    log: StreamLog,
+    log: LogUnderTest,
     key: str,
     group: str,
     consumer: str = "c1",
@@ -52,14 +61,14 @@ async def read(
     fence: Fence | None = None,
 ) -> list[Entry]:
     """One group read that must succeed."""
-    [slot] = await log.read([ReadRequest(key, group, consumer, count, start, fence)])
+    [slot] = await read_slots(log, [ReadRequest(key, group, consumer, count, start, fence)])
     assert not isinstance(slot, Exception), slot
     return slot
 
 
-async def ack(log: StreamLog, key: str, group: str, ids: list[bytes]) -> int:
+async def ack(log: LogUnderTest, key: str, group: str, ids: list[bytes]) -> int:
     """One unfenced acknowledgement that must succeed."""
-    [slot] = await log.ack([AckRequest(key, group, ids)])
+    [slot] = await ack_slots(log, [AckRequest(key, group, ids)])
     assert not isinstance(slot, Exception), slot
     return slot
 
@@ -79,7 +88,7 @@ class StreamLogContract:
         ids = await log.append([Append(k("s"), fields(n)) for n in (1, 2, 3)])
         ids += await append_n(log, k("s"), 2, first=4)
         assert len(ids) == 5
-        assert [id_parts(i) for i in ids] == sorted({id_parts(i) for i in ids})
+        assert [StreamId.parse(i) for i in ids] == sorted({StreamId.parse(i) for i in ids})
         entries = await log.range(k("s"))
         assert [e.id for e in entries] == ids
         assert numbers(entries) == [b"1", b"2", b"3", b"4", b"5"]
@@ -101,16 +110,6 @@ class StreamLogContract:
         assert numbers(await log.range(k("s"), count=2)) == [b"1", b"2"]
         assert await log.range(k("missing")) == []
         assert await log.length(k("missing")) == 0
-
-    async def test_delete_removes_keys_of_any_type(
-        self, make_log: MakeLog, make_kv: MakeKV
-    ) -> None:
-        log, kv, k = await make_log(), await make_kv(), key_space()
-        await append_n(log, k("s"), 1)
-        await kv.set(k("v"), b"x")
-        assert await log.delete(k("s"), k("v"), k("missing")) == 2
-        assert await log.length(k("s")) == 0
-        assert await kv.get(k("v")) is None
 
     # ----------------------------------------------------------------- groups and reads
 
@@ -167,29 +166,28 @@ class StreamLogContract:
         await log.ensure_group(k("b"), "g")
         await append_n(log, k("a"), 2)
         await append_n(log, k("b"), 1, first=3)
-        slots = await log.read(
+        slots = await read_slots(
+            log,
             [
                 ReadRequest(k("a"), "g", "c", 10),
                 ReadRequest(k("nogroup"), "g", "c", 10),
                 ReadRequest(k("b"), "g", "c", 10),
-            ]
+            ],
         )
         a, missing, b = slots
         assert not isinstance(a, Exception)
         assert not isinstance(b, Exception)
         assert numbers(a) == [b"1", b"2"]
         assert numbers(b) == [b"3"]
-        assert isinstance(missing, BackendProtocolError)
-        assert "NOGROUP" in str(missing)
+        assert isinstance(missing, GroupMissing)
 
     async def test_read_of_a_missing_group_on_an_existing_stream_is_nogroup(
         self, make_log: MakeLog
     ) -> None:
         log, k = await make_log(), key_space()
         await log.ensure_group(k("s"), "g")
-        [slot] = await log.read([ReadRequest(k("s"), "other", "c", 10)])
-        assert isinstance(slot, BackendProtocolError)
-        assert "NOGROUP" in str(slot)
+        [slot] = await read_slots(log, [ReadRequest(k("s"), "other", "c", 10)])
+        assert isinstance(slot, GroupMissing)
 
     async def test_history_rereads_own_pending_entries_with_delivery_counts(
         self, make_log: MakeLog
@@ -244,7 +242,7 @@ class StreamLogContract:
         assert all(0.15 <= p.idle < 30 for p in every)
         assert [p.id for p in await log.pending(k("s"), "g", count=1)] == [ids[0]]
         assert [p.id for p in await log.pending(k("s"), "g", consumer="c2")] == [ids[2]]
-        with pytest.raises(BackendProtocolError, match="NOGROUP"):
+        with pytest.raises(GroupMissing):
             await log.pending(k("s"), "nogroup")
 
     # ----------------------------------------------------------------- fencing
@@ -264,8 +262,8 @@ class StreamLogContract:
         new = await locks.acquire(k("lock"), k("epoch"), "w2", 30.0)
         assert new is not None
 
-        [read_slot] = await log.read([ReadRequest(k("s"), "g", "p0", 10, fence=stale)])
-        [ack_slot] = await log.ack([AckRequest(k("s"), "g", [ids[0]], fence=stale)])
+        [read_slot] = await read_slots(log, [ReadRequest(k("s"), "g", "p0", 10, fence=stale)])
+        [ack_slot] = await ack_slots(log, [AckRequest(k("s"), "g", [ids[0]], fence=stale)])
         with pytest.raises(Fenced):
             await log.dead_letter(
                 DeadLetter(k("s"), "g", ids[0], k("dlq"), {b"x": b"1"}, fence=stale)
@@ -281,7 +279,7 @@ class StreamLogContract:
         current = Fence(k("lock"), new.token, k("fenced"))
         history = await read(log, k("s"), "g", "p0", start=b"0", fence=current)
         assert [e.id for e in history] == [ids[0]]
-        [acked] = await log.ack([AckRequest(k("s"), "g", [ids[0]], fence=current)])
+        [acked] = await ack_slots(log, [AckRequest(k("s"), "g", [ids[0]], fence=current)])
         assert acked == 1
         assert await kv.get(k("fenced")) == b"3"
 
@@ -291,7 +289,7 @@ class StreamLogContract:
         log, kv, k = await make_log(), await make_kv(), key_space()
         await log.ensure_group(k("s"), "g")
         fence = Fence(k("lock"), b"w1:1", k("fenced"))
-        [slot] = await log.read([ReadRequest(k("s"), "g", "p0", 10, fence=fence)])
+        [slot] = await read_slots(log, [ReadRequest(k("s"), "g", "p0", 10, fence=fence)])
         assert isinstance(slot, Fenced)
         assert await kv.get(k("fenced")) == b"1"
 
@@ -472,72 +470,18 @@ class StreamLogContract:
         assert await log.wait({k("s"): b"0"}, timeout=0.2) == {k("s")}
         assert numbers(await read(log, k("s"), "g")) == [b"1"]
 
-    # ----------------------------------------------------------------- claim and admin
+    # ----------------------------------------------------------------- administration
 
-    async def test_claim_moves_idle_entries_to_another_consumer(
-        self, make_log: MakeLog, advance: Advance
-    ) -> None:
-        log, k = await make_log(), key_space()
-        await log.ensure_group(k("s"), "g")
-        ids = await append_n(log, k("s"), 3)
-        await read(log, k("s"), "g", "c1", count=2)
-        early = await log.claim(k("s"), "g", "c2", min_idle=30.0)
-        assert (early.entries, early.deleted, early.next_start) == ([], [], b"0-0")
-        await advance(0.3)
-        await read(log, k("s"), "g", "c1", count=1)
-        claimed = await log.claim(k("s"), "g", "c2", min_idle=0.25)
-        assert [(e.id, dict(e.fields)) for e in claimed.entries] == [
-            (ids[0], fields(1)),
-            (ids[1], fields(2)),
-        ]
-        assert claimed.deleted == []
-        assert claimed.next_start == b"0-0"
-        owners = [(p.id, p.consumer, p.delivery_count) for p in await log.pending(k("s"), "g")]
-        assert owners == [(ids[0], "c2", 2), (ids[1], "c2", 2), (ids[2], "c1", 1)]
-
-    async def test_claim_pages_with_a_cursor(self, make_log: MakeLog) -> None:
-        log, k = await make_log(), key_space()
-        await log.ensure_group(k("s"), "g")
-        ids = await append_n(log, k("s"), 3)
-        await read(log, k("s"), "g", "c1")
-        page = await log.claim(k("s"), "g", "c2", min_idle=0.0, count=2)
-        assert [e.id for e in page.entries] == ids[:2]
-        assert page.next_start == ids[2]
-        rest = await log.claim(k("s"), "g", "c2", min_idle=0.0, start=page.next_start)
-        assert [e.id for e in rest.entries] == [ids[2]]
-        assert rest.next_start == b"0-0"
-
-    async def test_claim_reports_and_drops_trimmed_entries(self, make_log: MakeLog) -> None:
-        log, k = await make_log(), key_space()
-        await log.ensure_group(k("s"), "g")
-        ids = await append_n(log, k("s"), 3)
-        await read(log, k("s"), "g", "c1")
-        await log.append([Append(k("s"), fields(4))], Cap(2, "lossy", k("lost")))
-        claimed = await log.claim(k("s"), "g", "c2", min_idle=0.0)
-        assert claimed.deleted == ids[:2]
-        assert [e.id for e in claimed.entries] == [ids[2]]
-        assert [p.id for p in await log.pending(k("s"), "g")] == [ids[2]]
-
-    async def test_set_group_id_moves_the_cursor(self, make_log: MakeLog) -> None:
-        log, k = await make_log(), key_space()
-        await log.ensure_group(k("s"), "g")
-        ids = await append_n(log, k("s"), 3)
-        await log.set_group_id(k("s"), "g", b"$")
-        [info] = await log.groups(k("s"))
-        assert info.last_delivered_id == ids[-1]
-        assert await read(log, k("s"), "g") == []
-        await log.set_group_id(k("s"), "g", ids[0])
-        assert [e.id for e in await read(log, k("s"), "g")] == ids[1:]
-
-    async def test_redelivery_after_rewind_reassigns_pending_entries(
+    async def test_a_group_created_again_at_an_id_delivers_what_follows_it(
         self, make_log: MakeLog
     ) -> None:
         log, k = await make_log(), key_space()
         await log.ensure_group(k("s"), "g")
-        ids = await append_n(log, k("s"), 2)
+        ids = await append_n(log, k("s"), 3)
         await read(log, k("s"), "g", "c1")
-        await log.set_group_id(k("s"), "g", b"0")
-        assert [e.id for e in await read(log, k("s"), "g", "c2")] == ids
+        assert await log.destroy_group(k("s"), "g") is True
+        assert await log.ensure_group(k("s"), "g", ids[0]) is True
+        assert [e.id for e in await read(log, k("s"), "g", "c2")] == ids[1:]
         owners = [(p.consumer, p.delivery_count) for p in await log.pending(k("s"), "g")]
         assert owners == [("c2", 1), ("c2", 1)]
 
@@ -550,7 +494,7 @@ class StreamLogContract:
         assert await log.destroy_group(k("s"), "g") is False
         assert await log.destroy_group(k("missing"), "g") is False
         assert await log.groups(k("s")) == []
-        [slot] = await log.read([ReadRequest(k("s"), "g", "c1", 10)])
-        assert isinstance(slot, BackendProtocolError)
+        [slot] = await read_slots(log, [ReadRequest(k("s"), "g", "c1", 10)])
+        assert isinstance(slot, GroupMissing)
         assert await log.ensure_group(k("s"), "g") is True
         assert await log.pending(k("s"), "g") == []

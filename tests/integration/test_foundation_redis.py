@@ -12,7 +12,6 @@ import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, cast
-from uuid import uuid4
 
 import pytest
 from redis.asyncio import Redis
@@ -26,6 +25,7 @@ from runnel.errors import (
     BackpressureError,
     MetadataMismatch,
 )
+from tests.kit import Click, unique, write_user_module
 
 
 class Order(Record):
@@ -33,20 +33,12 @@ class Order(Record):
     seq: int
 
 
-class Click(Record, primitive=True):
-    user_id: int
-    clicked: bool
-    score: float
-    page: str
-    token: bytes
-
-
 MakeApp = Callable[..., App]
 
 
 @pytest.fixture
 def name() -> str:
-    return f"t{uuid4().hex[:8]}"
+    return unique()
 
 
 @pytest.fixture
@@ -261,28 +253,6 @@ async def test_an_unreachable_server_is_backend_unavailable(make_app: MakeApp) -
 
 # --------------------------------------------------------------------------- CLI
 
-CLI_MODULE = """
-from runnel import App, Record
-
-app = App(name="{name}", redis_url="memory://{name}")
-
-
-class Action(Record):
-    user_id: int
-    type: str
-
-
-actions = app.stream("actions", record=Action, partition_by="user_id", partition_count=4)
-capped = app.stream("capped", record=Action, partition_by="user_id", partition_count=1,
-                    partition_size=3)
-
-
-@app.processor(capped)
-async def billing(events):
-    async for _ in events:
-        pass
-"""
-
 
 def runnel_cli(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
@@ -297,9 +267,7 @@ def runnel_cli(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture
 def cli_module(tmp_path: Path, name: str) -> str:
-    module = f"cliapp_{name}"
-    (tmp_path / f"{module}.py").write_text(CLI_MODULE.format(name=name))
-    return module
+    return write_user_module(tmp_path, name)
 
 
 async def test_cli_sendmany_sends_a_file_to_the_server_given_by_redis_url(
@@ -366,7 +334,7 @@ async def test_cli_send_reports_a_redis_error(
 async def test_cli_sendmany_refused_midway_says_what_the_server_already_has(
     tmp_path: Path, cli_module: str, redis_url: str, redis_client: Redis, name: str
 ) -> None:
-    lines = [f'{{"user_id": 1, "type": "t{n}"}}' for n in range(1, 6)]
+    lines = [f'{{"user_id": 1, "type": "t{n}"}}' for n in range(1, 8)]
     (tmp_path / "data.jsonl").write_text("\n".join(lines) + "\n")
 
     done = runnel_cli(
@@ -384,12 +352,12 @@ async def test_cli_sendmany_refused_midway_says_what_the_server_already_has(
     assert "Error: BackpressureError: append to stream " in done.stderr
     assert "Traceback" not in done.stderr
     assert done.stderr.endswith(
-        f"\n2 of 5 event(s), up to line 2, were sent to 1 partition(s) of {name}.capped "
-        "before the error; the chunk of 2 event(s) from line 3 was not written, and nothing "
-        "after it was sent. Sending the whole file again would send those 2 event(s) twice: "
-        "resume from line 3 instead.\n"
+        f"\n4 of 7 event(s), up to line 4, were sent to 1 partition(s) of {name}.capped "
+        "before the error; the chunk of 2 event(s) from line 5 was not written, and nothing "
+        "after it was sent. Sending the whole file again would send those 4 event(s) twice: "
+        "resume from line 5 instead.\n"
     )
-    assert await redis_client.xlen(f"__strm:{name}.capped.0") == 2
+    assert await redis_client.xlen(f"__strm:{name}.capped.0") == 4
 
 
 # --------------------------------------------------------------------------- store resets

@@ -20,7 +20,7 @@ from runnel.adapters.redis.streams import RedisStreamLog
 from runnel.domain.model import Entry
 from runnel.errors import BackendProtocolError, BackendUnavailable, BackpressureError, Fenced
 from runnel.ports import AckRequest, Append, Cap, DeadLetter, Fence, ReadRequest
-from tests.contracts import key_space
+from tests.contracts import ack_slots, key_space, read_slots
 
 
 def one(n: int) -> dict[bytes, bytes]:
@@ -69,12 +69,13 @@ async def test_each_refused_slot_counts_once_and_the_others_succeed(redis_client
     good = Fence(k("lock0"), held.token, k("fenced"))
     stale = Fence(k("lock1"), b"w1:1", k("fenced"))
 
-    slots = await log.read(
+    slots = await read_slots(
+        log,
         [
             ReadRequest(k("p0"), "g", "p0", 10, fence=good),
             ReadRequest(k("p1"), "g", "p1", 10, fence=stale),
             ReadRequest(k("p1"), "g", "p1", 10, fence=stale),
-        ]
+        ],
     )
 
     assert [type(s).__name__ for s in slots] == ["list", "Fenced", "Fenced"]
@@ -83,8 +84,9 @@ async def test_each_refused_slot_counts_once_and_the_others_succeed(redis_client
     assert [g.pending for g in await log.groups(k("p1"))] == [0]
     assert isinstance(slots[0], list)
     [id0] = [e.id for e in slots[0]]
-    acks = await log.ack(
-        [AckRequest(k("p0"), "g", [id0], fence=good), AckRequest(k("p1"), "g", [], fence=stale)]
+    acks = await ack_slots(
+        log,
+        [AckRequest(k("p0"), "g", [id0], fence=good), AckRequest(k("p1"), "g", [], fence=stale)],
     )
     assert acks[0] == 1
     assert isinstance(acks[1], Fenced)
@@ -103,7 +105,7 @@ async def test_a_lease_expired_on_the_server_fences_its_owner(redis_client: Redi
 
     await eventually(expired)
     fence = Fence(k("lock"), lease.token, k("fenced"))
-    [slot] = await log.read([ReadRequest(k("s"), "g", "p0", 10, fence=fence)])
+    [slot] = await read_slots(log, [ReadRequest(k("s"), "g", "p0", 10, fence=fence)])
     assert isinstance(slot, Fenced)
     assert await locks.extend([lease], 30.0) == [False]
     assert await locks.holder(k("lock")) is None
@@ -119,8 +121,8 @@ async def test_backpressure_names_the_stream_the_first_unsafe_entry_and_the_grou
     cap = Cap(3, "lossless", k("lost"))
     await log.ensure_group(k("s"), "billing")
     ids = await log.append([Append(k("s"), one(n)) for n in (1, 2, 3)], cap)
-    await log.read([ReadRequest(k("s"), "billing", "c", 1)])
-    await log.ack([AckRequest(k("s"), "billing", [ids[0]])])
+    await read_slots(log, [ReadRequest(k("s"), "billing", "c", 1)])
+    await ack_slots(log, [AckRequest(k("s"), "billing", [ids[0]])])
 
     with pytest.raises(BackpressureError) as refused:
         await log.append([Append(k("s"), one(4)), Append(k("s"), one(5))], cap)
@@ -151,8 +153,8 @@ async def test_lossy_counts_exactly_across_keys_groups_and_calls(redis_client: R
     a = await log.append([Append(k("a"), one(n)) for n in (1, 2)], cap)
     await log.append([Append(k("b"), one(n)) for n in (1, 2)], cap)  # no group: never lost
     # g1 acks the first entry of a; g2 has everything pending.
-    await log.read([ReadRequest(k("a"), "g1", "c", 1), ReadRequest(k("a"), "g2", "c", 10)])
-    await log.ack([AckRequest(k("a"), "g1", [a[0]])])
+    await read_slots(log, [ReadRequest(k("a"), "g1", "c", 1), ReadRequest(k("a"), "g2", "c", 10)])
+    await ack_slots(log, [AckRequest(k("a"), "g1", [a[0]])])
 
     # a: 2 old + 3 new over a cap of 2: both old entries (pending in g2) and the first new
     # one (never delivered) go. b: its 2 old entries go, but no group wanted them.
@@ -184,25 +186,15 @@ async def test_history_reads_count_every_delivery_including_this_one(redis_clien
     log, k = RedisStreamLog(redis_client), key_space()
     await log.ensure_group(k("s"), "g")
     ids = await log.append([Append(k("s"), one(n)) for n in (1, 2, 3)])
-    [first] = await log.read([ReadRequest(k("s"), "g", "p0", 2)])
+    [first] = await read_slots(log, [ReadRequest(k("s"), "g", "p0", 2)])
     assert first == [Entry(ids[0], one(1), 1), Entry(ids[1], one(2), 1)]
     # A new owner of the partition (same partition-scoped consumer) re-reads its history.
     for expected in (2, 3):
-        [history] = await log.read([ReadRequest(k("s"), "g", "p0", 10, start=b"0")])
+        [history] = await read_slots(log, [ReadRequest(k("s"), "g", "p0", 10, start=b"0")])
         assert history == [Entry(ids[0], one(1), expected), Entry(ids[1], one(2), expected)]
-    [fresh] = await log.read([ReadRequest(k("s"), "g", "p0", 10)])
+    [fresh] = await read_slots(log, [ReadRequest(k("s"), "g", "p0", 10)])
     assert fresh == [Entry(ids[2], one(3), 1)]
     assert [p.delivery_count for p in await log.pending(k("s"), "g")] == [3, 3, 1]
-
-
-async def test_claimed_entries_carry_their_delivery_counts(redis_client: Redis) -> None:
-    log, k = RedisStreamLog(redis_client), key_space()
-    await log.ensure_group(k("s"), "g")
-    ids = await log.append([Append(k("s"), one(n)) for n in (1, 2)])
-    await log.read([ReadRequest(k("s"), "g", "c1", 10)])
-    await log.read([ReadRequest(k("s"), "g", "c1", 1, start=b"0")])
-    claimed = await log.claim(k("s"), "g", "c2", min_idle=0.0)
-    assert claimed.entries == [Entry(ids[0], one(1), 3), Entry(ids[1], one(2), 2)]
 
 
 # --------------------------------------------------------------------------- wait
@@ -282,11 +274,13 @@ async def test_batches_survive_a_script_cache_flush(
     await log.ensure_group(k("s"), "g")
     ids = await log.append([Append(k("s"), one(1))])
     await redis_client.script_flush()
-    slots = await log.read([ReadRequest(k("s"), "g", "c", 10), ReadRequest(k("s"), "x", "c", 1)])
+    slots = await read_slots(
+        log, [ReadRequest(k("s"), "g", "c", 10), ReadRequest(k("s"), "x", "c", 1)]
+    )
     assert slots[0] == [Entry(ids[0], one(1), 1)]
     assert isinstance(slots[1], BackendProtocolError)
     await redis_client.script_flush()
-    assert await log.ack([AckRequest(k("s"), "g", ids)]) == [1]
+    assert await ack_slots(log, [AckRequest(k("s"), "g", ids)]) == [1]
     await redis_client.script_flush()
     assert await locks.acquire(k("lock"), k("epoch"), "w", 1.0) is not None
 
@@ -363,7 +357,7 @@ async def test_an_unreachable_server_is_backend_unavailable() -> None:
         with pytest.raises(BackendUnavailable):
             await RedisKeyValue(client).get("anything")
         with pytest.raises(BackendUnavailable):
-            await RedisStreamLog(client).read([ReadRequest("s", "g", "c", 1)])
+            await read_slots(RedisStreamLog(client), [ReadRequest("s", "g", "c", 1)])
     finally:
         await client.aclose()
 
@@ -407,19 +401,20 @@ async def test_steady_state_rounds_load_no_script_and_read_without_lua(redis_cli
     for key in keys:
         await log.ensure_group(key, "g")
     await log.append([Append(key, one(1)) for key in keys])  # loads the scripts if needed
-    await log.read([ReadRequest(keys[0], "g", "c", 1, start=b"0")])
-    await log.ack([AckRequest(keys[0], "g", [b"0-1"])])
+    await read_slots(log, [ReadRequest(keys[0], "g", "c", 1, start=b"0")])
+    await ack_slots(log, [AckRequest(keys[0], "g", [b"0-1"])])
     names = ("evalsha", "script", "exec", "watch")
     before = await _command_calls(redis_client, *names)
 
     await log.append([Append(key, one(2)) for key in keys])
-    slots = await log.read([ReadRequest(key, "g", "c", 10) for key in keys])
-    await log.ack(
+    slots = await read_slots(log, [ReadRequest(key, "g", "c", 10) for key in keys])
+    await ack_slots(
+        log,
         [
             AckRequest(key, "g", [e.id for e in s])
             for key, s in zip(keys, slots, strict=True)
             if isinstance(s, list)
-        ]
+        ],
     )
 
     after = await _command_calls(redis_client, *names)
@@ -477,7 +472,7 @@ async def test_a_lock_taken_over_between_the_check_and_the_read_fences_the_read(
     intruder = Intruder(monkeypatch, take_over)
     fence = Fence(k("lock"), lease.token, k("fenced"))
     try:
-        [slot] = await log.read([ReadRequest(k("s"), "g", "p0", 10, fence=fence)])
+        [slot] = await read_slots(log, [ReadRequest(k("s"), "g", "p0", 10, fence=fence)])
     finally:
         await other.aclose()
     assert intruder.times == 1
@@ -502,7 +497,7 @@ async def test_a_renewal_during_a_round_only_makes_it_try_again(
     intruder = Intruder(monkeypatch, renew)
     fence = Fence(k("lock"), lease.token, k("fenced"))
     try:
-        [slot] = await log.read([ReadRequest(k("s"), "g", "p0", 10, fence=fence)])
+        [slot] = await read_slots(log, [ReadRequest(k("s"), "g", "p0", 10, fence=fence)])
     finally:
         await other.aclose()
     assert intruder.times == 1
@@ -585,7 +580,7 @@ async def test_a_twenty_megabyte_field_is_dead_lettered_even_when_its_lease_is_r
     lease = await locks.acquire(k("lock"), k("epoch"), "w1", 30.0)
     assert lease is not None
     fence = Fence(k("lock"), lease.token, k("f"))
-    await log.read([ReadRequest(k("s"), "g", "p0", 10, fence=fence)])
+    await read_slots(log, [ReadRequest(k("s"), "g", "p0", 10, fence=fence)])
     other = make_client(redis_url, pool_size=1)
     keeper = RedisPartitionLocks(other)
     looks: list[object] = []

@@ -11,65 +11,35 @@ import asyncio
 import pytest
 from redis.asyncio import Redis
 
-from runnel.adapters.redis.keyvalue import RedisKeyValue
-from runnel.adapters.redis.locks import RedisPartitionLocks
-from runnel.adapters.redis.membership import RedisMembership
-from runnel.adapters.redis.streams import RedisStreamLog
-from runnel.ports import KeyValue, Membership, PartitionLocks, StreamLog
-from tests.contracts import Advance, MakeKV, MakeLocks, MakeLog, MakeMembership
+from tests.contracts import Advance
+from tests.contracts.bindings import Adapters, Bound, redis_adapters
 from tests.contracts.keyvalue_contract import KeyValueContract
 from tests.contracts.locks_contract import LocksContract
 from tests.contracts.membership_contract import MembershipContract
 from tests.contracts.streamlog_contract import StreamLogContract
 
 
-class RedisBinding:
-    """Fixtures shared by the three bindings: adapters on the test's client."""
-
-    @pytest.fixture
-    def make_log(self, redis_client: Redis) -> MakeLog:
-        async def make() -> StreamLog:
-            return RedisStreamLog(redis_client)
-
-        return make
-
-    @pytest.fixture
-    def make_locks(self, redis_client: Redis) -> MakeLocks:
-        async def make() -> PartitionLocks:
-            return RedisPartitionLocks(redis_client)
-
-        return make
-
-    @pytest.fixture
-    def make_kv(self, redis_client: Redis) -> MakeKV:
-        async def make() -> KeyValue:
-            return RedisKeyValue(redis_client)
-
-        return make
-
-    @pytest.fixture
-    def make_membership(self, redis_client: Redis) -> MakeMembership:
-        async def make() -> Membership:
-            return RedisMembership(redis_client)
-
-        return make
-
-    @pytest.fixture
-    def advance(self) -> Advance:
-        return asyncio.sleep
+@pytest.fixture
+def adapters(redis_client: Redis) -> Adapters:
+    return redis_adapters(redis_client)
 
 
-class TestRedisStreamLog(RedisBinding, StreamLogContract):
+@pytest.fixture
+def advance() -> Advance:
+    return asyncio.sleep
+
+
+class TestRedisStreamLog(Bound, StreamLogContract):
     """StreamLog contract on Redis."""
 
 
-class TestRedisPartitionLocks(RedisBinding, LocksContract):
+class TestRedisPartitionLocks(Bound, LocksContract):
     """PartitionLocks contract on Redis."""
 
 
-class TestRedisKeyValue(RedisBinding, KeyValueContract):
+class TestRedisKeyValue(Bound, KeyValueContract):
     """KeyValue contract on Redis."""
 
 
-class TestRedisMembership(RedisBinding, MembershipContract):
+class TestRedisMembership(Bound, MembershipContract):
     """Membership contract on Redis."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import json
 import logging
 import subprocess
 import sys
@@ -16,57 +17,9 @@ from uuid import uuid4
 import pytest
 from click.testing import CliRunner, Result
 
-from runnel import Stream
+from runnel import App, Stream
 from runnel.entrypoints.cli import cli
-
-MODULE_SOURCE = """
-from runnel import App, Record
-
-app = App(name="{name}", redis_url="memory://{name}")
-
-
-class Action(Record):
-    user_id: int
-    type: str
-
-
-actions = app.stream("actions", record=Action, partition_by="user_id", partition_count=4)
-
-
-@app.processor(actions)
-async def count(events):
-    async for _ in events:
-        pass
-
-
-@app.processor(actions, name="audit")
-async def audit_trail(events):
-    async for _ in events:
-        pass
-
-
-class Tagged(Record):
-    user_id: int
-    tags: list[str] = []
-
-
-# One partition of five entries, and a processor: the sixth unprocessed entry is refused.
-capped = app.stream("capped", record=Action, partition_by="user_id", partition_count=1,
-                    partition_size=5)
-by_tags = app.stream("by_tags", record=Tagged, partition_by="tags", partition_count=2)
-by_ratio = app.stream(
-    "by_ratio", record=Action, partition_by=lambda a: 100 // a.user_id, partition_count=2
-)
-
-
-@app.processor(capped)
-async def billing(events):
-    async for _ in events:
-        pass
-
-
-not_a_stream = 42
-"""
+from tests.kit import unique, write_user_module
 
 
 @dataclass(frozen=True)
@@ -108,9 +61,8 @@ class UserModule:
 
 @pytest.fixture
 def user_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[UserModule]:
-    name = f"t{uuid4().hex[:8]}"
-    module = f"cliapp_{name}"
-    (tmp_path / f"{module}.py").write_text(MODULE_SOURCE.format(name=name))
+    name = unique()
+    module = write_user_module(tmp_path, name)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "path", [str(tmp_path), *sys.path])
     yield UserModule(module=module, app_name=name, path=tmp_path)
@@ -179,6 +131,26 @@ def test_send_reports_a_backend_refusal(user_module: UserModule) -> None:
     assert "MetadataMismatch: " in result.output
     assert "partition_count is '9' in the backend but '4' in this App" in result.output
     assert user_module.stored() == [[], [], [], []]
+
+
+def test_a_worker_that_cannot_start_says_why_in_one_line_and_exits_1(
+    user_module: UserModule,
+) -> None:
+    # Found with real workers: a wrong Redis password (or any start-up RunnelError) ended
+    # the worker with a 100-line traceback, not JSON, in a RUNNEL_LOG_FORMAT=json log.
+    # The same stream was recorded first, by another App with another layout.
+    other = App(name=user_module.app_name, redis_url=f"memory://{user_module.app_name}")
+    meta = {b"partition_count": b"8"}
+    asyncio.run(other.backend.kv.hash_set(user_module.actions.keys.meta(), meta))
+
+    result = run("worker", user_module.ref("app"), "--log-format", "json")
+
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    assert "Error: MetadataMismatch: " in result.output
+    assert "partition_count is '8' in the backend but '4' in this App" in result.output
+    logged = [json.loads(line) for line in result.output.splitlines() if line.startswith("{")]
+    assert [r["level"] for r in logged if "worker failed" in r["message"]] == ["critical"]
 
 
 def test_send_with_an_unsupported_redis_url_says_so_in_one_line(

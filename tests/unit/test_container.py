@@ -3,17 +3,14 @@ and overridden providers (a pre-built Redis client, a serializer) are what an Ap
 
 from __future__ import annotations
 
-import doctest
-from typing import Any, ClassVar
-from uuid import uuid4
+from typing import Any
 
 import pytest
 from dependency_injector import providers
 from fakeredis import FakeAsyncRedis
 from redis.asyncio.connection import Connection, SSLConnection, UnixDomainSocketConnection
 
-import runnel.container
-from runnel import App, Record, Serializer
+from runnel import App, Record
 from runnel.adapters.compressors import GzipCompressor
 from runnel.adapters.memory.keyvalue import MemoryKeyValue
 from runnel.adapters.memory.locks import MemoryPartitionLocks
@@ -24,26 +21,11 @@ from runnel.adapters.redis.streams import RedisStreamLog
 from runnel.adapters.serializers import JSONSerializer
 from runnel.container import Container
 from runnel.settings import Settings
+from tests.kit import ReversedJSON, unique
 
 
 class Order(Record):
     order_id: int
-
-
-class ReversedJSON(Serializer):
-    """A user serializer: JSON with its bytes reversed."""
-
-    name: ClassVar[str] = "reversed-json"
-
-    def dumps(self, value: Any) -> bytes:
-        return JSONSerializer().dumps(value)[::-1]
-
-    def loads(self, data: bytes) -> Any:
-        return JSONSerializer().loads(data[::-1])
-
-
-def unique() -> str:
-    return f"t{uuid4().hex[:8]}"
 
 
 # --------------------------------------------------------------------------- URL scheme
@@ -122,8 +104,8 @@ async def test_apps_on_different_memory_urls_do_not_share() -> None:
 
     await a.send(Order(order_id=1))
 
-    assert await first.backend.log.length(a.keys.stream(0)) == 1
-    assert await second.backend.log.length(b.keys.stream(0)) == 0
+    assert await first.backend.admin.length(a.keys.stream(0)) == 1
+    assert await second.backend.admin.length(b.keys.stream(0)) == 0
 
 
 # --------------------------------------------------------------------------- overrides
@@ -211,8 +193,35 @@ async def test_the_module_docstring_recipe_works() -> None:
     assert [fields for _, fields in entries] == [{b"data": b'#!reversed-json\n}1:"di_redro"{'}]
 
 
-def test_the_container_modules_doctests_pass() -> None:
-    outcome = doctest.testmod(runnel.container, optionflags=doctest.ELLIPSIS)
+async def test_closing_an_app_closes_the_redis_client_the_container_built() -> None:
+    client = FakeAsyncRedis()
+    closed: list[bool] = []
+    real_aclose = client.aclose
 
-    assert outcome.attempted >= 4
-    assert outcome.failed == 0
+    async def aclose() -> None:
+        closed.append(True)
+        await real_aclose()
+
+    client.aclose = aclose  # type: ignore[method-assign,assignment]  # observing the close
+    container = Container(settings=Settings(redis_url="redis://cache:6379/2"))
+    container.redis_client.override(providers.Object(client))
+    app = App(name=unique(), container=container)
+    orders = app.stream("orders", record=Order, partition_by="order_id", partition_count=1)
+    await orders.send(Order(order_id=1))
+
+    await app.close()
+    await app.close()  # idempotent: nothing was built since, so nothing is closed again
+
+    assert closed == [True]
+
+
+async def test_closing_a_memory_app_leaves_its_broker_to_the_next_app() -> None:
+    url = f"memory://{unique()}"
+    first = App(name="shop", redis_url=url)
+    orders = first.stream("orders", record=Order, partition_by="order_id", partition_count=1)
+    await orders.send(Order(order_id=1))
+    await first.close()
+
+    second = App(name="shop", redis_url=url)
+    again = second.stream("orders", record=Order, partition_by="order_id", partition_count=1)
+    assert await second.backend.admin.length(again.keys.stream(0)) == 1

@@ -10,7 +10,7 @@ import json
 import math
 import types
 from datetime import datetime, timedelta, timezone
-from typing import Any, ClassVar
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -22,7 +22,8 @@ from runnel.adapters.compressors import GzipCompressor, LZ4Compressor
 from runnel.adapters.serializers import JSONSerializer, OrjsonSerializer
 from runnel.codec import RecordCodec
 from runnel.errors import CodecMismatch, DecodeError
-from runnel.ports import Compressor
+from runnel.interfaces import Compressor
+from tests.kit import ReversedJSON
 
 # --------------------------------------------------------------------------- records
 
@@ -56,18 +57,6 @@ class Flag(Record, primitive=True):
     score: float
     name: str
     raw: bytes
-
-
-class ReversedJSON(Serializer):
-    """A user serializer: JSON with its bytes reversed (reversible, and not JSON)."""
-
-    name: ClassVar[str] = "reversed-json"
-
-    def dumps(self, value: Any) -> bytes:
-        return JSONSerializer().dumps(value)[::-1]
-
-    def loads(self, data: bytes) -> Any:
-        return JSONSerializer().loads(data[::-1])
 
 
 PARIS = ZoneInfo("Europe/Paris")

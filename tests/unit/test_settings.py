@@ -6,7 +6,6 @@ import asyncio
 import logging
 import os
 from typing import Any
-from uuid import uuid4
 
 import pytest
 from dependency_injector import providers
@@ -19,6 +18,7 @@ from runnel.container import backend_kind, memory_name
 from runnel.errors import Misconfigured
 from runnel.runtime.worker import Worker
 from runnel.settings import Settings
+from tests.kit import unique
 
 PASSWORD = "s3cret-Pa55"
 
@@ -37,10 +37,6 @@ class Click(Record):
 
 async def noop(events: object) -> None:
     pass
-
-
-def unique() -> str:
-    return f"t{uuid4().hex[:8]}"
 
 
 def add_processor(app: App, **overrides: Any) -> None:
@@ -101,7 +97,8 @@ def test_runnel_environment_variables_are_read(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("RUNNEL_DEFAULT_EXCEPTION_POLICY", "quarantine")
     monkeypatch.setenv("RUNNEL_TESTING", "true")
 
-    s = Settings()
+    with pytest.warns(DeprecationWarning, match="testing setting"):
+        s = Settings()
 
     assert s.redis_url == "redis://cache:6380/3"
     assert s.log_level == "debug"
@@ -156,15 +153,26 @@ def test_an_app_without_a_redis_url_kwarg_uses_the_environments(
 
 
 def test_stream_and_processor_arguments_beat_app_settings() -> None:
-    app = App(name=unique(), redis_url="memory://", default_partition_count=3, default_pool_size=4)
+    app = App(name=unique(), redis_url="memory://", default_partition_count=3)
     stream = app.stream("clicks", record=Click, partition_by="user_id", partition_count=9)
-    app.processor(stream, pool_size=2, prefetch_count=1)(noop)
+    app.processor(stream, prefetch_count=1, lock_expiry=4)(noop)
 
     spec = app.processors["noop"]
     assert stream.partition_count == 9
-    assert spec.pool_size == 2
     assert spec.prefetch_count == 1
+    assert spec.lock_expiry == 4.0
     assert spec.assignment_attempts == 32  # untouched: the app's default
+
+
+def test_a_processors_pool_size_is_accepted_with_a_warning_and_ignored() -> None:
+    app = App(name=unique(), redis_url="memory://")
+    stream = app.stream("clicks", record=Click, partition_by="user_id")
+
+    with pytest.warns(DeprecationWarning, match="pool_size .* ignored") as warned:
+        app.processor(stream, pool_size=2)(noop)
+
+    assert warned[0].filename == __file__  # it points at the registration
+    assert "noop" in app.processors
 
 
 # --------------------------------------------------------------------------- explicit zeros
@@ -374,7 +382,7 @@ async def test_the_worker_start_up_log_hides_a_password_in_the_query_string(
     app = App(name=name, redis_url=f"memory://{name}?password={PASSWORD}")
     app.container.clock.override(providers.Object(SimulatedClock(autojump=True)))
     add_processor(app)
-    worker = Worker(app, app.backend, install_signals=False)
+    worker = Worker(app.plan(), install_signals=False)
 
     with caplog.at_level(logging.INFO, logger="runnel"):
         run = asyncio.create_task(worker.run())
@@ -393,3 +401,13 @@ async def test_the_worker_start_up_log_hides_a_password_in_the_query_string(
 def test_memory_urls_name_their_broker(url: str, name: str) -> None:
     assert backend_kind(Settings(redis_url=url).redis_url) == "memory"
     assert memory_name(url) == name
+
+
+def test_the_testing_setting_is_accepted_with_a_warning_and_ignored(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with pytest.warns(DeprecationWarning, match="testing setting .* ignored"):
+        assert Settings(testing=True).testing is True
+    monkeypatch.setenv("RUNNEL_TESTING", "1")
+    with pytest.warns(DeprecationWarning, match="runnel.testing.Harness"):
+        Settings()

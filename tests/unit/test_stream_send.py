@@ -6,7 +6,6 @@ import asyncio
 import re
 from collections.abc import Callable
 from typing import Any
-from uuid import uuid4
 
 import pytest
 from dependency_injector import providers
@@ -17,6 +16,8 @@ from runnel.adapters.hashers import default_hasher
 from runnel.adapters.memory.clock import SimulatedClock
 from runnel.errors import BackpressureError, MetadataMismatch, Misconfigured
 from runnel.ports import AckRequest, ReadRequest
+from tests.contracts import ack_slots, read_slots
+from tests.kit import Click, unique
 
 
 class Order(Record):
@@ -25,20 +26,12 @@ class Order(Record):
     note: str = ""
 
 
-class Click(Record, primitive=True):
-    user_id: int
-    clicked: bool
-    score: float
-    page: str
-    token: bytes
-
-
 MakeApp = Callable[..., App]
 
 
 @pytest.fixture
 def name() -> str:
-    return f"t{uuid4().hex[:8]}"
+    return unique()
 
 
 @pytest.fixture
@@ -66,8 +59,8 @@ def orders_of(app: App, **options: Any) -> Stream[Order]:
 
 
 async def lengths(stream: Stream[Any]) -> list[int]:
-    log = stream.app.backend.log
-    return [await log.length(stream.keys.stream(n)) for n in range(stream.partition_count)]
+    admin = stream.app.backend.admin
+    return [await admin.length(stream.keys.stream(n)) for n in range(stream.partition_count)]
 
 
 async def stored(stream: Stream[Any], partition: int) -> list[Any]:
@@ -344,9 +337,9 @@ async def test_a_lossless_cap_makes_room_once_the_processor_acknowledges(app: Ap
     app.processor(orders, name="billing")(noop)
     ids = await orders.send(*[Order(customer="a", seq=seq) for seq in range(5)])
     key = orders.keys.stream(0)
-    (delivered,) = await app.backend.log.read([ReadRequest(key, "billing", "c1", count=2)])
+    (delivered,) = await read_slots(app.backend.log, [ReadRequest(key, "billing", "c1", count=2)])
     assert not isinstance(delivered, Exception)
-    await app.backend.log.ack([AckRequest(key, "billing", [e.id for e in delivered])])
+    await ack_slots(app.backend.log, [AckRequest(key, "billing", [e.id for e in delivered])])
 
     await orders.send(Order(customer="a", seq=5), Order(customer="a", seq=6))
 
@@ -374,9 +367,9 @@ async def test_a_lossy_cap_counts_the_unprocessed_entries_it_drops(app: App) -> 
     assert [r.seq for r in await stored(orders, 0)] == [2, 3, 4]
     assert await orders.lost() == 2
 
-    (delivered,) = await app.backend.log.read([ReadRequest(key, "billing", "c1", count=10)])
+    (delivered,) = await read_slots(app.backend.log, [ReadRequest(key, "billing", "c1", count=10)])
     assert not isinstance(delivered, Exception)
-    await app.backend.log.ack([AckRequest(key, "billing", [e.id for e in delivered])])
+    await ack_slots(app.backend.log, [AckRequest(key, "billing", [e.id for e in delivered])])
     await orders.send(*[Order(customer="a", seq=seq) for seq in range(5, 8)])
     assert await orders.lost() == 2  # the three trimmed entries had been acknowledged
 
@@ -408,7 +401,7 @@ async def test_a_processor_declared_later_gets_its_group_on_the_next_send_from_t
 
     key = orders.keys.stream(0)
     assert sorted(g.name for g in await app.backend.log.groups(key)) == ["audit", "billing"]
-    (delivered,) = await app.backend.log.read([ReadRequest(key, "audit", "c1", count=10)])
+    (delivered,) = await read_slots(app.backend.log, [ReadRequest(key, "audit", "c1", count=10)])
     assert not isinstance(delivered, Exception)
     assert [orders.codec.decode(e.fields).seq for e in delivered] == [1, 2]
 
@@ -441,9 +434,9 @@ async def until_sleeping(clock: SimulatedClock) -> None:
 async def acknowledge(orders: Stream[Order], count: int) -> None:
     key = orders.keys.stream(0)
     log = orders.app.backend.log
-    (delivered,) = await log.read([ReadRequest(key, "billing", "c1", count=count)])
+    (delivered,) = await read_slots(log, [ReadRequest(key, "billing", "c1", count=count)])
     assert not isinstance(delivered, Exception)
-    await log.ack([AckRequest(key, "billing", [e.id for e in delivered])])
+    await ack_slots(log, [AckRequest(key, "billing", [e.id for e in delivered])])
 
 
 async def test_a_wait_send_to_a_full_partition_waits_until_room_appears(app: App) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -42,13 +43,31 @@ class SystemClock:
             True if ``waitable`` finished in time. It is never cancelled by this call.
         """
         if isinstance(waitable, asyncio.Event):
-            if waitable.is_set():
-                return True
-            setter = asyncio.ensure_future(waitable.wait())
-            try:
-                return await self.wait_for(setter, timeout)
-            finally:
-                setter.cancel()
+            return await wait_for_event(self.wait_for, waitable, timeout)
         if not waitable.done():
             await asyncio.wait({waitable}, timeout=max(0.0, timeout))
         return waitable.done()
+
+
+async def wait_for_event(
+    wait_for: Callable[[asyncio.Future[Any], float], Awaitable[bool]],
+    flag: asyncio.Event,
+    timeout: float,
+) -> bool:
+    """A clock's ``wait_for`` of an event, made from its ``wait_for`` of a future.
+
+    Example:
+        >>> async def main() -> bool:
+        ...     flag = asyncio.Event()
+        ...     asyncio.get_running_loop().call_soon(flag.set)
+        ...     return await wait_for_event(SystemClock().wait_for, flag, timeout=5.0)
+        >>> asyncio.run(main())
+        True
+    """
+    if flag.is_set():
+        return True
+    setter = asyncio.ensure_future(flag.wait())
+    try:
+        return await wait_for(setter, timeout)
+    finally:
+        setter.cancel()

@@ -75,7 +75,6 @@ def worker_access(
             Access("meta", keys.meta()),
             Access("lost", keys.lost()),
             Access("lock", keys.lock(name, 0)),
-            Access("lock", keys.admin_lock(name)),
             Access("epoch", keys.epoch(name, 0)),
             Access("fenced", keys.fenced(name)),
             Access("membership", keys.membership(name)),

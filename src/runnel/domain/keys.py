@@ -38,10 +38,6 @@ class Keys:
         """Counter of entries a lossy cap trimmed unprocessed: ``__lost:{app}.{stream}``."""
         return f"__lost:{self._base}"
 
-    def groups(self) -> str:
-        """Set of the processors (consumer groups) declared on the stream."""
-        return f"__grps:{self._base}"
-
     def membership(self, processor: str) -> str:
         """Executors and their partitions: ``__memb:{app}.{stream}.{processor}``."""
         return f"__memb:{self._base}.{processor}"
@@ -57,10 +53,6 @@ class Keys:
     def lock(self, processor: str, partition: int) -> str:
         """A partition's lease: ``__lock:{app}.{stream}.{processor}.{n}``."""
         return f"__lock:{self._base}.{processor}.{partition}"
-
-    def admin_lock(self, processor: str) -> str:
-        """The lock around assignment changes: ``__lock:{app}.{stream}.{processor}.admin``."""
-        return f"__lock:{self._base}.{processor}.admin"
 
     def epoch(self, processor: str, partition: int) -> str:
         """A partition's fencing epoch counter: ``__epoch:{app}.{stream}.{processor}.{n}``."""

@@ -18,26 +18,25 @@ How it works:
     the first renewal.
 
     Renewals are sent every ``ttl / 4`` (:func:`renew_every`), so a healthy worker renews three
-    times before its lease would run out and one lost or slow renewal costs nothing. Past its
-    deadline (:func:`is_valid` false), the worker stops processing the partition whether or
-    not the backend still shows it as the owner: a stale owner that keeps going is the one way
-    ordering could break.
+    times before its lease would run out and one lost or slow renewal costs nothing. At its
+    deadline (the deadline itself is already too late), the worker stops processing the
+    partition whether or not the backend still shows it as the owner: a stale owner that
+    keeps going is the one way ordering could break.
 
-    Heartbeats follow the same rule, seen from the other side: a member is alive while ``now``
-    is before the expiry its last heartbeat set (:func:`is_member_alive`).
+    Heartbeats are the backend's side of the same rule: a member's heartbeat key expires
+    with its TTL, and a member whose key is gone is dead.
 
 Example:
     >>> clock = LeaseClock(ttl=8.0)
     >>> clock.margin, clock.deadline(sent_at=100.0)
     (1.05, 106.95)
-    >>> is_valid(clock.deadline(100.0), now=104.0), renew_every(8.0)
-    (True, 2.0)
+    >>> renew_every(8.0)
+    2.0
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
@@ -72,18 +71,6 @@ def renew_every(ttl: float) -> float:
         2.0
     """
     return ttl / RENEWALS_PER_TTL
-
-
-def is_valid(deadline: float, now: float) -> bool:
-    """Whether a lease with local ``deadline`` may still be relied on at ``now``.
-
-    The deadline itself is already too late.
-
-    Example:
-        >>> is_valid(10.0, now=9.99), is_valid(10.0, now=10.0)
-        (True, False)
-    """
-    return now < deadline
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,23 +140,3 @@ class LeaseClock:
             6.95
         """
         return sent_at + self.usable
-
-
-def is_member_alive(expires_at: float, now: float) -> bool:
-    """Whether a member whose last heartbeat set ``expires_at`` is still alive at ``now``.
-
-    Example:
-        >>> is_member_alive(expires_at=30.0, now=29.0), is_member_alive(30.0, now=30.0)
-        (True, False)
-    """
-    return now < expires_at
-
-
-def live_members(expiries: Mapping[str, float], now: float) -> list[str]:
-    """The members still alive at ``now``, sorted by id (ready for ``assign``).
-
-    Example:
-        >>> live_members({"w2": 50.0, "w1": 40.0, "w0": 10.0}, now=20.0)
-        ['w1', 'w2']
-    """
-    return sorted(m for m, expires_at in expiries.items() if is_member_alive(expires_at, now))

@@ -10,10 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, NamedTuple, TypeAlias
+from typing import Any, Literal, NamedTuple, TypeAlias
 
 Fields: TypeAlias = Mapping[bytes, bytes]
 """The raw field/value pairs of one stream entry."""
+
+TrimMode: TypeAlias = Literal["lossless", "wait", "lossy"]
+"""How a send to a full partition is taken: ``lossless`` refuses it, ``wait`` waits for
+room, ``lossy`` trims the oldest entries anyway and counts the unprocessed ones it drops."""
 
 
 @dataclass(frozen=True, slots=True, order=True)

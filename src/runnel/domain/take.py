@@ -3,16 +3,19 @@
 How it works:
     A :class:`TakeBuffer` holds the items that have arrived but not yet gone out, and the
     arrival time of the first of them. That first arrival starts the batch's clock; later
-    items join the batch without moving it. A batch leaves in exactly one of three ways:
+    items join the batch without moving it. A batch leaves in exactly one of two ways:
 
-    ============ ========================================== =============================
-    call         when it returns a batch                    what the batch holds
-    ============ ========================================== =============================
-    ``offer``    the item just offered makes ``size``       exactly ``size`` items
-    ``poll``     ``now >= due_at()`` and the buffer is      the 1..``size`` items waiting
-                 not empty
-    ``flush``    always (shutdown)                          whatever is waiting, maybe none
-    ============ ========================================== =============================
+    ============== ======================================== =============================
+    call           when it returns a batch                  what the batch holds
+    ============== ======================================== =============================
+    ``offer``      the items just offered make ``size``     exactly ``size`` items
+    (``_many``)
+    ``poll``       ``now >= due_at()`` and the buffer is    the 1..``size`` items waiting
+                   not empty
+    ============== ======================================== =============================
+
+    A batch still waiting when its partition stops never leaves: its items were not
+    processed, so they stay unacknowledged and are delivered again.
 
     Once a batch has gone out the buffer is empty and has no clock. The next item to arrive
     starts a new one, so windows follow the traffic rather than a periodic tick: a batch that
@@ -193,17 +196,6 @@ class TakeBuffer(Generic[T]):
         due = self.due_at()
         if due is None or now < due:
             return None
-        return self._take()
-
-    def flush(self) -> list[T]:
-        """Return everything waiting, due or not (for shutdown); may be empty.
-
-        Example:
-            >>> buffer: TakeBuffer[str] = TakeBuffer(size=5, within=60.0)
-            >>> _ = buffer.offer("a", now=0.0)
-            >>> buffer.flush(), buffer.flush()
-            (['a'], [])
-        """
         return self._take()
 
     def __len__(self) -> int:

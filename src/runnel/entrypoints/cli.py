@@ -1,5 +1,9 @@
 """The ``runnel`` command line: worker, send, sendmany, processor reset, quarantine.
 
+Each command parses its arguments, loads the object it names, calls runnel's Python API
+(:meth:`runnel.App.run_worker`, :mod:`runnel.sending`, the App's administration methods)
+and prints what happened. No decision is made here.
+
 Example:
     $ runnel worker example:app
     $ runnel send example:orders '{"order_id": 1, "amount": 9.5}'
@@ -14,8 +18,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, TypeVar, cast
 
@@ -23,20 +26,24 @@ import click
 
 from runnel._redact import scrub, url_secrets
 from runnel._version import __version__
-from runnel.entrypoints.loading import load_reference, settings_problem
+from runnel.entrypoints.loading import (
+    load_processor,
+    load_reference,
+    reconfigured,
+    split_names,
+)
 from runnel.entrypoints.logs import configure
-from runnel.errors import BackendUnavailable, Misconfigured, RunnelError
+from runnel.errors import RunnelError, UnknownProcessor
 
 # The App, pydantic, redis-py and dependency-injector are imported by the commands that use
 # them, so `runnel --help` and `runnel --version` start in a fraction of the time.
 if TYPE_CHECKING:
-    from pydantic import ValidationError
-
     from runnel.app import App
-    from runnel.ports import Append
-    from runnel.stream import Stream
+    from runnel.stream import Stream, StreamHome
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+T = TypeVar("T")
 
 SECRETS: set[str] = set()
 """Every secret this command has seen (URLs, passwords): masked in what it prints."""
@@ -119,6 +126,18 @@ def _run_uvloop(coro: Any) -> Any:
     return uvloop.run(coro)
 
 
+def _on_backend(app: StreamHome, call: Callable[[], Awaitable[T]]) -> T:
+    """Run ``call`` (which uses the App's backend), then close the backend's connections."""
+
+    async def run() -> T:
+        try:
+            return await call()
+        finally:
+            await app.close()
+
+    return asyncio.run(run())
+
+
 # ---------------------------------------------------------------------- worker
 
 # The values of Settings.log_level (a test keeps the two equal).
@@ -150,10 +169,9 @@ def worker(
     from runnel.app import App
 
     _line_buffered_output()
-
-    app = load_reference(app_ref, App, "a runnel App")
-    _reconfigure(
-        app,
+    app = reconfigured(
+        load_reference(app_ref, App, "a runnel App"),
+        SECRETS,
         redis_url=redis_url,
         redis_password=read_password(redis_password_file),
         log_level=log_level,
@@ -161,15 +179,11 @@ def worker(
     )
     configure(app.settings.log_format, app.settings.log_level, secrets=SECRETS)
     app.discover()
-    names = [p.strip() for p in processors.split(",") if p.strip()] if processors else None
-    if names is not None:
-        unknown = [n for n in names if n not in app.processors]
-        if unknown:
-            raise click.BadParameter(
-                f"unknown processor(s) {', '.join(unknown)}; available: "
-                f"{', '.join(sorted(app.processors)) or '(none)'}",
-                param_hint="--processors",
-            )
+    names = split_names(processors)
+    try:
+        app.processor_specs(names)
+    except UnknownProcessor as exc:
+        raise click.BadParameter(str(exc), param_hint="--processors") from exc
     try:
         code = _run_uvloop(_run_worker(app, names))
     except RunnelError as exc:
@@ -197,64 +211,14 @@ def _line_buffered_output() -> None:
                 reconfigure(line_buffering=True)
 
 
-async def _run_worker(app: App, names: Sequence[str] | None) -> int:
+async def _run_worker(app: App, names: list[str] | None) -> int:
     try:
         return await app.run_worker(names)
     finally:
         await app.close()
 
 
-def _reconfigure(app: App, **options: str | None) -> None:
-    """Apply the command-line options that were given; a bad value is one clear line."""
-    updates = {name: value for name, value in options.items() if value}
-    try:
-        if updates:
-            app.reconfigure(**updates)
-    except Misconfigured as exc:
-        SECRETS.update(url_secrets(updates.get("redis_url") or ""))  # all it might hold
-        given = {name: f"--{name.replace('_', '-')}" for name in updates}
-        given["redis_password"] = "--redis-password-file"
-        problem = settings_problem(exc, given) or str(exc)
-        raise click.ClickException(f"invalid settings for app {app.name!r}: {problem}") from exc
-    SECRETS.update(app.settings.secret_values())
-
-
 # ---------------------------------------------------------------------- send
-
-
-class _Invalid(Exception):
-    """Why one input cannot become an event of the stream."""
-
-
-@dataclass(frozen=True, slots=True)
-class _Event:
-    """One validated input, encoded and routed, ready to append."""
-
-    line: int
-    append: Append
-    partition: int
-
-
-def _prepare(stream: Stream[Any], text: str, line: int = 1) -> _Event:
-    from pydantic import ValidationError
-
-    from runnel.ports import Append
-
-    """Parse, build, route and encode one JSON object, exactly as it will be sent."""
-    try:
-        record = stream.record.model_validate_json(text)
-    except ValidationError as exc:
-        raise _Invalid(_reason(exc)) from exc
-    try:
-        # A custom partition_by or hasher may raise anything; so may an unsupported key.
-        partition = stream.partition_for(record)
-    except Exception as exc:
-        raise _Invalid(f"cannot compute its partition: {type(exc).__name__}: {exc}") from exc
-    try:
-        fields = stream.codec.encode(record)
-    except Exception as exc:
-        raise _Invalid(f"cannot encode it: {type(exc).__name__}: {exc}") from exc
-    return _Event(line, Append(stream.partition_key_name(partition), fields), partition)
 
 
 @cli.command()
@@ -265,12 +229,17 @@ def send(
     stream_ref: str, data: str, redis_url: str | None, redis_password_file: str | None
 ) -> None:
     """Send one event, given as a JSON object, to STREAM (module.path:attribute)."""
+    from runnel import sending
+
     stream = _load_stream(stream_ref, redis_url, redis_password_file)
     try:
-        event = _prepare(stream, data)
-    except _Invalid as exc:
+        event = sending.prepare(stream, data)
+    except sending.InvalidInput as exc:
         raise click.ClickException(f"invalid {stream.record.__name__}: {exc}") from exc
-    (entry_id,) = asyncio.run(_send(stream, [event]))
+    try:
+        (entry_id,) = _on_backend(stream.app, lambda: sending.send_prepared(stream, [event]))
+    except RunnelError as exc:
+        raise click.ClickException(f"{type(exc).__name__}: {exc}") from exc
     where = f"{stream.app.name}.{stream.name} partition {event.partition}"
     click.echo(f"sent 1 event to {where} as {entry_id.decode()}")
 
@@ -298,31 +267,32 @@ def sendmany(
     line that was not. Sending the whole file again would send those events twice:
     resume from that line instead (tail -n +LINE FILE | runnel sendmany STREAM -).
     """
+    from runnel import sending
+
     stream = _load_stream(stream_ref, redis_url, redis_password_file)
-    events: list[_Event] = []
-    errors: list[str] = []
-    for number, raw in enumerate(source, start=1):
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            errors.append(
-                f"line {number}: not valid UTF-8 (byte 0x{raw[exc.start]:02x} at "
-                f"column {exc.start + 1})"
-            )
-            continue
-        if not text.strip():
-            continue
-        try:
-            events.append(_prepare(stream, text, number))
-        except _Invalid as exc:
-            errors.append(f"line {number}: {exc}")
+    events, errors = sending.prepare_lines(stream, source)
     if errors:
         for message in errors[:100]:
             click.echo(message, err=True)
         if len(errors) > 100:
             click.echo(f"... and {len(errors) - 100} more bad lines", err=True)
         raise click.ClickException(f"{len(errors)} invalid line(s); nothing was sent")
-    asyncio.run(_send(stream, events, chunk_size, progress=sys.stderr.isatty()))
+    with contextlib.ExitStack() as stack:
+        bar = None
+        if sys.stderr.isatty():
+            progress = click.progressbar(length=len(events), label="sending", file=sys.stderr)
+            bar = stack.enter_context(progress)
+        try:
+            _on_backend(
+                stream.app,
+                lambda: sending.send_prepared(
+                    stream, events, chunk_size, None if bar is None else bar.update
+                ),
+            )
+        except sending.SendFailed as exc:  # says what was sent, and where to resume
+            raise click.ClickException(str(exc)) from exc
+        except RunnelError as exc:
+            raise click.ClickException(f"{type(exc).__name__}: {exc}") from exc
     partitions = {event.partition for event in events}
     click.echo(
         f"sent {len(events)} event(s) to {len(partitions)} partition(s) of "
@@ -334,76 +304,9 @@ def _load_stream(ref: str, redis_url: str | None, password_file: str | None) -> 
     from runnel.stream import Stream
 
     stream = load_reference(ref, Stream, "a runnel Stream")
-    _reconfigure(stream.app, redis_url=redis_url, redis_password=read_password(password_file))
+    password = read_password(password_file)
+    reconfigured(stream.app, SECRETS, redis_url=redis_url, redis_password=password)
     return stream
-
-
-async def _send(
-    stream: Stream[Any], events: Sequence[_Event], chunk_size: int = 1000, progress: bool = False
-) -> list[bytes]:
-    """Append ``events`` chunk by chunk; a refusal says exactly what was sent before it."""
-    ids: list[bytes] = []
-    try:
-        with contextlib.ExitStack() as stack:
-            bar = (
-                stack.enter_context(
-                    click.progressbar(length=len(events), label="sending", file=sys.stderr)
-                )
-                if progress
-                else None
-            )
-            for i in range(0, len(events), chunk_size):
-                chunk = events[i : i + chunk_size]
-                ids += await stream.append_encoded([event.append for event in chunk])
-                if bar is not None:
-                    bar.update(len(chunk))
-    except RunnelError as exc:
-        raise click.ClickException(_unsent(stream, events, len(ids), chunk_size, exc)) from exc
-    finally:
-        await stream.app.close()
-    return ids
-
-
-def _unsent(
-    stream: Stream[Any], events: Sequence[_Event], sent: int, chunk_size: int, exc: RunnelError
-) -> str:
-    """The error of a failed send, with what it wrote before and what it did not."""
-    error = f"{type(exc).__name__}: {exc}"
-    if len(events) == 1:
-        return error
-    chunk = events[sent : sent + chunk_size]
-    first = chunk[0].line
-    # A refused chunk is written whole or not at all; a lost connection leaves it unknown.
-    unknown = isinstance(exc, BackendUnavailable)
-    fate = "may or may not have been written" if unknown else "was not written"
-    where = f"{stream.app.name}.{stream.name}"
-    if not sent:
-        before = f"nothing was sent to {where}"
-    else:
-        partitions = len({event.partition for event in events[:sent]})
-        before = (
-            f"{sent} of {len(events)} event(s), up to line {events[sent - 1].line}, were "
-            f"sent to {partitions} partition(s) of {where}"
-        )
-    advice = ""
-    if sent:
-        advice = (
-            f" Sending the whole file again would send those {sent} event(s) twice: "
-            f"resume from line {first} instead"
-            + (", once you know whether that chunk arrived." if unknown else ".")
-        )
-    return (
-        f"{error}\n{before} before the error; the chunk of {len(chunk)} event(s) from "
-        f"line {first} {fate}, and nothing after it was sent.{advice}"
-    )
-
-
-def _reason(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors()[:3]:
-        loc = ".".join(str(p) for p in err["loc"])
-        parts.append(f"{loc}: {err['msg']}" if loc else err["msg"])
-    return "; ".join(parts)
 
 
 # ---------------------------------------------------------------------- admin
@@ -462,17 +365,10 @@ def reset(
     """Reset PROCESSOR (module.path:function) to read every partition after --start."""
     app, name = _load_processor(processor_ref, redis_url, redis_password_file)
     try:
-        count = asyncio.run(_reset(app, name, start.encode(), force))
+        count = _on_backend(app, lambda: app.reset_processor(name, start.encode(), force=force))
     except RunnelError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"reset processor {name} on {count} partition(s) to start after {start}")
-
-
-async def _reset(app: App, name: str, start: bytes, force: bool) -> int:
-    try:
-        return await app.reset_processor(name, start, force=force)
-    finally:
-        await app.close()
 
 
 @cli.group()
@@ -488,14 +384,7 @@ def quarantine_list(
 ) -> None:
     """List PROCESSOR's quarantined partitions as JSON lines."""
     app, name = _load_processor(processor_ref, redis_url, redis_password_file)
-
-    async def run() -> dict[int, dict[str, Any]]:
-        try:
-            return await app.quarantined(name)
-        finally:
-            await app.close()
-
-    for _, info in sorted(_run_admin(run()).items()):
+    for info in _admin(app, lambda: app.quarantined(name)).values():
         click.echo(json.dumps(info))
 
 
@@ -508,40 +397,20 @@ def quarantine_clear(
 ) -> None:
     """Lift the quarantine of PARTITION of PROCESSOR (it is processed again)."""
     app, name = _load_processor(processor_ref, redis_url, redis_password_file)
-
-    async def run() -> bool:
-        try:
-            return await app.clear_quarantine(name, partition)
-        finally:
-            await app.close()
-
-    if not _run_admin(run()):
+    if not _admin(app, lambda: app.clear_quarantine(name, partition)):
         raise click.ClickException(f"partition {partition} of {name} is not quarantined")
     click.echo(f"cleared the quarantine of {name} partition {partition}")
 
 
-T = TypeVar("T")
-
-
-def _run_admin(coro: Coroutine[Any, Any, T]) -> T:
-    """Run an admin command's coroutine; a runnel error is one line, not a traceback."""
+def _admin(app: StreamHome, call: Callable[[], Awaitable[T]]) -> T:
+    """Run an administration call on the App's backend; a runnel error is one line."""
     try:
-        return asyncio.run(coro)
+        return _on_backend(app, call)
     except RunnelError as exc:
         raise click.ClickException(f"{type(exc).__name__}: {exc}") from exc
 
 
 def _load_processor(ref: str, redis_url: str | None, password_file: str | None) -> tuple[App, str]:
-    from runnel.app import App
-
-    func = load_reference(ref, object, "a processor function")
-    module = sys.modules[ref.partition(":")[0]]
-    for value in vars(module).values():
-        if isinstance(value, App):
-            for spec in value.processors.values():
-                if spec.func is func or spec.name == ref.partition(":")[2]:
-                    _reconfigure(
-                        value, redis_url=redis_url, redis_password=read_password(password_file)
-                    )
-                    return value, spec.name
-    raise click.BadParameter(f"{ref!r} is not a processor registered on an App in its module")
+    app, name = load_processor(ref)
+    password = read_password(password_file)
+    return reconfigured(app, SECRETS, redis_url=redis_url, redis_password=password), name

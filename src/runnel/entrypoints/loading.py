@@ -1,4 +1,4 @@
-"""Resolving ``module.path:attribute`` references given on the command line."""
+"""What the command line names: ``module.path:attribute`` references, option values."""
 
 from __future__ import annotations
 
@@ -6,13 +6,18 @@ import importlib
 import os
 import sys
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from runnel.errors import Misconfigured
 
+if TYPE_CHECKING:
+    from runnel.app import App
+    from runnel.stream import StreamHome
+
 T = TypeVar("T")
+A = TypeVar("A", bound="StreamHome")
 
 
 def load_reference(ref: str, kind: type[T], what: str) -> T:
@@ -99,3 +104,56 @@ def settings_problem(exc: BaseException, options: Mapping[str, str] | None = Non
         else:
             parts.append(f"{name}: {message}")
     return "; ".join(parts)
+
+
+def load_processor(ref: str) -> tuple[App, str]:
+    """The App that registered the processor ``module:function``, and the processor's name.
+
+    The App is found among the module's attributes; ``function`` may also be a processor's
+    registered name.
+    """
+    from runnel.app import App
+
+    func = load_reference(ref, object, "a processor function")
+    module_name, _, attr = ref.partition(":")
+    for value in vars(sys.modules[module_name]).values():
+        if isinstance(value, App):
+            for spec in value.processors.values():
+                if spec.func is func or spec.name == attr:
+                    return value, spec.name
+    raise click.BadParameter(f"{ref!r} is not a processor registered on an App in its module")
+
+
+def reconfigured(app: A, secrets: set[str], **options: str | None) -> A:
+    """``app`` with the command-line options that were given applied to its settings.
+
+    A bad value is one clear line naming the option. Every secret the settings hold (and,
+    when they are refused, whatever the given URL might hold) is added to ``secrets``, which
+    the command masks in everything it prints.
+    """
+    from runnel._redact import url_secrets
+
+    updates = {name: value for name, value in options.items() if value}
+    try:
+        if updates:
+            app.reconfigure(**updates)
+    except Misconfigured as exc:
+        secrets.update(url_secrets(updates.get("redis_url") or ""))  # all it might hold
+        given = {name: f"--{name.replace('_', '-')}" for name in updates}
+        given["redis_password"] = "--redis-password-file"
+        problem = settings_problem(exc, given) or str(exc)
+        raise click.ClickException(f"invalid settings for app {app.name!r}: {problem}") from exc
+    secrets.update(app.settings.secret_values())
+    return app
+
+
+def split_names(option: str | None) -> list[str] | None:
+    """The names of a comma-separated option (None when it was not given).
+
+    Example:
+        >>> split_names("billing, audit,"), split_names(None)
+        (['billing', 'audit'], None)
+    """
+    if not option:
+        return None
+    return [name.strip() for name in option.split(",") if name.strip()]

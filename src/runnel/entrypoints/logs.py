@@ -75,8 +75,10 @@ def bounded(text: str, limit: int) -> str:
     r"""``text``, or its start and end around a mark if it is longer than ``limit``.
 
     Example:
-        >>> bounded("a" * 10 + "b" * 10, 8)
-        'aaaa\n...(12 of 20 chars left out)...\nbbbb'
+        >>> print(bounded("a" * 10 + "b" * 10, 8))
+        aaaa
+        ...(12 of 20 chars left out)...
+        bbbb
     """
     if len(text) <= limit:
         return text

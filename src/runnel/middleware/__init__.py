@@ -4,7 +4,7 @@ Example:
     >>> from runnel.middleware import DeadLetterMiddleware, Middleware
 """
 
-from runnel.middleware.base import Middleware
+from runnel.interfaces import Middleware
 from runnel.middleware.dead_letter import DeadLetterMiddleware
 
 __all__ = ["DeadLetterMiddleware", "Middleware"]

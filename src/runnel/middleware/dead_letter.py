@@ -1,14 +1,7 @@
 """Dead-letter middleware: failed events go to a sink stream instead of being lost.
 
-Example:
-    >>> from runnel import App, Record, ExceptionPolicy
-    >>> app = App(name="doc-dlq", redis_url="memory://doc-dlq")
-    >>> class Action(Record):
-    ...     key: str
-    >>> actions = app.stream("actions", record=Action, partition_by="key")
-    >>> dead_letter = DeadLetterMiddleware(source=actions)
-    >>> dead_letter.sink.name
-    'actions.dead'
+The fields of a dead letter are described in :mod:`runnel.domain.failures`, and writing
+one (appended and acknowledged in one fenced step) in :mod:`runnel.runtime.dead_letters`.
 """
 
 from __future__ import annotations
@@ -16,7 +9,8 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
-from runnel.middleware.base import Middleware
+from runnel.errors import Misconfigured
+from runnel.interfaces import Middleware
 from runnel.stream import Stream
 
 
@@ -32,18 +26,34 @@ class DeadLetterMiddleware(Middleware):
     The processor's exception policy still applies afterwards (use IGNORE to go on).
 
     Example:
-        >>> # @app.processor(actions, exception_policy=ExceptionPolicy.IGNORE,
-        >>> #                middleware=[dead_letter])
+        >>> from runnel import App, ExceptionPolicy, Record
+        >>> app = App(name="doc-dead-letters", redis_url="memory://doc-dead-letters")
+        >>> class Action(Record):
+        ...     key: str
+        >>> actions = app.stream("actions", record=Action, partition_by="key")
+        >>> dead_letter = DeadLetterMiddleware(source=actions)
+        >>> @app.processor(actions, exception_policy=ExceptionPolicy.IGNORE,
+        ...                middleware=[dead_letter])
+        ... async def act(events):
+        ...     async for action in events.records():
+        ...         print(action.key)
+        >>> sorted(app.streams)
+        ['actions', 'actions.dead']
     """
 
     def __init__(self, source: Stream[Any], sink_name: str | None = None) -> None:
+        from runnel.app import App  # the sink is declared on the source's App
+
         self.source = source
+        app = source.app
+        if not isinstance(app, App):
+            raise Misconfigured(f"the dead-letter source {source!r} was not declared by an App")
         name = sink_name or f"{source.name}.dead"
-        existing = source.app.streams.get(name)
+        existing = app.streams.get(name)
         if existing is not None:
             self.sink: Stream[Any] = existing
         else:
-            self.sink = source.app.stream(
+            self.sink = app.stream(
                 name,
                 record=source.record,
                 partition_by=source.partition_by,

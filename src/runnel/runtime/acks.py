@@ -134,7 +134,7 @@ class Acker:
         if self._pending:
             batch = self.take()
             try:
-                results = await self._log.ack(self.requests(batch))
+                results, _ = await self._log.exchange(self.requests(batch), [])
             except BaseException:
                 self.restore(batch)  # a later flush retries; the caller sees the error
                 raise

@@ -9,75 +9,103 @@ finalisation awaited, before the processor runs again.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Protocol
 
 from runnel import context
-from runnel.domain.model import Event
+from runnel.domain.failures import safe_repr
+from runnel.domain.model import Event, Partition
 from runnel.domain.policy import PartitionState, on_failure
-from runnel.errors import DeadLetterFailed, Fenced, RunnelError
-from runnel.ports import DeadLetter
-from runnel.runtime.events import Events, error_fields, ids_of, safe_repr
+from runnel.errors import DeadLetterFailed, RunnelError
+from runnel.ports import Clock
+from runnel.runtime.dead_letters import DeadLetterWriter
+from runnel.runtime.events import Events, ids_of
 from runnel.runtime.feed import PartitionFeed
-
-if TYPE_CHECKING:
-    from runnel.runtime.executor import Executor
+from runnel.runtime.specs import ProcessorSpec, Sink
 
 log = logging.getLogger(__name__)
-
-DEAD_LETTER_PREFIX = b"__error_"
 
 
 class ProcessorReturned(RunnelError):
     """The processor function returned while its partition was still assigned to it."""
 
 
+class PartitionHost(Protocol):
+    """What a consumer may ask of the executor that runs it."""
+
+    def ack(self, feed: PartitionFeed, ids: list[bytes]) -> None:
+        """Queue the acknowledgement of ``ids`` (sent in coalesced batches)."""
+        ...
+
+    async def flush_acks(self) -> None:
+        """Send every queued acknowledgement now and wait for the replies."""
+        ...
+
+    def halt(self, error: BaseException, partition: Partition) -> None:
+        """HALT: stop the whole worker with a non-zero exit."""
+        ...
+
+    async def quarantine(
+        self, feed: PartitionFeed, entry_id: str | None, error: BaseException
+    ) -> None:
+        """QUARANTINE: record it durably and stop only this partition."""
+        ...
+
+    def forget(self, feed: PartitionFeed) -> None:
+        """The lease of ``feed`` was lost: drop it, so the partition can be taken again."""
+        ...
+
+
 class Consumer:
     """Processes one partition: restarts the processor after IGNOREd failures, stops on
     HALT/QUARANTINE, on revocation and on lease loss."""
 
-    def __init__(self, executor: Executor, feed: PartitionFeed) -> None:
-        self.executor = executor
-        self.spec = executor.spec
+    def __init__(
+        self,
+        spec: ProcessorSpec,
+        feed: PartitionFeed,
+        clock: Clock,
+        host: PartitionHost,
+        dead_letters: DeadLetterWriter,
+    ) -> None:
+        self.spec = spec
         self.feed = feed
         self.state = PartitionState.RUNNING
         self.acked = 0
+        self._clock = clock
+        self._host = host
+        self._dead_letters = dead_letters
         self._restarts = 0
 
     def ack(self, events: Sequence[Event]) -> None:
         """Queue the acknowledgement of processed events (flushed in coalesced batches)."""
-        self.executor.acker.add(self.feed, [e.id for e in events])
+        self._host.ack(self.feed, [e.id for e in events])
         self.acked += len(events)
+
+    async def dead_letter(self, events: Sequence[Event], error: BaseException, sink: Sink) -> None:
+        """Append failed events to ``sink`` with the error, acknowledging each atomically."""
+        await self._dead_letters.write(self.feed, events, error, sink)
 
     async def run(self) -> None:
         """Run until the partition is revoked, lost, halted or quarantined."""
         context.partition.set(self.feed.partition)
         await self._run()
-        self._forget_if_lost()
+        if self.feed.lost:
+            # The fetcher (a fenced read), the acker (a fenced ack) and the feed itself (its
+            # local deadline passed, e.g. after the process was paused) mark a feed lost
+            # without telling the executor; a lost feed it kept listing would never be
+            # renewed nor acquired again, so its partition would stall.
+            self._host.forget(self.feed)
 
-    def _forget_if_lost(self) -> None:
-        """Tell the executor a lease it still lists was lost, so it can be taken again.
-
-        The fetcher (a fenced read), the acker (a fenced ack) and the feed itself (its local
-        deadline passed, e.g. after the process was paused) mark a feed lost without telling
-        the executor. Such a feed stayed in ``executor.feeds`` for good: lease renewal skips
-        lost feeds, and ownership never re-acquires a partition it believes it holds, so the
-        partition was never processed again (a lone worker resumed after SIGSTOP stalled on
-        every partition). Dropping it like a failed renewal does lets it be re-acquired.
-        """
-        ex, feed = self.executor, self.feed
-        number = feed.partition.number
-        if not feed.lost or ex.feeds.get(number) is not feed:
-            return  # not lost, or already dropped/replaced (revoke, lose, a new grant)
-        ex.consumers.pop(number, None)  # that is this task, which is ending: nothing to cancel
-        ex.lose(number)
+    def _events(self) -> Events:
+        spec = self.spec
+        return Events(self.feed, spec.name, spec.middleware, self.ack, self.dead_letter)
 
     async def _run(self) -> None:
-        feed, clock = self.feed, self.executor.clock
+        feed, clock = self.feed, self._clock
         while not feed.closing:
-            events = Events(self)
+            events = self._events()
             failure: BaseException | None = None
             try:
                 await self.spec.func(events)
@@ -115,7 +143,7 @@ class Consumer:
             self._restarts += 1
             if redeliver:
                 try:
-                    await self.executor.acker.flush()  # what finished must not come back
+                    await self._host.flush_acks()  # what finished must not come back
                 except Exception as exc:
                     log.warning("acknowledgements not flushed before a redelivery: %s", exc)
                 feed.restart_from_history()
@@ -155,75 +183,7 @@ class Consumer:
             self.ack([failed] if isinstance(failed, Event) else failed)
         self.state = decision.state
         if decision.state is PartitionState.QUARANTINED:
-            await self.executor.quarantine(feed, first_id, failure)
+            await self._host.quarantine(feed, first_id, failure)
         elif decision.stop_worker:
-            self.executor.halt(failure, feed.partition)
+            self._host.halt(failure, feed.partition)
         return decision.redeliver
-
-    async def dead_letter(self, events: Sequence[Event], error: BaseException, sink: Any) -> None:
-        """Append failed events to ``sink`` with the error, acknowledging each atomically."""
-        feed = self.feed
-        info = error_fields(error)
-        stamp = self.executor.clock.wall().isoformat()
-        try:
-            await sink.prepare()
-        except Exception as exc:
-            raise DeadLetterFailed(
-                f"could not prepare the dead-letter stream {sink.name!r} (the failed events "
-                f"stay pending and are retried): {safe_repr(exc)}"
-            ) from exc
-        for event in events:
-            if event._dead:
-                continue
-            fields = dict(event.data)
-            fields.update(
-                {
-                    DEAD_LETTER_PREFIX + b"type": info["type"].encode(),
-                    DEAD_LETTER_PREFIX + b"message": info["message"].encode("utf-8", "replace"),
-                    DEAD_LETTER_PREFIX + b"stream": feed.partition.stream.encode(),
-                    DEAD_LETTER_PREFIX + b"partition": str(feed.partition.number).encode(),
-                    DEAD_LETTER_PREFIX + b"id": event.id,
-                    DEAD_LETTER_PREFIX + b"processor": self.spec.name.encode(),
-                    DEAD_LETTER_PREFIX + b"time": stamp.encode(),
-                }
-            )
-            sink_key = sink.partition_key_name(feed.partition.number % sink.partition_count)
-            try:
-                await self.executor.backend.log.dead_letter(
-                    DeadLetter(feed.key, self.spec.name, event.id, sink_key, fields, feed.fence)
-                )
-            except Fenced:
-                feed.close(lost=True)  # the lease is gone: the new owner redelivers it
-                raise
-            except Exception as exc:
-                raise DeadLetterFailed(
-                    f"could not dead-letter {feed.partition.stream}.{feed.partition.number} "
-                    f"entry {event.id.decode()} to {sink_key} (it stays pending and is "
-                    f"retried): {safe_repr(exc)}"
-                ) from exc
-            event._dead = True
-            log.warning(
-                "dead-lettered %s.%d entry %s to %s: %s",
-                feed.partition.stream,
-                feed.partition.number,
-                event.id.decode(),
-                sink_key,
-                info["type"],
-            )
-
-
-def quarantine_record(
-    partition: int, entry_id: str | None, error: BaseException, when: str, worker: str
-) -> bytes:
-    """The JSON stored for a quarantined partition."""
-    info = error_fields(error)
-    return json.dumps(
-        {
-            "partition": partition,
-            "entry_id": entry_id,
-            "error_type": info["type"],
-            "error": info["message"],
-            "time": when,
-            "worker": worker,
-        }
-    ).encode()

@@ -32,9 +32,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Coroutine, Mapping
+from typing import Any, Protocol
 
+from runnel.domain.failures import safe_repr
+from runnel.domain.ids import MIN_ID, StreamId
+from runnel.domain.leases import LeaseClock
 from runnel.domain.membership import (
     Announcement,
     Members,
@@ -46,12 +49,10 @@ from runnel.domain.membership import (
 )
 from runnel.domain.rebalance import plan_rebalance
 from runnel.errors import BackendError, PermissionDenied, RebalanceError
-from runnel.ports import MembershipKeys, MembershipWrite
-from runnel.runtime._aio import cancel_and_wait, wait_event
-from runnel.runtime.events import safe_repr
-
-if TYPE_CHECKING:
-    from runnel.runtime.executor import Executor
+from runnel.ports import Backend, Lease, MembershipKeys, MembershipRecord, MembershipWrite
+from runnel.runtime._aio import cancel_and_wait
+from runnel.runtime.feed import PartitionFeed
+from runnel.runtime.specs import ProcessorSpec
 
 log = logging.getLogger(__name__)
 
@@ -65,17 +66,37 @@ UPDATE_ATTEMPTS = 100
 """Compare-and-set rounds before a membership update gives up (and is retried later)."""
 
 
-def just_before(entry_id: bytes) -> bytes:
-    """The stream id immediately below ``entry_id`` (to read from it inclusively).
+class Holdings(Protocol):
+    """The partitions a coordinator keeps for its executor, and what it does to them."""
 
-    Example:
-        >>> just_before(b"1700-3"), just_before(b"1700-0")
-        (b'1700-2', b'1699-18446744073709551615')
-    """
-    ms, _, seq = entry_id.partition(b"-")
-    if int(seq or b"0") > 0:
-        return b"%s-%d" % (ms, int(seq) - 1)
-    return b"%d-18446744073709551615" % (int(ms) - 1)
+    @property
+    def feeds(self) -> Mapping[int, PartitionFeed]:
+        """The partitions held now, by number."""
+        ...
+
+    async def grant(self, number: int, lease: Lease, sent_at: float) -> None:
+        """Start processing ``number`` under ``lease`` (acquired at ``sent_at``)."""
+        ...
+
+    def renewed(self, number: int, sent_at: float) -> None:
+        """The lease of ``number`` was renewed by a request sent at ``sent_at``."""
+        ...
+
+    def lose(self, number: int) -> None:
+        """The lease of ``number`` is gone: stop at once."""
+        ...
+
+    async def revoke(self, number: int) -> None:
+        """Hand ``number`` back gracefully (drain, acknowledge, release the lease)."""
+        ...
+
+    async def check_quarantine(self) -> None:
+        """Resume the partitions whose quarantine was cleared."""
+        ...
+
+    async def check_store(self) -> bool | None:
+        """Whether the store was reset (None: the worker is halting)."""
+        ...
 
 
 class Coordinator:
@@ -87,18 +108,31 @@ class Coordinator:
         joins, rebalances, reaped, acquired, released: counters for operators and tests.
     """
 
-    def __init__(self, executor: Executor) -> None:
-        self.ex = executor
-        spec = executor.spec
+    def __init__(
+        self,
+        executor_id: str,
+        worker_id: str,
+        spec: ProcessorSpec,
+        backend: Backend,
+        holdings: Holdings,
+        halt: Callable[[BaseException, str], None],
+    ) -> None:
+        self.id = executor_id
+        self.worker_id = worker_id
+        self.spec = spec
         self.name = spec.name
-        self.backend = executor.backend
-        self.clock = executor.clock
-        keys = executor.keys
-        self.keys = MembershipKeys(
+        self.backend = backend
+        self.clock = backend.clock
+        self.holdings = holdings
+        self._halt = halt
+        self.stream = spec.stream
+        keys = self.keys = spec.stream.keys
+        self.membership_keys = MembershipKeys(
             keys.membership(spec.name), keys.membership_version(spec.name), keys.control(spec.name)
         )
-        self.partitions = executor.stream.partition_count
-        self.tick = min(spec.heartbeat_interval, executor.lease_clock.renew_every)
+        self.partitions = spec.stream.partition_count
+        self.lease_clock = LeaseClock(spec.lock_expiry)
+        self.tick = min(spec.heartbeat_interval, self.lease_clock.renew_every)
         self.beat_ttl = MISSED_BEATS * self.tick
         self.members: Members = {}
         self.version = 0
@@ -128,8 +162,8 @@ class Coordinator:
     async def run(self) -> None:
         """Join, then keep heartbeat, watchdog, control and reconcile going until cancelled."""
         try:
-            if self.ex.spec.join_delay > 0:
-                await self.clock.sleep(self.ex.spec.join_delay)
+            if self.spec.join_delay > 0:
+                await self.clock.sleep(self.spec.join_delay)
             self._spawn(self._heartbeat_loop, "beat")
             self._spawn(self._watchdog_loop, "watchdog")
             await self._join_until_done()
@@ -150,14 +184,14 @@ class Coordinator:
             except asyncio.CancelledError:
                 raise
             except PermissionDenied as exc:  # the Redis user lacks a permission: halt
-                self.ex.worker.halt(exc, f"coordination of {self.name}")
+                self._halt(exc, f"coordination of {self.name}")
             except Exception as exc:  # a bug in runnel itself: never silent
                 log.critical(
-                    "%s loop of %s crashed: %s", name, self.ex.id, safe_repr(exc), exc_info=exc
+                    "%s loop of %s crashed: %s", name, self.id, safe_repr(exc), exc_info=exc
                 )
-                self.ex.worker.halt(exc, f"coordination of {self.name}")
+                self._halt(exc, f"coordination of {self.name}")
 
-        self._tasks.append(asyncio.create_task(guarded(), name=f"{self.ex.id}:{name}"))
+        self._tasks.append(asyncio.create_task(guarded(), name=f"{self.id}:{name}"))
 
     async def leave(self) -> None:
         """Graceful leave: hand our partitions to the others, drain, release, go."""
@@ -170,21 +204,21 @@ class Coordinator:
                 pass  # a join (or re-join) in flight has landed, and set `joined`, after this
             if self.joined.is_set():
                 try:
-                    await self._update("leave", lambda m: without(m, [self.ex.id], self.partitions))
+                    await self._update("leave", lambda m: without(m, [self.id], self.partitions))
                 except (BackendError, RebalanceError) as exc:
                     log.warning("could not leave the membership of %s cleanly: %s", self.name, exc)
-            await self._release(sorted(self.ex.feeds))
+            await self._release(sorted(self.holdings.feeds))
         try:
-            await self.backend.kv.delete(self.ex.keys.beat(self.name, self.ex.id))
+            await self.backend.kv.delete(self.keys.beat(self.name, self.id))
         except BackendError as exc:
-            log.warning("could not delete the heartbeat of %s: %s", self.ex.id, exc)
+            log.warning("could not delete the heartbeat of %s: %s", self.id, exc)
 
     # ------------------------------------------------------------------ membership
 
     async def _beat(self) -> None:
         await self.backend.kv.set(
-            self.ex.keys.beat(self.name, self.ex.id),
-            self.ex.worker.id.encode(),
+            self.keys.beat(self.name, self.id),
+            self.worker_id.encode(),
             ttl=self.beat_ttl,
         )
 
@@ -196,45 +230,53 @@ class Coordinator:
                 await self._join("join")
                 return
             except (BackendError, RebalanceError) as exc:
-                log.warning("%s could not join %s yet, retrying: %s", self.ex.id, self.name, exc)
+                log.warning("%s could not join %s yet, retrying: %s", self.id, self.name, exc)
                 await self.clock.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
     async def _join(self, kind: str) -> None:
-        holding = frozenset(n for n, f in self.ex.feeds.items() if not f.lost)
+        holding = frozenset(n for n, f in self.holdings.feeds.items() if not f.lost)
 
         def change(members: Members) -> Members:
             if self._leaving:  # checked on every compare-and-set attempt: a leave wins
                 return members
-            return joined(members, self.ex.id, self.ex.worker.id, self.partitions, holding)
+            return joined(members, self.id, self.worker_id, self.partitions, holding)
 
         write = await self._update(kind, change)
-        if self._leaving and self.ex.id not in self.members:
+        if self._leaving and self.id not in self.members:
             return  # leave() came first: this join wrote nothing
         if self.control_last is None:
             # Follow the control stream from our own join on: we react to it like anyone.
-            self.control_last = just_before(write.announced) if write.announced else b"0-0"
+            self.control_last = (
+                StreamId.parse(write.announced).previous().encode()
+                if write.announced
+                else MIN_ID.encode()
+            )
         self.joins += 1
         self.joined.set()
         self._wake.set()
         log.info(
             "%s joined %s (version %d, %d member(s)); assigned %s",
-            self.ex.id,
+            self.id,
             self.name,
             self.version,
             len(self.members),
-            sorted(assigned_to(self.members, self.ex.id)),
+            sorted(assigned_to(self.members, self.id)),
         )
 
     async def _read(self) -> Members:
-        record = await self.backend.membership.read(self.keys)
-        try:
-            members = decode(record.value)
-        except ValueError as exc:
-            log.error("membership %s is unreadable (%s): rebuilding it", self.keys.value, exc)
-            members = {}
+        record = await self.backend.membership.read(self.membership_keys)
+        members = self._decoded(record)
         self.members, self.version = members, record.version
         return members
+
+    def _decoded(self, record: MembershipRecord) -> Members:
+        try:
+            return decode(record.value)
+        except ValueError as exc:
+            where = self.membership_keys.value
+            log.error("membership %s is unreadable (%s): rebuilding it", where, exc)
+            return {}
 
     async def _update(self, kind: str, change: Callable[[Members], Members]) -> MembershipWrite:
         """Apply ``change`` with compare-and-set on the version; the write announces it."""
@@ -246,31 +288,27 @@ class Coordinator:
     ) -> MembershipWrite:
         port = self.backend.membership
         for _ in range(UPDATE_ATTEMPTS):
-            record = await port.read(self.keys)
-            try:
-                current = decode(record.value)
-            except ValueError as exc:
-                log.error("membership %s is unreadable (%s): rebuilding it", self.keys.value, exc)
-                current = {}
-            updated = change(current)
+            record = await port.read(self.membership_keys)
+            updated = change(self._decoded(record))
             value = encode(updated)
             if value == record.value:
                 self.members, self.version = updated, record.version
                 return MembershipWrite(False, record.version)
-            note = Announcement(kind, self.ex.id, assigned_to(updated, self.ex.id))
-            write = await port.update(self.keys, record.version, value, note.fields())
+            note = Announcement(kind, self.id, assigned_to(updated, self.id))
+            write = await port.update(self.membership_keys, record.version, value, note.fields())
             if write.written:
                 self.members, self.version = updated, write.version
                 self.rebalances += 1
                 return write
         raise RebalanceError(
-            f"membership {self.keys.value} kept changing; gave up after {UPDATE_ATTEMPTS} tries"
+            f"membership {self.membership_keys.value} kept changing; gave up after "
+            f"{UPDATE_ATTEMPTS} tries"
         )
 
     async def _announce_released(self, partitions: list[int]) -> None:
-        note = Announcement("released", self.ex.id, frozenset(partitions))
+        note = Announcement("released", self.id, frozenset(partitions))
         try:
-            await self.backend.membership.announce(self.keys, note.fields())
+            await self.backend.membership.announce(self.membership_keys, note.fields())
         except BackendError as exc:  # the new owners find out on their next retry anyway
             log.warning("could not announce the release of %s: %s", partitions, exc)
 
@@ -284,79 +322,81 @@ class Coordinator:
                 await self._renew()
                 if self.joined.is_set() and not self._leaving:
                     await self._check_members()
-                await self.ex.check_quarantine()
+                await self.holdings.check_quarantine()
             except (BackendError, RebalanceError) as exc:
-                log.warning("heartbeat of %s failed: %s", self.ex.id, exc)
+                log.warning("heartbeat of %s failed: %s", self.id, exc)
 
     async def _renew(self) -> None:
-        ex = self.ex
-        held = [(n, f.lease) for n, f in ex.feeds.items() if not f.lost]
+        holdings = self.holdings
+        held = [(n, f.lease) for n, f in holdings.feeds.items() if not f.lost]
         if not held:
             return
         sent_at = self.clock.now()
-        results = await self.backend.locks.extend([lease for _, lease in held], ex.spec.lock_expiry)
+        results = await self.backend.locks.extend(
+            [lease for _, lease in held], self.spec.lock_expiry
+        )
         for (number, lease), ok in zip(held, results, strict=True):
-            feed = ex.feeds.get(number)
+            feed = holdings.feeds.get(number)
             if feed is None or feed.lease is not lease:
                 continue  # released or replaced meanwhile
             if ok:
-                ex.renewed(number, sent_at)
+                holdings.renewed(number, sent_at)
             else:
-                ex.lose(number)
+                holdings.lose(number)
 
     async def _check_members(self) -> None:
         members = await self._read()
         if self._leaving:
             return  # leave() is taking us out: neither re-join nor reap on its way
-        if self.ex.id not in members:
+        if self.id not in members:
             # Lost with everything else in a store reset, or reaped after a pause: the
             # store check tells the two apart (and reports a reset) before we join again.
-            if await self.ex.check_store() is None:
+            if await self.holdings.check_store() is None:
                 return  # halting
             log.warning(
                 "%s is no longer a member of %s (reaped after a pause, or the store was "
                 "reset): joining again",
-                self.ex.id,
+                self.id,
                 self.name,
             )
             await self._join("rejoin")
             return
-        others = sorted(e for e in members if e != self.ex.id)
+        others = sorted(e for e in members if e != self.id)
         if others:
-            alive = await self.backend.kv.exists([self.ex.keys.beat(self.name, e) for e in others])
+            alive = await self.backend.kv.exists([self.keys.beat(self.name, e) for e in others])
             dead = [e for e, ok in zip(others, alive, strict=True) if not ok]
             if dead:
                 log.warning("reaping dead member(s) of %s: %s", self.name, ", ".join(dead))
                 write = await self._update("reap", lambda m: without(m, dead, self.partitions))
                 if write.written:
                     self.reaped += len(dead)
-        if assigned_to(self.members, self.ex.id) != frozenset(self.ex.feeds):
+        if assigned_to(self.members, self.id) != frozenset(self.holdings.feeds):
             self._wake.set()
 
     async def _watchdog_loop(self) -> None:
-        ex, clock = self.ex, self.clock
+        holdings, clock = self.holdings, self.clock
         while True:
             now = clock.now()
-            for number, feed in list(ex.feeds.items()):
+            for number, feed in list(holdings.feeds.items()):
                 if not feed.lost and feed.deadline <= now:
                     log.warning(
                         "lease of %s.%d (epoch %d) may have expired (no renewal for %.2fs): "
                         "stopping it",
-                        ex.stream.name,
+                        self.stream.name,
                         number,
                         feed.epoch,
-                        ex.lease_clock.usable,
+                        self.lease_clock.usable,
                     )
-                    ex.lose(number)
-            deadlines = [f.deadline for f in ex.feeds.values() if not f.lost]
+                    holdings.lose(number)
+            deadlines = [f.deadline for f in holdings.feeds.values() if not f.lost]
             wake_at = min([*deadlines, now + self.tick])
             await clock.sleep(max(MIN_RETRY, wake_at - now))
 
     async def _control_loop(self) -> None:
-        log_port, key = self.backend.log, self.keys.control
-        timeout = max(self.ex.spec.read_timeout, 1.0)
+        log_port, key = self.backend.log, self.membership_keys.control
+        timeout = max(self.spec.read_timeout, 1.0)
         while True:
-            last = self.control_last or b"0-0"
+            last = self.control_last or MIN_ID.encode()
             try:
                 await log_port.wait({key: last}, timeout)
                 messages = await log_port.range(key, b"(" + last, b"+", count=100)
@@ -377,10 +417,10 @@ class Coordinator:
 
     async def _reconcile_loop(self) -> None:
         while True:
-            timeout = max(self.ex.spec.assignment_sleep, self.tick)
+            timeout = max(self.spec.assignment_sleep, self.tick)
             if self.retry_at:
                 timeout = min(timeout, min(self.retry_at.values()) - self.clock.now())
-            await wait_event(self._wake, max(MIN_RETRY, timeout), self.clock)
+            await self.clock.wait_for(self._wake, max(MIN_RETRY, timeout))
             self._wake.clear()
             try:
                 async with self._busy:
@@ -395,10 +435,9 @@ class Coordinator:
 
     async def reconcile(self) -> None:
         """Release what is no longer ours, then acquire what newly is."""
-        ex = self.ex
         members = await self._read()
-        mine = assigned_to(members, ex.id)
-        plan = plan_rebalance(frozenset(ex.feeds), mine)
+        mine = assigned_to(members, self.id)
+        plan = plan_rebalance(frozenset(self.holdings.feeds), mine)
         if plan.release:
             await self._release(sorted(plan.release))
         for number in list(self.retry_at):
@@ -413,41 +452,41 @@ class Coordinator:
             await self._acquire(number)
 
     async def _release(self, numbers: list[int]) -> None:
-        numbers = [n for n in numbers if n in self.ex.feeds]
+        numbers = [n for n in numbers if n in self.holdings.feeds]
         if not numbers:
             return
-        log.info("%s hands back %s.%s", self.ex.id, self.ex.stream.name, numbers)
-        await asyncio.gather(*(self.ex.revoke(n) for n in numbers))
+        log.info("%s hands back %s.%s", self.id, self.stream.name, numbers)
+        await asyncio.gather(*(self.holdings.revoke(n) for n in numbers))
         self.released += len(numbers)
         await self._announce_released(numbers)
 
     async def _acquire(self, number: int) -> None:
-        ex, locks = self.ex, self.backend.locks
-        lock_key = ex.keys.lock(self.name, number)
+        locks = self.backend.locks
+        lock_key = self.keys.lock(self.name, number)
         sent_at = self.clock.now()
         lease = await locks.acquire(
-            lock_key, ex.keys.epoch(self.name, number), ex.id, ex.spec.lock_expiry
+            lock_key, self.keys.epoch(self.name, number), self.id, self.spec.lock_expiry
         )
         if lease is not None:
             self.retry_at.pop(number, None)
             self.attempts.pop(number, None)
             self.acquired += 1
-            await ex.grant(number, lease, sent_at)
+            await self.holdings.grant(number, lease, sent_at)
             return
         # Still held: its owner is draining it (it will announce the release) or died (its
         # lease runs out by itself). Come back at the lease's expiry at the latest.
         # A lease that is gone by now (it expired or was released since the attempt) is
         # tried again at once; a held one at its expiry, or after assignment_sleep.
         remaining = await locks.expires_in(lock_key)
-        wait = MIN_RETRY if remaining is None else min(remaining, ex.spec.assignment_sleep)
+        wait = MIN_RETRY if remaining is None else min(remaining, self.spec.assignment_sleep)
         self.retry_at[number] = self.clock.now() + max(MIN_RETRY, wait)
         attempts = self.attempts[number] = self.attempts.get(number, 0) + 1
-        if attempts == ex.spec.assignment_attempts:
+        if attempts == self.spec.assignment_attempts:
             holder = await locks.holder(lock_key)
             log.warning(
                 "partition %s.%d is still held by %s after %d attempts; waiting for its "
                 "release or expiry",
-                ex.stream.name,
+                self.stream.name,
                 number,
                 holder.decode("utf-8", "replace") if holder else "nobody",
                 attempts,

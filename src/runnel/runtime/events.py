@@ -6,30 +6,36 @@ Iterating yields :class:`~runnel.Event` objects; ``.records()`` yields Records;
 next one, so a batch is acknowledged as one unit.
 
 Example:
-    >>> # @app.processor(orders)
-    >>> # async def proc(events):
-    >>> #     async for batch in events.take(10, within=2).records():
-    >>> #         await bulk_load(batch)
+    A processor loading records in batches of up to 10, each at most 2 seconds after its
+    first event arrived::
+
+        @app.processor(orders)
+        async def load(events):
+            async for batch in events.take(10, within=2).records():
+                await bulk_load(batch)
 """
 
 from __future__ import annotations
 
 import logging
-import traceback
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any
 
-from runnel.domain.excerpt import truncated
+from runnel.domain.failures import safe_repr
 from runnel.domain.model import Event, Partition
 from runnel.domain.take import TakeBuffer
 from runnel.runtime.feed import FeedClosed, PartitionFeed
-
-if TYPE_CHECKING:
-    from runnel.runtime.consumer import Consumer
+from runnel.runtime.specs import Sink, Step
 
 log = logging.getLogger(__name__)
 
 Item = Event | list[Event]
+
+Ack = Callable[[Sequence[Event]], None]
+"""Queues the acknowledgement of events the processor is done with."""
+
+DeadLetterTo = Callable[[Sequence[Event], BaseException, Sink], Awaitable[None]]
+"""Writes failed events to a sink, acknowledging each (see :mod:`runnel.runtime.dead_letters`)."""
 
 
 class Events:
@@ -44,14 +50,26 @@ class Events:
             (middleware reads it to dead-letter the failed item), else None.
 
     Example:
-        >>> # async for event in events:
-        >>> #     print(event.partition.number, event.id, event.record())
+        Inside a processor::
+
+            async for event in events:
+                print(event.partition.number, event.id, event.record())
     """
 
-    def __init__(self, consumer: Consumer) -> None:
-        self._consumer = consumer
-        self._feed: PartitionFeed = consumer.feed
-        self.partition: Partition = consumer.feed.partition
+    def __init__(
+        self,
+        feed: PartitionFeed,
+        processor: str,
+        middleware: Sequence[Step],
+        ack: Ack,
+        dead_letter: DeadLetterTo,
+    ) -> None:
+        self._feed = feed
+        self._processor = processor
+        self._middleware = middleware
+        self._ack = ack
+        self._dead_letter = dead_letter
+        self.partition: Partition = feed.partition
         self.failure: BaseException | None = None
         self.inflight: Item | None = None
         self._gens: list[AsyncGenerator[Any, None]] = []
@@ -90,18 +108,18 @@ class Events:
     def __aiter__(self) -> AsyncIterator[Any]:
         self._check_unstarted()
         self._started = True
-        spec = self._consumer.spec
+        middleware = self._middleware
         # Without middleware, records are decoded where the events are handed out: one
         # generator per event instead of two.
-        decode_here = self._decode and not spec.middleware
+        decode_here = self._decode and not middleware
         if self._take:
             source = self._batches(*self._take, decode=decode_here)
         else:
             source = self._singles(decode=decode_here)
         chain: AsyncIterator[Any] = self._track(source)
-        for mw in spec.middleware:
+        for mw in middleware:
             chain = self._track(
-                mw.handler(chain, processor=spec.name, partition=self.partition, events=self)
+                mw.handler(chain, processor=self._processor, partition=self.partition, events=self)
             )
         if self._decode and not decode_here:
             chain = self._track(self._records(chain))
@@ -119,7 +137,7 @@ class Events:
         return gen
 
     async def _singles(self, decode: bool = False) -> AsyncGenerator[Any, None]:
-        feed, ack = self._feed, self._consumer.ack
+        feed, ack = self._feed, self._ack
         take_now = feed.take_now
         while True:
             event = take_now()  # the common case: an event is buffered already
@@ -137,7 +155,7 @@ class Events:
     async def _batches(
         self, size: int, within: float, decode: bool = False
     ) -> AsyncGenerator[list[Any], None]:
-        feed, ack, clock = self._feed, self._consumer.ack, self._feed.clock
+        feed, ack, clock = self._feed, self._ack, self._feed.clock
         take_upto = feed.take_upto
         buffer: TakeBuffer[Event] = TakeBuffer(size, within)
         while True:
@@ -192,36 +210,10 @@ class Events:
         self._gens.clear()
         return error
 
-    async def dead_letter(self, item: Item, error: BaseException, sink: Any) -> None:
+    async def dead_letter(self, item: Item, error: BaseException, sink: Sink) -> None:
         """Write the failed ``item`` to ``sink`` (a stream) and acknowledge it atomically."""
         events = item if isinstance(item, list) else [item]
-        await self._consumer.dead_letter(events, error, sink)
-
-
-def error_fields(error: BaseException) -> dict[str, str]:
-    """Safe text describing an error, for logs and dead letters (never raises)."""
-    try:
-        message = str(error)
-    except Exception:
-        message = f"<unprintable {type(error).__name__}>"
-    try:
-        trace = "".join(traceback.format_exception(type(error), error, error.__traceback__))
-    except Exception:
-        trace = ""
-    return {
-        "type": type(error).__qualname__,
-        "message": truncated(message, 2000),
-        "traceback": trace[-8000:],
-    }
-
-
-def safe_repr(obj: object) -> str:
-    """``repr`` that never raises and never floods a log line."""
-    try:
-        text = repr(obj)
-    except Exception:
-        text = f"<unrepresentable {type(obj).__name__}>"
-    return truncated(text, 300)
+        await self._dead_letter(events, error, sink)
 
 
 def ids_of(item: Item | Sequence[Event] | None) -> list[bytes]:
@@ -235,6 +227,3 @@ def ids_of(item: Item | Sequence[Event] | None) -> list[bytes]:
 
 def _where(partition: Partition) -> str:
     return f"{partition.stream}.{partition.number}"
-
-
-Decoder = Callable[[Any], Any]

@@ -11,40 +11,59 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Coroutine
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Coroutine, Mapping
+from typing import Any
 
 from runnel import context
+from runnel.domain.failures import describe, quarantine_field, quarantine_record, safe_repr
 from runnel.domain.leases import LeaseClock
 from runnel.domain.model import Partition
-from runnel.domain.policy import PartitionState
 from runnel.errors import BackendError, MetadataMismatch, PermissionDenied
 from runnel.ports import Backend, Fence, Lease
-from runnel.runtime._aio import cancel_and_wait, wait_within
+from runnel.runtime._aio import cancel_and_wait
 from runnel.runtime.acks import Acker
-from runnel.runtime.consumer import Consumer, quarantine_record
+from runnel.runtime.consumer import Consumer
 from runnel.runtime.coordination import Coordinator
-from runnel.runtime.events import safe_repr
+from runnel.runtime.dead_letters import DeadLetterWriter
 from runnel.runtime.feed import PartitionFeed
 from runnel.runtime.fetcher import Fetcher
 from runnel.runtime.specs import ProcessorSpec
-
-if TYPE_CHECKING:
-    from runnel.runtime.worker import Worker
+from runnel.runtime.store import StreamStore
 
 log = logging.getLogger(__name__)
 
+Halt = Callable[[BaseException, str], None]
+"""Stops the worker with a non-zero exit, saying what failed and where."""
+
 
 class Executor:
-    """Runs one processor (one consumer group) inside a worker."""
+    """Runs one processor (one consumer group) inside a worker.
 
-    def __init__(self, worker: Worker, spec: ProcessorSpec, backend: Backend) -> None:
-        self.worker = worker
+    Args:
+        spec: the processor.
+        backend: the ports.
+        stores: the stores of the app's streams by name (the processor's own, and the
+            dead-letter sinks it writes to).
+        worker_id: the id of the worker it runs in.
+        halt: stops that worker (HALT policy, or a bug in runnel).
+    """
+
+    def __init__(
+        self,
+        spec: ProcessorSpec,
+        backend: Backend,
+        stores: Mapping[str, StreamStore],
+        worker_id: str,
+        halt: Halt,
+    ) -> None:
         self.spec = spec
         self.backend = backend
         self.clock = backend.clock
-        self.id = f"{worker.id}-{spec.name}-{uuid.uuid4().hex[:6]}"
+        self.worker_id = worker_id
+        self._halt = halt
+        self.id = f"{worker_id}-{spec.name}-{uuid.uuid4().hex[:6]}"
         self.stream = spec.stream
+        self.store = stores[spec.stream.name]
         self.keys = spec.stream.keys
         self.lease_clock = LeaseClock(spec.lock_expiry)
         self.feeds: dict[int, PartitionFeed] = {}
@@ -53,18 +72,26 @@ class Executor:
         self._unrecorded: dict[int, bytes] = {}  # quarantines not yet written durably
         self._room = asyncio.Event()
         self.acker = Acker(backend.log, spec.name, self.clock)
+        # What a consumer calls for every event it is done with: the acker's own method,
+        # so the hot path has no call of ours in between.
+        self.ack: Callable[[PartitionFeed, list[bytes]], None] = self.acker.add
+        self.dead_letters = DeadLetterWriter(
+            backend.log, self.clock, spec.name, lambda name: stores[name]
+        )
         self.fetcher = Fetcher(
             backend.log,
             self.clock,
             spec.name,
             self._active_feeds,
-            self.stream.codec.decode,
+            self.stream.decode,
             spec.read_timeout,
             self._room,
             self.acker,
             self.check_store,
         )
-        self.coordinator = Coordinator(self)
+        self.coordinator = Coordinator(
+            self.id, worker_id, spec, backend, holdings=self, halt=self._halt
+        )
         self.store_resets = 0
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
@@ -76,8 +103,8 @@ class Executor:
 
     async def start(self) -> None:
         """Create the groups, then start the fetcher and the coordinator."""
-        for number in range(self.stream.partition_count):
-            await self.backend.log.ensure_group(self.keys.stream(number), self.spec.name, b"0")
+        for key in self.stream.partition_keys:
+            await self.backend.log.ensure_group(key, self.spec.name, b"0")
         for coro, name in (
             (self.fetcher.run(), "fetcher"),
             (self.coordinator.run(), "coordinator"),
@@ -99,12 +126,12 @@ class Executor:
             raise
         except PermissionDenied as exc:  # not a crash: the Redis user lacks a permission
             task = asyncio.current_task()
-            self.worker.halt(exc, task.get_name() if task is not None else self.id)
+            self._halt(exc, task.get_name() if task is not None else self.id)
         except Exception as exc:
             task = asyncio.current_task()
             name = task.get_name() if task is not None else self.id
             log.critical("%s crashed: %s", name, safe_repr(exc), exc_info=exc)
-            self.worker.halt(exc, name)
+            self._halt(exc, name)
 
     def _set_context(self) -> None:
         context.executor_id.set(self.id)
@@ -130,7 +157,7 @@ class Executor:
         except Exception as exc:
             log.error("final acknowledgement flush of %s failed: %s", self.spec.name, exc)
 
-    # ------------------------------------------------------------------ called by the coordinator
+    # ------------------------------------------------------------------ holdings (coordinator)
 
     async def grant(self, number: int, lease: Lease, sent_at: float) -> None:
         """Start consuming partition ``number`` under ``lease`` (acquired at ``sent_at``)."""
@@ -153,7 +180,7 @@ class Executor:
                 feed.last_seen = info.last_delivered_id
         self.feeds[number] = feed
         record = await self.backend.kv.hash_get_all(self.keys.quarantine(self.spec.name))
-        if str(number).encode() in record:
+        if quarantine_field(number) in record:
             feed.paused = True
             self.quarantined.add(number)
             log.warning(
@@ -205,7 +232,7 @@ class Executor:
             return
         feed.close()
         task = self.consumers.get(number)
-        if task is not None and not await wait_within(task, self.spec.grace_period, self.clock):
+        if task is not None and not await self.clock.wait_for(task, self.spec.grace_period):
             log.warning(
                 "%s.%d did not finish its in-flight work within grace_period=%ss: cancelled "
                 "(its unacknowledged events will be redelivered)",
@@ -223,7 +250,7 @@ class Executor:
     # ------------------------------------------------------------------ consumers
 
     def _start_consumer(self, feed: PartitionFeed) -> None:
-        consumer = Consumer(self, feed)
+        consumer = Consumer(self.spec, feed, self.clock, self, self.dead_letters)
         number = feed.partition.number
         task = asyncio.create_task(self._consume(consumer), name=f"{self.id}:p{number}")
         self.consumers[number] = task
@@ -237,9 +264,28 @@ class Executor:
             log.critical("consumer of %s crashed: %s", consumer.feed.key, exc, exc_info=exc)
             self.halt(exc, consumer.feed.partition)
 
+    # ------------------------------------------------------------------ host (consumers)
+
+    async def flush_acks(self) -> None:
+        """Send the queued acknowledgements and wait for every reply."""
+        await self.acker.flush()
+
+    def forget(self, feed: PartitionFeed) -> None:
+        """Drop a lost feed this executor still lists, so its partition can be taken again.
+
+        Renewal skips lost feeds, and ownership never re-acquires a partition it believes
+        it holds: a lost feed left in :attr:`feeds` would stall its partition for good (a
+        lone worker resumed after SIGSTOP stalled on every partition).
+        """
+        number = feed.partition.number
+        if not feed.lost or self.feeds.get(number) is not feed:
+            return  # not lost, or already dropped/replaced (revoke, lose, a new grant)
+        self.consumers.pop(number, None)  # that is the caller's task, which is ending
+        self.lose(number)
+
     def halt(self, error: BaseException, partition: Partition) -> None:
         """HALT policy: stop the whole worker with a non-zero exit."""
-        self.worker.halt(error, f"{self.spec.name} on {partition.stream}.{partition.number}")
+        self._halt(error, f"{self.spec.name} on {partition.stream}.{partition.number}")
 
     async def quarantine(
         self, feed: PartitionFeed, entry_id: str | None, error: BaseException
@@ -254,7 +300,7 @@ class Executor:
         feed.restart_from_history()
         self.quarantined.add(number)
         self._unrecorded[number] = quarantine_record(
-            number, entry_id, error, self.clock.wall().isoformat(), self.worker.id
+            number, entry_id, describe(error), self.clock.wall().isoformat(), self.worker_id
         )
         log.error("quarantined %s.%d at entry %s", self.stream.name, number, entry_id or "-")
         await self._record_quarantines()
@@ -264,7 +310,7 @@ class Executor:
         for number, record in list(self._unrecorded.items()):
             try:
                 await self.backend.kv.hash_set(
-                    self.keys.quarantine(self.spec.name), {str(number).encode(): record}
+                    self.keys.quarantine(self.spec.name), {quarantine_field(number): record}
                 )
             except Exception as exc:
                 log.error(
@@ -276,6 +322,8 @@ class Executor:
             else:
                 del self._unrecorded[number]
 
+    # ------------------------------------------------------------------ checks
+
     async def check_store(self) -> bool | None:
         """Whether the whole store was reset (groups, leases or membership found missing).
 
@@ -284,13 +332,13 @@ class Executor:
         definition (nothing should be re-created then).
         """
         try:
-            reset = await self.stream.check_store()
+            reset = await self.store.check()
         except BackendError as exc:
             log.warning("could not check whether %s lost its data: %s", self.stream.name, exc)
             return False
         except (MetadataMismatch, PermissionDenied) as exc:  # re-created meanwhile by an
             # App that differs, or a check the Redis user may not run
-            self.worker.halt(exc, f"the store check of {self.stream.name}")
+            self._halt(exc, f"the store check of {self.stream.name}")
             return None
         except Exception as exc:  # never let the check take the fetcher down
             log.error("checking whether %s lost its data failed: %s", self.stream.name, exc)
@@ -303,7 +351,7 @@ class Executor:
                 "had accepted and not processed yet are gone for good. Consumer groups are "
                 "created again at 0 and processing goes on; turn on Redis persistence "
                 "(appendonly yes) to keep this from happening",
-                self.stream.app.name,
+                self.stream.app,
                 self.stream.name,
             )
         return reset
@@ -316,7 +364,7 @@ class Executor:
             await self._record_quarantines()
         record = await self.backend.kv.hash_get_all(self.keys.quarantine(self.spec.name))
         for number in list(self.quarantined):
-            if str(number).encode() in record or number in self._unrecorded:
+            if quarantine_field(number) in record or number in self._unrecorded:
                 continue
             self.quarantined.discard(number)
             feed = self.feeds.get(number)
@@ -330,7 +378,3 @@ class Executor:
             feed.restart_from_history()
             self._start_consumer(feed)
             log.info("quarantine of %s.%d cleared: processing again", self.stream.name, number)
-
-    def state_of(self, number: int) -> PartitionState:
-        """The processing state of an owned partition."""
-        return PartitionState.QUARANTINED if number in self.quarantined else PartitionState.RUNNING

@@ -156,20 +156,8 @@ class PartitionFeed:
                 continue
             if timeout <= 0:
                 return None
-            if not await _wait_or_sleep(self._data, timeout, self.clock):
+            if not await self.clock.wait_for(self._data, timeout):
                 event = self.take_now()
                 if event is None and self.closing:
                     raise FeedClosed
                 return event
-
-
-async def _wait_or_sleep(flag: asyncio.Event, timeout: float, clock: Clock) -> bool:
-    """Wait for ``flag`` up to ``timeout`` seconds of ``clock``; True if it was set."""
-    waiter = asyncio.ensure_future(flag.wait())
-    sleeper = asyncio.ensure_future(clock.sleep(timeout))
-    try:
-        done, _ = await asyncio.wait({waiter, sleeper}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        waiter.cancel()
-        sleeper.cancel()
-    return waiter in done

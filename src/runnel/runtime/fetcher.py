@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from runnel.domain.model import Entry, Event
-from runnel.errors import BackendError, Fenced, PermissionDenied
+from runnel.errors import BackendError, Fenced, GroupMissing, PermissionDenied
 from runnel.ports import Clock, ReadRequest, StreamLog
 from runnel.runtime._aio import cancel_and_wait
 from runnel.runtime.acks import ACK_LINGER, Acker
@@ -177,7 +177,7 @@ class Fetcher:
 
     async def _refused(self, feed: PartitionFeed, error: Exception) -> None:
         """A read Redis refused: re-create a missing group, else back off the partition."""
-        if "NOGROUP" in str(error):
+        if isinstance(error, GroupMissing):
             # The group is gone (the store was reset, or someone destroyed it): create it
             # again at the start, never at the end, so nothing is skipped.
             reset = await self._check_store() if self._check_store is not None else False

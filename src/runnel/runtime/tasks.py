@@ -13,9 +13,9 @@ import asyncio
 import logging
 from datetime import timezone
 
+from runnel.domain.failures import safe_repr
 from runnel.domain.schedule import CronSchedule, TimerSchedule
 from runnel.ports import Clock
-from runnel.runtime.events import safe_repr
 from runnel.runtime.leadership import Leadership
 from runnel.runtime.specs import TaskSpec
 

@@ -16,22 +16,20 @@ import signal
 import socket
 import uuid
 from collections.abc import Coroutine, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from runnel import context
 from runnel.domain.access import Access, ProcessorKeys, worker_access
 from runnel.domain.excerpt import truncated
+from runnel.domain.failures import safe_repr
 from runnel.domain.keys import Keys
-from runnel.errors import BackendError, Misconfigured, PermissionDenied
-from runnel.ports import Backend
+from runnel.errors import BackendError, PermissionDenied
 from runnel.runtime._aio import cancel_and_wait
-from runnel.runtime.events import safe_repr
 from runnel.runtime.executor import Executor
 from runnel.runtime.leadership import Leadership
+from runnel.runtime.plan import WorkerPlan
+from runnel.runtime.specs import StreamSpec
 from runnel.runtime.tasks import TaskRunner
-
-if TYPE_CHECKING:
-    from runnel.app import App
 
 log = logging.getLogger(__name__)
 
@@ -70,34 +68,32 @@ def tune_garbage_collector() -> None:
 
 
 class Worker:
-    """Runs an App's processors and background tasks."""
+    """Runs the processors and background tasks of a plan (:meth:`runnel.App.plan`).
+
+    Args:
+        plan: what to run, and the ports to run it through.
+        install_signals: stop on SIGTERM and SIGINT (a second one exits at once).
+        worker_id: the worker's id; by default ``<host>-<pid>-<random>``.
+        tune_gc: tune the garbage collector once started (see
+            :func:`tune_garbage_collector`); for a process that is only a worker.
+    """
 
     def __init__(
         self,
-        app: App,
-        backend: Backend,
-        processors: Sequence[str] | None = None,
+        plan: WorkerPlan,
         install_signals: bool = True,
         worker_id: str | None = None,
         tune_gc: bool = False,
     ) -> None:
-        self.app = app
-        self.backend = backend
+        self.plan = plan
+        backend = self.backend = plan.backend
         self.id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-        names = list(app.processors) if processors is None else list(processors)
-        unknown = [n for n in names if n not in app.processors]
-        if unknown:
-            raise Misconfigured(
-                f"unknown processor(s) {', '.join(unknown)}; available: "
-                f"{', '.join(sorted(app.processors)) or '(none)'}"
-            )
-        self.executors = [Executor(self, app.processors[n], backend) for n in names]
-        self.leadership = Leadership(
-            app.name, self.id, backend, app.settings.leadership_poll_interval / 1000.0
-        )
-        self.task_runners = [
-            TaskRunner(t, backend.clock, self.leadership) for t in app.tasks.values()
+        self.executors = [
+            Executor(spec, backend, plan.stores, worker_id=self.id, halt=self.halt)
+            for spec in plan.processors
         ]
+        self.leadership = Leadership(plan.app, self.id, backend, plan.leadership_poll_interval)
+        self.task_runners = [TaskRunner(t, backend.clock, self.leadership) for t in plan.tasks]
         self.install_signals = install_signals
         self.tune_gc = tune_gc
         self.exit_code = EXIT_OK
@@ -158,14 +154,14 @@ class Worker:
                 "worker %s starting: processors %s on %s",
                 self.id,
                 ", ".join(e.spec.name for e in self.executors) or "(none)",
-                self.app.settings.redacted_url(),
+                self.plan.where,
             )
-            for stream in {id(e.stream): e.stream for e in self.executors}.values():
-                await stream.prepare()
-            if self.executors:
-                risks = getattr(self.backend.kv, "durability_risks", None)  # optional
-                for risk in await risks() if risks is not None else []:
-                    log.warning("%s (%s)", risk, self.app.settings.redacted_url())
+            for store in {id(e.store): e.store for e in self.executors}.values():
+                await store.prepare()
+            diagnostics = self.backend.diagnostics  # a capability not every store has
+            if self.executors and diagnostics is not None:
+                for risk in await diagnostics.durability_risks():
+                    log.warning("%s (%s)", risk, self.plan.where)
             await self._check_access()
             self._tasks.append(
                 asyncio.create_task(
@@ -205,11 +201,11 @@ class Worker:
         Raises:
             PermissionDenied: naming every command and key the ACL refuses.
         """
-        check = getattr(self.backend.kv, "check_access", None)  # optional
-        if check is None:
+        diagnostics = self.backend.diagnostics  # a capability not every store has
+        if diagnostics is None:
             return
         try:
-            await check(self.access())
+            await diagnostics.check_access(self.access())
         except BackendError as exc:
             log.warning("could not check the Redis user's permissions at start-up: %s", exc)
 
@@ -224,8 +220,8 @@ class Worker:
             )
             for e in self.executors
         ]
-        leader_tasks = [t.name for t in self.app.tasks.values() if t.on_leader]
-        return worker_access(self.app.name, processors, leader_tasks)
+        leader_tasks = [t.name for t in self.plan.tasks if t.on_leader]
+        return worker_access(self.plan.app, processors, leader_tasks)
 
     async def _report_slow_stop(self) -> None:
         """Log what a graceful stop is still waiting on once it takes longer than it should.
@@ -262,12 +258,16 @@ class Worker:
 
 
 def _sink_keys(middleware: Sequence[object]) -> list[Keys]:
-    """The keys of the streams middleware writes to (the dead-letter middleware's sink)."""
+    """The keys of the streams middleware writes to (the dead-letter middleware's sink).
+
+    Middleware is the user's code: a ``sink`` is looked for defensively, and counts when
+    it names a stream's spec.
+    """
     found = []
     for m in middleware:
-        keys = getattr(getattr(m, "sink", None), "keys", None)
-        if isinstance(keys, Keys):
-            found.append(keys)
+        spec = getattr(getattr(m, "sink", None), "spec", None)
+        if isinstance(spec, StreamSpec):
+            found.append(spec.keys)
     return found
 
 

@@ -32,12 +32,11 @@ Example:
     True
 """
 
-from __future__ import annotations
+from typing import TYPE_CHECKING as _TYPE_CHECKING
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from runnel import _lazy
 
-if TYPE_CHECKING:
+if _TYPE_CHECKING:
     from runnel.adapters.memory.clock import SimulatedClock
     from runnel.testing.harness import DEFAULT_TIMEOUT, Harness, HarnessFactory
     from runnel.testing.observations import DeadLetterEntry, Delivery, Outcome, TaskRun
@@ -81,14 +80,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module 'runnel.testing' has no attribute {name!r}")
-    value = getattr(import_module(home), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = _lazy.exports(__name__, _HOMES, __all__, globals())

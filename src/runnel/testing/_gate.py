@@ -22,7 +22,15 @@ from contextvars import Context, ContextVar
 from typing import Any, cast
 
 from runnel.errors import BackendUnavailable
-from runnel.ports import Backend, Clock, KeyValue, Membership, PartitionLocks, StreamLog
+from runnel.ports import (
+    Backend,
+    Clock,
+    KeyValue,
+    Membership,
+    PartitionLocks,
+    StreamAdmin,
+    StreamLog,
+)
 
 _GATE: ContextVar[Gate | None] = ContextVar("runnel_testing_gate", default=None)
 
@@ -173,11 +181,21 @@ class _Gated:
 
 
 def gated(
-    log: StreamLog, locks: PartitionLocks, kv: KeyValue, membership: Membership, clock: Clock
+    log: StreamLog,
+    locks: PartitionLocks,
+    kv: KeyValue,
+    membership: Membership,
+    clock: Clock,
 ) -> Backend:
-    """A backend whose port calls pass through the calling context's gate."""
+    """A backend whose port calls pass through the calling context's gate.
+
+    ``log`` plays both stream-log roles (:class:`~runnel.ports.StreamLog` and
+    :class:`~runnel.ports.StreamAdmin`), as the memory adapter does.
+    """
+    gated_log = _Gated(log)
     return Backend(
-        log=cast(StreamLog, _Gated(log)),
+        log=cast(StreamLog, gated_log),
+        admin=cast(StreamAdmin, gated_log),
         locks=cast(PartitionLocks, _Gated(locks)),
         kv=cast(KeyValue, _Gated(kv)),
         membership=cast(Membership, _Gated(membership)),

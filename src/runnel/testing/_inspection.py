@@ -6,14 +6,15 @@ nothing awaits, so simulated time cannot move while a test looks.
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from typing import Any, Final, Literal
+from typing import Any, Literal
 
 from runnel.adapters.memory.broker import MemoryBroker
 from runnel.adapters.memory.clock import SimulatedClock
 from runnel.app import App
+from runnel.domain.failures import quarantine_field, read_dead_letter, read_quarantines
+from runnel.domain.ids import MAX_ID, MIN_ID, StreamId
 from runnel.domain.membership import assigned_to, decode
 from runnel.domain.model import Event, Partition
 from runnel.middleware.dead_letter import DeadLetterMiddleware
@@ -23,10 +24,6 @@ from runnel.testing._observe import Recorder
 from runnel.testing.observations import DeadLetterEntry, Delivery, TaskRun
 from runnel.testing.virtual_worker import ProcessorRef, VirtualWorker
 
-_MAX_ID: Final = (2**64 - 1, 2**64 - 1)
-_MIN_ID: Final = (0, 0)
-_ERROR_PREFIX: Final = b"__error_"
-
 IdKind = Literal["pending", "acknowledged", "undelivered"]
 
 
@@ -34,7 +31,7 @@ class Inspection:
     """Read-only views of a harness run; :class:`~runnel.testing.Harness` inherits them.
 
     Example:
-        >>> # h.pending("totals"), h.owners("totals"), h.dead_letters(dead_letter)
+        h.pending("totals"), h.owners("totals"), h.dead_letters(dead_letter)
     """
 
     app: App
@@ -48,8 +45,7 @@ class Inspection:
         """Every worker started, by name (the latest one of each name).
 
         Example:
-            >>> # sorted(h.workers)
-            >>> # ['w1', 'w2']
+            sorted(h.workers)  # -> ['w1', 'w2']
         """
         return {vw.name: vw for vw in self._all}
 
@@ -60,8 +56,7 @@ class Inspection:
             KeyError: no worker has that name.
 
         Example:
-            >>> # h.worker("w1").state
-            >>> # 'running'
+            h.worker("w1").state  # -> 'running'
         """
         found = self.workers.get(name)
         if found is None:
@@ -72,8 +67,7 @@ class Inspection:
         """Each worker's exit code by name: None while alive, :data:`KILLED` if killed.
 
         Example:
-            >>> # h.exit_codes()
-            >>> # {'w1': None, 'w2': -9}
+            h.exit_codes()  # -> {'w1': None, 'w2': -9}
         """
         return {name: vw.exit_code for name, vw in self.workers.items()}
 
@@ -100,7 +94,7 @@ class Inspection:
         See :meth:`run_until_idle` for what idle means.
 
         Example:
-            >>> # assert not h.is_idle()   # a take() window is still open
+            assert not h.is_idle()   # a take() window is still open
         """
         return all(self._processor_idle(s) for s in self._considered(processors))
 
@@ -108,7 +102,7 @@ class Inspection:
         """Whether partition ownership has settled (see :meth:`run_until_balanced`).
 
         Example:
-            >>> # assert h.is_balanced()
+            assert h.is_balanced()
         """
         running = [vw for vw in self._alive() if vw.state == "running"]
         names = {p for vw in running for p in vw.processors}
@@ -140,8 +134,7 @@ class Inspection:
         hand its events to user code right now (see :meth:`VirtualWorker.partitions`).
 
         Example:
-            >>> # h.owners("totals")
-            >>> # {0: 'w1', 1: 'w1', 2: 'w2', 3: 'w2'}
+            h.owners("totals")  # -> {0: 'w1', 1: 'w1', 2: 'w2', 3: 'w2'}
         """
         spec = self._processor(processor)
         owned: dict[int, str] = {}
@@ -170,8 +163,7 @@ class Inspection:
             first_only: only the first hand-out of each entry.
 
         Example:
-            >>> # [d.record.seq for d in h.deliveries("totals", partition=2)]
-            >>> # [1, 2, 3]
+            [d.record.seq for d in h.deliveries("totals", partition=2)]  # -> [1, 2, 3]
         """
         name = self._processor(processor).name
         seen: set[tuple[int, str]] = set()
@@ -197,8 +189,7 @@ class Inspection:
         """The items handed to ``processor``, each a list (one event, or a take() batch).
 
         Example:
-            >>> # [len(b) for b in h.batches("loader")]
-            >>> # [100, 100, 35]
+            [len(b) for b in h.batches("loader")]  # -> [100, 100, 35]
         """
         grouped: dict[int, list[Delivery]] = {}
         for d in self.deliveries(processor, partition=partition):
@@ -214,8 +205,7 @@ class Inspection:
         as its :class:`~runnel.Event`.
 
         Example:
-            >>> # h.processed("totals")
-            >>> # {0: [Order(customer='ada', ...), ...], 3: [...]}
+            h.processed("totals")  # -> {0: [Order(customer='ada', ...), ...], 3: [...]}
         """
         result: dict[int, list[Any]] = defaultdict(list)
         for d in self.deliveries(processor):
@@ -230,7 +220,7 @@ class Inspection:
         broker, so it includes what was fetched but not yet handed out.
 
         Example:
-            >>> # assert h.pending("totals") == {}
+            assert h.pending("totals") == {}
         """
         return self._group_ids(processor, "pending")
 
@@ -240,8 +230,7 @@ class Inspection:
         Dead-lettered entries are acknowledged too. Only non-empty partitions are listed.
 
         Example:
-            >>> # sum(len(ids) for ids in h.acknowledged("totals").values())
-            >>> # 42
+            sum(len(ids) for ids in h.acknowledged("totals").values())  # -> 42
         """
         return self._group_ids(processor, "acknowledged")
 
@@ -249,8 +238,7 @@ class Inspection:
         """Entries not yet delivered to ``processor``, per partition (ids).
 
         Example:
-            >>> # h.undelivered("totals")
-            >>> # {2: ['1767225600000-3']}
+            h.undelivered("totals")  # -> {2: ['1767225600000-3']}
         """
         return self._group_ids(processor, "undelivered")
 
@@ -261,12 +249,10 @@ class Inspection:
         awaiting.
 
         Example:
-            >>> # h.quarantined("charge")[0]["error_type"]
-            >>> # 'ValueError'
+            h.quarantined("charge")[0]["error_type"]  # -> 'ValueError'
         """
         spec = self._processor(processor)
-        raw = self.broker.hash(spec.stream.keys.quarantine(spec.name)) or {}
-        return {int(k): json.loads(v) for k, v in sorted(raw.items(), key=lambda kv: int(kv[0]))}
+        return read_quarantines(self.broker.hash(spec.stream.keys.quarantine(spec.name)) or {})
 
     def entries(self, stream: Stream[Any] | str) -> dict[int, list[Event]]:
         """What a stream holds, per partition, in order, as :class:`~runnel.Event` objects.
@@ -274,7 +260,7 @@ class Inspection:
         Useful for a stream that your processors write to. ``event.record()`` decodes.
 
         Example:
-            >>> # [e.record() for e in h.entries(receipts)[0]]
+            [e.record() for e in h.entries(receipts)[0]]
         """
         found = self._stream(stream)
         result: dict[int, list[Event]] = {}
@@ -283,8 +269,8 @@ class Inspection:
             if stored is None or not len(stored):
                 continue
             result[number] = [
-                Event(Partition(found.name, number), _format(sid), fields, 1, 0, found.codec.decode)
-                for sid, fields in stored.between(_MIN_ID, _MAX_ID)
+                Event(Partition(found.name, number), sid.encode(), fields, 1, 0, found.codec.decode)
+                for sid, fields in stored.between(MIN_ID, MAX_ID)
             ]
         return result
 
@@ -296,23 +282,22 @@ class Inspection:
                 the sink stream's name.
 
         Example:
-            >>> # (letter,) = h.dead_letters(dead_letter)
-            >>> # letter.error_type, letter.record
-            >>> # ('ValueError', Order(customer='ada', amount=-1.0))
+            (letter,) = h.dead_letters(dead_letter)
+            letter.error_type  # -> 'ValueError'
+            letter.record  # -> Order(customer='ada', amount=-1.0)
         """
         found = sink.sink if isinstance(sink, DeadLetterMiddleware) else self._stream(sink)
         letters = []
         for number, events in self.entries(found).items():
             for event in events:
                 letters.append(_dead_letter(found, number, event))
-        return sorted(letters, key=lambda e: _parse(e.id))
+        return sorted(letters, key=lambda e: StreamId.parse(e.id))
 
     def task_runs(self, task: str | Callable[..., Any] | None = None) -> list[TaskRun]:
         """The runs of background tasks (one task, or all), in the order they started.
 
         Example:
-            >>> # [r.started_at for r in h.task_runs("report")]
-            >>> # [60.0, 120.0]
+            [r.started_at for r in h.task_runs("report")]  # -> [60.0, 120.0]
         """
         if task is None:
             return list(self._recorder.task_runs)
@@ -323,7 +308,7 @@ class Inspection:
         """A few lines on the workers and every busy partition (for failure messages).
 
         Example:
-            >>> # print(h.describe())
+            print(h.describe())
         """
         lines = [
             "workers: "
@@ -357,13 +342,11 @@ class Inspection:
                 f"{', '.join(sorted(specs)) or '(none)'}"
             )
         if isinstance(processor, str):
-            spec = specs.get(processor)
-        else:
-            spec = next((s for s in specs.values() if s.func is processor), None)
-        if spec is None:
-            raise ValueError(
-                f"unknown processor {processor!r}; available: {', '.join(sorted(specs))}"
-            )
+            name = processor
+        else:  # a decorated function: the name it was registered under, if it was
+            by_function = (s.name for s in specs.values() if s.func is processor)
+            name = next(by_function, f"<{getattr(processor, '__qualname__', processor)!r}>")
+        (spec,) = self.app.processor_specs([name])  # the App decides what is unknown
         return spec
 
     def _considered(self, processors: Iterable[ProcessorRef] | None) -> list[ProcessorSpec]:
@@ -405,7 +388,7 @@ class Inspection:
                     return False
                 continue
             busy = len(group.pel) > 0 or (newest is not None and newest > group.last_delivered)
-            if busy and str(number).encode() not in quarantine:
+            if busy and quarantine_field(number) not in quarantine:
                 return False
         return True
 
@@ -433,26 +416,17 @@ class Inspection:
         if kind == "pending":
             if group is None:
                 return []
-            return [_format(sid).decode() for sid, _ in group.pel.since(_MIN_ID)]
+            return [str(sid) for sid, _ in group.pel.since(MIN_ID)]
         ids = []
-        for sid, _ in stored.between(_MIN_ID, _MAX_ID):
+        for sid, _ in stored.between(MIN_ID, MAX_ID):
             delivered = group is not None and sid <= group.last_delivered
             if kind == "undelivered" and not delivered:
-                ids.append(_format(sid).decode())
+                ids.append(str(sid))
             elif kind == "acknowledged" and delivered:
                 assert group is not None
                 if sid not in group.pel:
-                    ids.append(_format(sid).decode())
+                    ids.append(str(sid))
         return ids
-
-
-def _format(sid: tuple[int, int]) -> bytes:
-    return b"%d-%d" % sid
-
-
-def _parse(entry_id: str) -> tuple[int, int]:
-    ms, _, seq = entry_id.partition("-")
-    return int(ms), int(seq or 0)
 
 
 def _decoded(event: Event) -> Any:
@@ -463,28 +437,22 @@ def _decoded(event: Event) -> Any:
 
 
 def _dead_letter(sink: Stream[Any], number: int, event: Event) -> DeadLetterEntry:
-    fields = event.data
-    data = {k: v for k, v in fields.items() if not k.startswith(_ERROR_PREFIX)}
-
-    def text(name: str) -> str:
-        return fields.get(_ERROR_PREFIX + name.encode(), b"").decode("utf-8", "replace")
-
+    data, info = read_dead_letter(event.data)
     try:
         record = sink.codec.decode(data)
     except Exception:
         record = None
-    source_partition = text("partition")
     return DeadLetterEntry(
         sink=sink.name,
         partition=number,
         id=event.entry_id,
-        stream=text("stream"),
-        source_partition=int(source_partition) if source_partition.isdigit() else number,
-        source_id=text("id"),
-        processor=text("processor"),
-        error_type=text("type"),
-        error_message=text("message"),
-        time=text("time"),
+        stream=info.stream,
+        source_partition=number if info.source_partition is None else info.source_partition,
+        source_id=info.source_id,
+        processor=info.processor,
+        error_type=info.error_type,
+        error_message=info.error_message,
+        time=info.time,
         data=data,
         record=record,
     )

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from runnel import context
 from runnel.domain.model import Event
-from runnel.middleware.base import Middleware
+from runnel.interfaces import Middleware
 from runnel.runtime.specs import ProcessorSpec, TaskSpec
 from runnel.testing.observations import Delivery, Outcome, TaskRun
 

@@ -44,7 +44,12 @@ from runnel.testing import _gate, _sleep
 from runnel.testing._inspection import Inspection
 from runnel.testing._observe import Instrumentation, Recorder
 from runnel.testing.observations import TaskRun
-from runnel.testing.virtual_worker import ProcessorRef, SimulationTimeout, VirtualWorker
+from runnel.testing.virtual_worker import (
+    Controls,
+    ProcessorRef,
+    SimulationTimeout,
+    VirtualWorker,
+)
 
 log = logging.getLogger(__name__)
 
@@ -78,9 +83,7 @@ class Harness(Inspection):
         timeout: the default limit, in simulated seconds, of every wait of the harness.
 
     Example:
-        >>> import asyncio
-        >>> from runnel import App, Record
-        >>> from runnel.testing import Harness
+        >>> from runnel import Record
         >>> app = App(name="doc-harness", redis_url="redis://prod.example:6379")
         >>> class Order(Record):
         ...     customer: str
@@ -132,6 +135,15 @@ class Harness(Inspection):
         self._all: list[VirtualWorker] = []
         self._counter = 0
         self._state: Literal["new", "open", "closed"] = "new"
+        self._controls = Controls(
+            clock=self.clock,
+            processor_name=lambda processor: self._processor(processor).name,
+            run_until=self.run_until,
+            cancel_tasks=self._cancel_tasks,
+            start=lambda name, processors, balanced: self.start(
+                name, processors=processors, balanced=balanced
+            ),
+        )
 
     def __repr__(self) -> str:
         return f"<Harness {self.app.name} {self._state} t={self.clock.now():.3f}>"
@@ -148,8 +160,8 @@ class Harness(Inspection):
             RuntimeError: this harness was opened before (make a new one).
 
         Example:
-            >>> # async with Harness(app) as h:
-            >>> #     assert app.settings.redis_url.startswith("memory://")
+            async with Harness(app) as h:
+                assert app.settings.redis_url.startswith("memory://")
         """
         if self._state != "new":
             raise RuntimeError("a Harness can be opened once; make a new one")
@@ -177,7 +189,6 @@ class Harness(Inspection):
                 self._undo.append(provider.reset_last_overriding)
             container.reset_singletons()
             app.discover()  # as a worker would: import the autodiscover modules, once
-            self._unprepare_streams()
             self._instrumentation.install()
             self._undo.append(self._instrumentation.uninstall)
             self._tracker = _gate.TaskTracker(asyncio.get_running_loop())
@@ -207,8 +218,8 @@ class Harness(Inspection):
         every worker is killed at once, so a failing test never hangs in teardown.
 
         Example:
-            >>> # async with Harness(app) as h:
-            >>> #     raise AssertionError  # the workers are killed, the app restored
+            async with Harness(app) as h:
+                raise AssertionError  # the workers are killed, the app restored
         """
         await self.aclose(graceful=exc_type is None)
 
@@ -218,7 +229,7 @@ class Harness(Inspection):
         Idempotent; :meth:`__aexit__` calls it.
 
         Example:
-            >>> # await h.aclose()
+            await h.aclose()
         """
         if self._state != "open":
             return
@@ -253,7 +264,7 @@ class Harness(Inspection):
         hooks that cannot await, such as the pytest plugin's.
 
         Example:
-            >>> # h.abandon()
+            h.abandon()
         """
         if self._state != "open":
             return
@@ -290,13 +301,8 @@ class Harness(Inspection):
         app.container.settings.reset_last_overriding()
         app.settings = original
         app.container.reset_singletons()
-        self._unprepare_streams()
-
-    def _unprepare_streams(self) -> None:
-        # A stream remembers it has recorded its metadata and groups; on another broker it
-        # must do so again.
-        for stream in self.app.streams.values():
-            stream._prepared = False
+        # The harness's backend, and the streams' stores on it, stay with the harness.
+        app._forget_backend()
 
     # ------------------------------------------------------------------ workers
 
@@ -328,8 +334,8 @@ class Harness(Inspection):
             Exception: whatever the worker raised while starting (e.g. MetadataMismatch).
 
         Example:
-            >>> # w1 = await h.start("w1")
-            >>> # w2 = await h.start("w2", processors=["totals"])
+            w1 = await h.start("w1")
+            w2 = await h.start("w2", processors=["totals"])
         """
         self._check_open()
         if name is None:
@@ -343,13 +349,13 @@ class Harness(Inspection):
             raise ValueError(f"a worker named {name!r} is {current.state}")
         self._instrumentation.install()  # processors or tasks declared since the harness opened
         worker = Worker(
-            self.app,
-            self.app.backend,
-            processors=None if processors is None else list(processors),
+            self.app.plan(processors),
             install_signals=False,
             worker_id=name,
         )
-        vw = VirtualWorker(self, name, worker, tuple(e.spec.name for e in worker.executors))
+        vw = VirtualWorker(
+            name, worker, tuple(e.spec.name for e in worker.executors), self._controls
+        )
         self._all.append(vw)
         vw.task = asyncio.create_task(self._run_worker(vw), name=f"runnel-testing:{name}")
         task = vw.task
@@ -413,7 +419,7 @@ class Harness(Inspection):
             ValueError: ``seconds`` is negative.
 
         Example:
-            >>> # await h.advance(5)   # closes a take(..., within=5) window
+            await h.advance(5)   # closes a take(..., within=5) window
         """
         self._check_open()
         if seconds < 0:
@@ -435,7 +441,7 @@ class Harness(Inspection):
             The new time, or None (time did not move) if nothing waits for the clock.
 
         Example:
-            >>> # await h.advance_to_next()
+            await h.advance_to_next()
         """
         self._check_open()
         await self._settle()
@@ -458,9 +464,8 @@ class Harness(Inspection):
             The new run (its ``started_at`` is the fire time).
 
         Example:
-            >>> # run = await h.advance_to_next_fire(hourly_report)
-            >>> # run.started_at
-            >>> # 3600.0
+            run = await h.advance_to_next_fire(hourly_report)
+            run.started_at  # -> 3600.0
         """
         name = self._task_name(task)
         before = len(self.task_runs(name))
@@ -487,7 +492,7 @@ class Harness(Inspection):
                 the harness timeout), or nothing waits for the clock any more.
 
         Example:
-            >>> # await h.run_until(lambda: len(h.deliveries("totals")) >= 10)
+            await h.run_until(lambda: len(h.deliveries("totals")) >= 10)
         """
         self._check_open()
         clock = self.clock
@@ -558,8 +563,8 @@ class Harness(Inspection):
                 killed). The message lists the busy partitions.
 
         Example:
-            >>> # await orders.send(*batch)
-            >>> # await h.run_until_idle()
+            await orders.send(*batch)
+            await h.run_until_idle()
         """
         specs = self._considered(processors)
 
@@ -587,9 +592,9 @@ class Harness(Inspection):
             SimulationTimeout: not settled within ``timeout`` simulated seconds.
 
         Example:
-            >>> # await w2.kill()
-            >>> # await h.run_until_balanced()
-            >>> # assert set(h.owners("totals").values()) == {"w1"}
+            await w2.kill()
+            await h.run_until_balanced()
+            assert set(h.owners("totals").values()) == {"w1"}
         """
         await self.run_until(self.is_balanced, timeout, what="the partitions to be balanced")
 

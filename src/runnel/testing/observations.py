@@ -102,8 +102,7 @@ class Delivery:
             runnel.errors.DecodeError: the entry cannot be decoded.
 
         Example:
-            >>> # h.deliveries("totals")[0].record
-            >>> # Order(customer='ada', seq=1, amount=10.0)
+            h.deliveries("totals")[0].record  # -> Order(customer='ada', seq=1, amount=10.0)
         """
         return self.event.record()
 

@@ -1,21 +1,20 @@
 """Virtual workers: real runnel workers run by a harness, with faults on its simulated clock.
 
 Example:
-    >>> # w1 = await h.start("w1")
-    >>> # w1.pause(); await h.advance(30); w1.resume()
+    w1 = await h.start("w1")
+    w1.pause(); await h.advance(30); w1.resume()
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final, Literal
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Final, Literal
 
+from runnel.adapters.memory.clock import SimulatedClock
 from runnel.runtime.worker import Worker
 from runnel.testing import _gate
-
-if TYPE_CHECKING:
-    from runnel.testing.harness import Harness
 
 KILLED: Final = -9
 """The exit code reported for a killed worker (like a process ended by SIGKILL)."""
@@ -39,6 +38,25 @@ class SimulationTimeout(AssertionError):
     """
 
 
+@dataclass(frozen=True)
+class Controls:
+    """What a virtual worker needs from the harness that runs it, as bound callables.
+
+    Attributes:
+        clock: the simulated clock.
+        processor_name: the name of a processor given by name or by function.
+        run_until: runs the simulation until a condition holds, or fails after a timeout.
+        cancel_tasks: cancels every task of a worker until all have finished.
+        start: starts a worker (``name``, ``processors``, ``balanced``).
+    """
+
+    clock: SimulatedClock
+    processor_name: Callable[[ProcessorRef], str]
+    run_until: Callable[[Callable[[], bool], float | None, str], Awaitable[None]]
+    cancel_tasks: Callable[[VirtualWorker], Awaitable[None]]
+    start: Callable[[str, list[str], bool], Awaitable[VirtualWorker]]
+
+
 class VirtualWorker:
     """One virtual worker: a real :class:`~runnel.runtime.worker.Worker` run by a harness.
 
@@ -51,16 +69,15 @@ class VirtualWorker:
         worker: the underlying :class:`~runnel.runtime.worker.Worker`.
 
     Example:
-        >>> # w1 = await h.start("w1")
-        >>> # await w1.kill()
-        >>> # w1.state, w1.exit_code
-        >>> # ('killed', -9)
+        w1 = await h.start("w1")
+        await w1.kill()
+        w1.state, w1.exit_code  # -> ('killed', -9)
     """
 
     def __init__(
-        self, harness: Harness, name: str, worker: Worker, processors: tuple[str, ...]
+        self, name: str, worker: Worker, processors: tuple[str, ...], controls: Controls
     ) -> None:
-        self.harness = harness
+        self._controls = controls
         self.name = name
         self.worker = worker
         self.processors = processors
@@ -79,8 +96,7 @@ class VirtualWorker:
         """``running``, ``paused``, ``stopped``, ``exited`` or ``killed``.
 
         Example:
-            >>> # w1.pause(); w1.state
-            >>> # 'paused'
+            w1.pause(); w1.state  # -> 'paused'
         """
         if self._killed:
             return "killed"
@@ -93,8 +109,7 @@ class VirtualWorker:
         """True while running or paused.
 
         Example:
-            >>> # await w1.kill(); w1.alive
-            >>> # False
+            await w1.kill(); w1.alive  # -> False
         """
         return self.state in ("running", "paused")
 
@@ -106,8 +121,7 @@ class VirtualWorker:
         :attr:`error`.
 
         Example:
-            >>> # await w1.stop(); w1.exit_code
-            >>> # 0
+            await w1.stop(); w1.exit_code  # -> 0
         """
         if self._killed:
             return KILLED
@@ -121,9 +135,9 @@ class VirtualWorker:
         """The exception the worker's run raised, if it raised one.
 
         Example:
-            >>> # with pytest.raises(MetadataMismatch): await h.start("w1")
-            >>> # h.worker("w1").error
-            >>> # MetadataMismatch("stream shop.orders: partition_count is '99' ...")
+            with pytest.raises(MetadataMismatch):
+                await h.start("w1")
+            h.worker("w1").error  # -> MetadataMismatch("stream shop.orders: ...")
         """
         task = self.task
         if self._killed or task is None or not task.done() or task.cancelled():
@@ -137,13 +151,12 @@ class VirtualWorker:
         passed, so a cut-off worker keeps its partitions until its deadline.
 
         Example:
-            >>> # h.worker("w1").partitions("totals")
-            >>> # frozenset({0, 1})
+            h.worker("w1").partitions("totals")  # -> frozenset({0, 1})
         """
-        name = self.harness._processor(processor).name
+        name = self._controls.processor_name(processor)
         if not self.alive:
             return frozenset()
-        now = self.harness.clock.now()
+        now = self._controls.clock.now()
         return frozenset(
             number
             for executor in self.worker.executors
@@ -163,7 +176,7 @@ class VirtualWorker:
         deadline.
 
         Example:
-            >>> # w1.pause(); await h.advance(30); w1.resume()
+            w1.pause(); await h.advance(30); w1.resume()
         """
         self._check_alive("pause")
         self.gate.cut_off()
@@ -172,7 +185,7 @@ class VirtualWorker:
         """Reconnect a paused worker: its waiting calls go through (and may be refused).
 
         Example:
-            >>> # w1.resume()
+            w1.resume()
         """
         self._check_alive("resume")
         self.gate.reconnect()
@@ -187,13 +200,13 @@ class VirtualWorker:
         acknowledged. Takes no simulated time. Does nothing if the worker has ended.
 
         Example:
-            >>> # await w2.kill()
+            await w2.kill()
         """
         if not self.alive:
             return
         self._killed = True
         self.gate.crash()
-        await self.harness._cancel_tasks(self)
+        await self._controls.cancel_tasks(self)
 
     async def stop(self, timeout: float | None = None) -> int:
         """Stop gracefully (what SIGTERM does) and return the exit code.
@@ -207,7 +220,7 @@ class VirtualWorker:
             SimulationTimeout: it had not exited after ``timeout`` simulated seconds.
 
         Example:
-            >>> # assert await w1.stop() == 0
+            assert await w1.stop() == 0
         """
         if self.state == "paused":
             raise RuntimeError(f"worker {self.name} is paused: resume or kill it first")
@@ -224,11 +237,11 @@ class VirtualWorker:
             Exception: whatever the worker's run raised (it could not start, say).
 
         Example:
-            >>> # assert await w1.wait() == 1  # halted
+            assert await w1.wait() == 1  # halted
         """
         task = self.task
         assert task is not None
-        await self.harness.run_until(task.done, timeout, what=f"worker {self.name} to exit")
+        await self._controls.run_until(task.done, timeout, f"worker {self.name} to exit")
         if self._killed:
             return KILLED
         return task.result()
@@ -244,12 +257,10 @@ class VirtualWorker:
             The new virtual worker.
 
         Example:
-            >>> # w1 = await w1.restart()
+            w1 = await w1.restart()
         """
         await self.kill()
-        return await self.harness.start(
-            name or self.name, processors=list(self.processors), balanced=balanced
-        )
+        return await self._controls.start(name or self.name, list(self.processors), balanced)
 
     def _check_alive(self, action: str) -> None:
         if not self.alive:

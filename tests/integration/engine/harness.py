@@ -269,3 +269,24 @@ def _bytes(value: object) -> bytes:
 async def equal(actual: Awaitable[object], expected: object) -> bool:
     """Whether ``actual`` comes out as ``expected`` (for :func:`wait_for` conditions)."""
     return await actual == expected
+
+
+async def send_and_close(app: Any, stream: Stream[Any], *records: Any) -> list[bytes]:
+    """Send ``records`` as a producer does, then close the producer's connections."""
+    try:
+        return await stream.send(*records)
+    finally:
+        await app.close()
+
+
+def seqs_per_key(
+    seen: Iterable[Mapping[str, Any]], first_only: bool = False
+) -> dict[str, list[int]]:
+    """Per key, the ``seq`` of each recorded delivery in the order processed (or only the
+    first delivery of each, to check that first deliveries kept the send order)."""
+    per_key: dict[str, list[int]] = {}
+    for s in seen:
+        seqs = per_key.setdefault(s["key"], [])
+        if not (first_only and s["seq"] in seqs):
+            seqs.append(s["seq"])
+    return per_key

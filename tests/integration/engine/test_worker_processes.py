@@ -33,6 +33,8 @@ from .harness import (
     recorded,
     results,
     runnel,
+    send_and_close,
+    seqs_per_key,
     wait_for,
 )
 
@@ -100,9 +102,7 @@ async def test_ten_thousand_keyed_events_are_each_processed_once_in_per_key_orde
     sent = Counter((ticks.partition_for(e), i.decode()) for e, i in zip(events, ids, strict=True))
     assert Counter((s["partition"], s["id"]) for s in seen) == sent
     assert max(sent.values()) == 1
-    per_key: dict[str, list[int]] = defaultdict(list)
-    for s in seen:
-        per_key[s["key"]].append(s["seq"])
+    per_key = seqs_per_key(seen)
     assert len(per_key) == keys
     assert all(seqs == list(range(10_000 // keys)) for seqs in per_key.values())
     assert {s["partition"] for s in seen} == set(range(ordering.PARTITIONS))
@@ -161,10 +161,7 @@ async def test_quarantine_stops_one_partition_until_cleared_with_the_cli(
     app = policies.build(app_name, redis_url)
     stream = app.streams["quarantine"]
     await poison(client, app_name, "k0:2")
-    try:
-        ids = await stream.send(*[Tick(key=f"k{i % 2}", seq=i // 2) for i in range(10)])
-    finally:
-        await app.close()
+    ids = await send_and_close(app, stream, *[Tick(key=f"k{i % 2}", seq=i // 2) for i in range(10)])
     worker = spawn("policies", processors=["quarantining"])
     env = process_env(app_name, redis_url)
     ref = "tests.integration.engine.apps.policies:quarantining"
@@ -200,10 +197,9 @@ async def test_quarantine_stops_one_partition_until_cleared_with_the_cli(
         workers=[worker],
     )
     app = policies.build(app_name, redis_url)
-    try:
-        await app.streams["quarantine"].send(Tick(key="k0", seq=5), Tick(key="k1", seq=5))
-    finally:
-        await app.close()
+    await send_and_close(
+        app, app.streams["quarantine"], Tick(key="k0", seq=5), Tick(key="k1", seq=5)
+    )
     await wait_for(
         lambda: equal(seqs("k1"), list(range(6))), "partition 1 goes on", workers=[worker]
     )
@@ -229,10 +225,7 @@ async def test_ignore_acknowledges_the_failed_entries_and_keeps_going(
     app = policies.build(app_name, redis_url)
     stream = app.streams["ignore"]
     await poison(client, app_name, "k0:0", "k0:3", "k1:4")
-    try:
-        await stream.send(*[Tick(key=f"k{i % 2}", seq=i // 2) for i in range(12)])
-    finally:
-        await app.close()
+    await send_and_close(app, stream, *[Tick(key=f"k{i % 2}", seq=i // 2) for i in range(12)])
     worker = spawn("policies", processors=["ignoring"])
 
     await wait_for(
@@ -331,10 +324,7 @@ async def test_middleware_runs_in_order_and_finalises_across_a_failure(
 ) -> None:
     app, ticks = middleware.build(app_name, redis_url)
     await poison(client, app_name, "k:0")
-    try:
-        await ticks.send(Tick(key="k", seq=0), Tick(key="k", seq=1))
-    finally:
-        await app.close()
+    await send_and_close(app, ticks, Tick(key="k", seq=0), Tick(key="k", seq=1))
     worker = spawn("middleware")
 
     async def steps() -> list[str]:
@@ -429,10 +419,7 @@ async def test_sigterm_drains_gracefully_and_a_new_worker_finishes_with_zero_dup
 ) -> None:
     app, ticks = ordering.build(app_name, redis_url)
     events = [Tick(key=f"k{i % 20}", seq=i // 20) for i in range(300)]
-    try:
-        ids = await ticks.send(*events)
-    finally:
-        await app.close()
+    ids = await send_and_close(app, ticks, *events)
     slow = {"ENGINE_TEST_DELAY": "0.05"}  # ~50 ms of work per event
     first = spawn("ordering", env=slow)
     await wait_for(lambda: recorded(client, app_name, "seen", 60), "60 events", workers=[first])
@@ -457,9 +444,7 @@ async def test_sigterm_drains_gracefully_and_a_new_worker_finishes_with_zero_dup
     assert [k for k, n in processed.items() if n > 1] == []  # zero duplicates
     assert processed == sent  # and nothing lost
     assert {s["pid"] for s in seen} == {first.pid, second.pid}
-    per_key: dict[str, list[int]] = defaultdict(list)
-    for s in seen:
-        per_key[s["key"]].append(s["seq"])
+    per_key = seqs_per_key(seen)
     assert all(seqs == list(range(15)) for seqs in per_key.values())
     assert not [m for m in first.messages("warning") if "grace_period" in m]
 
@@ -600,9 +585,7 @@ async def test_a_join_and_a_graceful_leave_mid_stream_process_everything_exactly
     processed = Counter((s["partition"], s["id"]) for s in seen)
     assert [k for k, n in processed.items() if n > 1] == []
     assert processed == sent
-    per_key: dict[str, list[int]] = defaultdict(list)
-    for s in seen:
-        per_key[s["key"]].append(s["seq"])
+    per_key = seqs_per_key(seen)
     assert all(seqs == list(range(50)) for seqs in per_key.values())
     assert {s["pid"] for s in seen} == {first.pid, second.pid}
 
@@ -613,10 +596,7 @@ async def test_a_killed_workers_partitions_are_processed_by_the_next_without_los
     app, ticks = ordering.build(app_name, redis_url)
     events = [Tick(key=f"k{i % 16}", seq=i // 16) for i in range(480)]
     work = {"ENGINE_TEST_DELAY": "0.02"}
-    try:
-        ids = await ticks.send(*events)
-    finally:
-        await app.close()
+    ids = await send_and_close(app, ticks, *events)
     first = spawn("ordering", env=work)
     await wait_for(lambda: recorded(client, app_name, "seen", 100), "100 events", workers=[first])
     first.send_signal(signal.SIGKILL)
@@ -635,10 +615,7 @@ async def test_a_killed_workers_partitions_are_processed_by_the_next_without_los
     assert set(processed) == sent  # at least once: nothing lost
     # Only what the killed worker had in flight or buffered may run twice.
     assert sum(n - 1 for n in processed.values()) <= ordering.PARTITIONS * 9
-    per_key: dict[str, list[int]] = defaultdict(list)
-    for s in seen:
-        if s["seq"] not in per_key[s["key"]]:
-            per_key[s["key"]].append(s["seq"])
+    per_key = seqs_per_key(seen, first_only=True)
     assert all(seqs == list(range(30)) for seqs in per_key.values())  # first deliveries in order
 
 
@@ -646,10 +623,7 @@ async def test_an_overrunning_event_is_cancelled_after_the_grace_period_and_stay
     spawn: Spawn, client: Redis, app_name: str, redis_url: str
 ) -> None:
     app, ticks = ordering.build(app_name, redis_url)
-    try:
-        (entry,) = await ticks.send(Tick(key="k", seq=0))
-    finally:
-        await app.close()
+    (entry,) = await send_and_close(app, ticks, Tick(key="k", seq=0))
     worker = spawn("ordering", env={"ENGINE_TEST_DELAY": "600", "RUNNEL_DEFAULT_GRACE_PERIOD": "1"})
     await wait_for(lambda: recorded(client, app_name, "began"), "the event begun", workers=[worker])
     assert await worker.stop(within=15) == 0
@@ -666,10 +640,7 @@ async def test_a_second_sigterm_exits_at_once_with_code_130(
     spawn: Spawn, client: Redis, app_name: str, redis_url: str
 ) -> None:
     app, ticks = ordering.build(app_name, redis_url)
-    try:
-        (entry,) = await ticks.send(Tick(key="k", seq=0))
-    finally:
-        await app.close()
+    (entry,) = await send_and_close(app, ticks, Tick(key="k", seq=0))
     worker = spawn(
         "ordering", env={"ENGINE_TEST_DELAY": "600", "RUNNEL_DEFAULT_GRACE_PERIOD": "600"}
     )
@@ -693,10 +664,7 @@ async def test_a_worker_paused_past_its_leases_loses_nothing_and_reorders_nothin
     app, ticks = ordering.build(app_name, redis_url)
     events = [Tick(key=f"k{i % 16}", seq=i // 16) for i in range(480)]
     work = {"ENGINE_TEST_DELAY": "0.03"}
-    try:
-        ids = await ticks.send(*events)
-    finally:
-        await app.close()
+    ids = await send_and_close(app, ticks, *events)
     paused = spawn("ordering", env=work)
     await wait_for(lambda: recorded(client, app_name, "seen", 40), "40 events", workers=[paused])
     other = spawn("ordering", env=work)
@@ -769,10 +737,7 @@ async def test_a_lone_worker_paused_past_its_leases_resumes_every_partition(
 ) -> None:
     app, ticks = ordering.build(app_name, redis_url)
     events = [Tick(key=f"k{i % 16}", seq=i // 16) for i in range(320)]
-    try:
-        ids = await ticks.send(*events)
-    finally:
-        await app.close()
+    ids = await send_and_close(app, ticks, *events)
     worker = spawn("ordering", env={"ENGINE_TEST_DELAY": "0.02"})
     await wait_for(lambda: recorded(client, app_name, "seen", 40), "40 events", workers=[worker])
     worker.send_signal(signal.SIGSTOP)
@@ -825,8 +790,6 @@ async def test_a_redis_that_lost_its_data_is_reported_and_new_events_are_process
     assert f"lost the data of stream {app_name}.ticks" in critical[0]
     assert any("writes no append-only file" in m for m in worker.messages("warning"))
     seen = await results(client, app_name, "seen")
-    per_key: dict[str, list[int]] = defaultdict(list)
-    for s in seen:
-        per_key[s["key"]].append(s["seq"])
+    per_key = seqs_per_key(seen)
     assert per_key == {f"k{i}": [0, 1] for i in range(40)}  # each once, in order
     assert await pending(client, ticks, "proc") == 0

@@ -13,12 +13,8 @@ import fakeredis
 import pytest
 from redis.asyncio import Redis
 
-from runnel.adapters.redis.keyvalue import RedisKeyValue
-from runnel.adapters.redis.locks import RedisPartitionLocks
-from runnel.adapters.redis.membership import RedisMembership
-from runnel.adapters.redis.streams import RedisStreamLog
-from runnel.ports import KeyValue, Membership, PartitionLocks, StreamLog
-from tests.contracts import Advance, MakeKV, MakeLocks, MakeLog, MakeMembership
+from tests.contracts import Advance, MakeLog
+from tests.contracts.bindings import Adapters, Bound, redis_adapters
 from tests.contracts.keyvalue_contract import KeyValueContract
 from tests.contracts.locks_contract import LocksContract
 from tests.contracts.membership_contract import MembershipContract
@@ -38,43 +34,17 @@ async def fake_client() -> AsyncIterator[Redis]:
         await client.aclose()
 
 
-class FakeRedisBinding:
-    """Fixtures shared by the three bindings: adapters on one fake server per test."""
-
-    @pytest.fixture
-    def make_log(self, fake_client: Redis) -> MakeLog:
-        async def make() -> StreamLog:
-            return RedisStreamLog(fake_client)
-
-        return make
-
-    @pytest.fixture
-    def make_locks(self, fake_client: Redis) -> MakeLocks:
-        async def make() -> PartitionLocks:
-            return RedisPartitionLocks(fake_client)
-
-        return make
-
-    @pytest.fixture
-    def make_kv(self, fake_client: Redis) -> MakeKV:
-        async def make() -> KeyValue:
-            return RedisKeyValue(fake_client)
-
-        return make
-
-    @pytest.fixture
-    def make_membership(self, fake_client: Redis) -> MakeMembership:
-        async def make() -> Membership:
-            return RedisMembership(fake_client)
-
-        return make
-
-    @pytest.fixture
-    def advance(self) -> Advance:
-        return asyncio.sleep
+@pytest.fixture
+def adapters(fake_client: Redis) -> Adapters:
+    return redis_adapters(fake_client)
 
 
-class TestFakeRedisStreamLog(FakeRedisBinding, StreamLogContract):
+@pytest.fixture
+def advance() -> Advance:
+    return asyncio.sleep
+
+
+class TestFakeRedisStreamLog(Bound, StreamLogContract):
     """StreamLog contract on fakeredis."""
 
     @pytest.mark.skip(
@@ -85,13 +55,13 @@ class TestFakeRedisStreamLog(FakeRedisBinding, StreamLogContract):
         """Skipped on fakeredis."""
 
 
-class TestFakeRedisPartitionLocks(FakeRedisBinding, LocksContract):
+class TestFakeRedisPartitionLocks(Bound, LocksContract):
     """PartitionLocks contract on fakeredis."""
 
 
-class TestFakeRedisKeyValue(FakeRedisBinding, KeyValueContract):
+class TestFakeRedisKeyValue(Bound, KeyValueContract):
     """KeyValue contract on fakeredis."""
 
 
-class TestFakeRedisMembership(FakeRedisBinding, MembershipContract):
+class TestFakeRedisMembership(Bound, MembershipContract):
     """Membership contract on fakeredis."""

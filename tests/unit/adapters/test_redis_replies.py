@@ -13,6 +13,7 @@ from runnel.errors import (
     BackendUnavailable,
     BackpressureError,
     Fenced,
+    GroupMissing,
 )
 
 
@@ -24,7 +25,7 @@ from runnel.errors import (
         (rex.BusyLoadingError("loading the dataset"), BackendUnavailable),
         (rex.ReadOnlyError("You can't write against a read only replica."), BackendUnavailable),
         (ConnectionResetError("reset by peer"), BackendUnavailable),
-        (rex.ResponseError("NOGROUP No such key 's'"), BackendProtocolError),
+        (rex.ResponseError("NOGROUP No such key 's'"), GroupMissing),
         (rex.ResponseError("WRONGTYPE Operation against a key"), BackendProtocolError),
         (rex.DataError("Invalid input of type: 'dict'"), BackendProtocolError),
         (rex.ResponseError("FENCED __lock:a.s.p.0"), Fenced),
@@ -79,7 +80,7 @@ def test_exchange_slots_carry_counts_refusals_and_errors_each_in_its_place() -> 
     assert acked[0] == 3
     assert isinstance(acked[1], Fenced)
     assert "a1" in str(acked[1])
-    assert isinstance(acked[2], BackendProtocolError)
+    assert isinstance(acked[2], GroupMissing)
     assert "NOGROUP g" in str(acked[2])
     assert isinstance(read[0], Fenced)
     assert read[1] == [Entry(b"9-0", {b"k": b"v"})]

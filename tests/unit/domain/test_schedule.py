@@ -161,42 +161,41 @@ def test_cron_in_london_keeps_local_time_when_the_clocks_go_forward() -> None:
     assert all(f.tzinfo is LONDON for f in got)
 
 
+def in_london(spec: str, start: datetime, count: int) -> list[datetime]:
+    """The next ``count`` fires after ``start`` of ``spec`` in London time, in UTC."""
+    return [f.astimezone(UTC) for f in fires(CronSchedule(spec, "Europe/London"), start, count)]
+
+
 def test_cron_in_london_keeps_local_time_when_the_clocks_go_back() -> None:
-    daily = CronSchedule("45 17 * * *", "Europe/London")
-
-    got = fires(daily, utc(2025, 10, 25, 0, 0), 2)
-
-    assert [f.astimezone(UTC) for f in got] == [
+    assert in_london("45 17 * * *", utc(2025, 10, 25, 0, 0), 2) == [
         utc(2025, 10, 25, 16, 45),
         utc(2025, 10, 26, 17, 45),
     ]
 
 
 def test_cron_time_repeated_by_the_clocks_going_back_fires_once_at_its_first_occurrence() -> None:
-    nightly = CronSchedule("30 1 * * *", "Europe/London")
-
-    got = fires(nightly, utc(2025, 10, 25, 12, 0), 2)
-
     # 01:30 happens at 00:30Z (BST) and again at 01:30Z (GMT) on 26 October.
-    assert [f.astimezone(UTC) for f in got] == [utc(2025, 10, 26, 0, 30), utc(2025, 10, 27, 1, 30)]
+    assert in_london("30 1 * * *", utc(2025, 10, 25, 12, 0), 2) == [
+        utc(2025, 10, 26, 0, 30),
+        utc(2025, 10, 27, 1, 30),
+    ]
 
 
 def test_cron_time_skipped_by_the_clocks_going_forward_fires_after_the_jump() -> None:
     nightly = CronSchedule("30 1 * * *", "Europe/London")
 
-    got = fires(nightly, utc(2025, 3, 29, 12, 0), 2)
+    (first,) = fires(nightly, utc(2025, 3, 29, 12, 0), 1)
 
     # There is no 01:30 on 30 March: it fires at 02:30 BST, i.e. 01:30Z.
-    assert [f.astimezone(UTC) for f in got] == [utc(2025, 3, 30, 1, 30), utc(2025, 3, 31, 0, 30)]
-    assert (got[0].hour, got[0].minute) == (2, 30)
+    assert (first.hour, first.minute) == (2, 30)
+    assert in_london("30 1 * * *", utc(2025, 3, 29, 12, 0), 2) == [
+        utc(2025, 3, 30, 1, 30),
+        utc(2025, 3, 31, 0, 30),
+    ]
 
 
 def test_hourly_cron_fires_every_real_hour_when_the_clocks_go_forward() -> None:
-    hourly = CronSchedule("30 * * * *", "Europe/London")
-
-    got = fires(hourly, utc(2025, 3, 30, 0, 0), 3)
-
-    assert [f.astimezone(UTC) for f in got] == [
+    assert in_london("30 * * * *", utc(2025, 3, 30, 0, 0), 3) == [
         utc(2025, 3, 30, 0, 30),
         utc(2025, 3, 30, 1, 30),
         utc(2025, 3, 30, 2, 30),
@@ -204,12 +203,8 @@ def test_hourly_cron_fires_every_real_hour_when_the_clocks_go_forward() -> None:
 
 
 def test_hourly_cron_fires_once_per_wall_time_when_the_clocks_go_back() -> None:
-    hourly = CronSchedule("30 * * * *", "Europe/London")
-
-    got = fires(hourly, utc(2025, 10, 25, 23, 0), 3)
-
     # 01:30 GMT (01:30Z) repeats the wall time 01:30 BST (00:30Z), so it does not fire.
-    assert [f.astimezone(UTC) for f in got] == [
+    assert in_london("30 * * * *", utc(2025, 10, 25, 23, 0), 3) == [
         utc(2025, 10, 25, 23, 30),
         utc(2025, 10, 26, 0, 30),
         utc(2025, 10, 26, 2, 30),

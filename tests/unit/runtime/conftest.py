@@ -1,4 +1,9 @@
-"""Helpers for engine tests: apps on a private in-memory broker with a simulated clock."""
+"""Helpers for engine tests: apps on a private in-memory broker with a simulated clock.
+
+Tests of one worker run it here (``workers``); tests of several workers, faults and
+coordination run them under the public test kit (:class:`runnel.testing.Harness`, through
+the ``runnel_harness`` fixture), with the few views of the runtime below.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +15,33 @@ from uuid import uuid4
 import pytest
 from dependency_injector import providers
 
-from runnel import App
+from runnel import App, Events, Record, Stream
 from runnel.adapters.memory.clock import SimulatedClock
+from runnel.runtime.executor import Executor
 from runnel.runtime.worker import Worker
+from runnel.testing import Harness, VirtualWorker
+
+
+class Tick(Record):
+    """The events of most runtime tests: ``seq`` counts up per ``key``."""
+
+    key: str
+    seq: int
+
+
+def ticks_app(make_app: Callable[..., App], **settings: Any) -> tuple[App, Stream[Tick]]:
+    """An app (``make_app(**settings)``) and its stream ``ticks`` partitioned by key."""
+    app = make_app(**settings)
+    return app, app.stream("ticks", record=Tick, partition_by="key")
+
+
+def drain(app: App, stream: Stream[Any], name: str = "proc") -> None:
+    """Register a processor that takes every event of ``stream`` and does nothing with it."""
+
+    @app.processor(stream, name=name)
+    async def proc(events: Events) -> None:
+        async for _ in events:
+            pass
 
 
 @pytest.fixture
@@ -50,7 +79,7 @@ async def workers() -> AsyncIterator[Callable[..., Any]]:
     started: list[Running] = []
 
     async def start(app: App, **kwargs: Any) -> Running:
-        worker = Worker(app, app.backend, install_signals=False, **kwargs)
+        worker = Worker(app.plan(), install_signals=False, **kwargs)
         task = asyncio.create_task(worker.run())
         started_or_done = asyncio.ensure_future(worker.started.wait())
         await asyncio.wait({task, started_or_done}, return_when=asyncio.FIRST_COMPLETED)
@@ -80,3 +109,46 @@ async def until(
         if clock.now() > deadline:
             raise AssertionError(f"condition not met within {within} simulated seconds")
         await clock.sleep(step)
+
+
+def executor(worker: VirtualWorker) -> Executor:
+    """The executor of a virtual worker's one processor."""
+    (only,) = worker.worker.executors
+    return only
+
+
+def holders(h: Harness, processor: str = "proc") -> dict[int, list[str]]:
+    """Partition -> every live worker that would hand its events to user code right now."""
+    held: dict[int, list[str]] = {}
+    for vw in h.workers.values():
+        for number in sorted(vw.partitions(processor)):
+            held.setdefault(number, []).append(vw.name)
+    return held
+
+
+def exclusive(h: Harness, processor: str = "proc") -> bool:
+    """No partition has two owners that would both hand its events to user code."""
+    return all(len(names) == 1 for names in holders(h, processor).values())
+
+
+async def start(h: Harness, *names: str) -> list[VirtualWorker]:
+    """Start workers called ``names``, each as soon as the previous one is up."""
+    return [await h.start(name, balanced=False) for name in names]
+
+
+async def start_owning(
+    h: Harness, *names: str, partitions: int, processor: str = "proc"
+) -> list[VirtualWorker]:
+    """Start workers called ``names``, and run until all ``partitions`` have an owner."""
+    started = await start(h, *names)
+    await h.run_until(lambda: len(holders(h, processor)) == partitions)
+    return started
+
+
+async def stop_all(h: Harness) -> None:
+    """Stop every live worker as SIGTERM does (a paused one is killed: it cannot hear it)."""
+    for vw in list(h.workers.values()):
+        if vw.state == "paused":
+            await vw.kill()
+        elif vw.alive:
+            assert await vw.stop() == 0

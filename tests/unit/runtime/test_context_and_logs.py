@@ -10,16 +10,11 @@ from typing import Any
 
 import pytest
 
-from runnel import App, Events, Record, context
+from runnel import App, Events, context
 from runnel.adapters.memory.clock import SimulatedClock
 from runnel.entrypoints.logs import ContextFilter, JsonFormatter
 
-from .conftest import until
-
-
-class Tick(Record):
-    key: str
-    seq: int
+from .conftest import Tick, ticks_app, until
 
 
 def visible() -> dict[str, Any]:
@@ -35,8 +30,7 @@ def visible() -> dict[str, Any]:
 async def test_processors_see_their_own_context_and_tasks_only_the_worker(
     make_app: Callable[..., App], workers: Any, clock: SimulatedClock
 ) -> None:
-    app = make_app(default_partition_count=2)
-    ticks = app.stream("ticks", record=Tick, partition_by="key")
+    app, ticks = ticks_app(make_app, default_partition_count=2)
     seen: dict[str, dict[str, Any]] = {}
 
     @app.processor(ticks, name="one")
@@ -94,8 +88,7 @@ def json_log() -> Iterator[io.StringIO]:
 async def test_json_logs_name_the_worker_executor_stream_and_partition(
     make_app: Callable[..., App], workers: Any, clock: SimulatedClock, json_log: io.StringIO
 ) -> None:
-    app = make_app(default_partition_count=2)
-    ticks = app.stream("ticks", record=Tick, partition_by="key")
+    app, ticks = ticks_app(make_app, default_partition_count=2)
 
     @app.processor(ticks)
     async def proc(events: Events) -> None:

@@ -8,17 +8,16 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from runnel import App, Events, Record, Stream, context
-from runnel.adapters.memory.clock import SimulatedClock
+from runnel import App, Events, Stream, context
 from runnel.domain.membership import decode
+from runnel.testing import HarnessFactory
 
-from .cluster import Cluster
-from .conftest import until
+from .conftest import Tick, exclusive, executor, holders, start_owning, stop_all
 
 FAST = {
     "default_lock_expiry": 2.0,
@@ -28,11 +27,6 @@ FAST = {
     "default_grace_period": 2.0,
     "default_partition_count": 8,
 }
-
-
-class Tick(Record):
-    key: str
-    seq: int
 
 
 Seen = list[tuple[str, str, int]]
@@ -50,23 +44,9 @@ def app_with_log(
     async def proc(events: Events) -> None:
         async for tick in events.records():
             seen.append((context.worker_id.get(), tick.key, tick.seq))
-            await app.backend.clock.sleep(work)
+            await asyncio.sleep(work)  # simulated time, under the harness
 
     return app, ticks, seen
-
-
-@pytest.fixture
-async def make_cluster(clock: SimulatedClock) -> AsyncIterator[Callable[[App], Cluster]]:
-    made: list[Cluster] = []
-
-    def make(app: App) -> Cluster:
-        cluster = Cluster(app, clock)
-        made.append(cluster)
-        return cluster
-
-    yield make
-    for cluster in made:
-        await cluster.abort()
 
 
 def first_deliveries(seen: Seen) -> dict[str, list[int]]:
@@ -89,78 +69,69 @@ def assert_complete_and_ordered(seen: Seen, count: int) -> None:
 
 
 async def test_workers_split_partitions_evenly_and_exclusively(
-    make_app: Callable[..., App], clock: SimulatedClock, make_cluster: Callable[[App], Cluster]
+    make_app: Callable[..., App], runnel_harness: HarnessFactory
 ) -> None:
     app, ticks, _ = app_with_log(make_app)
-    cluster = make_cluster(app)
-    for name in ("w1", "w2", "w3"):
-        await cluster.start(name)
-    await until(lambda: len(cluster.owners()) == 8, clock)
-    await clock.sleep(3)
-    assert cluster.exclusive()
-    sizes = sorted(len(n.executor.feeds) for n in cluster.nodes.values())
-    assert sizes == [2, 3, 3]
-    members = decode(await app.backend.kv.get(ticks.keys.membership("proc")))
-    assert sorted(len(m.partitions) for m in members.values()) == [2, 3, 3]
-    for node in cluster.nodes.values():
-        assert members[node.executor.id].partitions == frozenset(node.executor.feeds)
-        assert members[node.executor.id].worker == node.worker.id
-    await cluster.close()
-    assert decode(await app.backend.kv.get(ticks.keys.membership("proc"))) == {}
-    for number in range(8):
-        assert await app.backend.locks.holder(ticks.keys.lock("proc", number)) is None
+    async with runnel_harness(app) as h:
+        workers = await start_owning(h, "w1", "w2", "w3", partitions=8)
+        await h.advance(3)
+        assert exclusive(h)
+        assert sorted(len(executor(vw).feeds) for vw in workers) == [2, 3, 3]
+        members = decode(await app.backend.kv.get(ticks.keys.membership("proc")))
+        assert sorted(len(m.partitions) for m in members.values()) == [2, 3, 3]
+        for vw in workers:
+            assert members[executor(vw).id].partitions == frozenset(executor(vw).feeds)
+            assert members[executor(vw).id].worker == vw.name
+        await stop_all(h)
+        assert decode(await app.backend.kv.get(ticks.keys.membership("proc"))) == {}
+        for number in range(8):
+            assert await app.backend.locks.holder(ticks.keys.lock("proc", number)) is None
 
 
 async def test_every_membership_change_is_versioned_and_announced(
-    make_app: Callable[..., App], clock: SimulatedClock, make_cluster: Callable[[App], Cluster]
+    make_app: Callable[..., App], runnel_harness: HarnessFactory
 ) -> None:
     app, ticks, _ = app_with_log(make_app)
-    cluster = make_cluster(app)
-    await cluster.start("w1")
-    await cluster.start("w2")
-    await until(lambda: len(cluster.owners()) == 8, clock)
-    await cluster.stop("w1")
-    await until(lambda: len(cluster.owners()) == 8, clock)
-    notes = await app.backend.log.range(ticks.keys.control("proc"))
-    changes = [n.fields for n in notes if n.fields[b"type"] != b"released"]
-    assert [c[b"type"] for c in changes] == [b"join", b"join", b"leave"]
-    assert [int(c[b"version"]) for c in changes] == [1, 2, 3]
-    assert await app.backend.kv.get(ticks.keys.membership_version("proc")) == b"3"
-    released = [n.fields for n in notes if n.fields[b"type"] == b"released"]
-    # w1 handed back half when w2 joined, then the rest when it left: 8 in all.
-    assert sum(len(r[b"partitions"].split(b",")) for r in released) == 8
+    async with runnel_harness(app) as h:
+        w1, _ = await start_owning(h, "w1", "w2", partitions=8)
+        await w1.stop()
+        await h.run_until(lambda: len(holders(h)) == 8)
+        notes = await app.backend.log.range(ticks.keys.control("proc"))
+        changes = [n.fields for n in notes if n.fields[b"type"] != b"released"]
+        assert [c[b"type"] for c in changes] == [b"join", b"join", b"leave"]
+        assert [int(c[b"version"]) for c in changes] == [1, 2, 3]
+        assert await app.backend.kv.get(ticks.keys.membership_version("proc")) == b"3"
+        released = [n.fields for n in notes if n.fields[b"type"] == b"released"]
+        # w1 handed back half when w2 joined, then the rest when it left: 8 in all.
+        assert sum(len(r[b"partitions"].split(b",")) for r in released) == 8
 
 
 async def test_a_join_moves_only_the_partitions_balance_requires(
-    make_app: Callable[..., App], clock: SimulatedClock, make_cluster: Callable[[App], Cluster]
+    make_app: Callable[..., App], runnel_harness: HarnessFactory
 ) -> None:
     app, _, _ = app_with_log(make_app)
-    cluster = make_cluster(app)
-    w1 = await cluster.start("w1")
-    w2 = await cluster.start("w2")
-    await until(lambda: len(w1.executor.feeds) == len(w2.executor.feeds) == 4, clock)
-    before = {n: frozenset(node.executor.feeds) for n, node in cluster.nodes.items()}
-    await cluster.start("w3")
-    await until(
-        lambda: len(cluster.owners()) == 8 and len(cluster.nodes["w3"].executor.feeds) == 2,
-        clock,
-    )
-    await clock.sleep(2)
-    after = {n: frozenset(node.executor.feeds) for n, node in cluster.nodes.items()}
-    assert after["w1"] <= before["w1"]
-    assert after["w2"] <= before["w2"]
-    assert len(before["w1"] - after["w1"]) + len(before["w2"] - after["w2"]) == 2
-    # w1 took all 8 alone, handed 4 to w2, then 1 more went from each to w3: no other moves.
-    assert w1.executor.coordinator.acquired == 8
-    assert w2.executor.coordinator.acquired == 4
-    assert cluster.nodes["w3"].executor.coordinator.acquired == 2
+    async with runnel_harness(app) as h:
+        w1 = await h.start("w1", balanced=False)
+        w2 = await h.start("w2", balanced=False)
+        await h.run_until(lambda: len(executor(w1).feeds) == len(executor(w2).feeds) == 4)
+        before = {vw.name: frozenset(executor(vw).feeds) for vw in (w1, w2)}
+        w3 = await h.start("w3", balanced=False)
+        await h.run_until(lambda: len(holders(h)) == 8 and len(executor(w3).feeds) == 2)
+        await h.advance(2)
+        after = {vw.name: frozenset(executor(vw).feeds) for vw in (w1, w2)}
+        assert after["w1"] <= before["w1"]
+        assert after["w2"] <= before["w2"]
+        assert len(before["w1"] - after["w1"]) + len(before["w2"] - after["w2"]) == 2
+        # w1 took all 8 alone, handed 4 to w2, then 1 more went from each to w3: no other moves.
+        assert executor(w1).coordinator.acquired == 8
+        assert executor(w2).coordinator.acquired == 4
+        assert executor(w3).coordinator.acquired == 2
 
 
 async def test_joins_and_graceful_leaves_under_load_process_everything_exactly_once(
-    make_app: Callable[..., App], clock: SimulatedClock, make_cluster: Callable[[App], Cluster]
+    make_app: Callable[..., App], runnel_harness: HarnessFactory
 ) -> None:
     app, ticks, seen = app_with_log(make_app)
-    cluster = make_cluster(app)
     total = 0
 
     async def send(n: int) -> None:
@@ -168,237 +139,221 @@ async def test_joins_and_graceful_leaves_under_load_process_everything_exactly_o
         await ticks.send(*[Tick(key=f"k{(total + i) % 20}", seq=total + i) for i in range(n)])
         total += n
 
-    await cluster.start("w1")
-    await send(200)
-    await clock.sleep(0.5)
-    await cluster.start("w2")
-    await send(200)
-    await clock.sleep(0.5)
-    await cluster.start("w3")
-    await send(200)
-    await clock.sleep(0.5)
-    assert await cluster.stop("w1") == 0
-    await send(200)
-    await clock.sleep(0.5)
-    assert await cluster.stop("w2") == 0
-    await send(200)
-    await until(lambda: len(seen) >= total, clock)
-    await clock.sleep(2)
-    await cluster.close()
+    async with runnel_harness(app) as h:
+        w1 = await h.start("w1", balanced=False)
+        await send(200)
+        await h.advance(0.5)
+        w2 = await h.start("w2", balanced=False)
+        await send(200)
+        await h.advance(0.5)
+        await h.start("w3", balanced=False)
+        await send(200)
+        await h.advance(0.5)
+        assert await w1.stop() == 0
+        await send(200)
+        await h.advance(0.5)
+        assert await w2.stop() == 0
+        await send(200)
+        await h.run_until(lambda: len(seen) >= total)
+        await h.advance(2)
+        await stop_all(h)
     assert len(seen) == total  # exactly once: no duplicates
     assert_complete_and_ordered(seen, total)
     assert {w for w, _, _ in seen} == {"w1", "w2", "w3"}
 
 
 async def test_a_crashed_workers_partitions_are_processed_again_within_three_seconds(
-    make_app: Callable[..., App], clock: SimulatedClock, make_cluster: Callable[[App], Cluster]
+    make_app: Callable[..., App], runnel_harness: HarnessFactory
 ) -> None:
     app, ticks, seen = app_with_log(make_app, default_heartbeat_interval=1.0)
-    cluster = make_cluster(app)
-    w1 = await cluster.start("w1")
-    w2 = await cluster.start("w2")
-    await until(lambda: len(w1.executor.feeds) == len(w2.executor.feeds) == 4, clock)
-    lost = sorted(w2.executor.feeds)
-    await ticks.send(*[Tick(key=f"k{i % 16}", seq=i) for i in range(800)])
-    await until(lambda: len(seen) >= 100, clock)
-    crashed_at = clock.now()
-    await cluster.crash("w2")
-    seen_before = len(seen)
+    async with runnel_harness(app) as h:
+        w1 = await h.start("w1", balanced=False)
+        w2 = await h.start("w2", balanced=False)
+        await h.run_until(lambda: len(executor(w1).feeds) == len(executor(w2).feeds) == 4)
+        lost = sorted(executor(w2).feeds)
+        await ticks.send(*[Tick(key=f"k{i % 16}", seq=i) for i in range(800)])
+        await h.run_until(lambda: len(seen) >= 100)
+        crashed_at = h.now
+        await w2.kill()
+        seen_before = len(seen)
 
-    def w1_processes_the_lost_partitions() -> bool:
-        return set(lost) <= set(w1.executor.feeds) and len(seen) > seen_before
+        def w1_processes_the_lost_partitions() -> bool:
+            return set(lost) <= set(executor(w1).feeds) and len(seen) > seen_before
 
-    await until(w1_processes_the_lost_partitions, clock)
-    recovered_in = clock.now() - crashed_at
-    assert recovered_in <= 3.0, f"recovery took {recovered_in:.2f}s"
-    assert w1.executor.coordinator.reaped == 1
-    await until(lambda: len({(k, s) for _, k, s in seen}) >= 800, clock)
-    await cluster.close()
+        await h.run_until(w1_processes_the_lost_partitions)
+        recovered_in = h.now - crashed_at
+        assert recovered_in <= 3.0, f"recovery took {recovered_in:.2f}s"
+        assert executor(w1).coordinator.reaped == 1
+        await h.run_until(lambda: len({(k, s) for _, k, s in seen}) >= 800)
     assert_complete_and_ordered(seen, 800)
 
 
 async def test_a_replacement_started_while_the_dead_lease_lives_waits_and_never_fails(
-    make_app: Callable[..., App], clock: SimulatedClock, make_cluster: Callable[[App], Cluster]
+    make_app: Callable[..., App], runnel_harness: HarnessFactory
 ) -> None:
     app, ticks, seen = app_with_log(make_app, default_lock_expiry=10.0)
-    cluster = make_cluster(app)
-    await cluster.start("w1")
-    await until(lambda: len(cluster.owners()) == 8, clock)
-    await ticks.send(*[Tick(key=f"k{i % 8}", seq=i) for i in range(80)])
-    await until(lambda: len(seen) >= 10, clock)
-    await cluster.crash("w1")
-    crashed_at = clock.now()
-    replacement = await cluster.start("w2")
-    await until(lambda: len(cluster.owners()) == 8, clock, within=30)
-    took = clock.now() - crashed_at
-    assert took <= 10.5, f"took {took:.2f}s with a 10s lease"
-    assert not replacement.task.done()
-    assert replacement.executor.coordinator.attempts == {}
-    await until(lambda: len({(k, s) for _, k, s in seen}) >= 80, clock)
-    await cluster.close()
+    async with runnel_harness(app) as h:
+        (w1,) = await start_owning(h, "w1", partitions=8)
+        await ticks.send(*[Tick(key=f"k{i % 8}", seq=i) for i in range(80)])
+        await h.run_until(lambda: len(seen) >= 10)
+        await w1.kill()
+        crashed_at = h.now
+        replacement = await h.start("w2", balanced=False)
+        await h.run_until(lambda: len(holders(h)) == 8, timeout=30)
+        took = h.now - crashed_at
+        assert took <= 10.5, f"took {took:.2f}s with a 10s lease"
+        assert replacement.state == "running"
+        assert executor(replacement).coordinator.attempts == {}
+        await h.run_until(lambda: len({(k, s) for _, k, s in seen}) >= 80)
     assert_complete_and_ordered(seen, 80)
 
 
 async def test_a_cut_off_worker_stops_at_its_lease_deadline_and_its_late_acks_are_refused(
-    make_app: Callable[..., App], clock: SimulatedClock, make_cluster: Callable[[App], Cluster]
+    make_app: Callable[..., App], runnel_harness: HarnessFactory
 ) -> None:
     app, ticks, seen = app_with_log(make_app, default_partition_count=1, default_prefetch_count=50)
-    cluster = make_cluster(app)
-    w1 = await cluster.start("w1")
-    await until(lambda: len(cluster.owners()) == 1, clock)
-    await ticks.send(*[Tick(key="k", seq=i) for i in range(300)])
-    await until(lambda: len(seen) >= 20, clock)
-    deadline_before_cut = w1.executor.feeds[0].deadline
-    w1.gate.pause()  # no renewal, no acknowledgement reaches the backend from now on
-    await cluster.start("w2")
-    await until(lambda: cluster.owners().get(0) == ["w2"], clock, within=30)
-    taken_at = clock.now()
-    assert taken_at >= deadline_before_cut  # nobody took over before w1's lease lapsed
-    by_w1 = [s for w, _, s in seen if w == "w1"]
-    w1.gate.resume()  # its queued acknowledgements now arrive, too late
-    await until(lambda: len({s for _, _, s in seen}) >= 300, clock)
-    await clock.sleep(3)
-    assert w1.executor.acker.refused > 0
-    assert [s for w, _, s in seen if w == "w1"] == by_w1  # w1 processed nothing more
-    fenced = await app.backend.kv.get(ticks.keys.fenced("proc"))
-    assert fenced is not None
-    assert int(fenced) > 0
-    await cluster.close()
+    async with runnel_harness(app) as h:
+        (w1,) = await start_owning(h, "w1", partitions=1)
+        await ticks.send(*[Tick(key="k", seq=i) for i in range(300)])
+        await h.run_until(lambda: len(seen) >= 20)
+        deadline_before_cut = executor(w1).feeds[0].deadline
+        w1.pause()  # no renewal, no acknowledgement reaches the backend from now on
+        await h.start("w2", balanced=False)
+        await h.run_until(lambda: holders(h).get(0) == ["w2"], timeout=30)
+        taken_at = h.now
+        assert taken_at >= deadline_before_cut  # nobody took over before w1's lease lapsed
+        by_w1 = [s for w, _, s in seen if w == "w1"]
+        w1.resume()  # its queued acknowledgements now arrive, too late
+        await h.run_until(lambda: len({s for _, _, s in seen}) >= 300)
+        await h.advance(3)
+        assert executor(w1).acker.refused > 0
+        assert [s for w, _, s in seen if w == "w1"] == by_w1  # w1 processed nothing more
+        fenced = await app.backend.kv.get(ticks.keys.fenced("proc"))
+        assert fenced is not None
+        assert int(fenced) > 0
     assert_complete_and_ordered(seen, 300)
 
 
 async def test_in_flight_work_is_cancelled_when_the_lease_may_have_expired(
-    make_app: Callable[..., App], clock: SimulatedClock, make_cluster: Callable[[App], Cluster]
+    make_app: Callable[..., App], runnel_harness: HarnessFactory
 ) -> None:
     app, ticks, seen = app_with_log(make_app, work=30.0, default_partition_count=1)
-    cluster = make_cluster(app)
-    w1 = await cluster.start("w1")
-    await until(lambda: len(cluster.owners()) == 1, clock)
-    await ticks.send(Tick(key="k", seq=0), Tick(key="k", seq=1))
-    await until(lambda: len(seen) == 1, clock)
-    w1.gate.pause()
-    cut_at = clock.now()
-    await until(lambda: not w1.executor.feeds, clock)
-    stopped_after = clock.now() - cut_at
-    # Within one lease (2s) of the cut, the 30s event was abandoned, not finished.
-    assert stopped_after <= 2.0
-    assert w1.executor.consumers == {}
-    w1.gate.resume()
-    await until(lambda: len(seen) >= 3, clock, within=120)
-    await cluster.close()
+    async with runnel_harness(app) as h:
+        (w1,) = await start_owning(h, "w1", partitions=1)
+        await ticks.send(Tick(key="k", seq=0), Tick(key="k", seq=1))
+        await h.run_until(lambda: len(seen) == 1)
+        w1.pause()
+        cut_at = h.now
+        await h.run_until(lambda: not executor(w1).feeds)
+        stopped_after = h.now - cut_at
+        # Within one lease (2s) of the cut, the 30s event was abandoned, not finished.
+        assert stopped_after <= 2.0
+        assert executor(w1).consumers == {}
+        w1.resume()
+        await h.run_until(lambda: len(seen) >= 3, timeout=120)
     assert [s for _, _, s in seen][:2] == [0, 0]  # redelivered: at least once, in order
 
 
 async def test_a_member_reaped_during_a_pause_joins_again_and_gets_partitions(
-    make_app: Callable[..., App], clock: SimulatedClock, make_cluster: Callable[[App], Cluster]
+    make_app: Callable[..., App], runnel_harness: HarnessFactory
 ) -> None:
     app, ticks, _ = app_with_log(make_app)
-    cluster = make_cluster(app)
-    w1 = await cluster.start("w1")
-    w2 = await cluster.start("w2")
-    await until(lambda: len(cluster.owners()) == 8, clock)
-    w1.gate.pause()
-    await until(
-        lambda: (
-            w1.executor.id not in w2.executor.coordinator.members and len(cluster.owners()) == 8
-        ),
-        clock,
-    )
-    assert w2.executor.coordinator.reaped == 1
-    w1.gate.resume()
-    await until(lambda: len(w1.executor.feeds) == 4 and len(w2.executor.feeds) == 4, clock)
-    assert cluster.exclusive()
-    assert w1.executor.coordinator.joins == 2
-    members = decode(await app.backend.kv.get(ticks.keys.membership("proc")))
-    assert set(members) == {w1.executor.id, w2.executor.id}
+    async with runnel_harness(app) as h:
+        w1, w2 = await start_owning(h, "w1", "w2", partitions=8)
+        w1.pause()
+        await h.run_until(
+            lambda: executor(w1).id not in executor(w2).coordinator.members and len(holders(h)) == 8
+        )
+        assert executor(w2).coordinator.reaped == 1
+        w1.resume()
+        await h.run_until(lambda: len(executor(w1).feeds) == len(executor(w2).feeds) == 4)
+        assert exclusive(h)
+        assert executor(w1).coordinator.joins == 2
+        members = decode(await app.backend.kv.get(ticks.keys.membership("proc")))
+        assert set(members) == {executor(w1).id, executor(w2).id}
 
 
 async def test_a_lease_that_frees_itself_right_after_a_failed_attempt_is_taken_at_once(
-    make_app: Callable[..., App], clock: SimulatedClock, make_cluster: Callable[[App], Cluster]
+    make_app: Callable[..., App], runnel_harness: HarnessFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     app, ticks, _ = app_with_log(make_app, default_partition_count=1, default_lock_expiry=10.0)
-    ghost = await app.backend.locks.acquire(
-        ticks.keys.lock("proc", 0), ticks.keys.epoch("proc", 0), "ghost", 0.3
-    )
-    assert ghost is not None
-    locks = app.backend.locks
-    asked: list[float | None] = []
-    real = locks.expires_in
+    async with runnel_harness(app) as h:
+        locks = app.backend.locks
+        ghost = await locks.acquire(
+            ticks.keys.lock("proc", 0), ticks.keys.epoch("proc", 0), "ghost", 0.3
+        )
+        assert ghost is not None
+        asked: list[float | None] = []
+        real = locks.expires_in
 
-    async def racing_expiry(key: str) -> float | None:
-        left = await real(key)
-        asked.append(left)
-        await clock.sleep(left or 0)  # the lease runs out while we ask about it
-        return await real(key)
+        async def racing_expiry(key: str) -> float | None:
+            left = await real(key)
+            asked.append(left)
+            await h.clock.sleep(left or 0)  # the lease runs out while we ask about it
+            return await real(key)
 
-    locks.expires_in = racing_expiry  # type: ignore[method-assign]  # a race, staged
-    cluster = make_cluster(app)
-    started = clock.now()
-    w1 = await cluster.start("w1")
-    await until(lambda: 0 in w1.executor.feeds, clock, within=10)
-    assert asked  # the first attempt found the ghost's lease
-    # Taken as soon as it was found free, not one assignment_sleep (0.5 s) later.
-    assert clock.now() - started < 0.3 + 0.1
+        monkeypatch.setattr(locks, "expires_in", racing_expiry)  # a race, staged
+        started = h.now
+        w1 = await h.start("w1", balanced=False)
+        await h.run_until(lambda: 0 in executor(w1).feeds, timeout=10)
+        assert asked  # the first attempt found the ghost's lease
+        # Taken as soon as it was found free, not one assignment_sleep (0.5 s) later.
+        assert h.now - started < 0.3 + 0.1
 
 
 @pytest.mark.parametrize("offset", [0.0, 0.05, 0.13, 0.26, 0.41])
 async def test_workers_stopping_together_leave_no_member_behind(
-    make_app: Callable[..., App],
-    clock: SimulatedClock,
-    make_cluster: Callable[[App], Cluster],
-    offset: float,
+    make_app: Callable[..., App], runnel_harness: HarnessFactory, offset: float
 ) -> None:
     app, ticks, seen = app_with_log(make_app, work=0.001)
-    cluster = make_cluster(app)
-    for name in ("w1", "w2", "w3"):
-        await cluster.start(name)
-    await until(lambda: len(cluster.owners()) == 8 and cluster.exclusive(), clock)
-    await ticks.send(*[Tick(key=f"k{i % 11}", seq=i) for i in range(300)])
-    await clock.sleep(offset)  # stop at different points of the heartbeat cycle
-    began = clock.now()
-    codes = await asyncio.gather(*(cluster.stop(n) for n in list(cluster.nodes)))
-    assert codes == [0, 0, 0]
-    # Each drain is short: nobody waits for a lease to expire or a grace period to end.
-    assert clock.now() - began < FAST["default_lock_expiry"]
-    assert decode(await app.backend.kv.get(ticks.keys.membership("proc"))) == {}
-    for number in range(8):
-        assert await app.backend.locks.holder(ticks.keys.lock("proc", number)) is None
+    async with runnel_harness(app) as h:
+        workers = await start_owning(h, "w1", "w2", "w3", partitions=8)
+        await h.run_until(lambda: exclusive(h))
+        await ticks.send(*[Tick(key=f"k{i % 11}", seq=i) for i in range(300)])
+        await h.advance(offset)  # stop at different points of the heartbeat cycle
+        began = h.now
+        codes = await asyncio.gather(*(vw.stop() for vw in workers))
+        assert codes == [0, 0, 0]
+        # Each drain is short: nobody waits for a lease to expire or a grace period to end.
+        assert h.now - began < FAST["default_lock_expiry"]
+        assert decode(await app.backend.kv.get(ticks.keys.membership("proc"))) == {}
+        for number in range(8):
+            assert await app.backend.locks.holder(ticks.keys.lock("proc", number)) is None
     assert len(seen) == len(set(seen))  # a graceful stop processes nothing twice
 
 
 @pytest.mark.parametrize("kind", ["join", "rejoin"])
 async def test_a_stop_during_a_membership_write_in_flight_leaves_no_member_behind(
     make_app: Callable[..., App],
-    clock: SimulatedClock,
-    make_cluster: Callable[[App], Cluster],
+    runnel_harness: HarnessFactory,
     monkeypatch: pytest.MonkeyPatch,
     kind: str,
 ) -> None:
     """A join's compare-and-set whose reply is still on its way when the stop begins is
     waited for, and the leave then takes the member out again: no ghost stays behind."""
     app, ticks, _ = app_with_log(make_app)
-    port = app.backend.membership
-    real_update = port.update
-    in_flight: list[bool] = []
-    slow = kind == "join"
+    async with runnel_harness(app) as h:
+        port = app.backend.membership
+        real_update = port.update
+        in_flight: list[bool] = []
+        slow = kind == "join"
 
-    async def update(*args: Any, **kwargs: Any) -> Any:
-        write = await real_update(*args, **kwargs)
-        if slow and not in_flight:
-            in_flight.append(True)
-            await clock.sleep(0.3)  # written, but the reply is still on its way back
-        return write
+        async def update(*args: Any, **kwargs: Any) -> Any:
+            write = await real_update(*args, **kwargs)
+            if slow and not in_flight:
+                in_flight.append(True)
+                await h.clock.sleep(0.3)  # written, but the reply is still on its way back
+            return write
 
-    monkeypatch.setattr(port, "update", update)
-    cluster = make_cluster(app)
-    key = ticks.keys.membership("proc")
-    await cluster.start("w1")
-    if kind == "rejoin":
-        await until(lambda: cluster.nodes["w1"].executor.coordinator.joined.is_set(), clock)
-        await app.backend.kv.delete(key)  # as if reaped during a pause: it joins again
-        slow = True
-    await until(lambda: bool(in_flight), clock)
-    assert await cluster.stop("w1") == 0
-    assert decode(await app.backend.kv.get(key)) == {}
-    for number in range(8):
-        assert await app.backend.locks.holder(ticks.keys.lock("proc", number)) is None
+        monkeypatch.setattr(port, "update", update)
+        key = ticks.keys.membership("proc")
+        w1 = await h.start("w1", balanced=False)
+        if kind == "rejoin":
+            await h.run_until(lambda: executor(w1).coordinator.joined.is_set())
+            await app.backend.kv.delete(key)  # as if reaped during a pause: it joins again
+            slow = True
+        await h.run_until(lambda: bool(in_flight))
+        assert await w1.stop() == 0
+        assert decode(await app.backend.kv.get(key)) == {}
+        for number in range(8):
+            assert await app.backend.locks.holder(ticks.keys.lock("proc", number)) is None

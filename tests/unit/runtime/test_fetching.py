@@ -8,26 +8,20 @@ from typing import Any
 
 from dependency_injector import providers
 
-from runnel import App, Events, Record, Stream
+from runnel import App, Events, Stream
 from runnel.adapters.memory.clock import SimulatedClock
 from runnel.errors import BackendUnavailable
 from runnel.ports import AckRequest, ReadRequest
 from runnel.runtime.fetcher import Fetcher
 
-from .conftest import until
-
-
-class Tick(Record):
-    key: str
-    seq: int
+from .conftest import Tick, drain, ticks_app, until
 
 
 def recording_app(
     make_app: Callable[..., App], **settings: Any
 ) -> tuple[App, Stream[Tick], list[int]]:
     """An app whose processor ``proc`` of the stream ``ticks`` notes every tick's seq."""
-    app = make_app(**settings)
-    ticks = app.stream("ticks", record=Tick, partition_by="key")
+    app, ticks = ticks_app(make_app, **settings)
     seen: list[int] = []
 
     @app.processor(ticks)
@@ -94,8 +88,7 @@ async def test_an_idle_worker_waits_on_the_doorbell_instead_of_polling(
 async def test_a_round_that_failed_after_running_skips_nothing_and_keeps_order(
     make_app: Callable[..., App], workers: Any, clock: SimulatedClock, monkeypatch: Any
 ) -> None:
-    app = make_app(default_partition_count=1, default_prefetch_count=4)
-    ticks = app.stream("ticks", record=Tick, partition_by="key")
+    app, ticks = ticks_app(make_app, default_partition_count=1, default_prefetch_count=4)
     seen: list[int] = []
 
     @app.processor(ticks)
@@ -127,7 +120,7 @@ async def test_a_round_that_failed_after_running_skips_nothing_and_keeps_order(
         if seq not in firsts:
             firsts.append(seq)
     assert firsts == list(range(40))  # nothing skipped, nothing out of order
-    assert await log.pending(ticks.keys.stream(0), "proc") == []
+    assert await app.backend.admin.pending(ticks.keys.stream(0), "proc") == []
 
 
 async def test_a_deleted_group_is_created_again_and_processing_goes_on(
@@ -138,7 +131,7 @@ async def test_a_deleted_group_is_created_again_and_processing_goes_on(
     running = await workers(app)
     await ticks.send(Tick(key="k", seq=0))
     await until(lambda: seen == [0], clock)
-    await app.backend.log.destroy_group(ticks.keys.stream(0), "proc")
+    await app.backend.admin.destroy_group(ticks.keys.stream(0), "proc")
     await ticks.send(Tick(key="k", seq=1))
     await until(lambda: 1 in seen, clock, within=10)
     await running.stop()
@@ -216,7 +209,7 @@ async def test_a_deleted_group_alone_is_no_store_reset(
     await ticks.send(Tick(key="k", seq=0))
     await until(lambda: seen == [0], clock)
     caplog.set_level(logging.INFO)
-    await app.backend.log.destroy_group(ticks.keys.stream(0), "proc")
+    await app.backend.admin.destroy_group(ticks.keys.stream(0), "proc")
     await ticks.send(Tick(key="k", seq=1))
     await until(lambda: 1 in seen, clock, within=10)
     await running.stop()
@@ -228,13 +221,9 @@ async def test_a_deleted_group_alone_is_no_store_reset(
 async def test_a_partition_whose_read_is_refused_backs_off_instead_of_spinning(
     make_app: Callable[..., App], workers: Any, clock: SimulatedClock, monkeypatch: Any
 ) -> None:
-    app = make_app(default_partition_count=1)
-    ticks = app.stream("ticks", record=Tick, partition_by="key")
+    app, ticks = ticks_app(make_app, default_partition_count=1)
 
-    @app.processor(ticks)
-    async def proc(events: Events) -> None:
-        async for _ in events:
-            pass
+    drain(app, ticks)
 
     log = app.backend.log
     real = log.exchange
@@ -258,13 +247,9 @@ async def test_a_partition_whose_read_is_refused_backs_off_instead_of_spinning(
 async def test_a_crash_of_the_fetcher_halts_the_worker_instead_of_stalling_it(
     make_app: Callable[..., App], workers: Any, clock: SimulatedClock, monkeypatch: Any, caplog: Any
 ) -> None:
-    app = make_app(default_partition_count=1)
-    ticks = app.stream("ticks", record=Tick, partition_by="key")
+    app, ticks = ticks_app(make_app, default_partition_count=1)
 
-    @app.processor(ticks)
-    async def proc(events: Events) -> None:
-        async for _ in events:
-            pass
+    drain(app, ticks)
 
     async def broken(self: Fetcher) -> None:
         await clock.sleep(1)

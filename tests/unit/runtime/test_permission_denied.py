@@ -9,6 +9,7 @@ loop (fetch, acknowledgement, lease, heartbeat, leader election) met it first.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -19,7 +20,6 @@ from runnel import App, Events, ExceptionPolicy, Middleware, Record
 from runnel.adapters.memory.clock import SimulatedClock
 from runnel.errors import PermissionDenied
 from runnel.middleware import DeadLetterMiddleware
-from runnel.ports import Backend
 from runnel.runtime.worker import Worker
 
 from .conftest import until
@@ -59,13 +59,13 @@ class Refusing:
         return call
 
 
-def refusing(
-    backend: Backend, port: str, name: str, in_slots: bool = False
-) -> tuple[Backend, Refusing]:
-    wrapped = Refusing(getattr(backend, port), name, in_slots)
-    parts = {p: getattr(backend, p) for p in ("log", "locks", "kv", "membership", "clock")}
-    parts[port] = wrapped
-    return Backend(**parts), wrapped
+def refusing(app: App, port: str, name: str, in_slots: bool = False) -> tuple[Worker, Refusing]:
+    """A worker of ``app`` whose backend refuses ``port.name`` once armed."""
+    plan = app.plan()
+    wrapped = Refusing(getattr(plan.backend, port), name, in_slots)
+    ports: dict[str, Any] = {port: wrapped}  # the wrapper stands in for the port
+    backend = dataclasses.replace(plan.backend, **ports)
+    return Worker(dataclasses.replace(plan, backend=backend), install_signals=False), wrapped
 
 
 def app_with_processor(make_app: Callable[..., App], seen: list[int]) -> tuple[App, Any]:
@@ -100,8 +100,7 @@ async def test_a_refusal_halts_the_worker_with_one_critical_line(
 ) -> None:
     seen: list[int] = []
     app, ticks = app_with_processor(make_app, seen)
-    backend, wrapped = refusing(app.backend, port, name, in_slots)
-    worker = Worker(app, backend, install_signals=False)
+    worker, wrapped = refusing(app, port, name, in_slots)
     from_start = name == "acquire"  # leases once held are renewed, not taken again
     wrapped.armed = from_start
     with caplog.at_level(logging.CRITICAL, logger="runnel"):
@@ -125,9 +124,8 @@ async def test_a_refusal_at_start_up_is_raised_before_any_partition_is_taken(
 ) -> None:
     seen: list[int] = []
     app, _ = app_with_processor(make_app, seen)
-    backend, wrapped = refusing(app.backend, "log", "ensure_group")
+    worker, wrapped = refusing(app, "log", "ensure_group")
     wrapped.armed = True
-    worker = Worker(app, backend, install_signals=False)
     with pytest.raises(PermissionDenied, match="may not run ensure_group"):
         await worker.run()
     assert not worker.started.is_set()
@@ -151,7 +149,7 @@ def test_the_start_up_check_covers_every_key_kind_of_the_worker(
     async def nightly() -> None:
         pass
 
-    access = Worker(app, app.backend, install_signals=False).access()
+    access = Worker(app.plan(), install_signals=False).access()
     keys = {a.kind: a.key for a in access}
     assert keys["sink"] == f"__strm:{app.name}.ticks.dead.0"
     assert keys["schedule"] == f"__sched:{app.name}.nightly"

@@ -8,23 +8,17 @@ from typing import Any
 
 import pytest
 
-from runnel import App, Events, ExceptionPolicy, Middleware, Record
+from runnel import App, Events, ExceptionPolicy, Middleware
 from runnel.adapters.memory.clock import SimulatedClock
 from runnel.errors import BackendUnavailable
 from runnel.middleware import DeadLetterMiddleware
 from runnel.ports import Append
 
-from .conftest import until
-
-
-class Tick(Record):
-    key: str
-    seq: int
+from .conftest import Tick, ticks_app, until
 
 
 def one_partition(make_app: Callable[..., App]) -> tuple[App, Any]:
-    app = make_app(default_partition_count=1)
-    return app, app.stream("ticks", record=Tick, partition_by="key")
+    return ticks_app(make_app, default_partition_count=1)
 
 
 async def test_halt_stops_the_worker_with_exit_code_1_and_keeps_the_failed_event(
@@ -45,7 +39,7 @@ async def test_halt_stops_the_worker_with_exit_code_1_and_keeps_the_failed_event
     assert await running.task == 1
     assert isinstance(running.worker.halt_reason, ValueError)
     assert seen == [0, 1, 2]
-    pending = await app.backend.log.pending(ticks.keys.stream(0), "proc")
+    pending = await app.backend.admin.pending(ticks.keys.stream(0), "proc")
     assert pending
     assert pending[0].id == ids[3]
     assert await app.backend.locks.holder(ticks.keys.lock("proc", 0)) is None  # released
@@ -70,7 +64,7 @@ async def test_ignore_acknowledges_the_failed_event_and_goes_on(
     await clock.sleep(1)
     assert await running.stop() == 0
     assert seen == [1, 2, 4, 5, 7, 8]
-    assert await app.backend.log.pending(ticks.keys.stream(0), "proc") == []
+    assert await app.backend.admin.pending(ticks.keys.stream(0), "proc") == []
 
 
 async def test_quarantine_stops_only_that_partition_durably_until_cleared(
@@ -151,7 +145,7 @@ async def test_dead_letters_keep_the_raw_fields_and_the_error(
     assert second.data[b"data"] == b"{not json"
     assert second.data[b"__error_type"] == b"DecodeError"
     assert second.data[b"__error_id"] == bad_id
-    assert await app.backend.log.pending(ticks.keys.stream(0), "proc") == []
+    assert await app.backend.admin.pending(ticks.keys.stream(0), "proc") == []
 
 
 class Recorder(Middleware):
@@ -346,7 +340,7 @@ async def test_a_failed_dead_letter_write_keeps_the_event_and_retries_it_under_i
     assert seen == [0, 1, 1, 1, 1, 2]
     (letter,) = await log.range(dlq.sink.keys.stream(0))
     assert letter.fields[b"__error_id"] == ids[1]
-    assert await log.pending(ticks.keys.stream(0), "proc") == []
+    assert await app.backend.admin.pending(ticks.keys.stream(0), "proc") == []
 
 
 async def test_a_failed_batch_is_dead_lettered_as_a_whole(
@@ -372,7 +366,7 @@ async def test_a_failed_batch_is_dead_lettered_as_a_whole(
     letters = await app.backend.log.range(dlq.sink.keys.stream(0))
     assert [e.fields[b"__error_id"] for e in letters] == ids[3:6]
     assert {e.fields[b"__error_message"] for e in letters} == {b"bad batch"}
-    assert await app.backend.log.pending(ticks.keys.stream(0), "proc") == []
+    assert await app.backend.admin.pending(ticks.keys.stream(0), "proc") == []
 
 
 async def test_a_dead_letter_stream_that_cannot_be_prepared_keeps_the_event(
@@ -380,7 +374,8 @@ async def test_a_dead_letter_stream_that_cannot_be_prepared_keeps_the_event(
 ) -> None:
     app, ticks = one_partition(make_app)
     dlq = DeadLetterMiddleware(source=ticks)
-    prepare = dlq.sink.prepare
+    store = dlq.sink.store  # what the workers write dead letters through
+    prepare = store.prepare
     tries: list[int] = []
 
     async def flaky_prepare() -> None:
@@ -389,7 +384,7 @@ async def test_a_dead_letter_stream_that_cannot_be_prepared_keeps_the_event(
             raise BackendUnavailable("cannot reach the sink")
         await prepare()
 
-    monkeypatch.setattr(dlq.sink, "prepare", flaky_prepare)
+    monkeypatch.setattr(store, "prepare", flaky_prepare)
     seen: list[int] = []
 
     @app.processor(ticks, exception_policy=ExceptionPolicy.IGNORE, middleware=[dlq])
@@ -407,4 +402,4 @@ async def test_a_dead_letter_stream_that_cannot_be_prepared_keeps_the_event(
     assert seen == [0, 0, 0, 1]
     (letter,) = await app.backend.log.range(dlq.sink.keys.stream(0))
     assert letter.fields[b"__error_id"] == ids[0]
-    assert await app.backend.log.pending(ticks.keys.stream(0), "proc") == []
+    assert await app.backend.admin.pending(ticks.keys.stream(0), "proc") == []

@@ -11,24 +11,18 @@ from typing import Any
 
 import pytest
 
-from runnel import App, Event, Events, Record
+from runnel import App, Event, Events
 from runnel.adapters.memory.clock import SimulatedClock
 from runnel.runtime import worker as worker_module
 from runnel.runtime.worker import describe_task
 
-from .conftest import until
-
-
-class Tick(Record):
-    key: str
-    seq: int
+from .conftest import Tick, ticks_app, until
 
 
 async def test_every_event_is_processed_once_in_per_key_order(
     make_app: Callable[..., App], workers: Any, clock: SimulatedClock
 ) -> None:
-    app = make_app()
-    ticks = app.stream("ticks", record=Tick, partition_by="key")
+    app, ticks = ticks_app(make_app)
     seen: dict[str, list[int]] = defaultdict(list)
 
     @app.processor(ticks)
@@ -44,14 +38,13 @@ async def test_every_event_is_processed_once_in_per_key_order(
     for values in seen.values():
         assert values == list(range(100))
     for n in range(4):
-        assert await app.backend.log.pending(ticks.keys.stream(n), "proc") == []
+        assert await app.backend.admin.pending(ticks.keys.stream(n), "proc") == []
 
 
 async def test_two_processors_each_see_every_event(
     make_app: Callable[..., App], workers: Any, clock: SimulatedClock
 ) -> None:
-    app = make_app()
-    ticks = app.stream("ticks", record=Tick, partition_by="key")
+    app, ticks = ticks_app(make_app)
     a: list[int] = []
     b: list[int] = []
 
@@ -75,8 +68,7 @@ async def test_two_processors_each_see_every_event(
 async def test_events_carry_partition_id_delivery_count_and_epoch(
     make_app: Callable[..., App], workers: Any, clock: SimulatedClock
 ) -> None:
-    app = make_app(default_partition_count=1)
-    ticks = app.stream("ticks", record=Tick, partition_by="key")
+    app, ticks = ticks_app(make_app, default_partition_count=1)
     got: list[Event] = []
 
     @app.processor(ticks)
@@ -101,8 +93,7 @@ async def test_events_carry_partition_id_delivery_count_and_epoch(
 async def test_take_yields_full_batches_at_once_and_the_rest_after_within(
     make_app: Callable[..., App], workers: Any, clock: SimulatedClock
 ) -> None:
-    app = make_app(default_partition_count=1, default_prefetch_count=50)
-    ticks = app.stream("ticks", record=Tick, partition_by="key")
+    app, ticks = ticks_app(make_app, default_partition_count=1, default_prefetch_count=50)
     batches: list[tuple[float, list[int]]] = []
 
     @app.processor(ticks)
@@ -127,8 +118,7 @@ async def test_take_yields_full_batches_at_once_and_the_rest_after_within(
 async def test_take_never_yields_stray_single_event_batches(
     make_app: Callable[..., App], workers: Any, clock: SimulatedClock
 ) -> None:
-    app = make_app(default_partition_count=1, default_prefetch_count=100)
-    ticks = app.stream("ticks", record=Tick, partition_by="key")
+    app, ticks = ticks_app(make_app, default_partition_count=1, default_prefetch_count=100)
     sizes: list[int] = []
 
     @app.processor(ticks)
@@ -174,8 +164,7 @@ async def test_a_slow_partition_does_not_stall_the_others(
 async def test_graceful_stop_finishes_in_flight_work_and_processes_nothing_twice(
     make_app: Callable[..., App], workers: Any, clock: SimulatedClock
 ) -> None:
-    app = make_app(default_partition_count=2)
-    ticks = app.stream("ticks", record=Tick, partition_by="key")
+    app, ticks = ticks_app(make_app, default_partition_count=2)
     seen: list[tuple[str, int]] = []
     finished: list[int] = []
 
@@ -202,8 +191,7 @@ async def stuck_stop(
 ) -> tuple[Any, asyncio.Event]:
     """A worker asked to stop while its processor's cleanup hangs until the returned event
     is set (even after the grace period's cancellation); the running worker and that event."""
-    app = make_app(default_partition_count=1, default_grace_period=grace_period)
-    ticks = app.stream("ticks", record=Tick, partition_by="key")
+    app, ticks = ticks_app(make_app, default_partition_count=1, default_grace_period=grace_period)
     release = asyncio.Event()
 
     @app.processor(ticks)

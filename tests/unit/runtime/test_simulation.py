@@ -21,11 +21,10 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from runnel import App, Events, Record, context
-from runnel.adapters.memory.clock import SimulatedClock
+from runnel import App, Events, context
+from runnel.testing import HarnessFactory, VirtualWorker
 
-from .cluster import Cluster
-from .conftest import until
+from .conftest import Tick, executor, holders, stop_all
 
 PARTITIONS = 12
 KEYS = 30
@@ -42,11 +41,6 @@ QUICK_SEEDS = range(16)
 SOAK_SEEDS = range(1000, 1400)
 
 
-class Tick(Record):
-    key: str
-    seq: int
-
-
 @dataclass
 class Log:
     """What happened during one schedule."""
@@ -58,22 +52,21 @@ class Log:
 
 
 async def run_schedule(
-    seed: int, make_app: Callable[..., App], clock: SimulatedClock, steps: int = 30
+    seed: int, make_app: Callable[..., App], runnel_harness: HarnessFactory, steps: int = 30
 ) -> Log:
     rng = random.Random(seed)
     app = make_app(**SETTINGS)
     ticks = app.stream("ticks", record=Tick, partition_by="key")
-    cluster = Cluster(app, clock)
     log = Log()
-
     busy: dict[int, set[str]] = defaultdict(set)  # partition -> workers inside user code
+    h = runnel_harness(app)
 
     @app.processor(ticks)
     async def proc(events: Events) -> None:
         async for event in events:
             tick = event.record()
             me, number = context.worker_id.get(), event.partition.number
-            owners = cluster.owners().get(number, [])
+            owners = holders(h).get(number, [])
             if owners != [me]:
                 log.violations.append(f"{me} handled p{number} while owners were {owners}")
             if busy[number] - {me}:
@@ -81,7 +74,7 @@ async def run_schedule(
             busy[number].add(me)
             log.handled.append((me, tick.key, tick.seq))
             try:  # now and then an event takes most of a lease
-                await clock.sleep(rng.choice((0.001, 0.01, 0.05, 0.05, 0.05, 1.2)))
+                await asyncio.sleep(rng.choice((0.001, 0.01, 0.05, 0.05, 0.05, 1.2)))
             finally:
                 busy[number].discard(me)
 
@@ -97,82 +90,85 @@ async def run_schedule(
 
     async def monitor() -> None:
         while True:
-            await clock.sleep(0.05)
-            for number, names in cluster.owners().items():
+            await asyncio.sleep(0.05)
+            for number, names in holders(h).items():
                 if len(names) > 1:
-                    log.violations.append(f"t={clock.now():.2f} p{number} owned by {names}")
+                    log.violations.append(f"t={h.now:.2f} p{number} owned by {names}")
 
     async def load() -> None:  # a steady trickle besides the bursts of the schedule
         while True:
-            await clock.sleep(0.1)
+            await asyncio.sleep(0.1)
             await send(2)
 
-    background = [asyncio.create_task(monitor()), asyncio.create_task(load())]
-    counter = 0
-    paused: set[str] = set()
-    try:
-        for _ in range(rng.randint(1, 3)):
-            counter += 1
-            await cluster.start(f"w{counter}")
-        for _ in range(steps):
-            live = sorted(n for n in cluster.nodes if n not in paused)
-            choices = ["send", "send", "wait", "join"]
-            if len(live) > 1:
-                choices += ["leave", "crash", "pause"]
-            if paused:
-                choices += ["resume"]
-            action = rng.choice(choices)
-            if action == "join" and len(cluster.nodes) < 6:
+    async with h:
+        background = [asyncio.create_task(monitor()), asyncio.create_task(load())]
+        counter = 0
+        try:
+            for _ in range(rng.randint(1, 3)):
                 counter += 1
-                await cluster.start(f"w{counter}")
-                log.actions.append(f"join w{counter}")
-            elif action == "leave":
-                name = rng.choice(live)
-                assert await cluster.stop(name) == 0
-                log.actions.append(f"leave {name}")
-            elif action == "crash":
-                name = rng.choice(live)
-                await cluster.crash(name)
-                log.faults += 1
-                log.actions.append(f"crash {name}")
-            elif action == "pause":
-                name = rng.choice(live)
-                cluster.nodes[name].gate.pause()
-                paused.add(name)
-                log.faults += 1
-                log.actions.append(f"pause {name}")
-            elif action == "resume":
-                name = rng.choice(sorted(paused))
-                cluster.nodes[name].gate.resume()
-                paused.discard(name)
-                log.actions.append(f"resume {name}")
-            elif action == "send":
-                await send(rng.randint(5, 40))
-                log.actions.append("send")
-            await clock.sleep(rng.uniform(0.05, 4.0))
-        background[1].cancel()
-        for name in sorted(paused):
-            cluster.nodes[name].gate.resume()
-        if not cluster.nodes:
-            counter += 1
-            await cluster.start(f"w{counter}")
-        total = sum(sent.values())
+                await h.start(f"w{counter}", balanced=False)
 
-        def settled() -> bool:
-            owned = cluster.owners()
-            held = [len(n.executor.feeds) for n in cluster.nodes.values()]
-            balanced = max(held) - min(held) <= 1
-            every = len(owned) == PARTITIONS and all(len(v) == 1 for v in owned.values())
-            done = len({(k, s) for _, k, s in log.handled}) == total
-            return every and balanced and done
+            def alive() -> list[VirtualWorker]:
+                return [vw for vw in h.workers.values() if vw.alive]
 
-        await until(settled, clock, within=120, step=0.1)
-        await cluster.close()
-    finally:
-        for task in background:
-            task.cancel()
-        await asyncio.gather(*background, return_exceptions=True)
-        await cluster.abort()
+            for _ in range(steps):
+                live = sorted(vw.name for vw in alive() if vw.state == "running")
+                paused = sorted(vw.name for vw in alive() if vw.state == "paused")
+                choices = ["send", "send", "wait", "join"]
+                if len(live) > 1:
+                    choices += ["leave", "crash", "pause"]
+                if paused:
+                    choices += ["resume"]
+                action = rng.choice(choices)
+                if action == "join" and len(alive()) < 6:
+                    counter += 1
+                    await h.start(f"w{counter}", balanced=False)
+                    log.actions.append(f"join w{counter}")
+                elif action == "leave":
+                    name = rng.choice(live)
+                    assert await h.worker(name).stop() == 0
+                    log.actions.append(f"leave {name}")
+                elif action == "crash":
+                    name = rng.choice(live)
+                    await h.worker(name).kill()
+                    log.faults += 1
+                    log.actions.append(f"crash {name}")
+                elif action == "pause":
+                    name = rng.choice(live)
+                    h.worker(name).pause()
+                    log.faults += 1
+                    log.actions.append(f"pause {name}")
+                elif action == "resume":
+                    name = rng.choice(paused)
+                    h.worker(name).resume()
+                    log.actions.append(f"resume {name}")
+                elif action == "send":
+                    await send(rng.randint(5, 40))
+                    log.actions.append("send")
+                await h.advance(rng.uniform(0.05, 4.0))
+            background[1].cancel()
+            for vw in alive():
+                if vw.state == "paused":
+                    vw.resume()
+            if not alive():
+                counter += 1
+                await h.start(f"w{counter}", balanced=False)
+            total = sum(sent.values())
+
+            def settled() -> bool:
+                owned = holders(h)
+                held = [len(executor(vw).feeds) for vw in alive()]
+                balanced = max(held) - min(held) <= 1
+                every = len(owned) == PARTITIONS and all(len(v) == 1 for v in owned.values())
+                done = len({(k, s) for _, k, s in log.handled}) == total
+                return every and balanced and done
+
+            await h.run_until(settled, timeout=120)
+            await stop_all(h)
+        finally:
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
     return log
 
 
@@ -193,14 +189,14 @@ def check(log: Log, seed: int) -> None:
 
 @pytest.mark.parametrize("seed", QUICK_SEEDS)
 async def test_random_schedules_keep_owners_exclusive_and_events_complete_and_ordered(
-    seed: int, make_app: Callable[..., App], clock: SimulatedClock
+    seed: int, make_app: Callable[..., App], runnel_harness: HarnessFactory
 ) -> None:
-    check(await run_schedule(seed, make_app, clock), seed)
+    check(await run_schedule(seed, make_app, runnel_harness), seed)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", SOAK_SEEDS)
 async def test_soak_random_schedules(
-    seed: int, make_app: Callable[..., App], clock: SimulatedClock
+    seed: int, make_app: Callable[..., App], runnel_harness: HarnessFactory
 ) -> None:
-    check(await run_schedule(seed, make_app, clock, steps=60), seed)
+    check(await run_schedule(seed, make_app, runnel_harness, steps=60), seed)

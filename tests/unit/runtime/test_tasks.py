@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -15,24 +15,11 @@ import pytest
 
 from runnel import App, context
 from runnel.adapters.memory.clock import EPOCH, SimulatedClock
+from runnel.testing import HarnessFactory
 
-from .cluster import Cluster
-from .conftest import until
+from .conftest import start, stop_all, until
 
 POLL_MS = 1000  # leadership_poll_interval in these tests: 1 simulated second
-
-
-@pytest.fixture
-async def make_cluster(clock: SimulatedClock) -> AsyncIterator[Callable[[App], Cluster]]:
-    made: list[Cluster] = []
-
-    def make(app: App) -> Cluster:
-        made.append(cluster := Cluster(app, clock))
-        return cluster
-
-    yield make
-    for cluster in made:
-        await cluster.abort()
 
 
 class Hostile(Exception):
@@ -155,56 +142,54 @@ def clock_of(app: App) -> Any:
 
 
 async def test_leader_ticks_run_once_each_on_one_of_several_workers(
-    make_app: Callable[..., App], clock: SimulatedClock, make_cluster: Callable[[App], Cluster]
+    make_app: Callable[..., App], runnel_harness: HarnessFactory
 ) -> None:
     app, slots, runs = leader_app(make_app)
-    cluster = make_cluster(app)
-    for name in ("w1", "w2", "w3"):
-        await cluster.start(name)
-    await until(lambda: len(slots) >= 40, clock, within=60)
-    await cluster.close()
+    async with runnel_harness(app) as h:
+        await start(h, "w1", "w2", "w3")
+        await h.run_until(lambda: len(slots) >= 40, timeout=60)
+        await stop_all(h)
     assert max(slots.values()) == 1
     assert len({worker for worker, _ in runs}) == 1  # the leader did them all
 
 
 async def test_a_graceful_leader_hands_over_at_once_and_a_dead_one_within_two_polls(
-    make_app: Callable[..., App], clock: SimulatedClock, make_cluster: Callable[[App], Cluster]
+    make_app: Callable[..., App], runnel_harness: HarnessFactory
 ) -> None:
     app, slots, runs = leader_app(make_app)
-    cluster = make_cluster(app)
-    for name in ("w1", "w2", "w3"):
-        await cluster.start(name)
-    await until(lambda: len(runs) >= 4, clock)
-    first = runs[-1][0]
-    stopped_at = clock.now()
-    await cluster.stop(first)
-    await until(lambda: runs[-1][0] != first, clock)
-    graceful_gap = clock.now() - stopped_at
-    second = runs[-1][0]
-    killed_at = clock.now()
-    await cluster.crash(second)
-    await until(lambda: runs[-1][0] not in (first, second), clock)
-    crash_gap = clock.now() - killed_at
-    await cluster.close()
+    async with runnel_harness(app) as h:
+        await start(h, "w1", "w2", "w3")
+        await h.run_until(lambda: len(runs) >= 4)
+        first = runs[-1][0]
+        stopped_at = h.now
+        await h.worker(first).stop()
+        await h.run_until(lambda: runs[-1][0] != first)
+        graceful_gap = h.now - stopped_at
+        second = runs[-1][0]
+        killed_at = h.now
+        await h.worker(second).kill()
+        await h.run_until(lambda: runs[-1][0] not in (first, second))
+        crash_gap = h.now - killed_at
+        await stop_all(h)
     assert graceful_gap <= POLL_MS / 1000 + 0.5  # the key was released: next poll takes it
     assert crash_gap <= 2 * POLL_MS / 1000 + 0.5
     assert max(slots.values()) == 1
 
 
 async def test_a_paused_leader_never_runs_a_tick_its_successor_ran(
-    make_app: Callable[..., App], clock: SimulatedClock, make_cluster: Callable[[App], Cluster]
+    make_app: Callable[..., App], runnel_harness: HarnessFactory
 ) -> None:
     app, slots, runs = leader_app(make_app)
-    cluster = make_cluster(app)
-    nodes = [await cluster.start(name) for name in ("w1", "w2")]
-    await until(lambda: len(runs) >= 4, clock)
-    leader = next(n for n in nodes if n.worker.id == runs[-1][0])
-    leader.gate.pause()  # it keeps its timers, but nothing it says reaches the backend
-    await until(lambda: runs[-1][0] != leader.worker.id, clock, within=10)
-    await clock.sleep(3)
-    leader.gate.resume()
-    await clock.sleep(5)
-    await cluster.close()
+    async with runnel_harness(app) as h:
+        await start(h, "w1", "w2")
+        await h.run_until(lambda: len(runs) >= 4)
+        leader = h.worker(runs[-1][0])
+        leader.pause()  # it keeps its timers, but nothing it says reaches the backend
+        await h.run_until(lambda: runs[-1][0] != leader.name, timeout=10)
+        await h.advance(3)
+        leader.resume()
+        await h.advance(5)
+        await stop_all(h)
     assert max(slots.values()) == 1
     assert {w for w, _ in runs} == {"w1", "w2"}
 
@@ -221,7 +206,7 @@ async def test_leadership_is_released_on_a_graceful_exit(
 
 
 async def test_a_leader_only_task_runs_on_one_worker(
-    make_app: Callable[..., App], clock: SimulatedClock, make_cluster: Callable[[App], Cluster]
+    make_app: Callable[..., App], runnel_harness: HarnessFactory
 ) -> None:
     app = make_app(leadership_poll_interval=POLL_MS)
     ran: list[str] = []
@@ -230,17 +215,16 @@ async def test_a_leader_only_task_runs_on_one_worker(
     async def once() -> None:
         ran.append(context.worker_id.get())
 
-    cluster = make_cluster(app)
-    for name in ("w1", "w2", "w3"):
-        await cluster.start(name)
-    await until(lambda: len(ran) >= 1, clock)
-    await clock.sleep(5)
-    await cluster.close()
+    async with runnel_harness(app) as h:
+        await start(h, "w1", "w2", "w3")
+        await h.run_until(lambda: len(ran) >= 1)
+        await h.advance(5)
+        await stop_all(h)
     assert len(ran) == 1
 
 
 async def test_a_leader_only_task_runs_again_on_a_new_leader_after_a_failover(
-    make_app: Callable[..., App], clock: SimulatedClock, make_cluster: Callable[[App], Cluster]
+    make_app: Callable[..., App], runnel_harness: HarnessFactory
 ) -> None:
     app = make_app(leadership_poll_interval=POLL_MS)
     ran: list[str] = []
@@ -249,12 +233,11 @@ async def test_a_leader_only_task_runs_again_on_a_new_leader_after_a_failover(
     async def on_leadership() -> None:
         ran.append(context.worker_id.get())
 
-    cluster = make_cluster(app)
-    for name in ("w1", "w2"):
-        await cluster.start(name)
-    await until(lambda: len(ran) == 1, clock)
-    await cluster.crash(ran[0])
-    await until(lambda: len(ran) == 2, clock, within=3 * POLL_MS / 1000)
-    await clock.sleep(5)
-    await cluster.close()
+    async with runnel_harness(app) as h:
+        await start(h, "w1", "w2")
+        await h.run_until(lambda: len(ran) == 1)
+        await h.worker(ran[0]).kill()
+        await h.run_until(lambda: len(ran) == 2, timeout=3 * POLL_MS / 1000)
+        await h.advance(5)
+        await stop_all(h)
     assert sorted(ran) == ["w1", "w2"]

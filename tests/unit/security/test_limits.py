@@ -16,7 +16,7 @@ from runnel.codec import RecordCodec
 from runnel.domain.excerpt import excerpt
 from runnel.domain.limits import DecodeLimits, check_fields
 from runnel.errors import DecodeError, LimitExceeded
-from runnel.ports import Compressor
+from runnel.interfaces import Compressor
 
 MiB = 1 << 20
 

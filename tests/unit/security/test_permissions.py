@@ -29,7 +29,7 @@ from runnel.domain.keys import Keys, leader_key, schedule_key
 from runnel.errors import BackendError, PermissionDenied
 
 SCRIPTS = (
-    "acquire", "append", "claim", "compare_and_set", "exchange", "extend",
+    "acquire", "append", "compare_and_set", "exchange", "extend",
     "hash_set_missing", "membership_announce", "membership_update", "release",
 )  # fmt: skip
 
@@ -109,7 +109,7 @@ def _matches(pattern: str, key: str) -> bool:
 def test_an_apps_key_patterns_match_its_keys_and_no_other_apps() -> None:
     keys = Keys("myapp", "orders")
     own = [
-        keys.stream(3), keys.meta(), keys.lost(), keys.lock("p", 1), keys.admin_lock("p"),
+        keys.stream(3), keys.meta(), keys.lost(), keys.lock("p", 1),
         keys.epoch("p", 1), keys.fenced("p"), keys.membership("p"), keys.membership_version("p"),
         keys.control("p"), keys.beat("p", "host-1-abc"), keys.quarantine("p"),
         leader_key("myapp"), schedule_key("myapp", "nightly"),

@@ -5,7 +5,7 @@ Redis Streams semantics and :mod:`runnel.adapters.memory.broker` keeps them in i
 
 Example:
     >>> stream = Stream()
-    >>> stream.add((1, 0), {b"n": b"1"})
+    >>> stream.add(StreamId(1, 0), {b"n": b"1"})
     >>> stream.find(parse_id(b"1-0"))
     {b'n': b'1'}
 """
@@ -16,55 +16,26 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from runnel.domain.ids import MIN_ID, StreamId
 from runnel.errors import BackendProtocolError
-
-StreamId = tuple[int, int]
-"""A parsed stream entry id: (milliseconds, sequence)."""
-
-MIN_ID: StreamId = (0, 0)
-MAX_SEQ = 2**64 - 1
-MAX_ID: StreamId = (MAX_SEQ, MAX_SEQ)
 
 
 def parse_id(raw: bytes, *, end: bool = False) -> StreamId:
-    """Parse ``b"<ms>-<seq>"``, ``b"<ms>"``, ``b"-"`` or ``b"+"`` into a StreamId.
-
-    A missing sequence means 0, or the largest sequence when ``end`` is True (as in XRANGE).
+    """Parse an id given to a command, refusing a malformed one as Redis does.
 
     Raises:
-        BackendProtocolError: the id is malformed.
+        BackendProtocolError: the id is malformed (Redis' own error text).
 
     Example:
-        >>> parse_id(b"5-2"), parse_id(b"5"), parse_id(b"+")[0] > 5
-        ((5, 2), (5, 0), True)
+        >>> parse_id(b"5-2"), parse_id(b"5")
+        (StreamId(ms=5, seq=2), StreamId(ms=5, seq=0))
     """
-    if raw == b"-":
-        return MIN_ID
-    if raw == b"+":
-        return MAX_ID
-    ms, dash, seq = raw.partition(b"-")
-    if ms.isdigit() and (seq.isdigit() or not dash):
-        parsed = (int(ms), int(seq) if dash else (MAX_SEQ if end else 0))
-        if parsed[0] <= MAX_SEQ and parsed[1] <= MAX_SEQ:
-            return parsed
-    raise BackendProtocolError(
-        f"ERR Invalid stream ID specified as stream command argument: {raw!r}"
-    )
-
-
-def format_id(sid: StreamId) -> bytes:
-    """Format a StreamId as ``b"<ms>-<seq>"``.
-
-    Example:
-        >>> format_id((5, 2))
-        b'5-2'
-    """
-    return f"{sid[0]}-{sid[1]}".encode()
-
-
-def id_after(sid: StreamId) -> StreamId:
-    """The smallest id greater than ``sid``."""
-    return (sid[0], sid[1] + 1) if sid[1] < MAX_SEQ else (sid[0] + 1, 0)
+    try:
+        return StreamId.parse(raw, end=end)
+    except ValueError:
+        raise BackendProtocolError(
+            f"ERR Invalid stream ID specified as stream command argument: {raw!r}"
+        ) from None
 
 
 @dataclass(slots=True)

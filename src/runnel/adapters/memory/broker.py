@@ -21,10 +21,11 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, Protocol, TypeAlias, runtime_checkable
+from typing import TypeAlias
 
-from runnel.adapters.memory._stream_state import Stream, StreamId, id_after
+from runnel.adapters.memory._stream_state import Stream
 from runnel.adapters.system_clock import SystemClock
+from runnel.domain.ids import StreamId
 from runnel.errors import BackendProtocolError, Misconfigured
 from runnel.ports import Clock
 
@@ -40,15 +41,6 @@ class _String:
 
 
 _Value: TypeAlias = "Stream | _String | dict[bytes, bytes]"
-
-
-@runtime_checkable
-class TimedWaits(Protocol):
-    """A clock that can race a future against a timeout on its own time."""
-
-    async def wait_for(self, waitable: asyncio.Future[Any], timeout: float) -> bool:
-        """True if ``waitable`` finished before ``timeout`` passed."""
-        ...
 
 
 class MemoryBroker:
@@ -203,7 +195,7 @@ class MemoryBroker:
         """A new id for ``stream``: wall-clock ms, strictly above its last id (like XADD *)."""
         ms = self.wall_ms()
         last = stream.last_id
-        return (ms, 0) if ms > last[0] else id_after(last)
+        return StreamId(ms, 0) if ms > last.ms else last.next()
 
     def ring(self) -> None:
         """Wake everyone waiting in :meth:`wait_for_append`: a stream got an entry."""
@@ -216,15 +208,7 @@ class MemoryBroker:
         loop = asyncio.get_running_loop()
         if self._bell is None or self._bell.get_loop() is not loop:
             self._bell = loop.create_future()
-        bell = self._bell
-        if isinstance(self.clock, TimedWaits):
-            return await self.clock.wait_for(bell, timeout)
-        sleeper = asyncio.ensure_future(self.clock.sleep(timeout))
-        try:
-            await asyncio.wait({bell, sleeper}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            sleeper.cancel()
-        return bell.done()
+        return await self.clock.wait_for(self._bell, timeout)
 
 
 _BROKERS: dict[str, MemoryBroker] = {}

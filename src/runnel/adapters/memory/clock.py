@@ -32,6 +32,8 @@ import itertools
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from runnel.adapters.system_clock import wait_for_event
+
 EPOCH = datetime(2026, 1, 1, tzinfo=timezone.utc)
 """What ``SimulatedClock.wall()`` reads when ``now()`` is 0."""
 
@@ -136,13 +138,7 @@ class SimulatedClock:
             True if ``waitable`` finished in time. It is never cancelled by this call.
         """
         if isinstance(waitable, asyncio.Event):
-            if waitable.is_set():
-                return True
-            setter = asyncio.ensure_future(waitable.wait())
-            try:
-                return await self.wait_for(setter, timeout)
-            finally:
-                setter.cancel()
+            return await wait_for_event(self.wait_for, waitable, timeout)
         if waitable.done():
             return True
         if timeout <= 0:

@@ -5,8 +5,8 @@ Example:
     >>> from runnel.adapters.memory.broker import MemoryBroker
     >>> from runnel.adapters.memory.clock import SimulatedClock
     >>> kv = MemoryKeyValue(MemoryBroker(SimulatedClock()))
-    >>> asyncio.run(kv.incr("n", 3))
-    3
+    >>> asyncio.run(kv.hash_set_missing("h", {b"a": b"1"}))
+    {b'a': b'1'}
 """
 
 from __future__ import annotations
@@ -17,14 +17,7 @@ from runnel.adapters.memory.broker import MemoryBroker
 
 
 class MemoryKeyValue:
-    """Strings with expiry, counters and hashes in process memory.
-
-    Example:
-        >>> from runnel.adapters.memory.broker import MemoryBroker
-        >>> from runnel.adapters.memory.clock import SimulatedClock
-        >>> MemoryKeyValue(MemoryBroker(SimulatedClock())).broker.exists("k")
-        False
-    """
+    """Strings with expiry and hashes in a broker's keyspace (see the module's example)."""
 
     def __init__(self, broker: MemoryBroker) -> None:
         self.broker = broker
@@ -47,10 +40,6 @@ class MemoryKeyValue:
     async def exists(self, keys: Sequence[str]) -> list[bool]:
         """Whether each key holds a live value."""
         return [self.broker.exists(key) for key in keys]
-
-    async def incr(self, key: str, amount: int = 1) -> int:
-        """Add ``amount`` to the counter at ``key`` (missing counts as 0); return the total."""
-        return self.broker.incr(key, amount)
 
     async def hash_get_all(self, key: str) -> dict[bytes, bytes]:
         """Every field of the hash at ``key`` (empty if missing)."""
@@ -86,7 +75,3 @@ class MemoryKeyValue:
     async def delete(self, *keys: str) -> int:
         """Delete keys of any type; return how many existed."""
         return self.broker.delete(keys)
-
-    async def durability_risks(self) -> list[str]:
-        """Nothing to warn of: the in-memory backend lives and dies with its process."""
-        return []

@@ -23,14 +23,7 @@ from runnel.ports import Lease
 
 
 class MemoryPartitionLocks:
-    """The PartitionLocks port in process memory.
-
-    Example:
-        >>> from runnel.adapters.memory.broker import MemoryBroker
-        >>> from runnel.adapters.memory.clock import SimulatedClock
-        >>> MemoryPartitionLocks(MemoryBroker(SimulatedClock())).broker.exists("lock")
-        False
-    """
+    """The PartitionLocks port in a broker's keyspace (see the module's example)."""
 
     def __init__(self, broker: MemoryBroker) -> None:
         self.broker = broker

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from typing import Final
 
-from runnel.adapters.memory._stream_state import format_id
 from runnel.adapters.memory.broker import MemoryBroker
 from runnel.domain.model import Fields
 from runnel.ports import MembershipKeys, MembershipRecord, MembershipWrite
@@ -28,14 +27,8 @@ CONTROL_MAXLEN: Final = 1000
 
 
 class MemoryMembership:
-    """Versioned membership records with announcements, in process memory.
-
-    Example:
-        >>> from runnel.adapters.memory.broker import MemoryBroker
-        >>> from runnel.adapters.memory.clock import SimulatedClock
-        >>> MemoryMembership(MemoryBroker(SimulatedClock())).broker.exists("memb")
-        False
-    """
+    """Versioned membership records with announcements in a broker's keyspace (see the
+    module's example)."""
 
     def __init__(self, broker: MemoryBroker) -> None:
         self.broker = broker
@@ -70,4 +63,4 @@ class MemoryMembership:
         stream.add(sid, {**note, b"version": str(version).encode()})
         stream.trim(CONTROL_MAXLEN)
         self.broker.ring()
-        return format_id(sid)
+        return sid.encode()

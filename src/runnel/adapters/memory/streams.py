@@ -1,7 +1,7 @@
-"""MemoryStreamLog: the StreamLog port on a :class:`MemoryBroker`, with Redis semantics.
+"""MemoryStreamLog: the StreamLog and StreamAdmin ports on a :class:`MemoryBroker`.
 
 It mirrors what the Redis adapter's commands and scripts do: XADD ids, XREADGROUP (new
-entries, or this consumer's history with delivery counts), XACK, XAUTOCLAIM, XGROUP, the
+entries, or this consumer's history with delivery counts), XACK, XPENDING, XGROUP, the
 fence check of every partition-mutating call, and the lossless / lossy length caps.
 
 Example:
@@ -19,27 +19,24 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import TypeVar
 
-from runnel.adapters.memory._stream_state import (
-    MAX_ID,
-    MIN_ID,
-    Group,
-    Nack,
-    Stream,
-    StreamId,
-    format_id,
-    id_after,
-    parse_id,
-)
+from runnel.adapters.memory._stream_state import Group, Nack, Stream, parse_id
 from runnel.adapters.memory.broker import MemoryBroker
+from runnel.domain.ids import MAX_ID, MIN_ID, StreamId
 from runnel.domain.model import Entry
-from runnel.errors import BackendError, BackendProtocolError, BackpressureError, Fenced
+from runnel.errors import (
+    BackendError,
+    BackendProtocolError,
+    BackpressureError,
+    Fenced,
+    GroupMissing,
+)
 from runnel.ports import (
     AckRequest,
     Append,
     Cap,
-    ClaimResult,
     DeadLetter,
     Fence,
     GroupInfo,
@@ -49,15 +46,12 @@ from runnel.ports import (
 
 logger = logging.getLogger(__name__)
 
-_NO_KEY = (
-    "ERR The XGROUP subcommand requires the key to exist. Note that for CREATE you may want "
-    "to use the MKSTREAM option to create an empty stream automatically."
-)
+T = TypeVar("T")
+Slot = TypeVar("Slot", ReadRequest, AckRequest)
 
 
-def _nogroup(key: str, group: str, command: str = "") -> BackendProtocolError:
-    suffix = f" in {command} with GROUP option" if command else ""
-    return BackendProtocolError(f"NOGROUP No such key '{key}' or consumer group '{group}'{suffix}")
+def _nogroup(key: str, group: str) -> GroupMissing:
+    return GroupMissing(f"stream {key!r} has no consumer group {group!r}")
 
 
 class MemoryStreamLog:
@@ -82,11 +76,11 @@ class MemoryStreamLog:
         self.broker.incr(fence.counter_key)
         return Fenced(f"lease {fence.lock_key!r} is no longer held with token {fence.token!r}")
 
-    def _group(self, key: str, group: str, command: str = "") -> tuple[Stream, Group]:
+    def _group(self, key: str, group: str) -> tuple[Stream, Group]:
         stream = self.broker.stream(key)
         found = stream.groups.get(group) if stream is not None else None
         if stream is None or found is None:
-            raise _nogroup(key, group, command)
+            raise _nogroup(key, group)
         return stream, found
 
     @staticmethod
@@ -132,7 +126,7 @@ class MemoryStreamLog:
         assert stream is not None
         sid = self.broker.next_id(stream)
         stream.add(sid, dict(fields))
-        return format_id(sid)
+        return sid.encode()
 
     def _check_lossless(self, entries: Sequence[Append], cap: Cap) -> None:
         """Refuse (before writing anything) if trimming would drop an unacked entry."""
@@ -146,7 +140,7 @@ class MemoryStreamLog:
                 if group is not None:
                     raise BackpressureError(
                         f"lossless cap of {cap.maxlen} on stream {key!r}: trimming would drop "
-                        f"entry {format_id(sid).decode()} that group {group!r} has not "
+                        f"entry {sid} that group {group!r} has not "
                         "acknowledged"
                     )
             if excess > len(stream):
@@ -188,54 +182,43 @@ class MemoryStreamLog:
         stream.groups[group] = Group(last_delivered=last)
         return True
 
-    async def read(self, requests: Sequence[ReadRequest]) -> list[list[Entry] | Exception]:
-        """Group reads of several partitions; Fenced or NOGROUP errors in their slots."""
-        results: list[list[Entry] | Exception] = []
+    def _slots(self, requests: Sequence[Slot], serve: Callable[[Slot], T]) -> list[T | Exception]:
+        """``serve`` each fenced request; a refusal or an error fills its own slot only."""
+        results: list[T | Exception] = []
         for request in requests:
             try:
                 refused = self._fenced(request.fence)
-                results.append(refused if refused is not None else self._read_one(request))
+                results.append(refused if refused is not None else serve(request))
             except BackendError as exc:
                 results.append(exc)
         return results
 
     def _read_one(self, request: ReadRequest) -> list[Entry]:
-        stream, group = self._group(request.key, request.group, "XREADGROUP")
+        stream, group = self._group(request.key, request.group)
         group.consumers.add(request.consumer)
         now = self.broker.clock.now()
         limit = request.count if request.count > 0 else None
         if request.start == b">":
-            fresh = list(stream.between(id_after(group.last_delivered), MAX_ID, limit))
+            fresh = list(stream.between(group.last_delivered.next(), MAX_ID, limit))
             for sid, _ in fresh:
                 group.pel.put(sid, Nack(request.consumer, now))
             if fresh:
                 group.last_delivered = fresh[-1][0]
-            return [Entry(format_id(sid), dict(fields)) for sid, fields in fresh]
+            return [Entry(sid.encode(), dict(fields)) for sid, fields in fresh]
         entries: list[Entry] = []
-        for sid, nack in group.pel.since(id_after(parse_id(request.start))):
+        for sid, nack in group.pel.since(parse_id(request.start).next()):
             if limit is not None and len(entries) >= limit:
                 break
             if nack.consumer != request.consumer:
                 continue
             fields = stream.find(sid)
             if fields is None:
-                entries.append(Entry(format_id(sid), {}, nack.count))
+                entries.append(Entry(sid.encode(), {}, nack.count))
                 continue
             nack.count += 1
             nack.delivered_at = now
-            entries.append(Entry(format_id(sid), dict(fields), nack.count))
+            entries.append(Entry(sid.encode(), dict(fields), nack.count))
         return entries
-
-    async def ack(self, requests: Sequence[AckRequest]) -> list[int | Exception]:
-        """Acknowledge several partitions' ids; counts, or Fenced in refused slots."""
-        results: list[int | Exception] = []
-        for request in requests:
-            try:
-                refused = self._fenced(request.fence)
-                results.append(refused if refused is not None else self._ack_one(request))
-            except BackendError as exc:
-                results.append(exc)
-        return results
 
     def _ack_one(self, request: AckRequest) -> int:
         sids = [parse_id(raw) for raw in request.ids]
@@ -249,8 +232,8 @@ class MemoryStreamLog:
         self, acks: Sequence[AckRequest], reads: Sequence[ReadRequest]
     ) -> tuple[list[int | Exception], list[list[Entry] | Exception]]:
         """Acknowledge, then read, in one step (see the port)."""
-        acked = await self.ack(acks)
-        return acked, await self.read(reads)
+        acked = self._slots(acks, self._ack_one)
+        return acked, self._slots(reads, self._read_one)
 
     async def groups(self, key: str) -> list[GroupInfo]:
         """The consumer groups of ``key`` by name (empty if the stream is missing)."""
@@ -258,7 +241,7 @@ class MemoryStreamLog:
         if stream is None:
             return []
         return [
-            GroupInfo(name, len(g.consumers), len(g.pel), format_id(g.last_delivered))
+            GroupInfo(name, len(g.consumers), len(g.pel), g.last_delivered.encode())
             for name, g in sorted(stream.groups.items())
         ]
 
@@ -268,7 +251,7 @@ class MemoryStreamLog:
         """Up to ``count`` pending entries of ``group`` in id order.
 
         Raises:
-            BackendProtocolError: NOGROUP, the stream or group does not exist.
+            GroupMissing: the stream or group does not exist.
         """
         _, found = self._group(key, group)
         now = self.broker.clock.now()
@@ -278,59 +261,8 @@ class MemoryStreamLog:
                 break
             if consumer is None or nack.consumer == consumer:
                 idle = max(0.0, now - nack.delivered_at)
-                listed.append(PendingEntry(format_id(sid), nack.consumer, idle, nack.count))
+                listed.append(PendingEntry(sid.encode(), nack.consumer, idle, nack.count))
         return listed
-
-    async def claim(
-        self,
-        key: str,
-        group: str,
-        consumer: str,
-        min_idle: float,
-        start: bytes = b"0",
-        count: int = 100,
-    ) -> ClaimResult:
-        """Move pending entries idle at least ``min_idle`` to ``consumer`` (XAUTOCLAIM).
-
-        Scans at most ``10 * count`` pending entries from ``start``; entries trimmed from
-        the stream leave the pending list and come back in ``deleted``.
-
-        Raises:
-            BackendProtocolError: NOGROUP, the stream or group does not exist.
-        """
-        stream, found = self._group(key, group)
-        found.consumers.add(consumer)
-        now = self.broker.clock.now()
-        claimed: list[Entry] = []
-        deleted: list[bytes] = []
-        budget, attempts = count, count * 10
-        for sid, nack in found.pel.since(parse_id(start)):
-            if budget <= 0 or attempts <= 0:
-                return ClaimResult(format_id(sid), claimed, deleted)
-            attempts -= 1
-            fields = stream.find(sid)
-            if fields is None:
-                found.pel.pop(sid)
-                deleted.append(format_id(sid))
-                budget -= 1
-            elif now - nack.delivered_at >= min_idle:
-                nack.consumer, nack.delivered_at = consumer, now
-                nack.count += 1
-                claimed.append(Entry(format_id(sid), dict(fields), nack.count))
-                budget -= 1
-        return ClaimResult(b"0-0", claimed, deleted)
-
-    async def set_group_id(self, key: str, group: str, id: bytes) -> None:
-        """Move ``group``'s last-delivered id to ``id`` (``b"$"`` for the end).
-
-        Raises:
-            BackendProtocolError: the stream or the group does not exist.
-        """
-        stream = self.broker.stream(key)
-        if stream is None:
-            raise BackendProtocolError(_NO_KEY)
-        _, found = self._group(key, group)
-        found.last_delivered = stream.last_id if id == b"$" else parse_id(id)
 
     async def destroy_group(self, key: str, group: str) -> bool:
         """Delete ``group`` and its pending entries; True if it existed (False if no stream)."""
@@ -368,22 +300,20 @@ class MemoryStreamLog:
         self, key: str, start: bytes = b"-", end: bytes = b"+", count: int | None = None
     ) -> list[Entry]:
         """Entries of ``key`` with ids in ``[start, end]`` (``(id`` excludes a bound)."""
-        low = id_after(parse_id(start[1:])) if start.startswith(b"(") else parse_id(start)
+        low = parse_id(start[1:]).next() if start.startswith(b"(") else parse_id(start)
         if end.startswith(b"("):
-            high_raw = parse_id(end[1:])
-            high = (high_raw[0], high_raw[1] - 1) if high_raw[1] else (high_raw[0] - 1, MAX_ID[1])
+            below = parse_id(end[1:])
+            if below == MIN_ID:
+                return []  # nothing lies below 0-0
+            high = below.previous()
         else:
             high = parse_id(end, end=True)
         stream = self.broker.stream(key)
         if stream is None or high < low:
             return []
-        return [Entry(format_id(sid), dict(f)) for sid, f in stream.between(low, high, count)]
+        return [Entry(sid.encode(), dict(f)) for sid, f in stream.between(low, high, count)]
 
     async def length(self, key: str) -> int:
         """Number of entries in ``key`` (0 if missing)."""
         stream = self.broker.stream(key)
         return len(stream) if stream is not None else 0
-
-    async def delete(self, *keys: str) -> int:
-        """Delete keys of any type; return how many existed."""
-        return self.broker.delete(keys)

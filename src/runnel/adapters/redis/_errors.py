@@ -38,11 +38,15 @@ from runnel.errors import (
     BackendUnavailable,
     BackpressureError,
     Fenced,
+    GroupMissing,
     PermissionDenied,
 )
 
 FENCED = "FENCED"
 """First word of the error reply of a fenced script whose lease check failed."""
+
+NOGROUP = "NOGROUP"
+"""First word of Redis' error reply when a consumer group, or its stream, is missing."""
 
 BACKPRESSURE = "BACKPRESSURE"
 """First word of the error reply of the append script when a lossless cap refuses."""
@@ -201,6 +205,8 @@ def translate(exc: BaseException) -> BackendError | PermissionDenied:
             return Fenced(f"lease {lock} is no longer held by this owner (Redis said: {message})")
         if message.startswith(BACKPRESSURE):
             return BackpressureError(_backpressure_message(message))
+        if message.startswith(NOGROUP):
+            return GroupMissing(f"Redis refused the command: {message}")
         return BackendProtocolError(f"Redis refused the command: {message}")
     return BackendProtocolError(f"unexpected Redis client error {type(exc).__name__}: {message}")
 
@@ -248,7 +254,7 @@ class translated:  # used like a function: ``with translated():``
         >>> try:
         ...     with translated():
         ...         raise ResponseError("NOGROUP No such key")
-        ... except BackendProtocolError as e:
+        ... except GroupMissing as e:
         ...     print(e)
         Redis refused the command: NOGROUP No such key
     """

@@ -40,7 +40,6 @@ _STREAM: Final = (
     ("XREADGROUP", "GROUP", _G, _C, "COUNT", "1", "STREAMS", "{k}", ">"),
     ("XREAD", "COUNT", "1", "STREAMS", "{k}", _NONE),
     ("XACK", "{k}", _G, "0-1"),
-    ("XAUTOCLAIM", "{k}", _G, _C, "0", "0", "COUNT", "1"),
     ("XGROUP", "CREATE", "{k}", _G, "0"),
     ("EXISTS", "{k}"),
 )

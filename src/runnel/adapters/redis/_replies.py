@@ -13,19 +13,23 @@ Example:
 from __future__ import annotations
 
 import reprlib
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
+from redis.exceptions import ResponseError
+
+from runnel.adapters.redis._errors import translate
 from runnel.domain.excerpt import truncated
 from runnel.domain.model import Entry
-from runnel.errors import BackendProtocolError, Fenced
+from runnel.errors import BackendError, BackendProtocolError, Fenced, PermissionDenied
 from runnel.ports import (
-    ClaimResult,
     GroupInfo,
     MembershipRecord,
     MembershipWrite,
     PendingEntry,
 )
+
+T = TypeVar("T")
 
 
 def _unexpected(expected: str, found: Any) -> BackendProtocolError:
@@ -213,9 +217,9 @@ def _fenced(lock: str) -> Fenced:
     return Fenced(f"lease {lock} is no longer held by this owner (Redis said: FENCED {lock})")
 
 
-def _refused(message: Any) -> BackendProtocolError:
+def _refused(message: Any) -> BackendError | PermissionDenied:
     text = message.decode("utf-8", "replace") if isinstance(message, bytes) else str(message)
-    return BackendProtocolError(f"Redis refused the command: {text}")
+    return translate(ResponseError(text))
 
 
 def read_slots(raw: Any, locks: Sequence[str]) -> list[list[Entry] | Exception]:
@@ -251,7 +255,7 @@ def ack_slots(raw: Any, locks: Sequence[str]) -> list[int | Exception]:
 
     Example:
         >>> [type(s).__name__ for s in ack_slots([[1, 3], [0], [-1, b"NOGROUP x"]], "abc")]
-        ['int', 'Fenced', 'BackendProtocolError']
+        ['int', 'Fenced', 'GroupMissing']
     """
     rows = _list(raw, "one reply per partition acknowledgement")
     if len(rows) != len(locks):
@@ -327,22 +331,16 @@ def groups(raw: Any) -> list[GroupInfo]:
         >>> groups([{"name": b"g", "consumers": 1, "pending": 2, "last-delivered-id": b"3-0"}])
         [GroupInfo(name='g', consumers=1, pending=2, last_delivered_id=b'3-0')]
     """
-    out = []
-    for info in _list(raw, "an array of consumer groups"):
-        if not isinstance(info, Mapping):
-            raise _unexpected("a consumer group description", info)
-        try:
-            out.append(
-                GroupInfo(
-                    name=_text(info["name"]),
-                    consumers=as_int(info["consumers"]),
-                    pending=as_int(info["pending"]),
-                    last_delivered_id=as_bytes(info["last-delivered-id"]),
-                )
-            )
-        except KeyError as exc:
-            raise _unexpected(f"a consumer group description with {exc}", info) from exc
-    return out
+    return _described(
+        raw,
+        "consumer group",
+        lambda info: GroupInfo(
+            name=_text(info["name"]),
+            consumers=as_int(info["consumers"]),
+            pending=as_int(info["pending"]),
+            last_delivered_id=as_bytes(info["last-delivered-id"]),
+        ),
+    )
 
 
 def pending_entries(raw: Any) -> list[PendingEntry]:
@@ -353,43 +351,29 @@ def pending_entries(raw: Any) -> list[PendingEntry]:
         ...                   "time_since_delivered": 1500, "times_delivered": 2}])
         [PendingEntry(id=b'1-0', consumer='c', idle=1.5, delivery_count=2)]
     """
-    out = []
-    for row in _list(raw, "XPENDING rows"):
-        if not isinstance(row, Mapping):
-            raise _unexpected("an XPENDING row", row)
-        try:
-            out.append(
-                PendingEntry(
-                    id=as_bytes(row["message_id"]),
-                    consumer=_text(row["consumer"]),
-                    idle=as_int(row["time_since_delivered"]) / 1000,
-                    delivery_count=as_int(row["times_delivered"]),
-                )
-            )
-        except KeyError as exc:
-            raise _unexpected(f"an XPENDING row with {exc}", row) from exc
-    return out
-
-
-def claim_result(raw: Any) -> ClaimResult:
-    """The claim script's ``[next start, entries, deleted ids, delivery counts]``.
-
-    Example:
-        >>> claim_result([b"0-0", [[b"1-0", [b"a", b"b"]]], [b"0-5"], [2]]).entries[0]
-        Entry(id=b'1-0', fields={b'a': b'b'}, delivery_count=2)
-    """
-    parts = _list(raw, "[next, entries, deleted, counts]")
-    if len(parts) != 4:
-        raise _unexpected("[next, entries, deleted, counts]", raw)
-    entries = entries_from_script(parts[1])
-    counts = [as_int(c) for c in _list(parts[3], "delivery counts")]
-    if len(counts) != len(entries):
-        raise _unexpected(f"{len(entries)} delivery counts", parts[3])
-    return ClaimResult(
-        next_start=as_bytes(parts[0]),
-        entries=[Entry(e.id, e.fields, n) for e, n in zip(entries, counts, strict=True)],
-        deleted=[as_bytes(i) for i in _list(parts[2], "deleted ids")],
+    return _described(
+        raw,
+        "XPENDING row",
+        lambda row: PendingEntry(
+            id=as_bytes(row["message_id"]),
+            consumer=_text(row["consumer"]),
+            idle=as_int(row["time_since_delivered"]) / 1000,
+            delivery_count=as_int(row["times_delivered"]),
+        ),
     )
+
+
+def _described(raw: Any, what: str, build: Callable[[Mapping[str, Any]], T]) -> list[T]:
+    """An array of descriptions (dicts, after redis-py's callback), each built into a value."""
+    out = []
+    for item in _list(raw, f"an array of {what}s"):
+        if not isinstance(item, Mapping):
+            raise _unexpected(f"a {what}", item)
+        try:
+            out.append(build(item))
+        except KeyError as exc:
+            raise _unexpected(f"a {what} with {exc}", item) from exc
+    return out
 
 
 def woken_keys(raw: Any) -> set[str]:

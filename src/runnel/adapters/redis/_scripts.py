@@ -124,7 +124,7 @@ def pack_evalsha(sha: bytes, keys: Sequence[str | bytes], args: Sequence[Arg]) -
 
     Example:
         >>> pack_evalsha(b"ab", ["k"], [1])
-        b'*5\r\n$7\r\nEVALSHA\r\n$2\r\nab\r\n$1\r\n1\r\n$1\r\nk\r\n$1\r\n1\r\n'
+        b'*5\\r\\n$7\\r\\nEVALSHA\\r\\n$2\\r\\nab\\r\\n$1\\r\\n1\\r\\n$1\\r\\nk\\r\\n$1\\r\\n1\\r\\n'
     """
     count = b"%d" % len(keys)
     parts = [

@@ -34,6 +34,7 @@ from redis.exceptions import ResponseError
 
 from runnel.adapters.redis import _replies
 from runnel.adapters.redis._errors import translate
+from runnel.domain.ids import MIN_ID, StreamId
 from runnel.domain.model import Entry
 from runnel.errors import Fenced
 from runnel.ports import AckRequest, ReadRequest
@@ -83,7 +84,7 @@ def pack(commands: Sequence[Command]) -> bytes:
 
 def _history_range(start: bytes) -> bytes:
     # XREADGROUP <id> returns pending entries after <id>; XPENDING takes the same range.
-    return b"-" if start in (b"0", b"0-0") else b"(" + start
+    return b"-" if StreamId.parse(start) == MIN_ID else b"(" + start
 
 
 async def exchange_watched(

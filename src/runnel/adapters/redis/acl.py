@@ -60,7 +60,7 @@ SENDER: Final = (
 
 WORKER: Final = (
     *SENDER,
-    # fetch rounds: a watched transaction, or exchange.lua / claim.lua
+    # fetch rounds: a watched transaction, or exchange.lua
     "watch",
     "unwatch",
     "multi",
@@ -70,7 +70,6 @@ WORKER: Final = (
     "xreadgroup",
     "xread",
     "xack",
-    "xautoclaim",
     # leases, epochs, heartbeats, membership, leader election, schedules, quarantines
     "time",
     "set",

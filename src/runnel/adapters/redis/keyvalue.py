@@ -19,15 +19,11 @@ from runnel.errors import BackendError, PermissionDenied
 
 
 class RedisKeyValue:
-    """Small values (metadata, membership, heartbeats, counters) on Redis.
+    """Small values (metadata, heartbeats, quarantines, schedule slots) on Redis, and what
+    the server's configuration says about durability (the backend's diagnostics).
 
     Args:
         client: a ``redis.asyncio.Redis`` with ``decode_responses=False``.
-
-    Example:
-        >>> from redis.asyncio import Redis
-        >>> len(RedisKeyValue(Redis())._compare_and_set.sha)
-        40
     """
 
     def __init__(self, client: Redis) -> None:
@@ -63,11 +59,6 @@ class RedisKeyValue:
         with translated():
             raw = await pipe.execute()
         return _replies.flags(raw, len(keys))
-
-    async def incr(self, key: str, amount: int = 1) -> int:
-        """INCRBY; the new value."""
-        with translated():
-            return _replies.as_int(await self._client.incrby(key, amount))
 
     async def hash_get_all(self, key: str) -> dict[bytes, bytes]:
         """HGETALL (empty for a missing key)."""

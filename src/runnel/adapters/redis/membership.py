@@ -35,15 +35,10 @@ def _flat(note: Fields) -> list[Arg]:
 
 
 class RedisMembership:
-    """Versioned membership records with announcements, on Redis.
+    """Versioned membership records with announcements, on Redis (two scripts).
 
     Args:
         client: a ``redis.asyncio.Redis`` with ``decode_responses=False``.
-
-    Example:
-        >>> from redis.asyncio import Redis
-        >>> len(RedisMembership(Redis())._update.sha)
-        40
     """
 
     def __init__(self, client: Redis) -> None:

@@ -1,8 +1,9 @@
-"""RedisStreamLog: the :class:`~runnel.ports.StreamLog` port on Redis Streams.
+"""RedisStreamLog: the :class:`~runnel.ports.StreamLog` and
+:class:`~runnel.ports.StreamAdmin` ports on Redis Streams.
 
 Every batch method is one round trip: ``append`` is one Lua script call for the whole
-batch, and ``exchange`` (of which ``read`` and ``ack`` are special cases) one call of
-``exchange.lua`` for every partition of a fetch round, whose slots succeed or fail
+batch, and ``exchange`` (acknowledging, reading, or both) one watched transaction, or one
+call of ``exchange.lua``, for every partition of a fetch round, whose slots succeed or fail
 independently. Fenced slots check the lease token inside the script, so a stale owner can
 neither read (steal entries into the pending list) nor acknowledge.
 
@@ -39,7 +40,6 @@ from runnel.ports import (
     AckRequest,
     Append,
     Cap,
-    ClaimResult,
     DeadLetter,
     GroupInfo,
     PendingEntry,
@@ -118,7 +118,6 @@ class RedisStreamLog:
         self._client = client
         self._append = register(client, "append")
         self._exchange = register(client, "exchange")
-        self._claim = register(client, "claim")
         self._block_slice = block_slice_ms(client)
 
     async def append(self, entries: Sequence[Append], cap: Cap | None = None) -> list[bytes]:
@@ -155,14 +154,6 @@ class RedisStreamLog:
                     return False
                 raise
         return True
-
-    async def read(self, requests: Sequence[ReadRequest]) -> list[list[Entry] | Exception]:
-        """Non-blocking group reads of several partitions in one script call.
-
-        Each slot holds its entries, or :class:`~runnel.errors.Fenced` when its lease is
-        gone, or :class:`~runnel.errors.BackendProtocolError` (e.g. NOGROUP).
-        """
-        return (await self.exchange([], requests))[1]
 
     async def exchange(
         self, acks: Sequence[AckRequest], reads: Sequence[ReadRequest]
@@ -233,10 +224,6 @@ class RedisStreamLog:
             if woken or time.monotonic() >= deadline:
                 return woken
 
-    async def ack(self, requests: Sequence[AckRequest]) -> list[int | Exception]:
-        """Acknowledge several partitions' ids in one script call; counts or Fenced per slot."""
-        return (await self.exchange(requests, []))[0]
-
     async def dead_letter(self, letter: DeadLetter) -> bytes:
         """Append to the sink and ack the source entry atomically; return the sink id.
 
@@ -284,26 +271,6 @@ class RedisStreamLog:
             )
         return _replies.pending_entries(raw)
 
-    async def claim(
-        self,
-        key: str,
-        group: str,
-        consumer: str,
-        min_idle: float,
-        start: bytes = b"0",
-        count: int = 100,
-    ) -> ClaimResult:
-        """XAUTOCLAIM entries idle ``min_idle`` seconds or more, with delivery counts."""
-        args: list[Arg] = [group, consumer, _to_ms(min_idle), start, count]
-        with translated():
-            raw = await self._claim(keys=[key], args=args)
-        return _replies.claim_result(raw)
-
-    async def set_group_id(self, key: str, group: str, id: bytes) -> None:
-        """XGROUP SETID (``b"$"`` for the end)."""
-        with translated():
-            await self._client.xgroup_setid(key, group, id)
-
     async def destroy_group(self, key: str, group: str) -> bool:
         """XGROUP DESTROY; False if the group (or the stream) did not exist."""
         with translated():
@@ -313,10 +280,3 @@ class RedisStreamLog:
                 if refused_permission(exc) or await self._client.exists(key):
                     raise
                 return False
-
-    async def delete(self, *keys: str) -> int:
-        """DEL; the number of keys that existed."""
-        if not keys:
-            return 0
-        with translated():
-            return _replies.as_int(await self._client.delete(*keys))

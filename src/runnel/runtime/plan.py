@@ -1,0 +1,46 @@
+"""A worker's plan: everything a worker runs, and the ports it runs it through.
+
+The facade makes one (:meth:`runnel.App.plan`); a :class:`~runnel.runtime.worker.Worker`
+runs it. The plan is all a worker knows of the App: specs, a few settings, the stores of
+the streams, and the backend's ports.
+
+Example:
+    >>> from runnel import App
+    >>> app = App(name="doc-plan", redis_url="memory://doc-plan")
+    >>> plan = app.plan()
+    >>> plan.app, plan.processors, plan.leadership_poll_interval
+    ('doc-plan', (), 4.0)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from runnel.ports import Backend
+from runnel.runtime.specs import ProcessorSpec, TaskSpec
+from runnel.runtime.store import StreamStore
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerPlan:
+    """What one worker runs.
+
+    Attributes:
+        app: the app's name (it names the leader key and the log lines).
+        processors: the processors to run, each with its stream.
+        tasks: the background tasks to run.
+        stores: the store of every stream of the app, by stream name: those the processors
+            read, and those they write dead letters to.
+        backend: the ports.
+        leadership_poll_interval: seconds between leader-election attempts.
+        where: the backend, as log lines name it (a URL without its password).
+    """
+
+    app: str
+    processors: tuple[ProcessorSpec, ...]
+    tasks: tuple[TaskSpec, ...]
+    stores: Mapping[str, StreamStore]
+    backend: Backend
+    leadership_poll_interval: float
+    where: str = ""

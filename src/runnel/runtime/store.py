@@ -1,0 +1,234 @@
+"""A stream's backend side: metadata, consumer groups, capped appends and store checks.
+
+One :class:`StreamStore` per stream and backend, built from the stream's frozen
+:class:`~runnel.runtime.specs.StreamSpec`. ``Stream.send`` routes and encodes records and
+hands the appends to the store; workers prepare the streams they process, check whether
+the backend lost its data, and write dead letters to a sink's store.
+
+How it works:
+    **Preparing** records the stream's metadata (partition count, hash, codec, and a random
+    *generation*) in ``__meta:{app}.{stream}`` with set-if-missing, refuses a stream whose
+    stored metadata disagrees (:class:`~runnel.errors.MetadataMismatch`), and creates every
+    declared processor's consumer group at 0 on every partition, once per store. Declaring
+    a group later makes the next append prepare again.
+
+    **Store check**: a backend that lost everything (Redis restarted without persistence,
+    was flushed, or failed over to an empty replica) has lost the metadata hash too. The
+    check writes it again; a generation other than the one this store recorded means the
+    data is gone, and the groups are created again at 0. Checks are serialised, so one
+    reset is reported once per store.
+
+    **Appending** goes through the stream's cap: lossless and lossy appends are one call;
+    in ``wait`` mode a refused batch is retried, with a growing pause, until processors make
+    room or ``wait_timeout`` runs out.
+
+Example:
+    >>> import asyncio
+    >>> from runnel.adapters.memory.broker import MemoryBroker
+    >>> from runnel.adapters.memory.clock import SimulatedClock
+    >>> from runnel.adapters.memory.keyvalue import MemoryKeyValue
+    >>> from runnel.adapters.memory.streams import MemoryStreamLog
+    >>> from runnel.domain.keys import Keys
+    >>> from runnel.ports import Append
+    >>> broker = MemoryBroker(SimulatedClock())
+    >>> spec = StreamSpec(
+    ...     app="shop", name="orders", keys=Keys("shop", "orders"), partition_count=1,
+    ...     partition_size=100, trim_mode="lossless", metadata={b"partition_count": b"1"},
+    ...     decode=dict)
+    >>> store = StreamStore(spec, MemoryStreamLog(broker), MemoryKeyValue(broker),
+    ...                     broker.clock, groups=["billing"])
+    >>> ids = asyncio.run(store.append([Append(spec.partition_keys[0], {b"n": b"1"})]))
+    >>> store.prepared, len(ids)
+    (True, 1)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from typing import Final
+
+from runnel.errors import BackpressureError, MetadataMismatch
+from runnel.ports import Append, Cap, Clock, KeyValue, StreamLog
+from runnel.runtime.specs import StreamSpec
+
+GENERATION: Final = b"generation"
+"""Metadata field holding a random id of the store's life (see :meth:`StreamStore.check`)."""
+
+FIRST_PAUSE: Final = 0.01
+"""Seconds a ``wait``-mode send first waits for room; the pause doubles after each try."""
+
+LONGEST_PAUSE: Final = 0.5
+"""The longest pause between two tries of a ``wait``-mode send."""
+
+
+class StreamStore:
+    """The backend side of one stream (see the module docstring).
+
+    Args:
+        spec: the stream.
+        log: the stream log it appends to and creates groups in.
+        kv: where its metadata hash lives.
+        clock: what ``wait``-mode sends pause on.
+        groups: the consumer groups (processors) declared on the stream so far.
+        wait_timeout: seconds a ``wait``-mode append waits for room
+            (``default_send_wait_timeout``).
+    """
+
+    def __init__(
+        self,
+        spec: StreamSpec,
+        log: StreamLog,
+        kv: KeyValue,
+        clock: Clock,
+        groups: Iterable[str] = (),
+        wait_timeout: float = 30.0,
+    ) -> None:
+        self.spec = spec
+        self._log = log
+        self._kv = kv
+        self._clock = clock
+        self._groups = list(dict.fromkeys(groups))
+        self._wait_timeout = wait_timeout
+        self._prepared = False
+        self._lock: asyncio.Lock | None = None
+        self._cap = Cap(
+            spec.partition_size,
+            "lossy" if spec.trim_mode == "lossy" else "lossless",
+            spec.keys.lost(),
+        )
+        self.generation: bytes | None = None
+        """The generation recorded in the metadata when this store prepared the stream; a
+        different one later means the backend lost its data meanwhile."""
+
+    def __repr__(self) -> str:
+        return f"<StreamStore {self.spec.app}.{self.spec.name} prepared={self._prepared}>"
+
+    @property
+    def prepared(self) -> bool:
+        """Whether metadata and groups were checked and created through this store."""
+        return self._prepared
+
+    def declare_group(self, group: str) -> None:
+        """A processor was declared on the stream: its group is created on the next append."""
+        if group not in self._groups:
+            self._groups.append(group)
+            self._prepared = False
+
+    # ------------------------------------------------------------------ preparing
+
+    async def prepare(self) -> None:
+        """Record (or check) the metadata and create every declared group, once."""
+        if self._prepared:
+            return
+        async with self._serial():
+            if self.prepared:  # another task finished it while we waited
+                return
+            await self._check_metadata()
+            await self.create_groups()
+            self._prepared = True
+
+    async def check(self) -> bool:
+        """Whether the backend lost this stream's data since this store prepared it.
+
+        If the metadata hash is gone, it is recorded again with a new generation, every
+        declared group is created again at 0, and True is returned; so is it when another
+        process already re-recorded it. False when nothing changed (a consumer group deleted
+        by hand, say), and to every later caller of the same reset.
+
+        Raises:
+            MetadataMismatch: the stream was re-created meanwhile by an App that defines it
+                differently.
+        """
+        async with self._serial():
+            known = self.generation
+            await self._check_metadata()
+            if known is None or self.generation == known:
+                return False
+            await self.create_groups()
+            return True
+
+    async def create_groups(self) -> None:
+        """Every declared group on every partition, at 0 (a group that exists is kept)."""
+        for group in list(self._groups):
+            for key in self.spec.partition_keys:
+                await self._log.ensure_group(key, group, b"0")
+
+    def _serial(self) -> asyncio.Lock:
+        """The lock serialising preparation and checks (made in the running loop)."""
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        return self._lock
+
+    async def _check_metadata(self) -> None:
+        spec = self.spec
+        wanted = spec.metadata
+        stored = await self._kv.hash_set_missing(
+            spec.keys.meta(), {**wanted, GENERATION: os.urandom(8).hex().encode()}
+        )
+        for field, value in wanted.items():
+            found = stored.get(field)
+            if found is not None and found != value:
+                raise MetadataMismatch(
+                    f"stream {spec.app}.{spec.name}: {field.decode()} is "
+                    f"{found.decode()!r} in the backend but {value.decode()!r} in this App; "
+                    "refusing to re-route events (migrate the stream or fix the definition)"
+                )
+        self.generation = stored.get(GENERATION)
+
+    # ------------------------------------------------------------------ appending
+
+    async def append(self, appends: Sequence[Append]) -> list[bytes]:
+        """Append routed, encoded entries under the stream's cap; their ids.
+
+        Raises:
+            runnel.errors.BackpressureError: the cap refused the batch (nothing was
+                written); in ``wait`` mode, once ``wait_timeout`` has run out, or at
+                once when the batch holds more entries for one partition than
+                ``partition_size``.
+            runnel.errors.MetadataMismatch: the stream exists with other settings.
+        """
+        await self.prepare()
+        if self.spec.trim_mode != "wait":
+            return await self._log.append(appends, self._cap)
+        clock = self._clock
+        timeout = self._wait_timeout
+        deadline = clock.now() + timeout
+        pause = FIRST_PAUSE
+        while True:
+            try:
+                return await self._log.append(appends, self._cap)
+            except BackpressureError as exc:
+                oversized = self._oversized(appends)
+                if oversized is not None:
+                    raise BackpressureError(oversized) from exc
+                left = deadline - clock.now()
+                if left <= 0:
+                    raise BackpressureError(
+                        f"stream {self.spec.app}.{self.spec.name}: still no room for the batch "
+                        f"after waiting {timeout:g}s (default_send_wait_timeout) for its "
+                        f"processors to acknowledge entries; nothing was sent: {exc}"
+                    ) from exc
+                await clock.sleep(min(pause, left))
+                pause = min(pause * 2, LONGEST_PAUSE)
+
+    def _oversized(self, appends: Sequence[Append]) -> str | None:
+        """Why the batch can never fit under the lossless cap, if it cannot."""
+        spec = self.spec
+        numbers = {key: n for n, key in enumerate(spec.partition_keys)}
+        for key, count in Counter(item.key for item in appends).items():
+            if count > spec.partition_size:
+                return (
+                    f"stream {spec.app}.{spec.name}: the batch has {count} events for "
+                    f"partition {numbers.get(key, key)}, more than its partition_size of "
+                    f"{spec.partition_size}, so it can never fit under the lossless cap; "
+                    "nothing was sent (send fewer events at a time)"
+                )
+        return None
+
+    async def lost(self) -> int:
+        """How many unprocessed entries a lossy cap has trimmed from the stream."""
+        raw = await self._kv.get(self.spec.keys.lost())
+        return int(raw) if raw else 0

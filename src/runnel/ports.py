@@ -120,12 +120,18 @@ class DeadLetter:
 
 @dataclass(frozen=True, slots=True)
 class GroupInfo:
-    """A consumer group's state on one stream."""
+    """A consumer group's state on one stream.
+
+    ``lag`` is the number of entries not yet delivered to the group; None when the backend
+    cannot tell (Redis after entries were deleted from the middle of the stream, or after
+    the group was moved to an arbitrary id).
+    """
 
     name: str
     consumers: int
     pending: int
     last_delivered_id: bytes
+    lag: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

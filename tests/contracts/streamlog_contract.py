@@ -120,7 +120,7 @@ class StreamLogContract:
         assert await log.ensure_group(k("s"), "g") is True
         assert await log.ensure_group(k("s"), "g") is False
         assert await log.length(k("s")) == 0
-        assert await log.groups(k("s")) == [GroupInfo("g", 0, 0, b"0-0")]
+        assert await log.groups(k("s")) == [GroupInfo("g", 0, 0, b"0-0", lag=0)]
         assert await log.groups(k("missing")) == []
 
     async def test_an_entry_goes_to_one_consumer_per_group(self, make_log: MakeLog) -> None:
@@ -140,6 +140,19 @@ class StreamLogContract:
         assert numbers(await read(log, k("s"), "g2")) == [b"1", b"2", b"3"]
         infos = {g.name: g for g in await log.groups(k("s"))}
         assert infos["g1"].pending == infos["g2"].pending == 3
+
+    async def test_groups_tell_what_is_undelivered_and_what_is_pending(
+        self, make_log: MakeLog
+    ) -> None:
+        log, k = await make_log(), key_space()
+        await log.ensure_group(k("s"), "g")
+        await log.ensure_group(k("s"), "other")
+        await append_n(log, k("s"), 5)
+        delivered = await read(log, k("s"), "g", count=3)
+        await ack(log, k("s"), "g", [delivered[0].id])
+        infos = {g.name: g for g in await log.groups(k("s"))}
+        assert (infos["g"].lag, infos["g"].pending) == (2, 2)
+        assert (infos["other"].lag, infos["other"].pending) == (5, 0)
 
     async def test_read_respects_count_and_keeps_order(self, make_log: MakeLog) -> None:
         log, k = await make_log(), key_space()

@@ -144,6 +144,10 @@ class Stream:
             self._head = 0
         return excess
 
+    def count_after(self, sid: StreamId) -> int:
+        """How many stored entries have an id above ``sid``."""
+        return len(self._ids) - bisect_right(self._ids, sid, self._head)
+
     def find(self, sid: StreamId) -> dict[bytes, bytes] | None:
         """The fields of entry ``sid``, or None if it is not (or no longer) stored."""
         i = bisect_left(self._ids, sid, self._head)

@@ -241,7 +241,13 @@ class MemoryStreamLog:
         if stream is None:
             return []
         return [
-            GroupInfo(name, len(g.consumers), len(g.pel), g.last_delivered.encode())
+            GroupInfo(
+                name,
+                len(g.consumers),
+                len(g.pel),
+                g.last_delivered.encode(),
+                lag=stream.count_after(g.last_delivered),
+            )
             for name, g in sorted(stream.groups.items())
         ]
 

@@ -328,8 +328,11 @@ def groups(raw: Any) -> list[GroupInfo]:
     """XINFO GROUPS after redis-py's callback: one dict (str keys) per group.
 
     Example:
-        >>> groups([{"name": b"g", "consumers": 1, "pending": 2, "last-delivered-id": b"3-0"}])
-        [GroupInfo(name='g', consumers=1, pending=2, last_delivered_id=b'3-0')]
+        >>> groups([{"name": b"g", "consumers": 1, "pending": 2, "last-delivered-id": b"3-0",
+        ...          "lag": 5}])
+        [GroupInfo(name='g', consumers=1, pending=2, last_delivered_id=b'3-0', lag=5)]
+
+    ``lag`` is nil when Redis cannot tell it (read as None), and absent before Redis 7.0.
     """
     return _described(
         raw,
@@ -339,6 +342,7 @@ def groups(raw: Any) -> list[GroupInfo]:
             consumers=as_int(info["consumers"]),
             pending=as_int(info["pending"]),
             last_delivered_id=as_bytes(info["last-delivered-id"]),
+            lag=None if info.get("lag") is None else as_int(info["lag"]),
         ),
     )
 

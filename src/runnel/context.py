@@ -13,6 +13,7 @@ Example:
 from __future__ import annotations
 
 from contextvars import ContextVar
+from typing import Protocol
 
 from runnel.domain.model import Partition
 
@@ -28,3 +29,18 @@ stream_name: ContextVar[str] = ContextVar("runnel_stream")
 """The name of the stream the current executor processes."""
 partition: ContextVar[Partition] = ContextVar("runnel_partition")
 """The partition the current consumer task processes."""
+
+
+class Processing(Protocol):
+    """What a consumer task is processing."""
+
+    @property
+    def entry_id(self) -> str | None:
+        """The entry in flight (the first of a batch), or None between iterations."""
+        ...
+
+
+processing: ContextVar[Processing] = ContextVar("runnel_processing")
+"""Set by a consumer for each run of its processor (not part of ``__all__``): the log
+configuration of the CLI reads the entry in flight from it, so every line logged while
+an event is processed names its ``entry_id``."""

@@ -46,6 +46,8 @@ class Acker:
         self.urgent = asyncio.Event()  # set once ACK_BATCH acknowledgements wait
         self.queued_event = asyncio.Event()  # set whenever something is queued
         self.refused = 0
+        self.fenced = 0
+        """Acknowledgement requests refused because the lease was gone."""
         self.sent = 0
 
     def add(self, feed: PartitionFeed, ids: list[bytes]) -> None:
@@ -105,6 +107,7 @@ class Acker:
                 self.add(feed, ids)  # kept: acknowledged by whoever takes the partition
             elif isinstance(result, Fenced):
                 self.refused += len(ids)
+                self.fenced += 1
                 log.warning(
                     "acknowledgement of %d entr%s of %s.%d refused: the lease (epoch %d) "
                     "is no longer ours",

@@ -22,6 +22,7 @@ from runnel.ports import Clock
 from runnel.runtime.dead_letters import DeadLetterWriter
 from runnel.runtime.events import Events, ids_of
 from runnel.runtime.feed import PartitionFeed
+from runnel.runtime.iterations import IterationMonitor, events_of
 from runnel.runtime.specs import ProcessorSpec, Sink
 
 log = logging.getLogger(__name__)
@@ -68,9 +69,14 @@ class Consumer:
         clock: Clock,
         host: PartitionHost,
         dead_letters: DeadLetterWriter,
+        monitor: IterationMonitor | None = None,
     ) -> None:
         self.spec = spec
         self.feed = feed
+        self.monitor = monitor
+        """Counts, times and traces the iterations (None when metrics and tracing are off)."""
+        self.events: Events | None = None
+        """The Events of the processor's current run."""
         self.state = PartitionState.RUNNING
         self.acked = 0
         self._clock = clock
@@ -100,7 +106,11 @@ class Consumer:
 
     def _events(self) -> Events:
         spec = self.spec
-        return Events(self.feed, spec.name, spec.middleware, self.ack, self.dead_letter)
+        events = self.events = Events(
+            self.feed, spec.name, spec.middleware, self.ack, self.dead_letter, self.monitor
+        )
+        context.processing.set(events)
+        return events
 
     async def _run(self) -> None:
         feed, clock = self.feed, self._clock
@@ -181,6 +191,16 @@ class Consumer:
         )
         if decision.ack and failed is not None and not dead_lettered:
             self.ack([failed] if isinstance(failed, Event) else failed)
+        monitor = self.monitor
+        if monitor is not None and failed is not None:
+            count = events_of(failed)
+            monitor.failed(count)
+            if dead_lettered:
+                monitor.dead_lettered(count)
+            elif decision.ack:
+                monitor.ignored(count)
+            if decision.state is PartitionState.QUARANTINED:
+                monitor.quarantined(count)
         self.state = decision.state
         if decision.state is PartitionState.QUARANTINED:
             await self._host.quarantine(feed, first_id, failure)

@@ -48,7 +48,7 @@ from runnel.domain.membership import (
     without,
 )
 from runnel.domain.rebalance import plan_rebalance
-from runnel.errors import BackendError, PermissionDenied, RebalanceError
+from runnel.errors import BackendError, BackendUnavailable, PermissionDenied, RebalanceError
 from runnel.ports import Backend, Lease, MembershipKeys, MembershipRecord, MembershipWrite
 from runnel.runtime._aio import cancel_and_wait
 from runnel.runtime.feed import PartitionFeed
@@ -145,6 +145,8 @@ class Coordinator:
         self.acquired = 0
         self.released = 0
         self.joined = asyncio.Event()
+        self.on_unavailable: Callable[[BaseException], None] | None = None
+        """Told of each heartbeat that failed because the backend did not answer."""
         self._wake = asyncio.Event()
         self._busy = asyncio.Lock()  # one reconcile pass (or the leave) at a time
         # One compare-and-set sequence on the membership at a time: a join whose write is
@@ -324,6 +326,8 @@ class Coordinator:
                     await self._check_members()
                 await self.holdings.check_quarantine()
             except (BackendError, RebalanceError) as exc:
+                if self.on_unavailable is not None and isinstance(exc, BackendUnavailable):
+                    self.on_unavailable(exc)
                 log.warning("heartbeat of %s failed: %s", self.id, exc)
 
     async def _renew(self) -> None:

@@ -44,6 +44,8 @@ class DeadLetterWriter:
         self._clock = clock
         self._processor = processor
         self._store_of = store_of
+        self.fenced = 0
+        """Dead letters refused because the lease was gone."""
 
     async def write(
         self, feed: PartitionFeed, events: Sequence[Event], error: BaseException, sink: Sink
@@ -84,6 +86,7 @@ class DeadLetterWriter:
             try:
                 await self._log.dead_letter(letter)
             except Fenced:
+                self.fenced += 1
                 feed.close(lost=True)  # the lease is gone: the new owner redelivers it
                 raise
             except Exception as exc:

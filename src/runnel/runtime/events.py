@@ -25,6 +25,7 @@ from runnel.domain.failures import safe_repr
 from runnel.domain.model import Event, Partition
 from runnel.domain.take import TakeBuffer
 from runnel.runtime.feed import FeedClosed, PartitionFeed
+from runnel.runtime.iterations import IterationMonitor
 from runnel.runtime.specs import Sink, Step
 
 log = logging.getLogger(__name__)
@@ -63,8 +64,10 @@ class Events:
         middleware: Sequence[Step],
         ack: Ack,
         dead_letter: DeadLetterTo,
+        monitor: IterationMonitor | None = None,
     ) -> None:
         self._feed = feed
+        self._monitor = monitor
         self._processor = processor
         self._middleware = middleware
         self._ack = ack
@@ -78,6 +81,22 @@ class Events:
         self._decode = False
 
     # ------------------------------------------------------------------ public API
+
+    @property
+    def entry_id(self) -> str | None:
+        """The id of the entry being processed (the first of a batch), or None.
+
+        Example:
+            Inside a processor, to name the entry in a message::
+
+                async for order in events.records():
+                    print(f"{events.entry_id}: {order}")
+        """
+        item = self.inflight
+        if item is None:
+            return None
+        first = item if isinstance(item, Event) else item[0]
+        return first.id.decode("ascii", "replace")
 
     @property
     def fencing_token(self) -> int:
@@ -137,7 +156,7 @@ class Events:
         return gen
 
     async def _singles(self, decode: bool = False) -> AsyncGenerator[Any, None]:
-        feed, ack = self._feed, self._ack
+        feed, ack, monitor = self._feed, self._ack, self._monitor
         take_now = feed.take_now
         while True:
             event = take_now()  # the common case: an event is buffered already
@@ -148,14 +167,24 @@ class Events:
                     return
                 assert event is not None
             self.inflight = event
-            yield event.record() if decode else event
+            if monitor is None:
+                yield event.record() if decode else event
+            else:
+                if monitor.watching:
+                    monitor.begin(event)
+                try:
+                    yield event.record() if decode else event
+                except BaseException as exc:
+                    monitor.abandon(self._cause(exc))
+                    raise
+                monitor.end(event)
             self.inflight = None
             ack((event,))
 
     async def _batches(
         self, size: int, within: float, decode: bool = False
     ) -> AsyncGenerator[list[Any], None]:
-        feed, ack, clock = self._feed, self._ack, self._feed.clock
+        feed, ack, clock, monitor = self._feed, self._ack, self._feed.clock, self._monitor
         take_upto = feed.take_upto
         buffer: TakeBuffer[Event] = TakeBuffer(size, within)
         while True:
@@ -177,9 +206,24 @@ class Events:
                 else:
                     batch = buffer.offer(event, clock.now())
             self.inflight = batch
-            yield [e.record() for e in batch] if decode else batch
+            if monitor is None:
+                yield [e.record() for e in batch] if decode else batch
+            else:
+                if monitor.watching:
+                    monitor.begin(batch)
+                try:
+                    yield [e.record() for e in batch] if decode else batch
+                except BaseException as exc:
+                    monitor.abandon(self._cause(exc))
+                    raise
+                monitor.end(batch)
             self.inflight = None
             ack(batch)
+
+    def _cause(self, exc: BaseException) -> BaseException | None:
+        """Why an iteration was abandoned: the chain closing (after ``failure``, or a
+        stop) or an error raised where the item is handed out (decoding it)."""
+        return self.failure if isinstance(exc, GeneratorExit) else exc
 
     async def _records(self, chain: AsyncIterator[Any]) -> AsyncGenerator[Any, None]:
         async for item in chain:

@@ -16,7 +16,9 @@ from typing import Any
 
 from runnel import context
 from runnel.domain.failures import describe, quarantine_field, quarantine_record, safe_repr
+from runnel.domain.health import ExecutorFacts
 from runnel.domain.leases import LeaseClock
+from runnel.domain.membership import assigned_to
 from runnel.domain.model import Partition
 from runnel.errors import BackendError, MetadataMismatch, PermissionDenied
 from runnel.ports import Backend, Fence, Lease
@@ -27,8 +29,11 @@ from runnel.runtime.coordination import Coordinator
 from runnel.runtime.dead_letters import DeadLetterWriter
 from runnel.runtime.feed import PartitionFeed
 from runnel.runtime.fetcher import Fetcher
+from runnel.runtime.monitor import BackendWatch, Counts, ProcessorMonitor
+from runnel.runtime.plan import PartitionChecks
 from runnel.runtime.specs import ProcessorSpec
 from runnel.runtime.store import StreamStore
+from runnel.telemetry import Metrics, Tracing
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +60,10 @@ class Executor:
         stores: Mapping[str, StreamStore],
         worker_id: str,
         halt: Halt,
+        metrics: Metrics | None = None,
+        tracing: Tracing | None = None,
+        checks: PartitionChecks | None = None,
+        watch: BackendWatch | None = None,
     ) -> None:
         self.spec = spec
         self.backend = backend
@@ -92,6 +101,24 @@ class Executor:
         self.coordinator = Coordinator(
             self.id, worker_id, spec, backend, holdings=self, halt=self._halt
         )
+        self.monitor = ProcessorMonitor(
+            spec.stream.app,
+            spec.stream.name,
+            spec.name,
+            self.id,
+            spec.stream.partition_count,
+            backend.log,
+            backend.admin,
+            self.clock,
+            metrics,
+            tracing,
+            checks,
+            watch,
+        )
+        if watch is not None:
+            self.fetcher.on_unavailable = self.coordinator.on_unavailable = watch.failed
+        self.running: dict[int, Consumer] = {}
+        self.lost = 0
         self.store_resets = 0
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
@@ -213,6 +240,9 @@ class Executor:
         if feed is None:
             return
         feed.close(lost=True)
+        self.lost += 1
+        self.running.pop(number, None)
+        self.monitor.released(number)
         task = self.consumers.pop(number, None)
         if task is not None:
             task.cancel()
@@ -244,14 +274,24 @@ class Executor:
         await self.acker.flush()
         self.feeds.pop(number, None)
         self.consumers.pop(number, None)
+        self.running.pop(number, None)
+        self.monitor.released(number)
         await self.backend.locks.release([feed.lease])
         log.info("released %s.%d", self.stream.name, number, extra={"partition": number})
 
     # ------------------------------------------------------------------ consumers
 
     def _start_consumer(self, feed: PartitionFeed) -> None:
-        consumer = Consumer(self.spec, feed, self.clock, self, self.dead_letters)
         number = feed.partition.number
+        consumer = Consumer(
+            self.spec,
+            feed,
+            self.clock,
+            self,
+            self.dead_letters,
+            self.monitor.iterations(number),
+        )
+        self.running[number] = consumer
         task = asyncio.create_task(self._consume(consumer), name=f"{self.id}:p{number}")
         self.consumers[number] = task
 
@@ -321,6 +361,45 @@ class Executor:
                 )
             else:
                 del self._unrecorded[number]
+
+    # ------------------------------------------------------------------ health and metrics
+
+    def health(self) -> ExecutorFacts:
+        """Whether this executor joined, and how many partitions it is assigned and holds."""
+        coordinator = self.coordinator
+        return ExecutorFacts(
+            self.spec.name,
+            joined=coordinator.joined.is_set(),
+            assigned=len(assigned_to(coordinator.members, self.id)),
+            owned=len(self.feeds),
+        )
+
+    def counts(self) -> Counts:
+        """The running totals the metrics are made from."""
+        coordinator = self.coordinator
+        return Counts(
+            rebalances=coordinator.rebalances,
+            gained=coordinator.acquired,
+            lost=self.lost,
+            fenced=self.fetcher.fenced + self.acker.fenced + self.dead_letters.fenced,
+            store_resets=self.store_resets,
+            owned=len(self.feeds),
+            assigned=len(assigned_to(coordinator.members, self.id)),
+        )
+
+    def _in_flight(self, number: int) -> object | None:
+        """The item partition ``number``'s processor holds now, if it is running at all."""
+        consumer, task = self.running.get(number), self.consumers.get(number)
+        if consumer is None or consumer.events is None or task is None or task.done():
+            return None
+        return consumer.events.inflight
+
+    async def check_partitions(self) -> None:
+        """Publish the counters, then look at every owned partition (lag, stuck)."""
+        self.monitor.publish(self.counts())
+        owned = {n: f.key for n, f in self.feeds.items() if not f.lost}
+        in_flight = {n: self._in_flight(n) for n in owned}
+        await self.monitor.check(owned, in_flight)
 
     # ------------------------------------------------------------------ checks
 

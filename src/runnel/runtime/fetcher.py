@@ -20,7 +20,13 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from runnel.domain.model import Entry, Event
-from runnel.errors import BackendError, Fenced, GroupMissing, PermissionDenied
+from runnel.errors import (
+    BackendError,
+    BackendUnavailable,
+    Fenced,
+    GroupMissing,
+    PermissionDenied,
+)
 from runnel.ports import Clock, ReadRequest, StreamLog
 from runnel.runtime._aio import cancel_and_wait
 from runnel.runtime.acks import ACK_LINGER, Acker
@@ -60,6 +66,10 @@ class Fetcher:
         self._read_timeout = read_timeout
         self._room = room
         self.rounds = 0
+        self.fenced = 0
+        """Reads refused because the lease was gone."""
+        self.on_unavailable: Callable[[BaseException], None] | None = None
+        """Told of each round that failed because the backend did not answer."""
         self.assigned = asyncio.Event()  # set when a partition is granted
         self.gone = 0
         self._bell: asyncio.Future[set[str]] | None = None
@@ -77,6 +87,8 @@ class Fetcher:
                     await self._wait()
                     self._collect()
                 except BackendError as exc:
+                    if self.on_unavailable is not None and isinstance(exc, BackendUnavailable):
+                        self.on_unavailable(exc)
                     log.warning("fetch failed, retrying: %s", exc)
                     await self._clock.sleep(0.5)
         finally:
@@ -160,6 +172,7 @@ class Fetcher:
             feeds, generations, requests, results, strict=True
         ):
             if isinstance(result, Fenced):
+                self.fenced += 1
                 log.warning(
                     "read of %s.%d refused: lease epoch %d is no longer current",
                     feed.partition.stream,

@@ -5,15 +5,16 @@ control back when the processor asks for the next one: that span of time is one
 *iteration*. :class:`IterationMonitor` is told when each iteration begins and how it
 ends, and turns that into:
 
-* counters: events processed (and, from the consumer's policy, failed, ignored,
-  dead-lettered, quarantined);
+* counters: events processed (kept in a plain integer and added to the counter at every
+  timed iteration and every scrape) and, from the consumer's policy, failed, ignored,
+  dead-lettered and quarantined events;
 * histograms: the iteration's duration, and the end-to-end latency of its oldest entry
   (from the time in its id, on the Redis clock, to the iteration's end);
 * a consumer span per iteration (when tracing is on), current while the processor runs.
 
 Costs are kept off the processing loop: with metrics and tracing off, the consumer does
-not create a monitor at all; with metrics on, an iteration costs two method calls and a
-counter update, and only one iteration in :func:`~runnel.domain.metrics.timing_stride`
+not create a monitor at all; with metrics on, an iteration costs two method calls and an
+integer addition, and only one iteration in :func:`~runnel.domain.metrics.timing_stride`
 reads the clock (each timed iteration then counts for the stride in the histograms).
 
 Example:
@@ -25,6 +26,8 @@ Example:
     >>> where = Where("shop", "orders", "printer", 3, "w1-printer-abc")
     >>> monitor = IterationMonitor(where, metrics, NoTracing(), SimulatedClock())
     >>> event = Event(Partition("orders", 3), b"1-0", {})
+    >>> monitor.watching  # the first iteration is timed
+    True
     >>> monitor.begin(event); monitor.end(event)
     >>> metrics.value("runnel_events_processed_total", **where.partition_labels())
     1.0
@@ -41,6 +44,9 @@ from runnel.ports import Clock
 from runnel.telemetry import LabelValue, Metrics, ProcessSpan, ProcessTarget, Tracing
 
 Item = Event | list[Event]
+
+MAX_STRIDE = 100_000
+"""The most iterations one timed iteration stands for."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +91,7 @@ class IterationMonitor:
         "_failed",
         "_ignored",
         "_iteration",
+        "_last_timed",
         "_latency",
         "_metered",
         "_processed",
@@ -94,8 +101,9 @@ class IterationMonitor:
         "_stride",
         "_target",
         "_tracing",
+        "_unpublished",
         "_wall_offset",
-        "iterations",
+        "watching",
     )
 
     def __init__(self, where: Where, metrics: Metrics, tracing: Tracing, clock: Clock) -> None:
@@ -113,11 +121,14 @@ class IterationMonitor:
         self._target = where.target()
         self._span: ProcessSpan | None = None
         self._stride = 1
-        self._countdown = 1
+        self._countdown = 0
         self._started: float | None = None
+        self._last_timed: float | None = None
+        self._unpublished = 0
         self._wall_offset = clock.wall().timestamp() - clock.now()
-        self.iterations = 0
-        """Iterations finished so far (the sampler derives the rate from it)."""
+        self.watching = self.active
+        """Whether :meth:`begin` has anything to do for the next item (the consumer skips
+        the call otherwise): tracing is on, or the next iteration is one to time."""
 
     @property
     def active(self) -> bool:
@@ -127,28 +138,42 @@ class IterationMonitor:
     # ------------------------------------------------------------------ per iteration
 
     def begin(self, item: Item) -> None:
-        """The processor is handed ``item``."""
+        """The processor is handed ``item`` (called only while :attr:`watching`)."""
         if self._tracing is not None:
             events = [item] if isinstance(item, Event) else item
             self._span = self._tracing.process(self._target, events)
-        if self._metered:
-            self._countdown -= 1
-            if self._countdown <= 0:
-                self._countdown = self._stride
-                self._started = self._clock.now()
+        if self._metered and self._countdown <= 0:
+            self._time(self._clock.now())
+        self.watching = self._tracing is not None
+
+    def _time(self, now: float) -> None:
+        """Time this iteration, and choose how many to let pass before the next timed one.
+
+        The iterations since the last timed one (the stride then in effect) over the time
+        since give the partition's rate, so the stride follows the rate within a few
+        timed iterations, without a clock reading for the others.
+        """
+        last = self._last_timed
+        if last is not None and now > last:
+            self._stride = min(timing_stride(self._stride / (now - last)), MAX_STRIDE)
+        self._last_timed = now
+        self._countdown = self._stride
+        self._started = now
 
     def end(self, item: Item) -> None:
         """The processor asked for the next item: ``item`` is done (and acknowledged)."""
         if self._metered:
-            self.iterations += 1
             if isinstance(item, Event):
-                self._processed.inc()
+                self._unpublished += 1
                 oldest = item
             else:
-                self._processed.inc(len(item))
+                self._unpublished += len(item)
                 oldest = item[0]
             if self._started is not None:
                 self._timed(oldest)
+            self._countdown -= 1
+            if self._countdown <= 0:
+                self.watching = True  # the next iteration is timed
         if self._span is not None:
             span, self._span = self._span, None
             span.end()
@@ -161,7 +186,18 @@ class IterationMonitor:
             span, self._span = self._span, None
             span.end(error)
 
+    def publish(self) -> None:
+        """Add the events processed since the last call to the counter.
+
+        Processed events are counted in a plain integer and added to the counter at every
+        timed iteration and whenever the metrics are read, which saves a call per event.
+        """
+        if self._unpublished:
+            self._processed.inc(self._unpublished)
+            self._unpublished = 0
+
     def _timed(self, oldest: Event) -> None:
+        self.publish()
         assert self._started is not None
         now = self._clock.now()
         stride = self._stride
@@ -191,11 +227,8 @@ class IterationMonitor:
 
     # ------------------------------------------------------------------ the sampler
 
-    def retune(self, iterations_per_second: float) -> None:
-        """Adapt how many iterations are timed to the partition's rate, and re-read the
-        offset between the wall clock and the monotonic one."""
-        self._stride = timing_stride(iterations_per_second)
-        self._countdown = min(self._countdown, self._stride)
+    def retune(self) -> None:
+        """Re-read the offset between the wall clock and the monotonic one (they drift)."""
         self._wall_offset = self._clock.wall().timestamp() - self._clock.now()
 
 

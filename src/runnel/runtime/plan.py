@@ -15,11 +15,30 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Final
 
+from runnel.domain.health import StuckThresholds
 from runnel.ports import Backend
 from runnel.runtime.specs import ProcessorSpec, TaskSpec
 from runnel.runtime.store import StreamStore
+from runnel.telemetry import Metrics, NoMetrics, NoTracing, Tracing
+
+STUCK: Final = StuckThresholds(iteration=120.0, pending=300.0)
+"""The default stuck thresholds (the settings' defaults)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionChecks:
+    """How often a worker looks at the partitions it owns, and when one is stuck.
+
+    Example:
+        >>> PartitionChecks().stuck.iteration
+        120.0
+    """
+
+    interval: float = 5.0
+    stuck: StuckThresholds = STUCK
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +54,9 @@ class WorkerPlan:
         backend: the ports.
         leadership_poll_interval: seconds between leader-election attempts.
         where: the backend, as log lines name it (a URL without its password).
+        metrics: where the worker reports its metrics (a no-op by default).
+        tracing: where its consumer spans go (a no-op by default).
+        checks: how it watches the partitions it owns.
     """
 
     app: str
@@ -44,3 +66,6 @@ class WorkerPlan:
     backend: Backend
     leadership_poll_interval: float
     where: str = ""
+    metrics: Metrics = field(default_factory=NoMetrics)
+    tracing: Tracing = field(default_factory=NoTracing)
+    checks: PartitionChecks = PartitionChecks()

@@ -53,6 +53,7 @@ from typing import Final
 from runnel.errors import BackpressureError, MetadataMismatch
 from runnel.ports import Append, Cap, Clock, KeyValue, StreamLog
 from runnel.runtime.specs import StreamSpec
+from runnel.telemetry import Metrics, NoMetrics, SendTarget, Tracing
 
 GENERATION: Final = b"generation"
 """Metadata field holding a random id of the store's life (see :meth:`StreamStore.check`)."""
@@ -85,6 +86,8 @@ class StreamStore:
         clock: Clock,
         groups: Iterable[str] = (),
         wait_timeout: float = 30.0,
+        metrics: Metrics | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.spec = spec
         self._log = log
@@ -92,6 +95,13 @@ class StreamStore:
         self._clock = clock
         self._groups = list(dict.fromkeys(groups))
         self._wait_timeout = wait_timeout
+        metrics = metrics if metrics is not None else NoMetrics()
+        labels = {"app": spec.app, "stream": spec.name}
+        self._metered = metrics.enabled
+        self._sent = metrics.counter("runnel_events_sent_total", **labels)
+        self._send_time = metrics.histogram("runnel_send_duration_seconds", **labels)
+        self._refused = metrics.counter("runnel_backpressure_refusals_total", **labels)
+        self._tracing = tracing if tracing is not None and tracing.enabled else None
         self._prepared = False
         self._lock: asyncio.Lock | None = None
         self._cap = Cap(
@@ -183,6 +193,9 @@ class StreamStore:
     async def append(self, appends: Sequence[Append]) -> list[bytes]:
         """Append routed, encoded entries under the stream's cap; their ids.
 
+        With tracing on, the append is a producer span whose trace context every entry
+        carries; with metrics on, it is counted and timed.
+
         Raises:
             runnel.errors.BackpressureError: the cap refused the batch (nothing was
                 written); in ``wait`` mode, once ``wait_timeout`` has run out, or at
@@ -190,9 +203,41 @@ class StreamStore:
                 ``partition_size``.
             runnel.errors.MetadataMismatch: the stream exists with other settings.
         """
+        if self._tracing is None and not self._metered:
+            return await self._append(appends)
+        span = None
+        if self._tracing is not None:
+            span = self._tracing.send(self._target(appends))
+            carrier = span.carrier
+            if carrier:
+                appends = [Append(a.key, {**a.fields, **carrier}) for a in appends]
+        started = self._clock.now()
+        try:
+            ids = await self._append(appends)
+        except BaseException as exc:
+            if span is not None:
+                span.end(exc)
+            raise
+        if span is not None:
+            span.end()
+        self._sent.inc(len(ids))
+        self._send_time.observe(self._clock.now() - started)
+        return ids
+
+    def _target(self, appends: Sequence[Append]) -> SendTarget:
+        spec = self.spec
+        keys = {a.key for a in appends}
+        partition = spec.partition_keys.index(next(iter(keys))) if len(keys) == 1 else None
+        return SendTarget(f"{spec.app}.{spec.name}", len(appends), partition)
+
+    async def _append(self, appends: Sequence[Append]) -> list[bytes]:
         await self.prepare()
         if self.spec.trim_mode != "wait":
-            return await self._log.append(appends, self._cap)
+            try:
+                return await self._log.append(appends, self._cap)
+            except BackpressureError:
+                self._refused.inc()
+                raise
         clock = self._clock
         timeout = self._wait_timeout
         deadline = clock.now() + timeout
@@ -201,6 +246,7 @@ class StreamStore:
             try:
                 return await self._log.append(appends, self._cap)
             except BackpressureError as exc:
+                self._refused.inc()
                 oversized = self._oversized(appends)
                 if oversized is not None:
                     raise BackpressureError(oversized) from exc

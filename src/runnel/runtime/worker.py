@@ -19,13 +19,15 @@ from collections.abc import Coroutine, Sequence
 from typing import Any
 
 from runnel import context
+from runnel._version import __version__
 from runnel.domain.access import Access, ProcessorKeys, worker_access
 from runnel.domain.excerpt import truncated
 from runnel.domain.failures import safe_repr
-from runnel.domain.keys import Keys
+from runnel.domain.keys import Keys, leader_key
 from runnel.errors import BackendError, PermissionDenied
 from runnel.runtime._aio import cancel_and_wait
 from runnel.runtime.executor import Executor
+from runnel.runtime.health import WorkerHealth
 from runnel.runtime.leadership import Leadership
 from runnel.runtime.plan import WorkerPlan
 from runnel.runtime.specs import StreamSpec
@@ -88,10 +90,35 @@ class Worker:
         self.plan = plan
         backend = self.backend = plan.backend
         self.id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        metrics = plan.metrics
+        leader_key_ = leader_key(plan.app)
+        self.health = WorkerHealth(
+            plan.app, backend.clock, lambda: backend.kv.get(leader_key_), metrics
+        )
+        """What ``/healthz`` and ``/readyz`` answer (the worker's Probes)."""
         self.executors = [
-            Executor(spec, backend, plan.stores, worker_id=self.id, halt=self.halt)
+            Executor(
+                spec,
+                backend,
+                plan.stores,
+                worker_id=self.id,
+                halt=self.halt,
+                metrics=metrics,
+                tracing=plan.tracing,
+                checks=plan.checks,
+                watch=self.health,
+            )
             for spec in plan.processors
         ]
+        self.health.executors.extend(self.executors)
+        self._leader = metrics.gauge("runnel_leader", app=plan.app)
+        self._task_failures = {
+            spec.name: metrics.counter(
+                "runnel_task_failures_total", app=plan.app, task=spec.name, kind=spec.kind
+            )
+            for spec in plan.tasks
+        }
+        self._failures_published: dict[str, int] = {}
         self.leadership = Leadership(plan.app, self.id, backend, plan.leadership_poll_interval)
         self.task_runners = [TaskRunner(t, backend.clock, self.leadership) for t in plan.tasks]
         self.install_signals = install_signals
@@ -111,6 +138,7 @@ class Worker:
     def halt(self, error: BaseException, where: str) -> None:
         """Stop the worker because of a HALT policy, or because it cannot do its job
         (a permission the Redis user lacks), with exit code 1."""
+        self.health.halt()
         if self.halt_reason is None:
             self.halt_reason = error
             if isinstance(error, PermissionDenied):
@@ -178,16 +206,22 @@ class Worker:
                         name=f"task:{runner.spec.name}",
                     )
                 )
+            self._tasks.append(asyncio.create_task(self._watch(), name="partition-checks"))
             if self.tune_gc:
                 tune_garbage_collector()
+            self._started_metrics()
+            self.health.start()
             self.started.set()
             await self._stop.wait()
         finally:
+            self.health.stop()
+            self.publish_metrics()
             reporter = asyncio.create_task(self._report_slow_stop(), name="stop-report")
             try:
                 await self._shutdown()
             finally:
                 await cancel_and_wait(reporter)
+                await self.health.aclose()
             if self.install_signals:
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     loop.remove_signal_handler(sig)
@@ -222,6 +256,42 @@ class Worker:
         ]
         leader_tasks = [t.name for t in self.plan.tasks if t.on_leader]
         return worker_access(self.plan.app, processors, leader_tasks)
+
+    def _started_metrics(self) -> None:
+        metrics, app = self.plan.metrics, self.plan.app
+        metrics.gauge("runnel_build_info", app=app, version=__version__).set(1)
+        started = self.backend.clock.wall().timestamp()
+        metrics.gauge("runnel_worker_start_time_seconds", app=app).set(started)
+
+    def publish_metrics(self) -> None:
+        """Bring the metrics made from running totals up to date (a scrape calls it)."""
+        for executor in self.executors:
+            executor.monitor.publish(executor.counts())
+        self._leader.set(1 if self.leadership.leading() else 0)
+        for runner in self.task_runners:
+            name = runner.spec.name
+            delta = runner.failures - self._failures_published.get(name, 0)
+            if delta > 0:
+                self._task_failures[name].inc(delta)
+                self._failures_published[name] = runner.failures
+        self.health.refresh()
+
+    async def _watch(self) -> None:
+        """Every ``partition_check_interval``: publish the metrics and check the partitions."""
+        clock, interval = self.backend.clock, self.plan.checks.interval
+        while True:
+            await clock.sleep(interval)
+            self.publish_metrics()
+            for executor in self.executors:
+                try:
+                    await executor.check_partitions()
+                except Exception as exc:  # a check must never take the worker down
+                    log.error(
+                        "checking the partitions of %s failed: %s",
+                        executor.spec.name,
+                        safe_repr(exc),
+                        exc_info=exc,
+                    )
 
     async def _report_slow_stop(self) -> None:
         """Log what a graceful stop is still waiting on once it takes longer than it should.

@@ -21,13 +21,15 @@ import sys
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Annotated, Any, TypeVar, overload
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar, overload
 
+from dependency_injector import providers
 from pydantic import TypeAdapter, ValidationError
 
 from runnel.adapters.hashers import Hasher, is_default_hasher
-from runnel.container import Container
+from runnel.container import Container, prometheus_installed
 from runnel.domain.hashing import HASH_VERSION
+from runnel.domain.health import StuckThresholds
 from runnel.domain.model import TrimMode
 from runnel.domain.policy import ExceptionPolicy
 from runnel.errors import Misconfigured, UnknownProcessor
@@ -35,11 +37,18 @@ from runnel.interfaces import Compressor, Middleware, Serializer
 from runnel.ports import Backend
 from runnel.record import Record
 from runnel.runtime import admin
-from runnel.runtime.plan import WorkerPlan
+from runnel.runtime.plan import PartitionChecks, WorkerPlan
 from runnel.runtime.specs import ProcessorSpec, TaskSpec
 from runnel.runtime.store import StreamStore
 from runnel.settings import Settings
 from runnel.stream import PartitionBy, Stream
+from runnel.telemetry import Metrics
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
+    from runnel.adapters.http.endpoint import HttpEndpoint
+    from runnel.runtime.worker import Worker
 
 log = logging.getLogger(__name__)
 
@@ -143,8 +152,51 @@ class App:
                 backend.clock,
                 groups=self.groups_of(self.streams[stream]),
                 wait_timeout=self.settings.default_send_wait_timeout,
+                metrics=self.metrics,
+                tracing=self.container.tracing(),
             )
         return store
+
+    @property
+    def metrics(self) -> Metrics:
+        """The metrics port this App reports through (a no-op unless metrics are on).
+
+        With metrics on, it exports through :attr:`metrics_registry`.
+        """
+        if prometheus_installed():
+            self.metrics_registry  # noqa: B018  # made first, so the metrics export through it
+        return self.container.metrics()
+
+    @property
+    def metrics_registry(self) -> CollectorRegistry:
+        """The Prometheus registry the worker's ``/metrics`` serves: add your own metrics.
+
+        It is made on first use (with the process and platform collectors) and kept for
+        the App's life, whatever settings change later, so metrics registered on it at
+        import time are served by ``runnel worker --http``. To export through a registry
+        of your own instead, override ``app.container.metrics_registry`` first.
+
+        Raises:
+            runnel.errors.Misconfigured: prometheus-client is not installed.
+
+        Example:
+            >>> from prometheus_client import Counter
+            >>> app = App(name="doc-registry", redis_url="memory://doc-registry")
+            >>> charged = Counter("charged", "Orders charged.", registry=app.metrics_registry)
+            >>> app.metrics_registry is app.metrics_registry
+            True
+        """
+        registry = self.container.metrics_registry()
+        if registry is None:
+            try:
+                from runnel.adapters.prometheus import new_registry
+            except ImportError as exc:
+                raise Misconfigured(
+                    "metrics need prometheus-client: pip install 'runnel[metrics]'"
+                ) from exc
+            registry = new_registry()
+            self.container.metrics_registry.override(providers.Object(registry))
+        return registry  # type: ignore[return-value]  # checked by make_metrics
 
     def _built_store(self, stream: str) -> StreamStore | None:
         """The store of ``stream`` if one was built on the current backend."""
@@ -457,7 +509,37 @@ class App:
 
         self.discover()
         worker = Worker(self.plan(processors), tune_gc=True)
-        return await worker.run()
+        endpoint = self._endpoint(worker)
+        if endpoint is None:
+            return await worker.run()
+        await endpoint.start()
+        try:
+            return await worker.run()
+        finally:
+            await endpoint.aclose()
+
+    def _endpoint(self, worker: Worker) -> HttpEndpoint | None:
+        """The HTTP endpoint of ``worker``, when ``http_address`` is set."""
+        address = self.settings.http_host_port()
+        if address is None:
+            return None
+        from runnel.adapters.http.endpoint import HttpEndpoint
+
+        metrics = self.metrics
+        exposition = getattr(metrics, "exposition", None)
+        if exposition is None:
+            log.warning(
+                "metrics are off, so /metrics answers 404 (install runnel[metrics], or "
+                "leave the metrics setting unset or true)"
+            )
+
+        def render(accept: str) -> tuple[bytes, str]:
+            worker.publish_metrics()  # counters the worker keeps itself, brought up to date
+            assert exposition is not None
+            body, content_type = exposition(accept)
+            return body, content_type
+
+        return HttpEndpoint(*address, worker.health, render if exposition else None)
 
     def reconfigure(self, **updates: Any) -> None:
         """Replace settings (e.g. from CLI options) before the backend is first used.
@@ -531,6 +613,15 @@ class App:
             backend=backend,
             leadership_poll_interval=self.settings.leadership_poll_interval / 1000.0,
             where=self.settings.redacted_url(),
+            metrics=self.metrics,
+            tracing=self.container.tracing(),
+            checks=PartitionChecks(
+                interval=self.settings.partition_check_interval,
+                stuck=StuckThresholds(
+                    iteration=self.settings.stuck_iteration_seconds or None,
+                    pending=self.settings.stuck_pending_seconds or None,
+                ),
+            ),
         )
 
     async def quarantined(self, processor: str) -> dict[int, dict[str, Any]]:

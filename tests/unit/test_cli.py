@@ -456,6 +456,17 @@ def test_worker_with_an_unsupported_redis_url_says_so_in_one_line(
     )
 
 
+def test_worker_with_a_malformed_http_address_names_the_option(user_module: UserModule) -> None:
+    result = run("worker", user_module.ref("app"), "--http", "9100")
+
+    assert result.exit_code == 1
+    assert cleanly(result), result.exception
+    assert result.output == (
+        f"Error: invalid settings for app '{user_module.app_name}': --http: expected "
+        "HOST:PORT (like 127.0.0.1:9100, :9100 or [::1]:9100), got '9100'\n"
+    )
+
+
 def test_worker_refuses_an_unknown_log_level_listing_the_levels(user_module: UserModule) -> None:
     result = run("worker", user_module.ref("app"), "--log-level", "loud")
 

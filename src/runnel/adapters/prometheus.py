@@ -25,7 +25,11 @@ import threading
 import weakref
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
+from prometheus_client import (
+    CollectorRegistry,
+    PlatformCollector,
+    ProcessCollector,
+)
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -70,9 +74,7 @@ class PrometheusMetrics(MemoryMetrics):
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         if registry is None:
-            registry = CollectorRegistry()
-            ProcessCollector(registry=registry)
-            PlatformCollector(registry=registry)
+            registry = new_registry()
         self.registry = registry
         super().__init__(_tables_of(registry))
 
@@ -83,6 +85,20 @@ class PrometheusMetrics(MemoryMetrics):
         """
         encode, content_type = choose_encoder(accept)
         return encode(self.registry), content_type
+
+
+def new_registry() -> CollectorRegistry:
+    """A registry of its own with the process and platform collectors.
+
+    Example:
+        >>> body, _ = PrometheusMetrics(new_registry()).exposition()
+        >>> b"process_cpu_seconds_total" in body
+        True
+    """
+    registry = CollectorRegistry()
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    return registry
 
 
 def _tables_of(registry: CollectorRegistry) -> Tables:

@@ -157,6 +157,13 @@ LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 @click.option(
     "--log-format", default=None, type=click.Choice(["console", "json"]), help="RUNNEL_LOG_FORMAT."
 )
+@click.option(
+    "--http",
+    "http_address",
+    default=None,
+    metavar="HOST:PORT",
+    help="Serve /metrics, /healthz and /readyz there (RUNNEL_HTTP_ADDRESS; off by default).",
+)
 def worker(
     app_ref: str,
     processors: str | None,
@@ -164,6 +171,7 @@ def worker(
     redis_password_file: str | None,
     log_level: str | None,
     log_format: str | None,
+    http_address: str | None,
 ) -> None:
     """Run a worker for APP (module.path:attribute) until SIGTERM/SIGINT."""
     from runnel.app import App
@@ -176,6 +184,7 @@ def worker(
         redis_password=read_password(redis_password_file),
         log_level=log_level,
         log_format=log_format,
+        http_address=http_address,
     )
     configure(app.settings.log_format, app.settings.log_level, secrets=SECRETS)
     app.discover()

@@ -124,6 +124,10 @@ def load_processor(ref: str) -> tuple[App, str]:
     raise click.BadParameter(f"{ref!r} is not a processor registered on an App in its module")
 
 
+OPTION_NAMES = {"http_address": "--http"}
+"""Settings whose command-line option is not ``--`` and the setting's name."""
+
+
 def reconfigured(app: A, secrets: set[str], **options: str | None) -> A:
     """``app`` with the command-line options that were given applied to its settings.
 
@@ -139,7 +143,7 @@ def reconfigured(app: A, secrets: set[str], **options: str | None) -> A:
             app.reconfigure(**updates)
     except Misconfigured as exc:
         secrets.update(url_secrets(updates.get("redis_url") or ""))  # all it might hold
-        given = {name: f"--{name.replace('_', '-')}" for name in updates}
+        given = {name: OPTION_NAMES.get(name, f"--{name.replace('_', '-')}") for name in updates}
         given["redis_password"] = "--redis-password-file"
         problem = settings_problem(exc, given) or str(exc)
         raise click.ClickException(f"invalid settings for app {app.name!r}: {problem}") from exc

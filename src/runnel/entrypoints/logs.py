@@ -1,8 +1,9 @@
 """Log configuration for the CLI: ``RUNNEL_LOG_FORMAT=console|json``, ``RUNNEL_LOG_LEVEL``.
 
 Every record carries the worker, executor, processor, stream and partition (number) of
-the task that logged it (from :mod:`runnel.context`); a record logged with
-``extra={"partition": n}`` keeps its own partition.
+the task that logged it (from :mod:`runnel.context`), and the ``entry_id`` of the entry
+being processed (the first of a batch) when it was logged while one was; a record logged
+with ``extra={"partition": n}`` keeps its own partition.
 
 Fields a caller passes with ``extra={...}`` are kept: as keys of the JSON object (one
 whose name the JSON format uses itself, such as ``time`` or ``message``, is written as
@@ -31,7 +32,7 @@ from datetime import datetime, timezone
 from runnel import context
 from runnel._redact import scrub
 
-_FIELDS = ("worker", "executor", "processor", "stream", "partition")
+_FIELDS = ("worker", "executor", "processor", "stream", "partition", "entry_id")
 
 # What every LogRecord has (and what formatting adds), as opposed to a caller's extras.
 _STANDARD = frozenset(
@@ -124,6 +125,9 @@ class ContextFilter(logging.Filter):
         record.stream = context.stream_name.get(None) or (part.stream if part else None)
         if getattr(record, "partition", None) is None:
             record.partition = part.number if part is not None else None
+        if getattr(record, "entry_id", None) is None:
+            processing = context.processing.get(None)
+            record.entry_id = processing.entry_id if processing is not None else None
         return True
 
 

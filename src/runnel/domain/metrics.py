@@ -384,23 +384,33 @@ def label_key(spec: MetricSpec, labels: Mapping[str, object]) -> tuple[str, ...]
     return tuple(str(labels[label]) for label in spec.labels)
 
 
-TIMED_PER_SECOND: Final = 200
-"""Iterations per second and partition that are timed at most (about)."""
+TIMED_EVERY: Final = 0.005
+"""Seconds a partition aims to let pass between two timed iterations (about 200 a second)."""
+
+MAX_STRIDE: Final = 100_000
+"""The most iterations one timed iteration stands for."""
 
 
-def timing_stride(iterations_per_second: float) -> int:
-    """Time one iteration in this many, so a partition times about
-    :data:`TIMED_PER_SECOND` a second however fast it goes.
+def next_stride(stride: int, elapsed: float) -> int:
+    """How many iterations to let pass before timing the next one, given that the last
+    ``stride`` iterations took ``elapsed`` seconds.
 
-    Each timed iteration is counted as many times in the histograms as the stride it was
-    taken under, so their counts and sums estimate every iteration's, and their quantiles
-    are those of a systematic sample. Slow partitions (at most :data:`TIMED_PER_SECOND`
-    iterations a second) time every iteration.
+    The stride doubles while timed iterations come much more often than every
+    :data:`TIMED_EVERY` seconds and halves while they come much less often, so a busy
+    partition reads the clock about 200 times a second however fast it goes, and a quiet
+    one times every iteration. Changing by halves and doubles keeps a burst of buffered
+    events, or a pause between fetches, from swinging it far.
+
+    Each timed iteration is counted in the histograms for itself and the untimed ones since
+    the timed one before it, so their counts are exact at every timed iteration and their
+    sums estimate every iteration's.
 
     Example:
-        >>> timing_stride(50.0), timing_stride(200.0), timing_stride(6_000.0)
-        (1, 1, 30)
+        >>> next_stride(8, 0.0001), next_stride(8, 0.005), next_stride(8, 0.5), next_stride(1, 1.0)
+        (16, 8, 4, 1)
     """
-    if not iterations_per_second > TIMED_PER_SECOND:
-        return 1
-    return int(-(-iterations_per_second // TIMED_PER_SECOND))
+    if elapsed < TIMED_EVERY / 2:
+        return min(stride * 2, MAX_STRIDE)
+    if elapsed > TIMED_EVERY * 2:
+        return max(stride // 2, 1)
+    return stride

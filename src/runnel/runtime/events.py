@@ -158,28 +158,43 @@ class Events:
     async def _singles(self, decode: bool = False) -> AsyncGenerator[Any, None]:
         feed, ack, monitor = self._feed, self._ack, self._monitor
         take_now = feed.take_now
-        while True:
-            event = take_now()  # the common case: an event is buffered already
-            if event is None:
-                try:
-                    event = await feed.get()
-                except FeedClosed:
-                    return
-                assert event is not None
-            self.inflight = event
-            if monitor is None:
-                yield event.record() if decode else event
-            else:
-                if monitor.watching:
-                    monitor.begin(event)
-                try:
+        # With a monitor: iterations to let pass before its next, iterations let pass since
+        # its last, and events processed it has not been told of.
+        skip = skipped = untold = 0
+        try:
+            while True:
+                event = take_now()  # the common case: an event is buffered already
+                if event is None:
+                    if untold and monitor is not None:
+                        monitor.count(untold)  # up to date before waiting
+                        untold = 0
+                    try:
+                        event = await feed.get()
+                    except FeedClosed:
+                        return
+                    assert event is not None
+                self.inflight = event
+                if monitor is None:
                     yield event.record() if decode else event
-                except BaseException as exc:
-                    monitor.abandon(self._cause(exc))
-                    raise
-                monitor.end(event)
-            self.inflight = None
-            ack((event,))
+                elif skip:
+                    skip -= 1
+                    yield event.record() if decode else event
+                    skipped += 1
+                    untold += 1
+                else:
+                    skip = monitor.begin(event, skipped, untold)
+                    skipped = untold = 0
+                    try:
+                        yield event.record() if decode else event
+                    except BaseException as exc:
+                        monitor.abandon(self._cause(exc))
+                        raise
+                    monitor.end(event)
+                self.inflight = None
+                ack((event,))
+        finally:
+            if untold and monitor is not None:
+                monitor.count(untold)
 
     async def _batches(
         self, size: int, within: float, decode: bool = False
@@ -208,9 +223,8 @@ class Events:
             self.inflight = batch
             if monitor is None:
                 yield [e.record() for e in batch] if decode else batch
-            else:
-                if monitor.watching:
-                    monitor.begin(batch)
+            else:  # batches are few: the monitor sees each one
+                monitor.begin(batch)
                 try:
                     yield [e.record() for e in batch] if decode else batch
                 except BaseException as exc:

@@ -13,9 +13,10 @@ ends, and turns that into:
 * a consumer span per iteration (when tracing is on), current while the processor runs.
 
 Costs are kept off the processing loop: with metrics and tracing off, the consumer does
-not create a monitor at all; with metrics on, an iteration costs two method calls and an
-integer addition, and only one iteration in :func:`~runnel.domain.metrics.timing_stride`
-reads the clock (each timed iteration then counts for the stride in the histograms).
+not create a monitor at all; with metrics on, the consumer calls it for one iteration in a
+stride (:func:`~runnel.domain.metrics.next_stride`, about 200 a second per partition) and
+only counts the others itself; each timed iteration counts, in the histograms, for itself
+and the ones let pass since the timed one before it.
 
 Example:
     >>> from runnel.adapters.memory.clock import SimulatedClock
@@ -26,9 +27,7 @@ Example:
     >>> where = Where("shop", "orders", "printer", 3, "w1-printer-abc")
     >>> monitor = IterationMonitor(where, metrics, NoTracing(), SimulatedClock())
     >>> event = Event(Partition("orders", 3), b"1-0", {})
-    >>> monitor.watching  # the first iteration is timed
-    True
-    >>> monitor.begin(event); monitor.end(event)
+    >>> skip = monitor.begin(event); monitor.end(event)
     >>> metrics.value("runnel_events_processed_total", **where.partition_labels())
     1.0
 """
@@ -38,15 +37,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from runnel.domain.metrics import timing_stride
+from runnel.domain.metrics import next_stride
 from runnel.domain.model import Event
 from runnel.ports import Clock
 from runnel.telemetry import LabelValue, Metrics, ProcessSpan, ProcessTarget, Tracing
 
 Item = Event | list[Event]
-
-MAX_STRIDE = 100_000
-"""The most iterations one timed iteration stands for."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +82,6 @@ class IterationMonitor:
 
     __slots__ = (
         "_clock",
-        "_countdown",
         "_dead_lettered",
         "_failed",
         "_ignored",
@@ -103,7 +98,7 @@ class IterationMonitor:
         "_tracing",
         "_unpublished",
         "_wall_offset",
-        "watching",
+        "_weight",
     )
 
     def __init__(self, where: Where, metrics: Metrics, tracing: Tracing, clock: Clock) -> None:
@@ -121,14 +116,11 @@ class IterationMonitor:
         self._target = where.target()
         self._span: ProcessSpan | None = None
         self._stride = 1
-        self._countdown = 0
+        self._weight = 1
         self._started: float | None = None
         self._last_timed: float | None = None
         self._unpublished = 0
         self._wall_offset = clock.wall().timestamp() - clock.now()
-        self.watching = self.active
-        """Whether :meth:`begin` has anything to do for the next item (the consumer skips
-        the call otherwise): tracing is on, or the next iteration is one to time."""
 
     @property
     def active(self) -> bool:
@@ -137,31 +129,41 @@ class IterationMonitor:
 
     # ------------------------------------------------------------------ per iteration
 
-    def begin(self, item: Item) -> None:
-        """The processor is handed ``item`` (called only while :attr:`watching`)."""
+    def begin(self, item: Item, skipped: int = 0, skipped_events: int = 0) -> int:
+        """The processor is handed ``item``; return how many iterations to let pass before
+        calling again.
+
+        The consumer calls it only for the iterations the last call asked for (every one
+        while tracing is on), and says how many it let pass since (``skipped``, holding
+        ``skipped_events`` events, all processed): they cost it a counter of its own each.
+        """
+        if skipped_events:
+            self._unpublished += skipped_events
         if self._tracing is not None:
             events = [item] if isinstance(item, Event) else item
             self._span = self._tracing.process(self._target, events)
-        if self._metered and self._countdown <= 0:
-            self._time(self._clock.now())
-        self.watching = self._tracing is not None
+        if not self._metered:
+            return 0
+        self._time(self._clock.now(), skipped + 1)
+        return 0 if self._tracing is not None else self._stride - 1
 
-    def _time(self, now: float) -> None:
-        """Time this iteration, and choose how many to let pass before the next timed one.
+    def _time(self, now: float, weight: int) -> None:
+        """Time this iteration (standing for ``weight`` of them), and choose the stride.
 
-        The iterations since the last timed one (the stride then in effect) over the time
-        since give the partition's rate, so the stride follows the rate within a few
-        timed iterations, without a clock reading for the others.
+        The time since the last timed iteration moves the stride towards about 200 timed
+        iterations a second (:func:`~runnel.domain.metrics.next_stride`). While tracing is
+        on every iteration comes here, and each is timed.
         """
         last = self._last_timed
-        if last is not None and now > last:
-            self._stride = min(timing_stride(self._stride / (now - last)), MAX_STRIDE)
+        if last is not None and self._tracing is None:
+            self._stride = next_stride(self._stride, now - last)
+        self._weight = weight
         self._last_timed = now
-        self._countdown = self._stride
         self._started = now
 
     def end(self, item: Item) -> None:
-        """The processor asked for the next item: ``item`` is done (and acknowledged)."""
+        """The processor asked for the next item: ``item`` (one :meth:`begin` was called
+        for) is done, and acknowledged."""
         if self._metered:
             if isinstance(item, Event):
                 self._unpublished += 1
@@ -171,12 +173,14 @@ class IterationMonitor:
                 oldest = item[0]
             if self._started is not None:
                 self._timed(oldest)
-            self._countdown -= 1
-            if self._countdown <= 0:
-                self.watching = True  # the next iteration is timed
         if self._span is not None:
             span, self._span = self._span, None
             span.end()
+
+    def count(self, events: int) -> None:
+        """``events`` more events were processed in iterations :meth:`begin` was not called
+        for (the consumer reports them before it waits for more, and when it stops)."""
+        self._unpublished += events
 
     def abandon(self, error: BaseException | None) -> None:
         """The iteration in flight ended without finishing: ``error`` failed it, or (None)
@@ -200,12 +204,12 @@ class IterationMonitor:
         self.publish()
         assert self._started is not None
         now = self._clock.now()
-        stride = self._stride
-        self._iteration.observe(now - self._started, stride)
+        weight = self._weight
+        self._iteration.observe(now - self._started, weight)
         self._started = None
         appended = _append_time(oldest.id)
         if appended is not None:
-            self._latency.observe(max(0.0, now + self._wall_offset - appended), stride)
+            self._latency.observe(max(0.0, now + self._wall_offset - appended), weight)
 
     # ------------------------------------------------------------------ outcomes (policy)
 

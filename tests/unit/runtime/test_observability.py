@@ -70,7 +70,7 @@ async def test_a_worker_counts_what_it_processes_and_what_it_holds(
     assert len(metrics.series("runnel_partition_lag")) == 4
     assert metrics.total("runnel_partition_stuck", app=app.name) == 0
     iterations = metrics.histogram_of("runnel_iteration_duration_seconds", **labels(app))
-    assert iterations.count == 40
+    assert 0 < iterations.count <= 40  # timed ones, each counting for those since the last
     assert metrics.value("runnel_leader", app=app.name) == 1
     assert metrics.value("runnel_build_info", app=app.name, version=__version__) == 1
     assert metrics.value("runnel_worker_start_time_seconds", app=app.name)

@@ -15,7 +15,9 @@ Roles:
 ``worker``
     ``runnel worker``: everything a worker runs, in its scripts and outside them.
 ``admin``
-    The worker's rights plus ``XGROUP DESTROY``, for ``runnel processor reset``.
+    The worker's rights plus what operators' commands run: ``XGROUP DESTROY`` (``runnel
+    processor reset``), ``XREVRANGE`` (``runnel status``) and ``XDEL`` (``runnel
+    deadletter purge``).
 
 ``info`` lets workers check at start-up that Redis persists writes and evicts no keys;
 it shows server statistics, no secrets. ``CONFIG GET`` would also do, but it reads
@@ -83,7 +85,7 @@ WORKER: Final = (
     "info",
 )
 
-ADMIN: Final = (*WORKER, "xgroup|destroy")
+ADMIN: Final = (*WORKER, "xgroup|destroy", "xrevrange", "xdel")
 
 COMMANDS: Final[dict[Role, tuple[str, ...]]] = {
     "sender": SENDER,
@@ -107,7 +109,7 @@ def acl_rules(app: str, role: Role) -> list[str]:
 
     Example:
         >>> acl_rules("shop", "admin")[-1]
-        '+xgroup|destroy'
+        '+xdel'
     """
     if role not in COMMANDS:
         raise ValueError(f"unknown role {role!r}: expected one of {', '.join(ROLES)}")

@@ -500,9 +500,7 @@ class Admin:
             sid = parse_entry_id(entry_id)
         except ValueError as exc:
             raise Misconfigured(str(exc)) from None
-        done = await ops.skip_entry(
-            self.app.backend, spec, partition, sid, by or operator(), force
-        )
+        done = await ops.skip_entry(self.app.backend, spec, partition, sid, by or operator(), force)
         return SkipReport(
             processor=spec.name,
             partition=done.partition,
@@ -600,9 +598,7 @@ class Admin:
         stored = await self.app.backend.kv.hash_get_all(_replayed_key(sink))
         return {_text(k): _text(v) for k, v in stored.items()}
 
-    async def replay(
-        self, processor: str, letters: Sequence[DeadLetterView]
-    ) -> ReplayReport:
+    async def replay(self, processor: str, letters: Sequence[DeadLetterView]) -> ReplayReport:
         """Send ``letters`` back to their source partitions, each at most once.
 
         Each letter is first marked replayed (atomically, so two operators cannot both
@@ -715,7 +711,7 @@ class Admin:
             except ValueError as exc:
                 raise Misconfigured(str(exc)) from None
             after = target.restart_after(None)
-            marks = {k: after for k in keys}
+            marks = dict.fromkeys(keys, after)
         while True:
             batch: list[tuple[StreamId, str, Any]] = []
             for key, mark in marks.items():

@@ -67,7 +67,7 @@ class Keys:
         return f"__quar:{self._base}.{processor}"
 
     def skips(self, processor: str) -> str:
-        """Entries operators skipped (hash of ``n:id`` -> JSON): ``__skip:{app}.{stream}.{processor}``."""
+        """Entries operators skipped (``n:id`` -> JSON): ``__skip:{app}.{stream}.{processor}``."""
         return f"__skip:{self._base}.{processor}"
 
     def fenced(self, processor: str) -> str:

@@ -134,9 +134,7 @@ async def plan_reset(
             elif new > old:
                 skipped = await backend.admin.count(key, b"(" + old.encode(), new.encode())
         pending = snap.group.pending if snap.group is not None else 0
-        moves.append(
-            PartitionMove(number, before, after, reread, skipped, pending, snap.holder)
-        )
+        moves.append(PartitionMove(number, before, after, reread, skipped, pending, snap.holder))
     return moves
 
 

@@ -83,7 +83,15 @@ class PartitionStatus(BaseModel):
     pending: int
     oldest_pending_id: str | None
     oldest_pending_age: float | None = Field(description="seconds since it was appended")
+    oldest_pending_deliveries: int = Field(
+        description="times the oldest pending entry was delivered (a poison pill in a crash "
+        "loop is delivered again by every new owner)"
+    )
+    oldest_pending_idle: float | None = Field(description="seconds since its last delivery")
     quarantine: dict[str, Any] | None
+    halted: dict[str, Any] | None = Field(
+        description="what halted a worker on this partition (while entries stay pending)"
+    )
     dead_letters: int | None = Field(description="entries in its dead-letter partition")
 
 
@@ -356,6 +364,7 @@ class Admin:
         )
         fenced, beats = beats[0], beats[1:]
         quarantined = await ops.quarantines(backend.kv, spec)
+        halted = await ops.halts(backend.kv, spec)
         skipped = await backend.kv.hash_get_all(keys.skips(spec.name))
         sink = self._sink_of(spec)
         sink_lengths: list[int] | None = None
@@ -395,7 +404,10 @@ class Admin:
                     pending=group.pending if group else 0,
                     oldest_pending_id=_text(snap.oldest_pending) if snap.oldest_pending else None,
                     oldest_pending_age=_age(snap.oldest_pending, now),
+                    oldest_pending_deliveries=snap.oldest_deliveries,
+                    oldest_pending_idle=snap.oldest_idle,
                     quarantine=quarantined.get(number),
+                    halted=halted.get(number) if group is not None and group.pending else None,
                     dead_letters=None
                     if sink_lengths is None
                     else sink_lengths[number % len(sink_lengths)],

@@ -165,6 +165,9 @@ class GroupSnapshot:
         oldest_pending: the lowest id in the group's pending entries list, if any.
         holder: the token holding the lease (``b"<owner>:<epoch>"``), if any.
         lease_left: seconds until the lease expires (None when free).
+        oldest_deliveries: how many times the oldest pending entry was delivered (a
+            poison pill in a crash loop is delivered again by every new owner).
+        oldest_idle: seconds since the oldest pending entry was last delivered.
     """
 
     length: int
@@ -174,6 +177,8 @@ class GroupSnapshot:
     oldest_pending: bytes | None
     holder: bytes | None
     lease_left: float | None
+    oldest_deliveries: int = 0
+    oldest_idle: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

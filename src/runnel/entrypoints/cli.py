@@ -765,7 +765,6 @@ def _confirmed(action: str, count: int, yes: bool) -> bool:
 @deadletter.command("replay")
 @click.argument("processor_ref", metavar="PROCESSOR")
 @_letter_filters
-@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @backend_options
 def deadletter_replay(
     processor_ref: str,
@@ -775,7 +774,6 @@ def deadletter_replay(
     until: Any,
     limit: int,
     ids: tuple[str, ...],
-    yes: bool,
     redis_url: str | None,
     redis_password_file: str | None,
 ) -> None:
@@ -793,9 +791,6 @@ def deadletter_replay(
         letters = await _select_letters(
             admin, name, partition, error_type, since, until, limit, ids
         )
-        fresh = [letter for letter in letters if letter.replayed_as is None]
-        if not _confirmed("replay", len(fresh), yes):
-            raise click.Abort()
         return await admin.replay(name, letters)
 
     report = _admin(app, run)

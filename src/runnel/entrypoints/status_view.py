@@ -17,8 +17,8 @@ import click
 if TYPE_CHECKING:
     from runnel.admin import AppStatus, PartitionStatus, ProcessorStatus
 
-COLUMNS = ("part", "owner", "epoch", "lease", "last delivered", "lag", "pending", "oldest",
-           "dead", "state")  # fmt: skip
+COLUMNS = ("part", "owner", "epoch", "lease", "last delivered", "lag", "pending",
+           "oldest pending", "age", "deliv", "dead", "state")  # fmt: skip
 
 
 def _seconds(value: float | None) -> str:
@@ -40,6 +40,13 @@ def _row(partition: PartitionStatus) -> tuple[list[str], str | None]:
     if partition.quarantine is not None:
         entry = partition.quarantine.get("entry_id")
         state, colour = f"QUARANTINED at {entry}", "red"
+    elif partition.halted is not None:
+        error = f"{partition.halted.get('error_type')}: {partition.halted.get('error')}"
+        where = partition.oldest_pending_id or "?"
+        state, colour = f"HALTED at {where} ({error})", "red"
+    elif partition.oldest_pending_deliveries >= 3:
+        times = partition.oldest_pending_deliveries
+        state, colour = f"redelivered x{times}", "yellow"
     elif owner is None and (partition.lag or partition.pending):
         state, colour = "UNOWNED", "yellow"
     elif partition.pending and (partition.oldest_pending_age or 0) > 60:
@@ -52,7 +59,9 @@ def _row(partition: PartitionStatus) -> tuple[list[str], str | None]:
         partition.last_delivered_id or "-",
         "?" if partition.lag is None else str(partition.lag),
         str(partition.pending),
+        partition.oldest_pending_id or "-",
         _seconds(partition.oldest_pending_age),
+        str(partition.oldest_pending_deliveries or "-"),
         "-" if partition.dead_letters is None else str(partition.dead_letters),
         state,
     ]

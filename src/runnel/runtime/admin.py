@@ -155,6 +155,7 @@ async def apply_reset(
             "worker is fenced out and takes the partition again from the new position"
         )
     keys = spec.stream.keys
+    await clear_halts(backend.kv, spec, [m.partition for m in moves])
     for move in moves:
         await backend.admin.move_group(
             spec.stream.partition_keys[move.partition],
@@ -268,6 +269,7 @@ async def skip_entry(
     stored = await quarantines(backend.kv, spec)
     if number in stored and (stored[number].get("entry_id") in (raw.decode(), None) or force):
         cleared = await clear_quarantine(backend.kv, spec, number)
+    await clear_halts(backend.kv, spec, [number])
     record = Skipped(number, raw.decode(), action_name(pending), by, when, force, cleared)
     await backend.kv.hash_set(
         spec.stream.keys.skips(spec.name),
@@ -333,3 +335,16 @@ async def clear_quarantine(kv: KeyValue, spec: ProcessorSpec, partition: int) ->
         spec.stream.keys.quarantine(spec.name), quarantine_field(partition)
     )
     return removed > 0
+
+
+async def halts(kv: KeyValue, spec: ProcessorSpec) -> dict[int, dict[str, Any]]:
+    """The partitions that halted a worker: number -> what failed, when, on which worker."""
+    return read_quarantines(await kv.hash_get_all(spec.stream.keys.halts(spec.name)))
+
+
+async def clear_halts(kv: KeyValue, spec: ProcessorSpec, partitions: Sequence[int]) -> int:
+    """Forget what halted ``partitions`` (after a skip or a reset); how many were recorded."""
+    if not partitions:
+        return 0
+    fields = [quarantine_field(n) for n in partitions]
+    return await kv.hash_delete(spec.stream.keys.halts(spec.name), *fields)

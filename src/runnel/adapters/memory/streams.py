@@ -342,6 +342,7 @@ class MemoryStreamLog:
         first, last = stream.first_entry_id(), stream.last_entry_id()
         group = stream.groups.get(probe.group)
         info = oldest = None
+        deliveries, idle = 0, None
         if group is not None:
             info = GroupInfo(
                 probe.group,
@@ -350,7 +351,10 @@ class MemoryStreamLog:
                 group.last_delivered.encode(),
                 lag=stream.count_after(group.last_delivered),
             )
-            oldest = next((sid.encode() for sid, _ in group.pel.since(MIN_ID)), None)
+            for sid, nack in group.pel.since(MIN_ID):
+                oldest, deliveries = sid.encode(), nack.count
+                idle = max(0.0, self.broker.clock.now() - nack.delivered_at)
+                break
         return GroupSnapshot(
             len(stream),
             first.encode() if first is not None else None,
@@ -359,6 +363,8 @@ class MemoryStreamLog:
             oldest,
             holder,
             left,
+            deliveries,
+            idle,
         )
 
     async def peek(self, keys: Sequence[str]) -> list[KeyPeek]:

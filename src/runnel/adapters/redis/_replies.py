@@ -484,16 +484,17 @@ def ttl_seconds(raw: Any) -> float | None:
 
 def snapshot(raw: Sequence[Any], group: str) -> GroupSnapshot:
     """One partition's replies of :meth:`RedisStreamLog.snapshot`, in its order:
-    XLEN, XRANGE - + COUNT 1, XREVRANGE + - COUNT 1, XINFO GROUPS, XPENDING (summary),
-    GET lock, PTTL lock.
+    XLEN, XRANGE - + COUNT 1, XREVRANGE + - COUNT 1, XINFO GROUPS, XPENDING - + 1 (the
+    oldest pending entry), GET lock, PTTL lock.
 
     Example:
         >>> snapshot([2, [(b"1-0", {})], [(b"2-0", {})],
         ...           [{"name": b"g", "consumers": 1, "pending": 1,
         ...             "last-delivered-id": b"1-0", "lag": 1}],
-        ...           {"pending": 1, "min": b"1-0", "max": b"1-0", "consumers": []},
-        ...           b"w:3", 900], "g").oldest_pending
-        b'1-0'
+        ...           [{"message_id": b"1-0", "consumer": b"p0",
+        ...             "time_since_delivered": 1500, "times_delivered": 3}],
+        ...           b"w:3", 900], "g").oldest_deliveries
+        3
     """
     if len(raw) != 7:
         raise _unexpected("7 replies per partition", raw)
@@ -502,21 +503,19 @@ def snapshot(raw: Sequence[Any], group: str) -> GroupSnapshot:
     last = stream_entries(_slot_ok(raw[2]))
     described = _slot_ok(raw[3], ("no such key", "requires the key to exist"))
     found = [g for g in groups(described) if g.name == group] if described is not None else []
-    summary = _slot_ok(raw[4], ("NOGROUP", "no such key"))
-    oldest = None
-    if summary is not None:
-        if not isinstance(summary, Mapping):
-            raise _unexpected("an XPENDING summary", summary)
-        oldest = optional_bytes(summary.get("min"))
+    listed = _slot_ok(raw[4], ("NOGROUP", "no such key"))
+    oldest = pending_entries(listed)[:1] if listed is not None else []
     holder = optional_bytes(_slot_ok(raw[5]))
     return GroupSnapshot(
         length=length,
         first_id=first[0].id if first else None,
         last_id=last[0].id if last else None,
         group=found[0] if found else None,
-        oldest_pending=oldest,
+        oldest_pending=oldest[0].id if oldest else None,
         holder=holder,
         lease_left=ttl_seconds(_slot_ok(raw[6])) if holder is not None else None,
+        oldest_deliveries=oldest[0].delivery_count if oldest else 0,
+        oldest_idle=oldest[0].idle if oldest else None,
     )
 
 

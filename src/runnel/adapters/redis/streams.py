@@ -298,7 +298,7 @@ class RedisStreamLog:
                     pipe.xrange(probe.key, "-", "+", count=1)
                     pipe.xrevrange(probe.key, "+", "-", count=1)
                     pipe.xinfo_groups(probe.key)
-                    pipe.xpending(probe.key, probe.group)
+                    pipe.xpending_range(probe.key, probe.group, min="-", max="+", count=1)
                     pipe.get(probe.lock_key)
                     pipe.pttl(probe.lock_key)
                 raw = await pipe.execute(raise_on_error=False)

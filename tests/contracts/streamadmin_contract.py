@@ -47,8 +47,9 @@ class StreamAdminContract:
         assert snap.oldest_pending == ids[0]
         assert snap.oldest_deliveries == 2
         assert snap.holder == lease.token
-        assert snap.lease_left is not None and 0 < snap.lease_left <= 30.0
-        assert other.group is None and other.holder is None and other.oldest_pending is None
+        assert snap.lease_left is not None
+        assert 0 < snap.lease_left <= 30.0
+        assert (other.group, other.holder, other.oldest_pending) == (None, None, None)
 
     async def test_peek_reads_values_and_expiry(self, make_log: MakeLog, make_kv: MakeKV) -> None:
         log, kv = await make_log(), await make_kv()
@@ -59,7 +60,9 @@ class StreamAdminContract:
         short, forever, missing, stream = await log.peek(
             [k("short"), k("forever"), k("missing"), k("stream")]
         )
-        assert short.value == b"a" and short.ttl is not None and 0 < short.ttl <= 20.0
+        assert short.value == b"a"
+        assert short.ttl is not None
+        assert 0 < short.ttl <= 20.0
         assert (forever.value, forever.ttl) == (b"b", None)
         assert (missing.value, missing.ttl) == (None, None)
         assert stream.value is None

@@ -68,7 +68,11 @@ class _Masking(click.Group):
             # (usage errors print the usage and exit 2).
             if VERBOSE and exc.__cause__ is not None:
                 _print_traceback(exc.__cause__)
-            setattr(exc, "message", scrub(one_line(exc.message), SECRETS))  # noqa: B010
+            if isinstance(exc, click.BadParameter) and not isinstance(exc, click.MissingParameter):
+                # A name that does not resolve (no such module, App, stream, processor)
+                # is one line, not a usage message; it still exits 2.
+                raise _OneLine(scrub(one_line(exc.format_message()), SECRETS)) from exc
+            setattr(exc, "message", scrub(exc.message, SECRETS))  # noqa: B010
             raise
         except (click.exceptions.Exit, click.exceptions.Abort):
             raise
@@ -78,6 +82,12 @@ class _Masking(click.Group):
             if VERBOSE:
                 _print_traceback(exc)
             raise click.ClickException(scrub(describe_error(exc), SECRETS)) from exc
+
+
+class _OneLine(click.ClickException):
+    """A bad value named on the command line: one line, exit code 2."""
+
+    exit_code = 2
 
 
 VERBOSE = False

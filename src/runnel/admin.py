@@ -252,7 +252,7 @@ def operator() -> str:
 def _age(sid: bytes | None, now: datetime) -> float | None:
     if sid is None:
         return None
-    return max(0.0, (now - entry_time(StreamId.parse(sid))).total_seconds())
+    return round(max(0.0, (now - entry_time(StreamId.parse(sid))).total_seconds()), 3)
 
 
 class Admin:
@@ -405,7 +405,9 @@ class Admin:
                     oldest_pending_id=_text(snap.oldest_pending) if snap.oldest_pending else None,
                     oldest_pending_age=_age(snap.oldest_pending, now),
                     oldest_pending_deliveries=snap.oldest_deliveries,
-                    oldest_pending_idle=snap.oldest_idle,
+                    oldest_pending_idle=None
+                    if snap.oldest_idle is None
+                    else round(snap.oldest_idle, 3),
                     quarantine=quarantined.get(number),
                     halted=halted.get(number) if group is not None and group.pending else None,
                     dead_letters=None
@@ -417,7 +419,7 @@ class Admin:
         for executor, beat in zip(executors, beats, strict=True):
             worker = members[executor].worker
             host, pid = _worker_parts(worker)
-            age = None if beat.ttl is None else max(0.0, MISSED_BEATS * tick - beat.ttl)
+            age = None if beat.ttl is None else round(max(0.0, MISSED_BEATS * tick - beat.ttl), 3)
             member_list.append(
                 MemberStatus(
                     executor=executor,

@@ -302,10 +302,18 @@ class RedisStreamLog:
                     pipe.get(probe.lock_key)
                     pipe.pttl(probe.lock_key)
                 raw = await pipe.execute(raise_on_error=False)
+            for i, probe in enumerate(probes):
+                self._note_refusals(raw[7 * i : 7 * i + 7], [probe.key, probe.lock_key])
             return [
                 _replies.snapshot(raw[7 * i : 7 * i + 7], probe.group)
                 for i, probe in enumerate(probes)
             ]
+
+    def _note_refusals(self, replies: Sequence[object], keys: Sequence[str]) -> None:
+        """Name the keys of a pipeline's refused slots (Redis names only the command)."""
+        for reply in replies:
+            if isinstance(reply, ResponseError) and refused_permission(reply):
+                note_refusal(reply, Refusal(keys=tuple(keys), user=user_of(self._client)))
 
     async def peek(self, keys: Sequence[str]) -> list[KeyPeek]:
         """GET and PTTL of each key, in one pipeline."""
@@ -317,6 +325,8 @@ class RedisStreamLog:
                     pipe.get(key)
                     pipe.pttl(key)
                 raw = await pipe.execute(raise_on_error=False)
+            for i, key in enumerate(keys):
+                self._note_refusals(raw[2 * i : 2 * i + 2], [key])
             return [_replies.peek(raw[2 * i], raw[2 * i + 1]) for i in range(len(keys))]
 
     async def move_group(
@@ -324,7 +334,7 @@ class RedisStreamLog:
     ) -> None:
         """``DEL`` the lease, ``XGROUP DESTROY`` and ``XGROUP CREATE ... MKSTREAM``: one
         ``MULTI``/``EXEC``, so no worker ever finds the group missing in between."""
-        with translated():
+        with translated(), _noting(self._client, [key] + ([lock_key] if lock_key else [])):
             async with self._client.pipeline(transaction=True) as pipe:
                 if lock_key is not None:
                     pipe.delete(lock_key)
@@ -341,7 +351,7 @@ class RedisStreamLog:
 
     async def count(self, key: str, start: bytes, end: bytes) -> int:
         """``count.lua``: the length of ``XRANGE key start end`` (the stream is capped)."""
-        with translated():
+        with translated(), _noting(self._client, [key]):
             return _replies.as_int(await self._count(keys=[key], args=[start, end]))
 
     async def delete_entries(self, key: str, ids: Sequence[bytes]) -> int:

@@ -714,6 +714,8 @@ class Admin:
             )
         log = self.app.backend.log
         keys = {source.spec.partition_keys[n]: n for n in numbers}
+        if start is not None and start.strip().lower() == "latest":
+            start = None  # only what arrives from now on
         if start is None:
             snaps = await self.app.backend.admin.snapshot(
                 [GroupProbe(k, "", source.keys.lost()) for k in keys]

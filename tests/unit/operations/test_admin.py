@@ -300,6 +300,7 @@ async def test_tail_reads_without_joining_a_group() -> None:
     only = [r async for r in admin.tail("orders", partitions=[1], start="earliest")]
     assert [r.partition for r in only] == [1]
     assert [r async for r in admin.tail("orders")] == []  # only what arrives from now on
+    assert [r async for r in admin.tail("orders", start="latest")] == []
     groups = await app.backend.log.groups(app.streams["orders"].partition_key_name(0))
     assert {g.name for g in groups} <= {"charge", "audit"}
     with pytest.raises(UnknownName, match="unknown stream 'nope'"):

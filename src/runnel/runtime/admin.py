@@ -39,7 +39,7 @@ from typing import Any
 
 from runnel.domain.failures import quarantine_field, read_quarantines
 from runnel.domain.ids import MIN_ID, StreamId
-from runnel.domain.offsets import SKIPPABLE, NextEntry, ResetTarget, next_entry
+from runnel.domain.offsets import SKIPPABLE, NextEntry, ResetTarget, TargetKind, next_entry
 from runnel.errors import Misconfigured
 from runnel.ports import AckRequest, Backend, GroupProbe, GroupSnapshot, KeyValue
 from runnel.runtime.specs import ProcessorSpec
@@ -185,8 +185,6 @@ async def reset_processor(
         Misconfigured: ``start`` is not an entry id, ``0`` or ``$``; or a worker holds one
             of the processor's partitions (and not ``force``).
     """
-    from runnel.domain.offsets import TargetKind
-
     if start == b"$":
         target = ResetTarget(TargetKind.LATEST, None, "$")
     else:

@@ -108,7 +108,12 @@ class AckRequest:
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
-    """Append ``fields`` to ``sink_key`` and acknowledge ``id`` of ``key`` atomically."""
+    """Append ``fields`` to ``sink_key`` and acknowledge ``id`` of ``key`` atomically.
+
+    With ``sink_cap``, a sink already holding that many entries refuses the letter
+    (:class:`runnel.errors.BackpressureError`, nothing written or acknowledged): a
+    dead-letter stream keeps its letters until they are purged.
+    """
 
     key: str
     group: str
@@ -116,6 +121,7 @@ class DeadLetter:
     sink_key: str
     fields: Fields
     fence: Fence | None = None
+    sink_cap: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,8 +10,10 @@ Example:
 
 from __future__ import annotations
 
-from runnel.errors import Fenced
-from runnel.ports import Append, Fence, GroupProbe, ReadRequest
+import pytest
+
+from runnel.errors import BackpressureError, Fenced
+from runnel.ports import Append, DeadLetter, Fence, GroupProbe, ReadRequest
 from tests.contracts import MakeKV, MakeLocks, MakeLog, key_space, read_slots
 from tests.contracts.streamlog_contract import append_n, read
 
@@ -118,3 +120,20 @@ class StreamAdminContract:
         assert await log.delete_entries(k("s"), [ids[1], ids[3], b"1-1"]) == 2
         assert [e.id for e in await log.range(k("s"))] == [ids[0], ids[2], ids[4]]
         assert await log.delete_entries(k("missing"), [ids[0]]) == 0
+
+    async def test_a_dead_letter_to_a_full_sink_is_refused_whole(self, make_log: MakeLog) -> None:
+        log = await make_log()
+        k = key_space()
+        (first,) = await append_n(log, k("s"), 1)
+        await log.ensure_group(k("s"), "g")
+        await read(log, k("s"), "g", "p0")
+        await append_n(log, k("sink"), 2)
+        letter = DeadLetter(k("s"), "g", first, k("sink"), {b"n": b"1"}, sink_cap=2)
+        with pytest.raises(BackpressureError, match="full"):
+            await log.dead_letter(letter)
+        assert await log.length(k("sink")) == 2
+        assert [p.id for p in await log.pending(k("s"), "g")] == [first]  # not acknowledged
+        roomy = DeadLetter(k("s"), "g", first, k("sink"), {b"n": b"1"}, sink_cap=3)
+        await log.dead_letter(roomy)
+        assert await log.length(k("sink")) == 3
+        assert await log.pending(k("s"), "g") == []

@@ -70,6 +70,8 @@ class DeadLetterWriter:
             ) from exc
         keys = store.spec.partition_keys
         sink_key = keys[partition.number % len(keys)]
+        # A lossless sink keeps its letters: a full one refuses (the event stays pending).
+        cap = store.spec.partition_size if store.spec.trim_mode != "lossy" else None
         for event in events:
             if event._dead:
                 continue
@@ -82,7 +84,9 @@ class DeadLetterWriter:
                 processor=self._processor,
                 time=stamp,
             )
-            letter = DeadLetter(feed.key, self._processor, event.id, sink_key, fields, feed.fence)
+            letter = DeadLetter(
+                feed.key, self._processor, event.id, sink_key, fields, feed.fence, cap
+            )
             try:
                 await self._log.dead_letter(letter)
             except Fenced:

@@ -307,3 +307,60 @@ async def test_tail_reads_without_joining_a_group() -> None:
         [r async for r in admin.tail("nope")]
     with pytest.raises(Misconfigured, match="has no partition 3"):
         [r async for r in admin.tail("orders", partitions=[3])]
+
+
+async def test_a_full_dead_letter_sink_refuses_and_keeps_the_event_pending() -> None:
+    app = App(name="ops-dead-cap", redis_url="memory://ops-dead-cap")
+    orders = app.stream("orders", record=Order, partition_by="key", partition_count=1)
+    dead = DeadLetterMiddleware(source=orders, max_letters=2)
+    fixed = False
+
+    @app.processor(orders, exception_policy=ExceptionPolicy.IGNORE, middleware=[dead])
+    async def audit(events: Events) -> None:
+        async for order in events.records():
+            if not fixed:
+                raise KeyError(order.seq)
+
+    async with Harness(app) as h:
+        await h.start()
+        await orders.send(*(Order(key="k0", seq=s) for s in (1, 2, 3)))
+        await h.advance(10.0)
+        admin = Admin(app)
+        assert [v.record for v in await admin.dead_letters("audit")] == [
+            {"key": "k0", "seq": 1},
+            {"key": "k0", "seq": 2},
+        ]
+        part = (await admin.status("audit")).streams[0].processors[0].partitions[0]
+        assert part.pending == 1  # the third: refused by the full sink, not dropped
+        assert part.oldest_pending_deliveries >= 2  # and retried
+        assert await admin.purge("audit", await admin.dead_letters("audit")) == 2
+        await h.advance(10.0)
+        (letter,) = await admin.dead_letters("audit")
+        assert letter.record == {"key": "k0", "seq": 3}
+        fixed = True
+        status = await admin.status("audit")
+        assert status.streams[0].processors[0].partitions[0].pending == 0
+
+
+async def test_tail_follows_new_entries() -> None:
+    app = shop("ops-tail-follow")
+    admin = Admin(app)
+    async with Harness(app) as h:
+        got: list[int] = []
+
+        async def follow() -> None:
+            async for row in admin.tail("orders", follow=True, poll=0.5):
+                assert row.record is not None
+                got.append(row.record["seq"])
+                if len(got) == 2:
+                    return
+
+        import asyncio
+
+        task = asyncio.create_task(follow())
+        await h.advance(1.0)
+        await send(app, 1)
+        await send(app, 2, key="k1")
+        await h.advance(2.0)
+        await asyncio.wait_for(task, 5)
+    assert sorted(got) == [1, 2]

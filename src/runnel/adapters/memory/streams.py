@@ -53,6 +53,13 @@ T = TypeVar("T")
 Slot = TypeVar("Slot", ReadRequest, AckRequest)
 
 
+def _sink_full(key: str, held: int, cap: int) -> str:
+    return (
+        f"dead-letter stream {key!r} is full ({held} of {cap} letters kept until purged): "
+        "the letter was not written"
+    )
+
+
 def _nogroup(key: str, group: str) -> GroupMissing:
     return GroupMissing(f"stream {key!r} has no consumer group {group!r}")
 
@@ -164,6 +171,11 @@ class MemoryStreamLog:
             raise refused
         if not letter.fields:
             raise BackendProtocolError("ERR wrong number of arguments for 'xadd' command")
+        if letter.sink_cap is not None:
+            sink = self.broker.stream(letter.sink_key)
+            held = len(sink) if sink is not None else 0
+            if held >= letter.sink_cap:
+                raise BackpressureError(_sink_full(letter.sink_key, held, letter.sink_cap))
         sid = parse_id(letter.id)
         sink_id = self._add(letter.sink_key, letter.fields)
         stream = self.broker.stream(letter.key)

@@ -8,7 +8,9 @@ could never be dead-lettered and its partition was stuck for good. The fields tr
 an ordinary command instead:
 
 1. ``WATCH`` the lease lock and ``GET`` it: if another token holds it, ``INCR`` the
-   refusal counter and raise :class:`~runnel.errors.Fenced` (nothing written);
+   refusal counter and raise :class:`~runnel.errors.Fenced` (nothing written); with a
+   ``sink_cap``, also ``WATCH`` the sink and refuse a full one (``XLEN``) with
+   :class:`~runnel.errors.BackpressureError`;
 2. ``MULTI``, ``XADD`` the sink, ``XACK`` the source entry, ``EXEC``.
 
 ``EXEC`` runs only if the lock was not written in between (taken by a new owner, or
@@ -29,7 +31,7 @@ from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
 from runnel.adapters.redis import _replies
-from runnel.errors import BackendUnavailable, Fenced
+from runnel.errors import BackendUnavailable, BackpressureError, Fenced
 from runnel.ports import DeadLetter
 
 ATTEMPTS: Final = 8
@@ -45,10 +47,15 @@ async def dead_letter_watched(client: Redis, letter: DeadLetter) -> bytes:
         redis.exceptions.RedisError: anything else (the caller translates it).
     """
     fence = letter.fence
+    cap = letter.sink_cap
     async with client.pipeline(transaction=True) as pipe:
         for _ in range(ATTEMPTS):
+            watched = [fence.lock_key] if fence is not None else []
+            if cap is not None:
+                watched.append(letter.sink_key)  # a letter written meanwhile: look again
+            if watched:
+                await pipe.watch(*watched)
             if fence is not None:
-                await pipe.watch(fence.lock_key)
                 holder = await pipe.get(fence.lock_key)
                 if holder != fence.token:
                     await pipe.reset()  # type: ignore[no-untyped-call]  # unannotated in redis-py
@@ -57,6 +64,15 @@ async def dead_letter_watched(client: Redis, letter: DeadLetter) -> bytes:
                         f"lease {fence.lock_key} is no longer held by this owner (a dead "
                         f"letter for {letter.key} entry {letter.id.decode()} was refused)"
                     )
+            if cap is not None:
+                held = _replies.as_int(await pipe.xlen(letter.sink_key))
+                if held >= cap:
+                    await pipe.reset()  # type: ignore[no-untyped-call]  # unannotated in redis-py
+                    raise BackpressureError(
+                        f"dead-letter stream {letter.sink_key!r} is full ({held} of {cap} "
+                        "letters kept until purged): the letter was not written"
+                    )
+            if watched:
                 pipe.multi()  # type: ignore[no-untyped-call]  # unannotated in redis-py
             pipe.xadd(letter.sink_key, dict(letter.fields))  # type: ignore[arg-type]  # bytes fields
             pipe.xack(letter.key, letter.group, letter.id)

@@ -76,6 +76,12 @@ class _Masking(click.Group):
             raise
         except (click.exceptions.Exit, click.exceptions.Abort):
             raise
+        except BrokenPipeError:
+            # The reader went away (`runnel deadletter list | head`): stop quietly, and
+            # keep Python from complaining while it flushes the closed pipe at exit.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            sys.exit(141)
         except Exception as exc:
             # Anything else (an unexpected error of a library, a bug) is one line too;
             # -v shows where it came from.

@@ -94,9 +94,6 @@ def blocks(page: Path, text: str | None = None) -> list[Block]:
                 line[len(indent) :] if line.startswith(indent) else line
                 for line in lines[i + 1 : end]
             ]
-                line[len(indent) :] if line.startswith(indent) else line
-                for line in lines[i + 1 : end]
-            ]
             found.append(Block(page, i + 1, "\n".join(body) + "\n", _reason(page, lines, i)))
         i = end + 1
     return found

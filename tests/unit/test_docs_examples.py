@@ -23,6 +23,7 @@ import ast
 import asyncio
 import contextlib
 import io
+import os
 import re
 import sys
 import types
@@ -140,6 +141,7 @@ def run_page(page: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[int, int]:
     modules: list[str] = []
     executed = skipped = 0
     out = io.StringIO()
+    environ = dict(os.environ)  # an example may set RUNNEL_* variables: they end with the page
     try:
         with _MemoryOnly(f"docs-{page.stem}").active(monkeypatch), contextlib.redirect_stdout(out):
             for block in blocks(page):
@@ -162,6 +164,8 @@ def run_page(page: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[int, int]:
                     ) from exc
                 executed += 1
     finally:
+        os.environ.clear()
+        os.environ.update(environ)
         for name in modules:
             sys.modules.pop(name, None)
         loop.run_until_complete(loop.shutdown_asyncgens())
@@ -231,6 +235,16 @@ def test_blocks_share_a_namespace_and_a_failing_block_fails(
     page.write_text("```python\nassert 1 == 2, 'wrong'\n```\n")
     with pytest.raises(AssertionError, match=r"p\.md:1 fails: AssertionError: wrong"):
         run_page(page, monkeypatch)
+
+
+def test_what_an_example_sets_in_the_environment_ends_with_its_page(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("RUNNEL_DOCS_PROBE", raising=False)
+    page = tmp_path / "p.md"
+    page.write_text("```python\nimport os\nos.environ['RUNNEL_DOCS_PROBE'] = '1'\n```\n")
+    assert run_page(page, monkeypatch) == (1, 0)
+    assert "RUNNEL_DOCS_PROBE" not in os.environ
 
 
 def test_an_app_for_redis_runs_on_the_memory_backend(

@@ -66,6 +66,14 @@ class Keys:
         """Quarantined partitions (hash of n -> JSON): ``__quar:{app}.{stream}.{processor}``."""
         return f"__quar:{self._base}.{processor}"
 
+    def halts(self, processor: str) -> str:
+        """Partitions that halted a worker (n -> JSON): ``__halt:{app}.{stream}.{processor}``."""
+        return f"__halt:{self._base}.{processor}"
+
+    def skips(self, processor: str) -> str:
+        """Entries operators skipped (``n:id`` -> JSON): ``__skip:{app}.{stream}.{processor}``."""
+        return f"__skip:{self._base}.{processor}"
+
     def fenced(self, processor: str) -> str:
         """Counter of stale-owner operations refused: ``__fenc:{app}.{stream}.{processor}``."""
         return f"__fenc:{self._base}.{processor}"

@@ -169,10 +169,19 @@ class Settings(BaseSettings):
     @classmethod
     def _known_scheme(cls, value: str) -> str:
         scheme = value.split("://", 1)[0].lower() if "://" in value else ""
-        if scheme not in {"redis", "rediss", "unix", "memory"}:
+        if scheme not in {
+            "redis",
+            "rediss",
+            "unix",
+            "memory",
+            "redis+cluster",
+            "rediss+cluster",
+            "redis+sentinel",
+            "rediss+sentinel",
+        }:
             raise ValueError(
                 f"unsupported backend URL {redact_url(value)!r}: expected redis://, "
-                "rediss://, unix:// or memory://[name]"
+                "rediss://, unix://, redis+cluster://, redis+sentinel:// or memory://[name]"
             )
         return value
 

@@ -104,10 +104,14 @@ class StreamStore:
         self._tracing = tracing if tracing is not None and tracing.enabled else None
         self._prepared = False
         self._lock: asyncio.Lock | None = None
+        keys = spec.keys
         self._cap = Cap(
             spec.partition_size,
             "lossy" if spec.trim_mode == "lossy" else "lossless",
-            spec.keys.lost(),
+            keys.lost(),
+            {keys.stream(n): keys.lost_counter(n) for n in range(spec.partition_count)}
+            if keys.layout == "cluster"
+            else None,
         )
         self.generation: bytes | None = None
         """The generation recorded in the metadata when this store prepared the stream; a
@@ -276,5 +280,8 @@ class StreamStore:
 
     async def lost(self) -> int:
         """How many unprocessed entries a lossy cap has trimmed from the stream."""
-        raw = await self._kv.get(self.spec.keys.lost())
-        return int(raw) if raw else 0
+        total = 0
+        for key in self.spec.keys.lost_counters(self.spec.partition_count):
+            raw = await self._kv.get(key)
+            total += int(raw) if raw else 0
+        return total

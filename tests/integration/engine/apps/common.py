@@ -14,6 +14,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from runnel import App, Record
+from tests.topologies import client_for
 
 APP_ENV = "ENGINE_TEST_APP"
 
@@ -61,9 +62,10 @@ class Results:
 
     @property
     def client(self) -> Redis:
-        """A client on the app's backend URL (read when first needed: after CLI options)."""
+        """A client on the app's backend URL (read when first needed: after CLI options);
+        a cluster client on a Redis Cluster."""
         if self._client is None:
-            self._client = Redis.from_url(self.app.settings.redis_url)
+            self._client = client_for(self.app.settings.redis_url)
         return self._client
 
     async def add(self, kind: str, **fields: Any) -> None:

@@ -15,8 +15,8 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 from tests.servers import (
     STARTUP_SECONDS,
@@ -228,9 +228,20 @@ def running_sentinels(
                     conf = workdir / "sentinel.conf"
                     conf.write_text("")
                     process = subprocess.Popen(
-                        [binary.path, str(conf), "--sentinel", "--port", str(port),
-                         "--bind", "127.0.0.1", "--dir", str(workdir),
-                         "--logfile", str(workdir / "server.log"), *args],
+                        [
+                            binary.path,
+                            str(conf),
+                            "--sentinel",
+                            "--port",
+                            str(port),
+                            "--bind",
+                            "127.0.0.1",
+                            "--dir",
+                            str(workdir),
+                            "--logfile",
+                            str(workdir / "server.log"),
+                            *args,
+                        ],
                         stdout=subprocess.DEVNULL,
                         stderr=subprocess.PIPE,
                         env=dict(binary.env) or None,
@@ -250,10 +261,20 @@ def running_sentinels(
             watchers = [
                 start(
                     [
-                        "--sentinel", "monitor", service, "127.0.0.1", str(primary.port),
+                        "--sentinel",
+                        "monitor",
+                        service,
+                        "127.0.0.1",
+                        str(primary.port),
                         str(quorum),
-                        "--sentinel", "down-after-milliseconds", service, str(down_after_ms),
-                        "--sentinel", "failover-timeout", service, "5000",
+                        "--sentinel",
+                        "down-after-milliseconds",
+                        service,
+                        str(down_after_ms),
+                        "--sentinel",
+                        "failover-timeout",
+                        service,
+                        "5000",
                     ],
                     sentinel=True,
                 )
@@ -271,9 +292,7 @@ def _wait_replicated(found: RunningSentinels, seconds: float) -> None:
     deadline = time.monotonic() + seconds
     while True:
         info = info_fields(found.primary.port, "INFO replication")
-        known = [
-            info_fields(s.port, "SENTINEL master " + found.service) for s in found.sentinels
-        ]
+        known = [info_fields(s.port, "SENTINEL master " + found.service) for s in found.sentinels]
         if int(info.get("connected_slaves", "0")) >= len(found.replicas) and all(known):
             return
         if time.monotonic() > deadline:

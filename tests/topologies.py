@@ -67,6 +67,17 @@ def info_fields(port: int, section: str) -> dict[str, str]:
     return out
 
 
+def sentinel_fields(port: int, *args: str) -> dict[str, str]:
+    """A Sentinel's flat array reply of names and values, as a dict."""
+    try:
+        raw = command(port, *args)
+    except OSError:
+        return {}
+    lines = raw.split("\r\n")
+    values = [line for line in lines[1:] if line and line[0] not in "$*"]
+    return dict(zip(values[::2], values[1::2], strict=False))
+
+
 def _cli() -> str:
     path = shutil.which("redis-cli") or shutil.which("valkey-cli")
     if path is None:
@@ -253,7 +264,7 @@ def running_sentinels(
                 _wait_until_up(server)
                 return server
 
-            primary = start([])
+            primary = start(["--repl-diskless-sync-delay", "0"])
             copies = [
                 start(["--replicaof", "127.0.0.1", str(primary.port)]) for _ in range(replicas)
             ]
@@ -292,8 +303,23 @@ def _wait_replicated(found: RunningSentinels, seconds: float) -> None:
     deadline = time.monotonic() + seconds
     while True:
         info = info_fields(found.primary.port, "INFO replication")
-        known = [info_fields(s.port, "SENTINEL master " + found.service) for s in found.sentinels]
-        if int(info.get("connected_slaves", "0")) >= len(found.replicas) and all(known):
+        known = [
+            sentinel_fields(s.port, "SENTINEL", "master", found.service) for s in found.sentinels
+        ]
+        others = len(found.sentinels) - 1
+        linked = all(
+            info_fields(r.port, "INFO replication").get("master_link_status") == "up"
+            for r in found.replicas
+        )
+        if (
+            linked
+            and int(info.get("connected_slaves", "0")) >= len(found.replicas)
+            and all(
+                int(k.get("num-other-sentinels", "0")) >= others
+                and int(k.get("num-slaves", "0")) >= len(found.replicas)
+                for k in known
+            )
+        ):
             return
         if time.monotonic() > deadline:
             raise ServerUnavailable(f"replication or the Sentinels did not start: {info}")

@@ -11,6 +11,7 @@ exactly once: the worker and the sender follow the new primary by themselves.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import time
@@ -48,9 +49,7 @@ def _count(sent: dict[tuple[str, int], int], seen: list[dict[str, Any]]) -> dict
         if event not in done:
             done.add(event)
             firsts.setdefault(s["key"], []).append(s["seq"])
-    reordered = sum(
-        1 for seqs in firsts.values() for a, b in zip(seqs, seqs[1:], strict=False) if b < a
-    )
+    reordered = sum(1 for seqs in firsts.values() for a, b in itertools.pairwise(seqs) if b < a)
     return {
         "acknowledged": len(sent),
         "processed": len(times),
@@ -120,12 +119,16 @@ async def test_a_failover_under_load_is_followed_and_every_later_event_is_proces
     counts["after_failover"] = len(after_failover)
     counts["after_failover_lost"] = later["lost"]
     counts["after_failover_duplicated"] = later["duplicated"]
-    REPORT.parent.mkdir(exist_ok=True)
-    REPORT.write_text(json.dumps(counts, indent=2))
+    _write_report(counts)
     print(f"failover: {counts}")
     assert later["lost"] == 0
     assert later["duplicated"] == 0
     assert later["reordered"] == 0
+
+
+def _write_report(counts: dict[str, int]) -> None:
+    REPORT.parent.mkdir(exist_ok=True)
+    REPORT.write_text(json.dumps(counts, indent=2))
 
 
 def stop_process_now(sentinels: RunningSentinels) -> None:

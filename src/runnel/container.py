@@ -164,11 +164,19 @@ def _on_cluster(client: object) -> bool:
     return isinstance(client, RunnelRedisCluster)
 
 
-def _redis_stream_log(client: Redis) -> RedisStreamLog:
+def _redis_stream_log(
+    client: Redis, wait_replicas: int = 0, wait_timeout: float = 1.0
+) -> RedisStreamLog:
     if _on_cluster(client):
+        if wait_replicas:
+            raise Misconfigured("redis_wait_replicas is not supported on Redis Cluster")
         from runnel.adapters.redis.cluster import ClusterStreamLog
 
         return ClusterStreamLog(client)  # type: ignore[arg-type]
+    if wait_replicas:
+        from runnel.adapters.redis.replicated import ReplicatedStreamLog
+
+        return ReplicatedStreamLog(client, wait_replicas, wait_timeout)
     from runnel.adapters.redis.streams import RedisStreamLog
 
     return RedisStreamLog(client)
@@ -276,7 +284,16 @@ class Container(containers.DeclarativeContainer):
     kind = providers.Callable(backend_kind, settings.provided.redis_url)
 
     # Each port: the Redis adapter on the shared client, or the memory one on the broker.
-    stream_log = _port(kind, redis_client, memory_broker, _redis_stream_log, MemoryStreamLog)
+    stream_log = _by_kind(
+        kind,
+        providers.Singleton(
+            _redis_stream_log,
+            redis_client,
+            settings.provided.redis_wait_replicas,
+            settings.provided.redis_wait_timeout,
+        ),
+        providers.Singleton(MemoryStreamLog, memory_broker),
+    )
     locks = _port(kind, redis_client, memory_broker, _redis_locks, MemoryPartitionLocks)
     kv = _port(kind, redis_client, memory_broker, _redis_kv, MemoryKeyValue)
     membership = _port(kind, redis_client, memory_broker, _redis_membership, MemoryMembership)

@@ -14,6 +14,7 @@
     ├── PermissionDenied                  the Redis user may not run a command or touch a key
     ├── BackendError
     │   ├── BackendUnavailable            connection and timeout problems
+    │   ├── NotReplicated                 a write fewer replicas confirmed than required
     │   ├── BackendProtocolError          Redis refused, or answered in an unexpected shape
     │   │   └── GroupMissing              a consumer group (or its stream) does not exist
     │   ├── Fenced                        a stale owner's read or ack was refused
@@ -95,6 +96,16 @@ class BackendError(RunnelError):
 
 class BackendUnavailable(BackendError):
     """The backend could not be reached, or did not answer in time."""
+
+
+class NotReplicated(BackendError):
+    """A write reached the primary, but fewer replicas than ``redis_wait_replicas``
+    confirmed it in time: a failover now could lose it. Sending it again may duplicate it."""
+
+    def __init__(self, message: str, replicas: int = 0) -> None:
+        super().__init__(message)
+        self.replicas = replicas
+        """How many replicas did confirm the write."""
 
 
 class BackendProtocolError(BackendError):

@@ -465,7 +465,7 @@ def make_cluster_client(url: str, pool_size: int, password: str | None = None) -
 
     Example:
         >>> client = make_cluster_client("redis+cluster://127.0.0.1:7000,127.0.0.1:7001", 4)
-        >>> [node.port for node in client.startup_nodes.values()]
+        >>> [node.port for node in client.startup_nodes]
         [7000, 7001]
     """
     from redis.asyncio.cluster import ClusterNode

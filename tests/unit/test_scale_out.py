@@ -148,7 +148,7 @@ def test_the_container_builds_the_cluster_adapters_for_a_cluster_url() -> None:
 def test_the_container_builds_a_sentinel_client_and_the_single_server_adapters() -> None:
     app = App(name="scale", redis_url="redis+sentinel://127.0.0.1:26379/main")
     assert type(app.backend.log) is RedisStreamLog
-    assert app.container.redis_client().connection_pool.service_name == "main"
+    assert app.container.redis_client().connection_pool.service_name == "main"  # type: ignore[attr-defined]
 
 
 def test_waiting_for_replicas_wraps_the_stream_log_and_is_refused_on_a_cluster() -> None:

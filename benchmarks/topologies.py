@@ -35,12 +35,13 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from tests.servers import running_server
+from tests.topologies import running_cluster, running_sentinels
+
 from benchmarks.apps import PARTITIONS, PROCESSOR, build
 from benchmarks.harness import start_worker, stop_all
 from benchmarks.records import make
 from runnel import App, Stream
-from tests.servers import running_server
-from tests.topologies import running_cluster, running_sentinels
 
 BATCH = 100
 
@@ -90,9 +91,9 @@ async def measure_send(url: str, settings: dict[str, Any], events: int) -> float
 
 
 async def _drained(app: App, stream: Stream[Any]) -> bool:
-    admin = app.backend.admin
+    log = app.backend.log
     for n in range(PARTITIONS):
-        groups = await admin.groups(stream.keys.stream(n))
+        groups = await log.groups(stream.keys.stream(n))
         mine = [g for g in groups if g.name == PROCESSOR]
         if not mine or mine[0].pending or (mine[0].lag or 0) > 0:
             return False

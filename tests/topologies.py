@@ -115,6 +115,21 @@ class RunningCluster:
                     out.append(node.port)
         return out
 
+    def wait_replicas_synced(self, seconds: float = FORM_SECONDS) -> None:
+        """Wait until every replica has finished its initial sync with its primary."""
+        deadline = time.monotonic() + seconds
+        while True:
+            links = []
+            for node in self.nodes:
+                info = info_fields(node.port, "INFO replication")
+                if info.get("role") == "slave":
+                    links.append(info.get("master_link_status") == "up")
+            if all(links):
+                return
+            if time.monotonic() > deadline:
+                raise ServerUnavailable("the cluster's replicas did not finish syncing")
+            time.sleep(0.1)
+
     def wait_ok(self, seconds: float = FORM_SECONDS) -> None:
         """Wait until every live node says the cluster is ok and agrees on the slots."""
         deadline = time.monotonic() + seconds
@@ -165,6 +180,8 @@ def running_cluster(
                         "1000",
                         "--cluster-replica-validity-factor",
                         "0",
+                        "--repl-diskless-sync-delay",
+                        "0",
                         *extra,
                     ],
                 )
@@ -189,6 +206,7 @@ def running_cluster(
             if formed.returncode != 0:
                 raise ServerUnavailable(f"redis-cli --cluster create failed: {formed.stdout}")
             cluster.wait_ok()
+            cluster.wait_replicas_synced()
             yield cluster
         finally:
             for node in cluster.nodes:

@@ -4,7 +4,8 @@ Three primaries, each with a replica. Once the worker is processing, the primary
 most of the stream's partitions is killed (SIGKILL) while a sender sends and the worker
 processes; every event is counted as in the Sentinel failover test: acknowledged sends
 never processed (lost to asynchronous replication), events processed twice (their
-acknowledgements lost the same way), keys whose first deliveries came out of order. Every event sent after the replica took over must be processed exactly once.
+acknowledgements lost the same way), keys whose first deliveries came out of order.
+Every event sent after the replica took over must be processed exactly once.
 """
 
 from __future__ import annotations

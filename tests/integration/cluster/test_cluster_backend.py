@@ -20,7 +20,7 @@ from redis.asyncio.cluster import ClusterNode
 from runnel import App
 from runnel.adapters.redis.cluster import ClusterStreamLog, slot_of
 from runnel.errors import BackendProtocolError
-from runnel.ports import Fence, ReadRequest
+from runnel.ports import Append, Fence, ReadRequest
 from tests.integration.engine.apps import ordering
 from tests.integration.engine.apps.common import Tick
 from tests.integration.engine.conftest import Spawn
@@ -190,3 +190,66 @@ async def test_slots_moved_between_primaries_under_load_lose_duplicate_and_reord
     assert got == sent  # nothing lost, nothing twice
     per_key = seqs_per_key(seen)
     assert all(seqs == list(range(8_000 // keys)) for seqs in per_key.values())
+
+
+async def test_leases_over_many_slots_are_renewed_and_released_slot_by_slot(
+    redis_url: str, app_name: str
+) -> None:
+    app = App(name=app_name, redis_url=redis_url)
+    keys = app.stream("leases", record=Tick, partition_by="key", partition_count=12).keys
+    try:
+        locks = app.backend.locks
+        leases = []
+        for n in range(12):
+            lease = await locks.acquire(keys.lock("p", n), keys.epoch("p", n), "w1", 30)
+            assert lease is not None
+            leases.append(lease)
+        assert len({slot_of(lease.key) for lease in leases}) == 12
+        assert await locks.extend(leases, 30) == [True] * 12
+        await app.backend.kv.delete(leases[5].key)  # lost (say, expired)
+        assert await locks.extend(leases, 30) == [n != 5 for n in range(12)]
+        assert await locks.release(leases) == [n != 5 for n in range(12)]
+        assert await locks.holder(leases[0].key) is None
+    finally:
+        await app.close()
+
+
+async def test_the_doorbell_wakes_for_a_new_entry_in_any_slot(
+    redis_url: str, app_name: str
+) -> None:
+    app = App(name=app_name, redis_url=redis_url)
+    stream = app.stream("bell", record=Tick, partition_by="key", partition_count=12)
+    try:
+        log = app.backend.log
+        after = {stream.keys.stream(n): b"0-0" for n in range(12)}
+        assert await log.wait(after, 0.2) == set()  # nothing there: the wait times out
+        target = stream.keys.stream(7)
+
+        async def ring() -> None:
+            await asyncio.sleep(0.1)
+            await app.backend.log.append([Append(target, {b"n": b"1"})])
+
+        ringer = asyncio.ensure_future(ring())
+        woken = await log.wait(after, 10)
+        await ringer
+        assert woken == {target}
+    finally:
+        await app.close()
+
+
+async def test_a_batch_over_many_partitions_keeps_each_partitions_order(
+    redis_url: str, app_name: str
+) -> None:
+    app = App(name=app_name, redis_url=redis_url)
+    stream = app.stream("batch", record=Tick, partition_by="key", partition_count=12)
+    try:
+        events = [Tick(key=f"k{i % 30}", seq=i) for i in range(600)]
+        ids = await stream.send(*events)
+        assert len(ids) == 600
+        for n in range(12):
+            got = await app.backend.log.range(stream.keys.stream(n))
+            seqs = [stream.codec.decode(entry.fields).seq for entry in got]
+            wanted = [e.seq for e in events if stream.partition_for(e) == n]
+            assert seqs == wanted
+    finally:
+        await app.close()

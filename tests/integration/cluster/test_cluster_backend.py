@@ -253,3 +253,19 @@ async def test_a_batch_over_many_partitions_keeps_each_partitions_order(
             assert seqs == wanted
     finally:
         await app.close()
+
+
+async def test_the_durability_check_asks_every_primary(
+    redis_url: str, cluster: RunningCluster, app_name: str
+) -> None:
+    app = App(name=app_name, redis_url=redis_url)
+    try:
+        diagnostics = app.backend.diagnostics
+        assert diagnostics is not None
+        risks = await diagnostics.durability_risks()
+        # The test cluster persists nothing: one risk, naming the three primaries.
+        assert len(risks) == 1
+        assert "appendonly no" in risks[0]
+        assert all(f"127.0.0.1:{port}" in risks[0] for port in cluster.primaries())
+    finally:
+        await app.close()

@@ -48,7 +48,11 @@ async def test_a_killed_cluster_primary_is_replaced_and_every_later_event_is_pro
                 for n in range(ticks.partition_count)
             )
             victim = owners.most_common(1)[0][0]
-            worker = spawn("ordering", url=cluster.url, env={"ENGINE_TEST_DELAY": "0.001"})
+            worker = spawn(
+                "ordering",
+                url=cluster.url,
+                env={"ENGINE_TEST_DELAY": "0.001", "ENGINE_TEST_RESULTS_RETRY": "30"},
+            )
             killed = False
             batch = 0
             deadline = time.monotonic() + 90

@@ -1,11 +1,13 @@
 """Workers and senders on a Sentinel-managed primary, and a failover under load.
 
-The failover test kills the primary (SIGKILL) while a sender sends and a worker processes,
-and counts every event: acknowledged sends that were never processed (lost: replication
-is asynchronous, so what the replica had not received when the primary died is gone),
-events processed twice (duplicated: acknowledgements lost the same way) and keys whose
-first deliveries came out of order. Every event sent after the failover must be processed
-exactly once: the worker and the sender follow the new primary by themselves.
+Once the worker is processing, the failover test kills the primary (SIGKILL) while a
+sender sends and the worker processes, and counts every event: acknowledged sends that
+were never processed (lost: replication is asynchronous, so what the replica had not
+received when the primary died is gone), events processed twice (duplicated:
+acknowledgements lost the same way, or a result recorded twice because its push was
+retried) and keys whose first deliveries came out of order. Every event sent after the
+failover must be processed exactly once: the worker and the sender follow the new
+primary by themselves.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from runnel.errors import BackendError
 from tests.integration.engine.apps import ordering
 from tests.integration.engine.apps.common import Tick
 from tests.integration.engine.conftest import Spawn
-from tests.integration.engine.harness import pending, results, wait_for
+from tests.integration.engine.harness import pending, recorded, results, wait_for
 from tests.integration.engine.test_worker_processes import (
     test_ten_thousand_keyed_events_are_each_processed_once_in_per_key_order,
 )
@@ -70,7 +72,11 @@ async def test_a_failover_under_load_is_followed_and_every_later_event_is_proces
     seq = 0
     after_failover: set[tuple[str, int]] = set()
     try:
-        worker = spawn("ordering", url=url, env={"ENGINE_TEST_DELAY": "0.001"})
+        worker = spawn(
+            "ordering",
+            url=url,
+            env={"ENGINE_TEST_DELAY": "0.001", "ENGINE_TEST_RESULTS_RETRY": "30"},
+        )
         killed_at = None
         batch = 0
         deadline = time.monotonic() + 60
@@ -89,7 +95,7 @@ async def test_a_failover_under_load_is_followed_and_every_later_event_is_proces
                     if moved:
                         after_failover.add((e.key, e.seq))
             batch += 1
-            if batch == 100 and killed_at is None:
+            if batch >= 100 and killed_at is None and await recorded(client, app_name, "seen"):
                 stop_process_now(sentinels)
                 killed_at = time.monotonic()
             if len(after_failover) >= 2_000:

@@ -8,6 +8,7 @@ exits. ``redis-cli`` (from the same package as ``redis-server``) forms the clust
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import socket
 import subprocess
@@ -79,6 +80,13 @@ def sentinel_fields(port: int, *args: str) -> dict[str, str]:
 
 
 def _cli() -> str:
+    """``redis-cli`` (or ``valkey-cli``) beside the server binary the tests use, else on
+    ``PATH``."""
+    folder = Path(server_binary().path).parent
+    for name in ("redis-cli", "valkey-cli"):
+        beside = folder / name
+        if beside.is_file() and os.access(beside, os.X_OK):
+            return str(beside)
     path = shutil.which("redis-cli") or shutil.which("valkey-cli")
     if path is None:
         raise ServerUnavailable("redis-cli is not installed (it comes with redis-server)")

@@ -50,7 +50,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Final
 
-from runnel.errors import BackpressureError, MetadataMismatch
+from runnel.errors import BackpressureError, MetadataMismatch, NotReplicated
 from runnel.ports import Append, Cap, Clock, KeyValue, StreamLog
 from runnel.runtime.specs import StreamSpec
 from runnel.telemetry import Metrics, NoMetrics, SendTarget, Tracing
@@ -101,6 +101,7 @@ class StreamStore:
         self._sent = metrics.counter("runnel_events_sent_total", **labels)
         self._send_time = metrics.histogram("runnel_send_duration_seconds", **labels)
         self._refused = metrics.counter("runnel_backpressure_refusals_total", **labels)
+        self._not_replicated = metrics.counter("runnel_sends_not_replicated_total", **labels)
         self._tracing = tracing if tracing is not None and tracing.enabled else None
         self._prepared = False
         self._lock: asyncio.Lock | None = None
@@ -219,6 +220,8 @@ class StreamStore:
         try:
             ids = await self._append(appends)
         except BaseException as exc:
+            if isinstance(exc, NotReplicated):
+                self._not_replicated.inc()
             if span is not None:
                 span.end(exc)
             raise

@@ -3,7 +3,7 @@
 On a primary with one replica, found through the Sentinels: waiting for one replica
 succeeds and the replica has the events when the send returns; waiting for two fails
 with NotReplicated after the timeout, naming how many confirmed, the events being on
-the primary.
+the primary, and counted in ``runnel_sends_not_replicated_total``.
 """
 
 from __future__ import annotations
@@ -41,7 +41,13 @@ async def test_a_send_waiting_for_one_replica_returns_once_the_replica_has_it(
 async def test_a_send_waiting_for_more_replicas_than_there_are_fails_naming_the_count(
     sentinels: RunningSentinels, app_name: str, client: Any
 ) -> None:
-    app = App(name=app_name, redis_url=sentinels.url, redis_wait_replicas=2, redis_wait_timeout=0.2)
+    app = App(
+        name=app_name,
+        redis_url=sentinels.url,
+        redis_wait_replicas=2,
+        redis_wait_timeout=0.2,
+        metrics=True,
+    )
     stream = app.stream("ticks", record=Tick, partition_by="key", partition_count=1)
     try:
         with pytest.raises(NotReplicated, match="1 of the 2 replicas") as caught:
@@ -49,5 +55,9 @@ async def test_a_send_waiting_for_more_replicas_than_there_are_fails_naming_the_
         assert caught.value.replicas == 1
         assert "\n" not in str(caught.value)
         assert await client.xlen(stream.keys.stream(0)) == 1  # on the primary all the same
+        counted = app.metrics_registry.get_sample_value(
+            "runnel_sends_not_replicated_total", {"app": app_name, "stream": "ticks"}
+        )
+        assert counted == 1
     finally:
         await app.close()

@@ -25,6 +25,7 @@ from tests.integration.engine.apps import ordering
 from tests.integration.engine.apps.common import Tick
 from tests.integration.engine.conftest import Spawn
 from tests.integration.engine.harness import pending, recorded, results, seqs_per_key, wait_for
+from tests.servers import running_server
 from tests.topologies import RunningCluster, _cli, command, running_cluster
 
 
@@ -269,3 +270,31 @@ async def test_the_durability_check_asks_every_primary(
         assert all(f"127.0.0.1:{port}" in risks[0] for port in cluster.primaries())
     finally:
         await app.close()
+
+
+async def test_a_single_server_url_on_a_cluster_node_says_to_use_a_cluster_url(
+    cluster: RunningCluster, app_name: str
+) -> None:
+    app = App(name=app_name, redis_url=f"redis://127.0.0.1:{cluster.ports[0]}/0")
+    stream = app.stream("wrong", record=Tick, partition_by="key", partition_count=8)
+    try:
+        with pytest.raises(BackendProtocolError, match=r"use|redis\+cluster://") as caught:
+            await stream.send(*(Tick(key=f"k{i}", seq=i) for i in range(8)))
+        assert "node of a Redis Cluster" in str(caught.value)
+        assert "\n" not in str(caught.value)
+    finally:
+        await app.close()
+
+
+async def test_a_cluster_url_on_a_plain_server_says_to_use_a_single_server_url(
+    app_name: str,
+) -> None:
+    with running_server() as plain:
+        app = App(name=app_name, redis_url=f"redis+cluster://127.0.0.1:{plain.port}")
+        stream = app.stream("wrong", record=Tick, partition_by="key", partition_count=2)
+        try:
+            with pytest.raises(BackendProtocolError, match="not a Redis Cluster node") as caught:
+                await stream.send(Tick(key="k", seq=1))
+            assert "use a redis:// URL" in str(caught.value)
+        finally:
+            await app.close()

@@ -117,17 +117,22 @@ class MemoryStreamLog:
             self._check_lossless(entries, cap)
         ids = [self._add(item.key, item.fields) for item in entries]
         if cap is not None:
-            lost = 0
+            lost: dict[str, int] = {}
             for key in dict.fromkeys(item.key for item in entries):
                 stream = self.broker.stream(key)
                 if stream is None:
                     continue
                 victims = stream.oldest(len(stream) - cap.maxlen)
-                lost += sum(1 for sid in victims if self._unacked_by(stream, sid) is not None)
+                counter = cap.lost_keys.get(key, cap.lost_key) if cap.lost_keys else cap.lost_key
+                dropped = sum(1 for sid in victims if self._unacked_by(stream, sid) is not None)
+                lost[counter] = lost.get(counter, 0) + dropped
                 stream.trim(cap.maxlen)
-            if lost and cap.mode == "lossy":
-                self.broker.incr(cap.lost_key, lost)
-                logger.warning("lossy cap %d dropped %d unacknowledged entries", cap.maxlen, lost)
+            total = sum(lost.values())
+            if total and cap.mode == "lossy":
+                for counter, dropped in lost.items():
+                    if dropped:
+                        self.broker.incr(counter, dropped)
+                logger.warning("lossy cap %d dropped %d unacknowledged entries", cap.maxlen, total)
         self.broker.ring()
         return ids
 

@@ -292,6 +292,14 @@ class ClusterStreamLog(RedisStreamLog):
                     f"lease {fence.lock_key} is no longer held by this owner (a dead letter "
                     f"for {letter.key} entry {letter.id.decode()} was refused)"
                 )
+        if letter.sink_cap is not None:  # a full sink refuses: letters are kept until purged
+            with translated():
+                held = _replies.as_int(await self._cluster.xlen(letter.sink_key))
+            if held >= letter.sink_cap:
+                raise BackpressureError(
+                    f"dead-letter stream {letter.sink_key!r} is full ({held} of "
+                    f"{letter.sink_cap} letters kept until purged): the letter was not written"
+                )
         with translated():
             sink_id = await self._cluster.xadd(letter.sink_key, dict(letter.fields))  # type: ignore[arg-type]  # bytes keys and values
         (acked,), _ = await self.exchange(

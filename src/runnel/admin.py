@@ -359,10 +359,14 @@ class Admin:
         except ValueError:
             members = {}
         executors = sorted(members)
-        beats = await backend.admin.peek(
-            [keys.fenced(spec.name)] + [keys.beat(spec.name, e) for e in executors]
+        # One refusal counter per processor, or per partition in the cluster key layout.
+        counters = list(
+            dict.fromkeys(
+                [keys.fenced(spec.name)] + [keys.fenced_counter(spec.name, n) for n in numbers]
+            )
         )
-        fenced, beats = beats[0], beats[1:]
+        beats = await backend.admin.peek(counters + [keys.beat(spec.name, e) for e in executors])
+        fenced, beats = beats[: len(counters)], beats[len(counters) :]
         quarantined = await ops.quarantines(backend.kv, spec)
         halted = await ops.halts(backend.kv, spec)
         skipped = await backend.kv.hash_get_all(keys.skips(spec.name))
@@ -437,7 +441,7 @@ class Admin:
             exception_policy=spec.exception_policy.value,
             partitions=partitions,
             members=member_list,
-            fenced_refusals=int(fenced.value or b"0"),
+            fenced_refusals=sum(int(peek.value or b"0") for peek in fenced),
             dead_letter_stream=sink.name if sink is not None else None,
             skips=len(skipped),
         )

@@ -144,10 +144,14 @@ class Keys:
 
     def halts(self, processor: str) -> str:
         """Partitions that halted a worker (n -> JSON): ``__halt:{app}.{stream}.{processor}``."""
+        if self._cluster:
+            return f"__halt:{self._proc(processor)}"
         return f"__halt:{self._base}.{processor}"
 
     def skips(self, processor: str) -> str:
         """Entries operators skipped (``n:id`` -> JSON): ``__skip:{app}.{stream}.{processor}``."""
+        if self._cluster:
+            return f"__skip:{self._proc(processor)}"
         return f"__skip:{self._base}.{processor}"
 
     def fenced(self, processor: str) -> str:

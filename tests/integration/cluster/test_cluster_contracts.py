@@ -27,6 +27,7 @@ from tests.contracts.bindings import Adapters, Bound
 from tests.contracts.keyvalue_contract import KeyValueContract
 from tests.contracts.locks_contract import LocksContract
 from tests.contracts.membership_contract import MembershipContract
+from tests.contracts.streamadmin_contract import StreamAdminContract
 from tests.contracts.streamlog_contract import StreamLogContract
 
 
@@ -68,3 +69,7 @@ class TestClusterKeyValue(Bound, KeyValueContract):
 
 class TestClusterMembership(Bound, MembershipContract):
     """Membership contract on Redis Cluster."""
+
+
+class TestClusterStreamAdmin(Bound, StreamAdminContract):
+    """StreamAdmin contract on a Redis Cluster (each test's keys share one slot)."""

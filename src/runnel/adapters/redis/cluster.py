@@ -136,6 +136,7 @@ class ClusterStreamLog(RedisStreamLog):
         self._cluster = client
         self._append = register(client, "append")  # type: ignore[arg-type]
         self._exchange = register(client, "exchange")  # type: ignore[arg-type]
+        self._count = register(client, "count")  # type: ignore[arg-type]
         timeout = client.get_connection_kwargs().get("socket_timeout")
         self._block_slice = None if timeout is None else max(1, int(float(timeout) * 500))
 

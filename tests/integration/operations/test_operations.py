@@ -143,6 +143,13 @@ async def _drained(app: App) -> bool:
     return await backlog(app, "charge") == 0
 
 
+async def _shared(app: App, workers: int) -> bool:
+    """Every partition of ``charge`` is held, by ``workers`` different workers."""
+    status = await Admin(app).status("charge")
+    owners = [p.owner for p in status.streams[0].processors[0].partitions]
+    return all(owners) and len({o.worker for o in owners if o is not None}) == workers
+
+
 async def test_reset_validates_first_and_moves_a_live_partition_through_its_fence(
     shop: App, spawn: Spawn, cli: Cli, client: Redis, app_name: str
 ) -> None:
@@ -150,6 +157,9 @@ async def test_reset_validates_first_and_moves_a_live_partition_through_its_fenc
     await orders.send(*ticks(40))
     workers = [spawn(["charge"]), spawn(["charge"])]
     await wait_for(lambda: _drained(shop), "the first orders processed", workers=workers)
+    # Both workers hold their share: no rebalance will move a lease (and its epoch) between
+    # the snapshots below, so any change would be the refused or dry-run reset's.
+    await wait_for(lambda: _shared(shop, 2), "both workers holding partitions", workers=workers)
     before = status_of(cli, "charge")
 
     bad = cli("processor", "reset", f"{APP}:charge", "--to", "garbage")

@@ -152,6 +152,7 @@ class App:
                 backend.clock,
                 groups=self.groups_of(self.streams[stream]),
                 wait_timeout=self.settings.default_send_wait_timeout,
+                idempotency_window=self.settings.idempotency_window,
                 metrics=self.metrics,
                 tracing=self.container.tracing(),
             )

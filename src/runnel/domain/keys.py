@@ -66,6 +66,14 @@ class Keys:
         """Quarantined partitions (hash of n -> JSON): ``__quar:{app}.{stream}.{processor}``."""
         return f"__quar:{self._base}.{processor}"
 
+    def idempotency(self, key: str) -> str:
+        """What an idempotency key of a send remembers: ``__idem:{app}.{stream}.{key}``."""
+        return f"__idem:{self._base}.{key}"
+
+    def state(self, processor: str, partition: int) -> str:
+        """A partition's keyed state (hash): ``__state:{app}.{stream}.{processor}.{n}``."""
+        return f"__state:{self._base}.{processor}.{partition}"
+
     def fenced(self, processor: str) -> str:
         """Counter of stale-owner operations refused: ``__fenc:{app}.{stream}.{processor}``."""
         return f"__fenc:{self._base}.{processor}"

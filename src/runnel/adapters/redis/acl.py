@@ -52,6 +52,8 @@ SENDER: Final = (
     "exists",
     "incrby",
     "get",
+    # the idempotency keys of idempotent sends (SET PX)
+    "set",
     # stream metadata (hash_set_missing.lua) and the groups declared processors read from
     "hsetnx",
     "hgetall",
@@ -72,7 +74,6 @@ WORKER: Final = (
     "xack",
     # leases, epochs, heartbeats, membership, leader election, schedules, quarantines
     "time",
-    "set",
     "del",
     "incr",
     "pexpire",

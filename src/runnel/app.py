@@ -27,11 +27,13 @@ from dependency_injector import providers
 from pydantic import TypeAdapter, ValidationError
 
 from runnel.adapters.hashers import Hasher, is_default_hasher
+from runnel.codec import state_spec
 from runnel.container import Container, prometheus_installed
 from runnel.domain.hashing import HASH_VERSION
 from runnel.domain.health import StuckThresholds
 from runnel.domain.model import TrimMode
 from runnel.domain.policy import ExceptionPolicy
+from runnel.domain.transactions import GUARANTEES, Guarantee
 from runnel.errors import Misconfigured, UnknownProcessor
 from runnel.interfaces import Compressor, Middleware, Serializer
 from runnel.ports import Backend
@@ -279,6 +281,9 @@ class App:
         name: str | None = None,
         exception_policy: ExceptionPolicy | str | None = None,
         middleware: Sequence[Middleware] = (),
+        *,
+        guarantee: Guarantee = "at_least_once",
+        state: Any = None,
         **overrides: Any,
     ) -> Callable[[F], F]:
         """Register an async function that processes ``stream``'s partitions.
@@ -287,6 +292,14 @@ class App:
         prefetch_count, assignment_attempts, assignment_sleep, grace_period, join_delay,
         heartbeat_interval. ``pool_size`` is accepted for compatibility and ignored (with a
         DeprecationWarning).
+
+        ``guarantee="effectively_once"`` commits, for every item processed (an event, or a
+        batch from ``take``), the records it sent to runnel streams, the changes it made
+        to its keyed state and the acknowledgement of the item in one atomic step fenced
+        by the partition's lease: after a crash, a redelivery or a handoff each input's
+        effects appear exactly once. ``state`` (a value type pydantic validates, such as
+        ``int`` or a ``Record``) gives it keyed state per partition, ``events.state``.
+        See ``docs/effectively-once.md``.
 
         Example:
             >>> app = App(name="doc-processor", redis_url="memory://doc-processor")
@@ -346,6 +359,19 @@ class App:
                 policy = ExceptionPolicy(policy)
             except ValueError as exc:
                 raise Misconfigured(f"unknown exception_policy {policy!r}") from exc
+            if guarantee not in GUARANTEES:
+                raise Misconfigured(
+                    f"processor {proc_name!r}: guarantee must be one of "
+                    f"{', '.join(GUARANTEES)}, got {guarantee!r}"
+                )
+            keyed = None
+            if state is not None:
+                if guarantee != "effectively_once":
+                    raise Misconfigured(
+                        f"processor {proc_name!r}: keyed state is committed with the "
+                        "acknowledgements, which needs guarantee='effectively_once'"
+                    )
+                keyed = state_spec(state, stream.serializer, stream.compressor)
             spec = ProcessorSpec(
                 name=proc_name,
                 stream=stream.spec,
@@ -360,6 +386,8 @@ class App:
                 grace_period=float(values["grace_period"]),
                 join_delay=float(values["join_delay"]),
                 heartbeat_interval=float(values["heartbeat_interval"]),
+                guarantee=guarantee,
+                state=keyed,
             )
             self.processors[proc_name] = spec
             store = self._built_store(stream.name)

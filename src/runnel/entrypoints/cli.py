@@ -230,12 +230,26 @@ async def _run_worker(app: App, names: list[str] | None) -> int:
 # ---------------------------------------------------------------------- send
 
 
+_IDEMPOTENCY = click.option(
+    "--idempotency-key",
+    default=None,
+    metavar="KEY",
+    help="Make the send safe to repeat: line N goes with the idempotency key KEY:N, and a "
+    "repeat within the app's idempotency_window adds nothing.",
+)
+
+
 @cli.command()
 @click.argument("stream_ref", metavar="STREAM")
 @click.argument("data", metavar="JSON")
+@_IDEMPOTENCY
 @backend_options
 def send(
-    stream_ref: str, data: str, redis_url: str | None, redis_password_file: str | None
+    stream_ref: str,
+    data: str,
+    idempotency_key: str | None,
+    redis_url: str | None,
+    redis_password_file: str | None,
 ) -> None:
     """Send one event, given as a JSON object, to STREAM (module.path:attribute)."""
     from runnel import sending
@@ -246,7 +260,10 @@ def send(
     except sending.InvalidInput as exc:
         raise click.ClickException(f"invalid {stream.record.__name__}: {exc}") from exc
     try:
-        (entry_id,) = _on_backend(stream.app, lambda: sending.send_prepared(stream, [event]))
+        (entry_id,) = _on_backend(
+            stream.app,
+            lambda: sending.send_prepared(stream, [event], idempotency_key=idempotency_key),
+        )
     except RunnelError as exc:
         raise click.ClickException(f"{type(exc).__name__}: {exc}") from exc
     where = f"{stream.app.name}.{stream.name} partition {event.partition}"
@@ -257,11 +274,13 @@ def send(
 @click.argument("stream_ref", metavar="STREAM")
 @click.argument("source", metavar="FILE", type=click.File("rb"))
 @click.option("--chunk-size", default=1000, show_default=True, type=click.IntRange(1, 100_000))
+@_IDEMPOTENCY
 @backend_options
 def sendmany(
     stream_ref: str,
     source: IO[bytes],
     chunk_size: int,
+    idempotency_key: str | None,
     redis_url: str | None,
     redis_password_file: str | None,
 ) -> None:
@@ -274,7 +293,8 @@ def sendmany(
     backend refuses a chunk (say, a partition full under its lossless cap), the chunks
     before it stay sent, and the error says how many events were sent and the first
     line that was not. Sending the whole file again would send those events twice:
-    resume from that line instead (tail -n +LINE FILE | runnel sendmany STREAM -).
+    resume from that line instead (tail -n +LINE FILE | runnel sendmany STREAM -), or
+    send with --idempotency-key KEY, and the whole file again with the same KEY.
     """
     from runnel import sending
 
@@ -295,7 +315,11 @@ def sendmany(
             _on_backend(
                 stream.app,
                 lambda: sending.send_prepared(
-                    stream, events, chunk_size, None if bar is None else bar.update
+                    stream,
+                    events,
+                    chunk_size,
+                    None if bar is None else bar.update,
+                    idempotency_key,
                 ),
             )
         except sending.SendFailed as exc:  # says what was sent, and where to resume

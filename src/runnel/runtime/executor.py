@@ -404,6 +404,9 @@ class Executor:
             store_resets=self.store_resets,
             owned=len(self.feeds),
             assigned=len(assigned_to(coordinator.members, self.id)),
+            commits=self.commits.committed,
+            committed_outputs=self.commits.outputs,
+            commit_retries=self.commits.retried,
         )
 
     def _in_flight(self, number: int) -> object | None:

@@ -17,7 +17,14 @@ from uuid import uuid4
 import pytest
 
 from runnel import App, Events, Record, Stream
+from runnel.adapters.memory.streams import MemoryStreamLog
+from runnel.adapters.serializers import JSONSerializer
+from runnel.codec import state_spec
+from runnel.domain.transactions import ON_FAILURE_STAGED, CommitOutcome, Staged, on_commit
+from runnel.errors import BackendUnavailable
 from runnel.middleware import DeadLetterMiddleware
+from runnel.ports import Commit
+from runnel.runtime.state import KeyedState
 from runnel.testing import Harness
 
 FAST = {"default_lock_expiry": 4.0, "default_prefetch_count": 4, "default_partition_count": 4}
@@ -272,3 +279,82 @@ def test_state_needs_the_effectively_once_guarantee() -> None:
         @app.processor(orders, guarantee="exactly")  # type: ignore[arg-type]
         async def other(events: Events) -> None:
             pass
+
+
+async def test_a_commit_whose_reply_was_lost_is_recognised_as_applied_when_retried(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The backend applies a commit and the reply never comes (a connection lost): the
+    # retry must find it applied, and write nothing twice.
+    real = MemoryStreamLog.commit
+    lost: list[Commit] = []
+
+    async def reply_lost_once(self: MemoryStreamLog, commit: Commit) -> list[bytes] | None:
+        result = await real(self, commit)
+        if not lost and commit.outputs:
+            lost.append(commit)
+            raise BackendUnavailable("connection lost before the reply")
+        return result
+
+    # The memory backend is built inside the harness: there is no port to inject into.
+    monkeypatch.setattr(MemoryStreamLog, "commit", reply_lost_once)
+    app, orders, totals = totals_app()
+    sent = orders_for(18)
+    async with Harness(app) as h:
+        w1 = await h.start("w1")
+        await orders.send(*sent)
+        await h.run_until_idle()
+        assert lost
+        check_exactly_once(h, totals, sent)
+        (executor,) = w1.worker.executors
+        assert executor.commits.retried == 1
+        assert executor.commits.committed == len(sent)
+
+
+def test_keyed_state_reads_its_staged_changes_and_commits_them_only_when_told() -> None:
+    staged: Staged[object] = Staged()
+    spec = state_spec(int, JSONSerializer(), None)
+    state: KeyedState[int] = KeyedState(spec, "__state:a.s.p.0", staged)
+    state.load({b"ada": b"3", b"bob": b"1"})
+    assert state.increment("ada", 2) == 5
+    assert state.delete("bob") is True
+    state["cy"] = 7
+    assert state.keys() == ["ada", "cy"]
+    assert dict(state.items()) == {"ada": 5, "cy": 7}
+    assert state.snapshot() == {"ada": 3, "bob": 1}  # nothing committed yet
+    with pytest.raises(ValueError, match="must be int"):
+        state.set("dan", "many")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="non-empty strings"):
+        state.get("")
+    state.committed(dict(staged.state))
+    staged.clear()
+    assert state.snapshot() == {"ada": 5, "cy": 7}
+    assert "bob" not in state
+
+
+def test_increment_needs_a_numeric_state() -> None:
+    spec = state_spec(Total, JSONSerializer(), None)
+    state: KeyedState[Total] = KeyedState(spec, "__state:a.s.p.0", Staged())
+    state.load({})
+    state.set("ada", Total(customer="ada", seq=0, total=1))
+    assert state["ada"] == Total(customer="ada", seq=0, total=1)
+    with pytest.raises(TypeError, match="int or float"):
+        state.increment("ada")
+
+
+@pytest.mark.parametrize(
+    ("outcome", "done", "lost", "retry"),
+    [
+        (CommitOutcome.COMMITTED, True, False, False),
+        (CommitOutcome.APPLIED, True, False, False),
+        (CommitOutcome.FENCED, False, True, False),
+        (CommitOutcome.FULL, False, False, True),
+        (CommitOutcome.UNAVAILABLE, False, False, True),
+    ],
+)
+def test_the_commit_outcome_table(
+    outcome: CommitOutcome, done: bool, lost: bool, retry: bool
+) -> None:
+    decision = on_commit(outcome)
+    assert (decision.done, decision.lost, decision.retry) == (done, lost, retry)
+    assert set(ON_FAILURE_STAGED.values()) == {"discarded"}

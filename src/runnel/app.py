@@ -674,6 +674,38 @@ class App:
         spec = self._processor_spec(processor)
         return await admin.clear_quarantine(self.backend.kv, spec, partition)
 
+    async def state(
+        self, processor: str, partition: int | None = None
+    ) -> dict[int, dict[str, Any]]:
+        """The committed keyed state of an effectively-once ``processor``: partition ->
+        key -> value (every partition with state, or only ``partition``).
+
+        Raises:
+            runnel.errors.UnknownProcessor: the App has no such processor.
+            runnel.errors.Misconfigured: it was declared without ``state=``, or
+                ``partition`` is not one of its stream's.
+
+        Example:
+            >>> import asyncio
+            >>> app = App(name="doc-state", redis_url="memory://doc-state")
+            >>> class Order(Record):
+            ...     customer: str
+            >>> orders = app.stream("orders", record=Order, partition_by="customer")
+            >>> @app.processor(orders, guarantee="effectively_once", state=int)
+            ... async def totals(events):
+            ...     pass
+            >>> asyncio.run(app.state("totals"))
+            {}
+        """
+        spec = self._processor_spec(processor)
+        count = spec.stream.partition_count
+        if partition is not None and not 0 <= partition < count:
+            raise Misconfigured(
+                f"partition {partition} is not one of {spec.stream.name}'s 0..{count - 1}"
+            )
+        numbers = range(count) if partition is None else [partition]
+        return await admin.keyed_state(self.backend.kv, spec, numbers)
+
     async def reset_processor(
         self, processor: str, start: bytes = b"0", force: bool = False
     ) -> int:

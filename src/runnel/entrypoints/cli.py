@@ -1,4 +1,4 @@
-"""The ``runnel`` command line: worker, send, sendmany, processor reset, quarantine.
+"""The ``runnel`` command line: worker, send, sendmany, processor reset, quarantine, state.
 
 Each command parses its arguments, loads the object it names, calls runnel's Python API
 (:meth:`runnel.App.run_worker`, :mod:`runnel.sending`, the App's administration methods)
@@ -433,6 +433,25 @@ def quarantine_clear(
     if not _admin(app, lambda: app.clear_quarantine(name, partition)):
         raise click.ClickException(f"partition {partition} of {name} is not quarantined")
     click.echo(f"cleared the quarantine of {name} partition {partition}")
+
+
+@cli.command("state")
+@click.argument("processor_ref", metavar="PROCESSOR")
+@click.option("--partition", type=int, default=None, help="Only this partition.")
+@backend_options
+def state(
+    processor_ref: str,
+    partition: int | None,
+    redis_url: str | None,
+    redis_password_file: str | None,
+) -> None:
+    """Show the committed keyed state of an effectively-once PROCESSOR, one JSON line per
+    key: {"partition": N, "key": ..., "value": ...}."""
+    app, name = _load_processor(processor_ref, redis_url, redis_password_file)
+    for number, values in _admin(app, lambda: app.state(name, partition)).items():
+        for key, value in values.items():
+            shown = value.model_dump(mode="json") if hasattr(value, "model_dump") else value
+            click.echo(json.dumps({"partition": number, "key": key, "value": shown}))
 
 
 def _admin(app: StreamHome, call: Callable[[], Awaitable[T]]) -> T:

@@ -25,6 +25,7 @@ Example:
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 from runnel.domain.failures import quarantine_field, read_quarantines
@@ -72,3 +73,23 @@ async def clear_quarantine(kv: KeyValue, spec: ProcessorSpec, partition: int) ->
         spec.stream.keys.quarantine(spec.name), quarantine_field(partition)
     )
     return removed > 0
+
+
+async def keyed_state(
+    kv: KeyValue, spec: ProcessorSpec, partitions: Iterable[int]
+) -> dict[int, dict[str, Any]]:
+    """The committed keyed state of an effectively-once processor, per partition (those
+    with any state), decoded.
+
+    Raises:
+        Misconfigured: the processor was declared without ``state=``.
+    """
+    if spec.state is None:
+        raise Misconfigured(f"processor {spec.name!r} was declared without state=")
+    decode = spec.state.decode
+    found: dict[int, dict[str, Any]] = {}
+    for number in partitions:
+        stored = await kv.hash_get_all(spec.stream.keys.state(spec.name, number))
+        if stored:
+            found[number] = {k.decode(): decode(v) for k, v in sorted(stored.items())}
+    return found

@@ -25,7 +25,7 @@ from redis.asyncio import Redis
 
 from .apps import totals as totals_app
 from .conftest import Spawn
-from .harness import REPO, WorkerProcess, entries, pending, process_env, wait_for
+from .harness import REPO, WorkerProcess, entries, pending, process_env, runnel, wait_for
 
 KILL_LOOP_ROUNDS = 6
 
@@ -144,6 +144,20 @@ async def test_sigkill_and_sigstop_past_the_lease_leave_exactly_one_output_per_o
     result = await audit(client, app_name, sent)
     print(f"effectively-once sigkill+sigstop: {result.line()}")
     assert_exact(result)
+    # What an operator sees: `runnel state` lists the same exact totals.
+    shown = runnel(
+        "state",
+        "tests.integration.engine.apps.totals:running_totals",
+        "--redis-url",
+        redis_url,
+        env=process_env(app_name, redis_url),
+    )
+    assert shown.returncode == 0, shown.stderr
+    listed = {(r := json.loads(line))["key"]: r["value"] for line in shown.stdout.splitlines()}
+    expected: dict[str, int] = defaultdict(int)
+    for order in sent:
+        expected[order.customer] += order.amount
+    assert listed == expected
 
 
 async def _outputs(client: Redis, app_name: str, at_least: int) -> bool:

@@ -52,3 +52,5 @@ def build(
 
 
 app, orders, totals = build(app_name(), delay=env_float("ENGINE_TEST_DELAY", 0.0))
+running_totals = app.processors["running_totals"].func
+"""The processor function, for commands that name it (``runnel state ...:running_totals``)."""

@@ -26,7 +26,7 @@ from typing import Any, Final
 
 from runnel.domain.model import Event
 from runnel.domain.transactions import CommitOutcome, Staged, on_commit
-from runnel.errors import BackendUnavailable, BackpressureError, Fenced
+from runnel.errors import BackendUnavailable, BackpressureError, Fenced, Misconfigured
 from runnel.ports import AckRequest, Append, Cap, Clock, Commit, KeyValue, StateChange, StreamLog
 from runnel.runtime.feed import PartitionFeed
 from runnel.runtime.specs import ProcessorSpec
@@ -124,8 +124,19 @@ class Transactor:
     # ------------------------------------------------------------------ staging
 
     async def stage(self, store: Any, appends: Sequence[Any]) -> None:
-        """Keep ``appends`` for ``store``'s stream until the iteration commits."""
+        """Keep ``appends`` for ``store``'s stream until the iteration commits.
+
+        Raises:
+            Misconfigured: the stream is on another backend (another App's Redis), which
+                no commit of this processor can reach.
+        """
         target: StreamStore = store
+        if target.log is not self._log:
+            raise Misconfigured(
+                f"stream {target.spec.app}.{target.spec.name} is on another backend than this "
+                "effectively-once processor: only sends to streams of its own App (on its "
+                "own Redis) can be committed with its acknowledgements"
+            )
         if not target.prepared:
             await target.prepare()
         self._staged.stage((target, append) for append in appends)

@@ -126,6 +126,11 @@ class StreamStore:
         return self._prepared
 
     @property
+    def log(self) -> StreamLog:
+        """The stream log this store appends to."""
+        return self._log
+
+    @property
     def cap(self) -> Cap:
         """The cap the stream's appends go under (a ``wait``-mode stream's is lossless)."""
         return self._cap

@@ -358,3 +358,24 @@ def test_the_commit_outcome_table(
     decision = on_commit(outcome)
     assert (decision.done, decision.lost, decision.retry) == (done, lost, retry)
     assert set(ON_FAILURE_STAGED.values()) == {"discarded"}
+
+
+async def test_a_send_to_another_apps_backend_is_refused_not_lost(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = App(name=f"t{uuid4().hex[:8]}", redis_url="redis://127.0.0.1:1/0", **FAST)
+    orders = app.stream("orders", record=Order, partition_by="customer")
+    elsewhere = App(name=f"t{uuid4().hex[:8]}", redis_url=f"memory://{uuid4().hex}")
+    audit = elsewhere.stream("audit", record=Order, partition_by="customer")
+
+    @app.processor(orders, guarantee="effectively_once")
+    async def forward(events: Events) -> None:
+        async for order in events.records():
+            await audit.send(order)
+
+    async with Harness(app) as h:
+        w1 = await h.start("w1")
+        await orders.send(*orders_for(3))
+        assert await w1.wait() == 1  # HALT: the worker stops, the orders stay pending
+        assert any("on another backend" in r.getMessage() for r in caplog.records)
+        assert sum(len(ids) for ids in h.pending("forward").values()) == 3

@@ -27,7 +27,11 @@ from runnel.ports import Commit
 from runnel.runtime.state import KeyedState
 from runnel.testing import Harness
 
-FAST: dict[str, Any] = {"default_lock_expiry": 4.0, "default_prefetch_count": 4, "default_partition_count": 4}
+FAST: dict[str, Any] = {
+    "default_lock_expiry": 4.0,
+    "default_prefetch_count": 4,
+    "default_partition_count": 4,
+}
 
 
 class Order(Record):

@@ -26,8 +26,6 @@ from runnel.runtime.specs import StateSpec
 
 V = TypeVar("V")
 
-_MISSING: Any = object()
-
 
 class KeyedState(Generic[V]):
     """The keyed state of one partition, as its processor sees it (``events.state``).

@@ -101,10 +101,8 @@ class Transactor:
     async def load(self) -> None:
         """Load the partition's committed state into the cache (once per consumer).
 
-        A backend that does not answer is asked again, until it does or the feed closes.
-
-        Raises:
-            BackendUnavailable: the feed closed before the state could be read.
+        A backend that does not answer is asked again, until it does or the feed closes
+        (then nothing is processed: the consumer finds its feed closing).
         """
         state = self.state
         if state is None or state.loaded:
@@ -116,7 +114,7 @@ class Transactor:
                 return
             except BackendUnavailable as exc:
                 if self._feed.closing:
-                    raise
+                    return
                 log.warning("loading the state of %s failed (retrying): %s", state.key, exc)
             await self._clock.sleep(pause)
             pause = min(pause * 2, LONGEST_PAUSE)

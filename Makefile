@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+DOCS_STAMP := $(VENV)/.installed-docs
+SYNC := sync --locked --extra fast --extra metrics --extra otel
 # The uv release that installs the environment is the one the lock pins (dev group).
 UV_VERSION := $(shell awk '/^name = "uv"$$/ {getline; gsub(/[^0-9.]/, "", $$0); print; exit}' uv.lock)
 UV := $(BIN)/uv
@@ -11,15 +13,21 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 export UV_PYTHON_DOWNLOADS := never
 
 .PHONY: install lock test check lint typecheck contracts unit integration test-slow test-all \
-	lowest latest servers demo bench bench-smoke clean test-faults
+	lowest latest servers demo bench bench-smoke clean test-faults docs
 
 $(UV):
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
 
 $(STAMP): pyproject.toml uv.lock $(UV)
-	$(UV) sync --locked --extra fast --extra metrics --extra otel --python $(BIN)/python
+	$(UV) $(SYNC) --python $(BIN)/python
+	rm -f $(DOCS_STAMP)
 	touch $(STAMP)
+
+# The docs group on top of the same environment (a superset: nothing the tests use is removed).
+$(DOCS_STAMP): $(STAMP)
+	$(UV) $(SYNC) --group docs --python $(BIN)/python
+	touch $(DOCS_STAMP)
 
 install: $(STAMP)
 
@@ -28,14 +36,15 @@ lock: $(UV)
 	$(UV) lock --upgrade
 
 ## make test: install from the lock, then lint, type-check, import contracts and the whole suite
-test: $(STAMP) check
+## (with the docs group: the suite builds the site and opens it in headless Chromium)
+test: $(DOCS_STAMP) check
 	$(BIN)/python -m pytest -m "not slow" -q -p no:cacheprovider
 
 check: lint typecheck contracts
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks examples noxfile.py
-	$(BIN)/ruff format --check src tests benchmarks examples noxfile.py
+	$(BIN)/ruff check src tests benchmarks examples tools noxfile.py
+	$(BIN)/ruff format --check src tests benchmarks examples tools noxfile.py
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -73,6 +82,11 @@ latest: $(STAMP)
 servers: $(STAMP)
 	$(BIN)/nox -s servers
 
+## make docs: the documentation site, built in strict mode (any warning fails) into site/
+# Mermaid (for the diagrams) is fetched once with npm, pinned by hash (tools/docs_mermaid.py).
+docs: $(DOCS_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
 ## make demo: orders partitioned by customer, on the in-memory backend (or RUNNEL_REDIS_URL)
 demo: $(STAMP)
 	$(BIN)/python examples/demo.py
@@ -85,4 +99,4 @@ bench-smoke: $(STAMP)
 	$(BIN)/python -m benchmarks --smoke
 
 clean:
-	rm -rf $(VENV) .nox .mypy_cache .ruff_cache .pytest_cache build dist src/*.egg-info
+	rm -rf $(VENV) site .cache .nox .mypy_cache .ruff_cache .pytest_cache build dist src/*.egg-info

@@ -46,6 +46,7 @@ TEST_TOOLS = (
     "lupa",
     "opentelemetry-sdk",
     "pyyaml",
+    "grimp",
 )
 # The extras the suite exercises (the observability tests need metrics and otel).
 EXTRAS = ".[fast,metrics,otel]"

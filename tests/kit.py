@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 from uuid import uuid4
 
+import pytest
+
 from runnel import Record, Serializer
 from runnel.adapters.serializers import JSONSerializer
 
@@ -103,3 +105,17 @@ class ReversedJSON(Serializer):
 
     def loads(self, data: bytes) -> Any:
         return JSONSerializer().loads(data[::-1])
+
+
+def _async_client_takes_key_passwords() -> bool:
+    from runnel.adapters.redis._url import known_options
+
+    return {"ssl_password", "ssl_ca_path"} <= known_options("rediss")
+
+
+needs_tls_key_password = pytest.mark.skipif(
+    not _async_client_takes_key_passwords(),
+    reason="the installed redis-py's asyncio client takes no ssl_password or ssl_ca_path "
+    "(a newer redis-py does); runnel refuses those URL options with a one-line error there",
+)
+"""For tests whose URLs carry ``ssl_password`` or ``ssl_ca_path``."""

@@ -270,8 +270,10 @@ class App:
         return stream
 
     def groups_of(self, stream: Stream[Any]) -> list[str]:
-        """Names of the processors (consumer groups) declared on ``stream``."""
-        return [p.name for p in self.processors.values() if p.stream.name == stream.name]
+        """Names of the processors (consumer groups) declared on ``stream``, and of the
+        groups that keep its entries (a dead-letter sink's)."""
+        declared = [p.name for p in self.processors.values() if p.stream.name == stream.name]
+        return declared + list(stream.kept_by)
 
     # ------------------------------------------------------------------ processors
 

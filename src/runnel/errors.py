@@ -14,6 +14,7 @@
     ├── PermissionDenied                  the Redis user may not run a command or touch a key
     ├── BackendError
     │   ├── BackendUnavailable            connection and timeout problems
+    │   │   └── AuthenticationFailed      Redis refused the user name or password
     │   ├── BackendProtocolError          Redis refused, or answered in an unexpected shape
     │   │   └── GroupMissing              a consumer group (or its stream) does not exist
     │   ├── Fenced                        a stale owner's read or ack was refused
@@ -95,6 +96,10 @@ class BackendError(RunnelError):
 
 class BackendUnavailable(BackendError):
     """The backend could not be reached, or did not answer in time."""
+
+
+class AuthenticationFailed(BackendUnavailable):
+    """Redis refused the credentials (wrong password or user name, or none given)."""
 
 
 class BackendProtocolError(BackendError):

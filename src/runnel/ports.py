@@ -175,6 +175,55 @@ class PendingEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class GroupProbe:
+    """What :meth:`StreamAdmin.snapshot` looks at: a partition, its group and its lease."""
+
+    key: str
+    group: str
+    lock_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class GroupSnapshot:
+    """One partition as an operator sees it, read in the same round trip as the others.
+
+    Attributes:
+        length: entries stored (0 when the stream is missing).
+        first_id: the oldest entry still stored, if any.
+        last_id: the newest entry still stored, if any.
+        group: the group's state (None when the stream or the group is missing).
+        oldest_pending: the lowest id in the group's pending entries list, if any.
+        holder: the token holding the lease (``b"<owner>:<epoch>"``), if any.
+        lease_left: seconds until the lease expires (None when free).
+        oldest_deliveries: how many times the oldest pending entry was delivered (a
+            poison pill in a crash loop is delivered again by every new owner).
+        oldest_idle: seconds since the oldest pending entry was last delivered.
+    """
+
+    length: int
+    first_id: bytes | None
+    last_id: bytes | None
+    group: GroupInfo | None
+    oldest_pending: bytes | None
+    holder: bytes | None
+    lease_left: float | None
+    oldest_deliveries: int = 0
+    oldest_idle: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class KeyPeek:
+    """A small value as read by :meth:`StreamAdmin.peek`: its bytes and time to live.
+
+    ``value`` is None when the key is missing or holds no plain value; ``ttl`` is None when
+    it does not expire (or is missing).
+    """
+
+    value: bytes | None
+    ttl: float | None
+
+
+@dataclass(frozen=True, slots=True)
 class Lease:
     """A lock held with a fencing epoch; ``token`` is ``b"<owner>:<epoch>"``."""
 
@@ -338,6 +387,38 @@ class StreamAdmin(Protocol):
         Raises:
             GroupMissing: the stream or the group does not exist.
         """
+        ...
+
+    async def snapshot(self, probes: Sequence[GroupProbe]) -> list[GroupSnapshot]:
+        """Each probed partition's length, ends, group, oldest pending entry and lease.
+
+        One round trip for all of them, reading only summaries (no entry is listed
+        beyond the first and the last); read-only.
+        """
+        ...
+
+    async def peek(self, keys: Sequence[str]) -> list[KeyPeek]:
+        """The value and time to live of each key, in one round trip; read-only."""
+        ...
+
+    async def move_group(
+        self, key: str, group: str, after: bytes, lock_key: str | None = None
+    ) -> None:
+        """Make ``group`` deliver next the entries after ``after``, forgetting its pending
+        entries, and drop the lease at ``lock_key`` (when given): one atomic step.
+
+        Dropping the lease fences its holder out: its next read or acknowledgement is
+        refused, and whoever takes the partition next (under a new epoch) starts from the
+        new position. The group (and the stream) are created when missing.
+        """
+        ...
+
+    async def count(self, key: str, start: bytes, end: bytes) -> int:
+        """How many entries of ``key`` have ids in ``[start, end]`` (``(id``: exclusive)."""
+        ...
+
+    async def delete_entries(self, key: str, ids: Sequence[bytes]) -> int:
+        """Delete the entries ``ids`` of ``key``; how many were there."""
         ...
 
 

@@ -128,6 +128,8 @@ class Stream(Generic[R]):
         self.hasher = hasher
         self.hasher_name = hasher_name
         self.trim_mode: TrimMode = trim_mode
+        self.kept_by: tuple[str, ...] = ()
+        """Consumer groups that hold entries without processing them (a dead-letter sink's)."""
         self.keys = Keys(app.name, name)
         self.codec: RecordCodec[R] = RecordCodec(
             record, serializer, compressor, app.settings.decode_limits()

@@ -16,6 +16,7 @@ from tests.contracts.bindings import Adapters, Bound, redis_adapters
 from tests.contracts.keyvalue_contract import KeyValueContract
 from tests.contracts.locks_contract import LocksContract
 from tests.contracts.membership_contract import MembershipContract
+from tests.contracts.streamadmin_contract import StreamAdminContract
 from tests.contracts.streamlog_contract import StreamLogContract
 from tests.contracts.transactions_contract import TransactionsContract
 
@@ -48,3 +49,7 @@ class TestRedisKeyValue(Bound, KeyValueContract):
 
 class TestRedisMembership(Bound, MembershipContract):
     """Membership contract on Redis."""
+
+
+class TestRedisStreamAdmin(Bound, StreamAdminContract):
+    """StreamAdmin contract on Redis."""

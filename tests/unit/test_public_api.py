@@ -43,7 +43,7 @@ PUBLIC: dict[str, set[str]] = {
         "VirtualWorker",
         "WorkerState",
     },
-    "runnel.middleware": {"DeadLetterMiddleware", "Middleware"},
+    "runnel.middleware": {"DeadLetterMiddleware", "Middleware", "UndecodableLetter"},
     "runnel.interfaces": {"Compressor", "Middleware", "Serializer"},
     "runnel.settings": {"Settings", "TrimMode"},
     "runnel.constants": {"ExceptionPolicy"},

@@ -74,6 +74,14 @@ class Keys:
         """A partition's keyed state (hash): ``__state:{app}.{stream}.{processor}.{n}``."""
         return f"__state:{self._base}.{processor}.{partition}"
 
+    def halts(self, processor: str) -> str:
+        """Partitions that halted a worker (n -> JSON): ``__halt:{app}.{stream}.{processor}``."""
+        return f"__halt:{self._base}.{processor}"
+
+    def skips(self, processor: str) -> str:
+        """Entries operators skipped (``n:id`` -> JSON): ``__skip:{app}.{stream}.{processor}``."""
+        return f"__skip:{self._base}.{processor}"
+
     def fenced(self, processor: str) -> str:
         """Counter of stale-owner operations refused: ``__fenc:{app}.{stream}.{processor}``."""
         return f"__fenc:{self._base}.{processor}"

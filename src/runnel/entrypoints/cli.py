@@ -66,8 +66,75 @@ class _Masking(click.Group):
         except click.ClickException as exc:
             # click declares `message` final; masking it in place keeps the error's kind
             # (usage errors print the usage and exit 2).
+            if VERBOSE and exc.__cause__ is not None:
+                _print_traceback(exc.__cause__)
+            if isinstance(exc, click.BadParameter) and not isinstance(exc, click.MissingParameter):
+                # A name that does not resolve (no such module, App, stream, processor)
+                # is one line, not a usage message; it still exits 2.
+                raise _OneLine(scrub(one_line(exc.format_message()), SECRETS)) from exc
             setattr(exc, "message", scrub(exc.message, SECRETS))  # noqa: B010
             raise
+        except (click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as exc:
+            # Anything else (an unexpected error of a library, a bug) is one line too;
+            # -v shows where it came from.
+            if VERBOSE:
+                _print_traceback(exc)
+            raise click.ClickException(scrub(describe_error(exc), SECRETS)) from exc
+
+
+class _OneLine(click.ClickException):
+    """A bad value named on the command line: one line, exit code 2."""
+
+    exit_code = 2
+
+
+VERBOSE = False
+"""Whether -v was given: errors then show their traceback too."""
+
+
+def _print_traceback(exc: BaseException) -> None:
+    import traceback
+
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    click.echo(scrub(text, SECRETS), err=True)
+
+
+def one_line(message: str) -> str:
+    """``message`` on one line (an error is one line on stderr)."""
+    return " ".join(part.strip() for part in message.splitlines() if part.strip())
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line saying what went wrong, naming the kind of failure an operator acts on.
+
+    Example:
+        >>> from runnel.errors import AuthenticationFailed
+        >>> describe_error(AuthenticationFailed("WRONGPASS invalid username-password pair"))
+        'authentication failed: WRONGPASS invalid username-password pair'
+    """
+    from runnel.errors import (
+        AuthenticationFailed,
+        BackendUnavailable,
+        PermissionDenied,
+    )
+
+    if isinstance(exc, AuthenticationFailed):
+        text = f"authentication failed: {exc}"
+    elif isinstance(exc, BackendUnavailable):
+        text = f"Redis unreachable: {exc}"
+    elif isinstance(exc, PermissionDenied):
+        text = f"permission denied: {exc}"
+    elif isinstance(exc, RunnelError):
+        text = f"{type(exc).__name__}: {exc}"
+    elif type(exc).__module__.startswith("redis"):
+        text = f"invalid Redis connection settings ({type(exc).__name__}): {exc}"
+    elif isinstance(exc, (ValueError, TypeError)) and "url" in str(exc).lower():
+        text = f"invalid Redis URL or URL option: {exc}"
+    else:
+        text = f"{type(exc).__name__}: {exc}"
+    return one_line(text)
 
 
 def backend_options(func: F) -> F:
@@ -109,8 +176,11 @@ def read_password(path: str | None) -> str | None:
 
 @click.group(cls=_Masking, context_settings=CONTEXT)
 @click.version_option(version=__version__, prog_name="runnel")
-def cli() -> None:
+@click.option("-v", "--verbose", is_flag=True, help="Show the traceback of an error.")
+def cli(verbose: bool) -> None:
     """Runnel: ordered, partitioned event processing on Redis Streams."""
+    global VERBOSE
+    VERBOSE = verbose
 
 
 def main() -> None:
@@ -379,29 +449,122 @@ def processor() -> None:
 @processor.command("reset")
 @click.argument("processor_ref", metavar="PROCESSOR")
 @click.option(
-    "--start",
-    default="0",
-    show_default=True,
-    help="Entry id to restart after ('0' = all retained, '$' = only new).",
+    "--to",
+    "target",
+    default=None,
+    help="earliest | latest | ENTRY_ID (the first entry to process) | ISO_TIME (UTC unless "
+    "it names a zone).",
 )
 @click.option(
-    "--force", is_flag=True, help="Reset even while workers hold the processor's partitions."
+    "--start",
+    default=None,
+    help="Entry id to restart after ('0' = all retained, '$' = only new); prefer --to.",
+)
+@click.option(
+    "--partition",
+    "partitions",
+    multiple=True,
+    type=int,
+    help="A partition to reset (repeat it; default: every partition).",
+)
+@click.option("--dry-run", is_flag=True, help="Print what would move, change nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Reset partitions live workers hold: they are fenced out and resume at the new position.",
 )
 @backend_options
 def reset(
     processor_ref: str,
-    start: str,
+    target: str | None,
+    start: str | None,
+    partitions: tuple[int, ...],
+    dry_run: bool,
+    as_json: bool,
     force: bool,
     redis_url: str | None,
     redis_password_file: str | None,
 ) -> None:
-    """Reset PROCESSOR (module.path:function) to read every partition after --start."""
+    """Move PROCESSOR (module.path:name) on its partitions to --to (default: earliest).
+
+    Everything is checked before anything changes; --dry-run prints, per partition, the
+    position before and after and how many entries will be re-read or skipped.
+    """
+    from runnel.admin import Admin
+
+    if target is not None and start is not None:
+        raise click.UsageError("give --to or --start, not both")
     app, name = _load_processor(processor_ref, redis_url, redis_password_file)
-    try:
-        count = _on_backend(app, lambda: app.reset_processor(name, start.encode(), force=force))
-    except RunnelError as exc:
-        raise click.ClickException(str(exc)) from exc
-    click.echo(f"reset processor {name} on {count} partition(s) to start after {start}")
+    if start is not None:
+        if start == "$":
+            target = "latest"
+        elif start == "0":
+            target = "earliest"
+        else:
+            from runnel.domain.ids import StreamId
+
+            try:
+                target = str(StreamId.parse(start).next())
+            except ValueError:
+                raise click.BadParameter(
+                    f"{start!r} is not an entry id, '0' or '$'", param_hint="--start"
+                ) from None
+    admin = Admin(app)
+    report = _admin(
+        app,
+        lambda: admin.reset(
+            name, target or "earliest", list(partitions) or None, dry_run=dry_run, force=force
+        ),
+    )
+    if as_json:
+        click.echo(report.model_dump_json())
+        return
+    verb = "would move" if dry_run else "moved"
+    for move in report.partitions:
+        held = f" (held by {move.held_by})" if move.held_by else ""
+        click.echo(
+            f"partition {move.partition}: {verb} from {move.before or '(no group)'} to after "
+            f"{move.after}: {move.reread} to re-read, {move.skipped} skipped, "
+            f"{move.pending_forgotten} pending forgotten{held}"
+        )
+    if dry_run:
+        click.echo(f"dry run: nothing changed ({len(report.partitions)} partition(s))")
+    else:
+        click.echo(
+            f"reset processor {name} on {len(report.partitions)} partition(s) to {report.target}"
+        )
+
+
+@processor.command("skip")
+@click.argument("processor_ref", metavar="PROCESSOR")
+@click.argument("partition", type=int)
+@click.argument("entry_id")
+@click.option("--force", is_flag=True, help="Skip it even if it is not the next entry.")
+@backend_options
+def skip(
+    processor_ref: str,
+    partition: int,
+    entry_id: str,
+    force: bool,
+    redis_url: str | None,
+    redis_password_file: str | None,
+) -> None:
+    """Acknowledge ENTRY_ID of PARTITION without processing it (a poison pill's way out).
+
+    Only the entry the partition processes next can be skipped (unless --force); who
+    skipped it and when is recorded, and the partition's quarantine is lifted.
+    """
+    from runnel.admin import Admin
+
+    app, name = _load_processor(processor_ref, redis_url, redis_password_file)
+    admin = Admin(app)
+    done = _admin(app, lambda: admin.skip(name, partition, entry_id, force=force))
+    extra = "; its quarantine was lifted" if done.quarantine_cleared else ""
+    click.echo(
+        f"skipped {name} partition {done.partition} entry {done.entry_id} ({done.was}), "
+        f"recorded as {done.by} at {done.time}{extra}"
+    )
 
 
 @cli.group()
@@ -455,14 +618,321 @@ def state(
 
 
 def _admin(app: StreamHome, call: Callable[[], Awaitable[T]]) -> T:
-    """Run an administration call on the App's backend; a runnel error is one line."""
+    """Run an administration call on the App's backend; any failure is one line."""
     try:
         return _on_backend(app, call)
-    except RunnelError as exc:
-        raise click.ClickException(f"{type(exc).__name__}: {exc}") from exc
+    except click.ClickException:
+        raise
+    except Exception as exc:
+        raise click.ClickException(describe_error(exc)) from exc
 
 
 def _load_processor(ref: str, redis_url: str | None, password_file: str | None) -> tuple[App, str]:
     app, name = load_processor(ref)
     password = read_password(password_file)
     return reconfigured(app, SECRETS, redis_url=redis_url, redis_password=password), name
+
+
+# ---------------------------------------------------------------------- operations
+
+
+def _load_app(ref: str, redis_url: str | None, password_file: str | None) -> App:
+    from runnel.entrypoints.loading import load_app
+
+    app = load_app(ref)
+    return reconfigured(
+        app, SECRETS, redis_url=redis_url, redis_password=read_password(password_file)
+    )
+
+
+@cli.command()
+@click.argument("app_ref", metavar="APP")
+@click.option("--processor", "processor_name", default=None, help="Only this processor.")
+@click.option("--json", "as_json", is_flag=True, help="Print stable JSON instead of a table.")
+@click.option(
+    "--watch",
+    "watch",
+    default=None,
+    type=click.FloatRange(min=0.5),
+    is_flag=False,
+    flag_value=2.0,
+    metavar="[SECONDS]",
+    help="Print again every SECONDS (2 when none given) until interrupted.",
+)
+@backend_options
+def status(
+    app_ref: str,
+    processor_name: str | None,
+    as_json: bool,
+    watch: float | None,
+    redis_url: str | None,
+    redis_password_file: str | None,
+) -> None:
+    """Show APP (module.path[:attribute]): per processor and partition, the owner, lease,
+    position, lag, pending entries and their age, quarantines and dead letters; the
+    members with their heartbeats; the leader. Read-only."""
+    from runnel.admin import Admin
+    from runnel.entrypoints.status_view import render_status
+
+    app = _load_app(app_ref, redis_url, redis_password_file)
+    admin = Admin(app)
+    colour = sys.stdout.isatty() and not as_json
+
+    async def once() -> str:
+        report = await admin.status(processor_name)
+        return report.model_dump_json() if as_json else render_status(report, colour)
+
+    async def loop() -> None:
+        try:
+            while True:
+                text = await once()
+                if colour:
+                    click.clear()
+                click.echo(text)
+                if watch is None:
+                    return
+                await asyncio.sleep(watch)
+        finally:
+            await app.close()
+
+    try:
+        asyncio.run(loop())
+    except KeyboardInterrupt:
+        return
+    except click.ClickException:
+        raise
+    except Exception as exc:
+        raise click.ClickException(describe_error(exc)) from exc
+
+
+@cli.group()
+def deadletter() -> None:
+    """List, show, replay and purge a processor's dead letters."""
+
+
+def _letter_filters(func: F) -> F:
+    for option in reversed(
+        [
+            click.option("--partition", type=int, default=None, help="Source partition."),
+            click.option("--error-type", default=None, help="Exception class name."),
+            click.option("--since", type=click.DateTime(), default=None, help="UTC time."),
+            click.option("--until", type=click.DateTime(), default=None, help="UTC time."),
+            click.option("--limit", type=click.IntRange(1), default=100, show_default=True),
+            click.option("--id", "ids", multiple=True, help="Only this dead letter (repeat)."),
+        ]
+    ):
+        func = option(func)
+    return func
+
+
+async def _select_letters(
+    admin: Any,
+    name: str,
+    partition: int | None,
+    error_type: str | None,
+    since: Any,
+    until: Any,
+    limit: int,
+    ids: tuple[str, ...],
+) -> list[Any]:
+    from runnel.admin import utc
+
+    if ids:
+        return [await admin.dead_letter(name, letter_id) for letter_id in ids]
+    return list(
+        await admin.dead_letters(
+            name,
+            partition=partition,
+            error_type=error_type,
+            since=None if since is None else utc(since),
+            until=None if until is None else utc(until),
+            limit=limit,
+        )
+    )
+
+
+@deadletter.command("list")
+@click.argument("processor_ref", metavar="PROCESSOR")
+@_letter_filters
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@backend_options
+def deadletter_list(
+    processor_ref: str,
+    partition: int | None,
+    error_type: str | None,
+    since: Any,
+    until: Any,
+    limit: int,
+    ids: tuple[str, ...],
+    as_json: bool,
+    redis_url: str | None,
+    redis_password_file: str | None,
+) -> None:
+    """List PROCESSOR's dead letters, oldest first."""
+    from runnel.admin import Admin
+
+    app, name = _load_processor(processor_ref, redis_url, redis_password_file)
+    admin = Admin(app)
+    letters = _admin(
+        app,
+        lambda: _select_letters(admin, name, partition, error_type, since, until, limit, ids),
+    )
+    for letter in letters:
+        if as_json:
+            click.echo(letter.model_dump_json())
+            continue
+        replayed = f" replayed as {letter.replayed_as}" if letter.replayed_as else ""
+        click.echo(
+            f"{letter.id}  {letter.stream}.{letter.source_partition} {letter.source_id}  "
+            f"{letter.error_type}: {one_line(letter.error_message)[:80]}  {letter.time}{replayed}"
+        )
+    if not as_json:
+        click.echo(f"{len(letters)} dead letter(s)", err=True)
+
+
+@deadletter.command("show")
+@click.argument("processor_ref", metavar="PROCESSOR")
+@click.argument("letter_id", metavar="ID")
+@backend_options
+def deadletter_show(
+    processor_ref: str, letter_id: str, redis_url: str | None, redis_password_file: str | None
+) -> None:
+    """Show one dead letter: the original record (raw fields when it does not decode),
+    the error, the source partition and entry, and when it failed; as JSON."""
+    from runnel.admin import Admin
+
+    app, name = _load_processor(processor_ref, redis_url, redis_password_file)
+    admin = Admin(app)
+    letter = _admin(app, lambda: admin.dead_letter(name, letter_id))
+    click.echo(json.dumps(letter.model_dump(mode="json"), indent=2))
+
+
+def _confirmed(action: str, count: int, yes: bool) -> bool:
+    if yes or count == 0:
+        return True
+    if not sys.stdin.isatty():
+        raise click.ClickException(f"{action} {count} dead letter(s)? add --yes to confirm")
+    return click.confirm(f"{action} {count} dead letter(s)?", default=False)
+
+
+@deadletter.command("replay")
+@click.argument("processor_ref", metavar="PROCESSOR")
+@_letter_filters
+@backend_options
+def deadletter_replay(
+    processor_ref: str,
+    partition: int | None,
+    error_type: str | None,
+    since: Any,
+    until: Any,
+    limit: int,
+    ids: tuple[str, ...],
+    redis_url: str | None,
+    redis_password_file: str | None,
+) -> None:
+    """Send the selected dead letters back to their source partitions, each at most once.
+
+    A replayed entry goes to the end of its partition: it is processed after every event
+    sent since it failed, later events of the same key included.
+    """
+    from runnel.admin import Admin
+
+    app, name = _load_processor(processor_ref, redis_url, redis_password_file)
+    admin = Admin(app)
+
+    async def run() -> Any:
+        letters = await _select_letters(
+            admin, name, partition, error_type, since, until, limit, ids
+        )
+        return await admin.replay(name, letters)
+
+    report = _admin(app, run)
+    for letter, new_id in zip(report.replayed, report.new_ids, strict=True):
+        click.echo(f"replayed {letter.id} to {letter.stream}.{letter.source_partition} as {new_id}")
+    for letter_id in report.already_replayed:
+        click.echo(f"{letter_id} was replayed before: not sent again")
+    click.echo(f"{len(report.replayed)} replayed; {report.ordering}")
+
+
+@deadletter.command("purge")
+@click.argument("processor_ref", metavar="PROCESSOR")
+@_letter_filters
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@backend_options
+def deadletter_purge(
+    processor_ref: str,
+    partition: int | None,
+    error_type: str | None,
+    since: Any,
+    until: Any,
+    limit: int,
+    ids: tuple[str, ...],
+    yes: bool,
+    redis_url: str | None,
+    redis_password_file: str | None,
+) -> None:
+    """Delete the selected dead letters (asks first, unless --yes)."""
+    from runnel.admin import Admin
+
+    app, name = _load_processor(processor_ref, redis_url, redis_password_file)
+    admin = Admin(app)
+
+    async def run() -> int:
+        letters = await _select_letters(
+            admin, name, partition, error_type, since, until, limit, ids
+        )
+        if not _confirmed("purge", len(letters), yes):
+            raise click.Abort()
+        return int(await admin.purge(name, letters))
+
+    click.echo(f"purged {_admin(app, run)} dead letter(s)")
+
+
+@cli.command()
+@click.argument("stream_ref", metavar="STREAM")
+@click.option("--partition", "partitions", multiple=True, type=int, help="Repeat; default all.")
+@click.option(
+    "--from",
+    "start",
+    default=None,
+    help="Entry id or ISO time to start at, or 'earliest' (default: only new entries).",
+)
+@click.option("--follow", "-f", is_flag=True, help="Keep waiting for new entries.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@backend_options
+def tail(
+    stream_ref: str,
+    partitions: tuple[int, ...],
+    start: str | None,
+    follow: bool,
+    as_json: bool,
+    redis_url: str | None,
+    redis_password_file: str | None,
+) -> None:
+    """Print STREAM's entries (module.path:attribute), decoded, without joining any group."""
+    from runnel.admin import Admin
+
+    stream = _load_stream(stream_ref, redis_url, redis_password_file)
+    app = cast("App", stream.app)
+    admin = Admin(app)
+
+    async def run() -> None:
+        try:
+            async for item in admin.tail(stream.name, list(partitions) or None, start, follow):
+                if as_json:
+                    click.echo(item.model_dump_json())
+                elif item.record is not None:
+                    click.echo(f"{item.partition} {item.id} {json.dumps(item.record)}")
+                else:
+                    click.echo(f"{item.partition} {item.id} UNDECODABLE {item.decode_error}")
+        finally:
+            await app.close()
+
+    try:
+        asyncio.run(run())
+    except KeyboardInterrupt:
+        return
+    except click.ClickException:
+        raise
+    except Exception as exc:
+        raise click.ClickException(describe_error(exc)) from exc

@@ -107,21 +107,58 @@ def settings_problem(exc: BaseException, options: Mapping[str, str] | None = Non
 
 
 def load_processor(ref: str) -> tuple[App, str]:
-    """The App that registered the processor ``module:function``, and the processor's name.
+    """The App that registered the processor ``module:name``, and the processor's name.
 
-    The App is found among the module's attributes; ``function`` may also be a processor's
-    registered name.
+    ``name`` is a processor's registered name, or the name of a function in the module
+    registered as exactly one processor of an App of the module. A function registered
+    as several processors is ambiguous: the error lists their names.
     """
     from runnel.app import App
 
-    func = load_reference(ref, object, "a processor function")
+    if ":" not in ref:
+        raise click.BadParameter(f"{ref!r} is not of the form module.path:processor")
     module_name, _, attr = ref.partition(":")
-    for value in vars(sys.modules[module_name]).values():
-        if isinstance(value, App):
-            for spec in value.processors.values():
-                if spec.func is func or spec.name == attr:
-                    return value, spec.name
-    raise click.BadParameter(f"{ref!r} is not a processor registered on an App in its module")
+    module = load_reference(f"{module_name}:__name__", str, "a module")
+    del module
+    apps = [v for v in vars(sys.modules[module_name]).values() if isinstance(v, App)]
+    apps = list({id(app): app for app in apps}.values())
+    for app in apps:
+        if attr in app.processors:
+            return app, attr
+    func = getattr(sys.modules[module_name], attr, None)
+    found = [
+        (app, spec.name)
+        for app in apps
+        for spec in app.processors.values()
+        if func is not None and spec.func is func
+    ]
+    if len(found) == 1:
+        return found[0]
+    if len(found) > 1:
+        names = ", ".join(f"{module_name}:{name}" for _, name in found)
+        raise click.BadParameter(
+            f"{ref!r} is registered as {len(found)} processors; name one: {names}"
+        )
+    known = sorted(f"{module_name}:{name}" for app in apps for name in app.processors)
+    raise click.BadParameter(
+        f"{ref!r} is not a processor registered on an App in its module"
+        + (f"; known: {', '.join(known)}" if known else " (it declares none)")
+    )
+
+
+def load_app(ref: str) -> App:
+    """The App ``module:attribute``, or the only App of ``module`` when no attribute is given."""
+    from runnel.app import App
+
+    if ":" in ref:
+        return load_reference(ref, App, "a runnel App")
+    load_reference(f"{ref}:__name__", str, "a module")
+    apps = list({id(v): v for v in vars(sys.modules[ref]).values() if isinstance(v, App)}.values())
+    if len(apps) != 1:
+        raise click.BadParameter(
+            f"module {ref!r} holds {len(apps)} Apps: name one as {ref}:attribute"
+        )
+    return apps[0]
 
 
 OPTION_NAMES = {"http_address": "--http"}

@@ -5,6 +5,6 @@ Example:
 """
 
 from runnel.interfaces import Middleware
-from runnel.middleware.dead_letter import DeadLetterMiddleware
+from runnel.middleware.dead_letter import DeadLetterMiddleware, UndecodableLetter
 
-__all__ = ["DeadLetterMiddleware", "Middleware"]
+__all__ = ["DeadLetterMiddleware", "Middleware", "UndecodableLetter"]

@@ -80,6 +80,7 @@ class Executor:
         self.consumers: dict[int, asyncio.Task[None]] = {}
         self.quarantined: set[int] = set()
         self._unrecorded: dict[int, bytes] = {}  # quarantines not yet written durably
+        self._halts: dict[int, bytes] = {}  # partitions that halted the worker, to record
         self._room = asyncio.Event()
         self.acker = Acker(backend.log, spec.name, self.clock)
         # What a consumer calls for every event it is done with: the acker's own method,
@@ -186,6 +187,12 @@ class Executor:
             await self.acker.flush()
         except Exception as exc:
             log.error("final acknowledgement flush of %s failed: %s", self.spec.name, exc)
+        if self._halts:
+            halts = {quarantine_field(n): record for n, record in self._halts.items()}
+            try:
+                await self.backend.kv.hash_set(self.keys.halts(self.spec.name), halts)
+            except Exception as exc:
+                log.error("could not record what halted %s: %s", self.spec.name, safe_repr(exc))
 
     # ------------------------------------------------------------------ holdings (coordinator)
 
@@ -340,7 +347,14 @@ class Executor:
         self.lose(number)
 
     def halt(self, error: BaseException, partition: Partition) -> None:
-        """HALT policy: stop the whole worker with a non-zero exit."""
+        """HALT policy: stop the whole worker with a non-zero exit.
+
+        What halted it is written to ``__halt:...`` when the executor stops (operators see
+        it in ``runnel status``; a skip or a reset of the partition removes it).
+        """
+        self._halts[partition.number] = quarantine_record(
+            partition.number, None, describe(error), self.clock.wall().isoformat(), self.worker_id
+        )
         self._halt(error, f"{self.spec.name} on {partition.stream}.{partition.number}")
 
     async def quarantine(

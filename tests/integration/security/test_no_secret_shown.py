@@ -16,12 +16,15 @@ import pytest
 from runnel import App
 from runnel._redact import redact_url
 from runnel.errors import RunnelError
+from tests.kit import needs_tls_key_password
 
 from ..engine.apps import ordering
 from ..engine.apps.common import Tick
 from ..engine.conftest import Spawn
 from ..engine.harness import APPS, process_env, runnel, wait_for
 from .conftest import Tls
+
+pytestmark = needs_tls_key_password
 
 SEND = f"{APPS}.ordering:ticks"
 APP = f"{APPS}.ordering:app"

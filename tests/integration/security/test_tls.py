@@ -14,12 +14,15 @@ import pytest
 from redis.asyncio import Redis
 
 from runnel.errors import BackendUnavailable
+from tests.kit import needs_tls_key_password
 
 from ..engine.apps import ordering
 from ..engine.apps.common import Tick
 from ..engine.conftest import Spawn
 from ..engine.harness import APPS, process_env, recorded, runnel, wait_for
 from .conftest import Tls
+
+pytestmark = needs_tls_key_password
 
 
 def _client(url: str) -> Redis:

@@ -25,6 +25,7 @@ from tests.contracts.bindings import Adapters, Bound, memory_adapters
 from tests.contracts.keyvalue_contract import KeyValueContract
 from tests.contracts.locks_contract import LocksContract
 from tests.contracts.membership_contract import MembershipContract
+from tests.contracts.streamadmin_contract import StreamAdminContract
 from tests.contracts.streamlog_contract import StreamLogContract
 from tests.contracts.transactions_contract import TransactionsContract
 
@@ -202,3 +203,7 @@ async def test_expired_strings_are_swept(clock: SimulatedClock, broker: MemoryBr
             await clock.advance(2.0)
     assert sum(await kv.exists([f"beat{n}" for n in range(1100)])) == 1089
     assert len(broker._keys) < 1100
+
+
+class TestMemoryStreamAdmin(Bound, StreamAdminContract):
+    """MemoryStreamLog honours the StreamAdmin contract."""

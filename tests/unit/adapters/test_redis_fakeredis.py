@@ -18,6 +18,7 @@ from tests.contracts.bindings import Adapters, Bound, redis_adapters
 from tests.contracts.keyvalue_contract import KeyValueContract
 from tests.contracts.locks_contract import LocksContract
 from tests.contracts.membership_contract import MembershipContract
+from tests.contracts.streamadmin_contract import StreamAdminContract
 from tests.contracts.streamlog_contract import StreamLogContract
 from tests.contracts.transactions_contract import TransactionsContract
 
@@ -70,3 +71,7 @@ class TestFakeRedisKeyValue(Bound, KeyValueContract):
 
 class TestFakeRedisMembership(Bound, MembershipContract):
     """Membership contract on fakeredis."""
+
+
+class TestFakeRedisStreamAdmin(Bound, StreamAdminContract):
+    """StreamAdmin contract on fakeredis."""

@@ -11,6 +11,7 @@ from runnel import App
 from runnel.adapters.redis._url import check_url, known_options
 from runnel.adapters.redis.client import make_client
 from runnel.errors import Misconfigured
+from tests.kit import needs_tls_key_password
 
 
 @pytest.mark.parametrize(
@@ -20,7 +21,10 @@ from runnel.errors import Misconfigured
         ("redis://h/0?sslcertreqs=none", "unknown Redis URL option 'sslcertreqs'"),
         ("redis://h/0?ssl_ca_certs=/ca.pem", "'ssl_ca_certs' needs a rediss:// (TLS) URL"),
         ("rediss://h/0?ssl_ca_certs=/no/ca.pem", "'ssl_ca_certs': no such file '/no/ca.pem'"),
-        ("rediss://h/0?ssl_ca_path=/no/such/dir", "'ssl_ca_path': no such directory"),
+        pytest.param(
+            "rediss://h/0?ssl_ca_path=/no/such/dir", "'ssl_ca_path': no such directory",
+            marks=needs_tls_key_password,
+        ),
         ("redis://h/notadb", "Redis URL path '/notadb' is not a database number"),
         ("redis://h/-1", "Redis URL path '/-1' is not a database number"),
         ("redis://h?db=two", "Redis URL option 'db' must be a database number, not 'two'"),
@@ -52,6 +56,7 @@ def test_good_urls_pass(tmp_path: Path) -> None:
         check_url(url)
 
 
+@needs_tls_key_password
 def test_turning_tls_checks_off_logs_a_warning(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, logger="runnel"):
         check_url("rediss://h/0?ssl_cert_reqs=none&ssl_password=secret-passphrase")
@@ -73,6 +78,7 @@ def test_the_client_is_not_built_from_a_bad_url_and_the_error_hides_secrets() ->
         _ = app.backend
 
 
+@needs_tls_key_password
 def test_every_known_option_is_accepted_by_the_installed_client() -> None:
     # The allow-list is filtered by what redis-py's pool and connection classes take.
     assert {"ssl_ca_certs", "ssl_password", "ssl_certfile", "ssl_keyfile"} <= known_options(
@@ -80,3 +86,19 @@ def test_every_known_option_is_accepted_by_the_installed_client() -> None:
     )
     assert "socket_timeout" in known_options("unix")
     assert not {o for o in known_options("redis") if o.startswith("ssl_")}
+
+
+def test_an_option_the_installed_client_cannot_take_is_named_as_such(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # As with redis-py releases whose asyncio client takes no TLS key passphrase.
+    from runnel.adapters.redis import _url
+
+    older = frozenset(known_options("rediss") - {"ssl_password"})
+    monkeypatch.setattr(_url, "known_options", lambda scheme: older)
+    with pytest.raises(Misconfigured) as refused:
+        check_url("rediss://h/0?ssl_password=kp-456")
+    message = str(refused.value)
+    assert "option 'ssl_password' is not supported by the installed redis-py" in message
+    assert "did you mean" not in message
+    assert "kp-456" not in message

@@ -153,6 +153,19 @@ class Stream:
         i = bisect_left(self._ids, sid, self._head)
         return self._fields[i] if i < len(self._ids) and self._ids[i] == sid else None
 
+    def remove(self, sid: StreamId) -> bool:
+        """Delete entry ``sid`` (XDEL); False if it is not stored."""
+        i = bisect_left(self._ids, sid, self._head)
+        if i >= len(self._ids) or self._ids[i] != sid:
+            return False
+        del self._ids[i]
+        del self._fields[i]
+        return True
+
+    def first_entry_id(self) -> StreamId | None:
+        """The id of the oldest entry still stored, if any."""
+        return self._ids[self._head] if len(self) else None
+
     def between(
         self, low: StreamId, high: StreamId, count: int | None = None
     ) -> Iterator[tuple[StreamId, dict[bytes, bytes]]]:

@@ -41,6 +41,9 @@ from runnel.ports import (
     DeadLetter,
     Fence,
     GroupInfo,
+    GroupProbe,
+    GroupSnapshot,
+    KeyPeek,
     PendingEntry,
     ReadRequest,
 )
@@ -396,3 +399,78 @@ class MemoryStreamLog:
         """Number of entries in ``key`` (0 if missing)."""
         stream = self.broker.stream(key)
         return len(stream) if stream is not None else 0
+
+    # ------------------------------------------------------------------ operators
+
+    async def snapshot(self, probes: Sequence[GroupProbe]) -> list[GroupSnapshot]:
+        """Each probed partition's length, ends, group, oldest pending entry and lease."""
+        return [self._snapshot(probe) for probe in probes]
+
+    def _snapshot(self, probe: GroupProbe) -> GroupSnapshot:
+        stream = self.broker.stream(probe.key)
+        holder = self.broker.get_string(probe.lock_key)
+        left = self.broker.ttl(probe.lock_key) if holder is not None else None
+        if stream is None:
+            return GroupSnapshot(0, None, None, None, None, holder, left)
+        first, last = stream.first_entry_id(), stream.last_entry_id()
+        group = stream.groups.get(probe.group)
+        info = oldest = None
+        deliveries, idle = 0, None
+        if group is not None:
+            info = GroupInfo(
+                probe.group,
+                len(group.consumers),
+                len(group.pel),
+                group.last_delivered.encode(),
+                lag=stream.count_after(group.last_delivered),
+            )
+            for sid, nack in group.pel.since(MIN_ID):
+                oldest, deliveries = sid.encode(), nack.count
+                idle = max(0.0, self.broker.clock.now() - nack.delivered_at)
+                break
+        return GroupSnapshot(
+            len(stream),
+            first.encode() if first is not None else None,
+            last.encode() if last is not None else None,
+            info,
+            oldest,
+            holder,
+            left,
+            deliveries,
+            idle,
+        )
+
+    async def peek(self, keys: Sequence[str]) -> list[KeyPeek]:
+        """The value and time to live of each key."""
+        peeks: list[KeyPeek] = []
+        for key in keys:
+            try:
+                value = self.broker.get_string(key)
+            except BackendProtocolError:  # another type: no plain value
+                value = None
+            ttl = self.broker.ttl(key)
+            peeks.append(KeyPeek(value, None if ttl is None or ttl == float("inf") else ttl))
+        return peeks
+
+    async def move_group(
+        self, key: str, group: str, after: bytes, lock_key: str | None = None
+    ) -> None:
+        """Restart ``group`` after ``after`` with no pending entries; drop the lease."""
+        stream = self.broker.stream(key, create=True)
+        assert stream is not None
+        mark = stream.last_id if after == b"$" else parse_id(after)
+        if lock_key is not None:
+            self.broker.delete([lock_key])
+        stream.groups[group] = Group(last_delivered=mark)
+
+    async def count(self, key: str, start: bytes, end: bytes) -> int:
+        """How many entries of ``key`` have ids in ``[start, end]``."""
+        return len(await self.range(key, start, end))
+
+    async def delete_entries(self, key: str, ids: Sequence[bytes]) -> int:
+        """Delete the entries ``ids`` of ``key``; how many were there."""
+        sids = [parse_id(raw) for raw in ids]
+        stream = self.broker.stream(key)
+        if stream is None:
+            return 0
+        return sum(1 for sid in sids if stream.remove(sid))

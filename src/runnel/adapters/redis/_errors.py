@@ -33,6 +33,7 @@ from typing import Any, TypeVar
 from redis import exceptions as rex
 
 from runnel.errors import (
+    AuthenticationFailed,
     BackendError,
     BackendProtocolError,
     BackendUnavailable,
@@ -195,6 +196,10 @@ def translate(exc: BaseException) -> BackendError | PermissionDenied:
     if refused_permission(exc):
         return permission_denied(exc)
     message = str(exc)
+    if isinstance(exc, rex.AuthenticationError) or message.startswith(("WRONGPASS", "NOAUTH")):
+        return AuthenticationFailed(
+            f"Redis refused the credentials (wrong password or user name?): {message}"
+        )
     if isinstance(exc, (rex.ConnectionError, rex.TimeoutError, ConnectionError, TimeoutError)):
         return BackendUnavailable(f"Redis is unreachable or did not answer in time: {message}")
     if isinstance(exc, _UNAVAILABLE_REPLIES):

@@ -24,6 +24,8 @@ from runnel.domain.model import Entry
 from runnel.errors import BackendError, BackendProtocolError, Fenced, PermissionDenied
 from runnel.ports import (
     GroupInfo,
+    GroupSnapshot,
+    KeyPeek,
     MembershipRecord,
     MembershipWrite,
     PendingEntry,
@@ -455,3 +457,74 @@ def probe_refusals(raw: Any, probes: int) -> list[int]:
             raise _unexpected(f"a {{probe number in 1..{probes}, error}} pair", row)
         refused.append(pair[0] - 1)
     return refused
+
+
+def _slot_ok(raw: Any, missing: tuple[str, ...] = ()) -> Any:
+    """A pipeline slot's reply; None for a refusal naming a missing stream or group."""
+    if isinstance(raw, ResponseError):
+        message = str(raw)
+        if any(word in message for word in missing):
+            return None
+        raise translate(raw)
+    if isinstance(raw, Exception):
+        raise translate(raw)
+    return raw
+
+
+def ttl_seconds(raw: Any) -> float | None:
+    """PTTL in seconds; None for a key that is missing (-2) or never expires (-1).
+
+    Example:
+        >>> ttl_seconds(1500), ttl_seconds(-1), ttl_seconds(-2)
+        (1.5, None, None)
+    """
+    ms = as_int(raw)
+    return None if ms < 0 else ms / 1000
+
+
+def snapshot(raw: Sequence[Any], group: str) -> GroupSnapshot:
+    """One partition's replies of :meth:`RedisStreamLog.snapshot`, in its order:
+    XLEN, XRANGE - + COUNT 1, XREVRANGE + - COUNT 1, XINFO GROUPS, XPENDING - + 1 (the
+    oldest pending entry), GET lock, PTTL lock.
+
+    Example:
+        >>> snapshot([2, [(b"1-0", {})], [(b"2-0", {})],
+        ...           [{"name": b"g", "consumers": 1, "pending": 1,
+        ...             "last-delivered-id": b"1-0", "lag": 1}],
+        ...           [{"message_id": b"1-0", "consumer": b"p0",
+        ...             "time_since_delivered": 1500, "times_delivered": 3}],
+        ...           b"w:3", 900], "g").oldest_deliveries
+        3
+    """
+    if len(raw) != 7:
+        raise _unexpected("7 replies per partition", raw)
+    length = as_int(_slot_ok(raw[0]))
+    first = stream_entries(_slot_ok(raw[1]))
+    last = stream_entries(_slot_ok(raw[2]))
+    described = _slot_ok(raw[3], ("no such key", "requires the key to exist"))
+    found = [g for g in groups(described) if g.name == group] if described is not None else []
+    listed = _slot_ok(raw[4], ("NOGROUP", "no such key"))
+    oldest = pending_entries(listed)[:1] if listed is not None else []
+    holder = optional_bytes(_slot_ok(raw[5]))
+    return GroupSnapshot(
+        length=length,
+        first_id=first[0].id if first else None,
+        last_id=last[0].id if last else None,
+        group=found[0] if found else None,
+        oldest_pending=oldest[0].id if oldest else None,
+        holder=holder,
+        lease_left=ttl_seconds(_slot_ok(raw[6])) if holder is not None else None,
+        oldest_deliveries=oldest[0].delivery_count if oldest else 0,
+        oldest_idle=oldest[0].idle if oldest else None,
+    )
+
+
+def peek(value: Any, ttl: Any) -> KeyPeek:
+    """GET (a WRONGTYPE refusal reads as no value) and PTTL of one key.
+
+    Example:
+        >>> peek(b"w1", 2500)
+        KeyPeek(value=b'w1', ttl=2.5)
+    """
+    got = _slot_ok(value, ("WRONGTYPE",))
+    return KeyPeek(optional_bytes(got), ttl_seconds(_slot_ok(ttl)))

@@ -22,6 +22,7 @@ import inspect
 import logging
 import os
 from functools import cache
+from importlib import metadata
 from typing import Final
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -170,9 +171,21 @@ def check_url(url: str) -> None:
 def _unknown(name: str, scheme: str, known: frozenset[str]) -> str:
     if scheme != "rediss" and name in TLS_OPTIONS:
         return f"Redis URL option {name!r} needs a rediss:// (TLS) URL"
+    if name in COMMON_OPTIONS or (scheme == "rediss" and name in TLS_OPTIONS):
+        return (
+            f"Redis URL option {name!r} is not supported by the installed redis-py "
+            f"{_redis_version()}: its asyncio client does not take it (a newer redis-py does)"
+        )
     close = difflib.get_close_matches(name, sorted(known | TLS_OPTIONS), n=1, cutoff=0.75)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     return f"unknown Redis URL option {name!r}{hint}"
+
+
+def _redis_version() -> str:
+    try:
+        return metadata.version("redis")
+    except metadata.PackageNotFoundError:  # pragma: no cover - redis-py runs this module
+        return "(version unknown)"
 
 
 def _check_value(name: str, value: str) -> None:

@@ -13,9 +13,12 @@ Roles:
     ``Stream.send``, ``runnel send`` and ``sendmany``: the append script, the stream
     metadata and the consumer groups it creates on first use.
 ``worker``
-    ``runnel worker``: everything a worker runs, in its scripts and outside them.
+    ``runnel worker``: everything a worker runs, in its scripts and outside them; and the
+    read-only operators' commands (``runnel status``, ``tail``, ``deadletter list``).
 ``admin``
-    The worker's rights plus ``XGROUP DESTROY``, for ``runnel processor reset``.
+    The worker's rights plus what operators' commands that move or delete run: ``XGROUP
+    DESTROY`` (``runnel processor reset``, ``runnel processor skip`` of an undelivered
+    entry) and ``XDEL`` (``runnel deadletter purge``).
 
 ``info`` lets workers check at start-up that Redis persists writes and evicts no keys;
 it shows server statistics, no secrets. ``CONFIG GET`` would also do, but it reads
@@ -80,11 +83,13 @@ WORKER: Final = (
     "pttl",
     "hset",
     "hdel",
+    # runnel status (the newest entry of each partition; read-only)
+    "xrevrange",
     # the durability check (statistics only; CONFIG would expose the server's secrets)
     "info",
 )
 
-ADMIN: Final = (*WORKER, "xgroup|destroy")
+ADMIN: Final = (*WORKER, "xgroup|destroy", "xdel")
 
 COMMANDS: Final[dict[Role, tuple[str, ...]]] = {
     "sender": SENDER,
@@ -108,7 +113,7 @@ def acl_rules(app: str, role: Role) -> list[str]:
 
     Example:
         >>> acl_rules("shop", "admin")[-1]
-        '+xgroup|destroy'
+        '+xdel'
     """
     if role not in COMMANDS:
         raise ValueError(f"unknown role {role!r}: expected one of {', '.join(ROLES)}")

@@ -43,6 +43,9 @@ from runnel.ports import (
     Commit,
     DeadLetter,
     GroupInfo,
+    GroupProbe,
+    GroupSnapshot,
+    KeyPeek,
     PendingEntry,
     ReadRequest,
 )
@@ -120,6 +123,7 @@ class RedisStreamLog:
         self._append = register(client, "append")
         self._exchange = register(client, "exchange")
         self._commit = register(client, "commit")
+        self._count = register(client, "count")
         self._block_slice = block_slice_ms(client)
 
     async def append(
@@ -343,3 +347,79 @@ class RedisStreamLog:
                 if refused_permission(exc) or await self._client.exists(key):
                     raise
                 return False
+
+    # ------------------------------------------------------------------ operators
+
+    async def snapshot(self, probes: Sequence[GroupProbe]) -> list[GroupSnapshot]:
+        """Each probed partition's summaries, in one pipeline (see :func:`_replies.snapshot`)."""
+        if not probes:
+            return []
+        with translated():
+            async with self._client.pipeline(transaction=False) as pipe:
+                for probe in probes:
+                    pipe.xlen(probe.key)
+                    pipe.xrange(probe.key, "-", "+", count=1)
+                    pipe.xrevrange(probe.key, "+", "-", count=1)
+                    pipe.xinfo_groups(probe.key)
+                    pipe.xpending_range(probe.key, probe.group, min="-", max="+", count=1)
+                    pipe.get(probe.lock_key)
+                    pipe.pttl(probe.lock_key)
+                raw = await pipe.execute(raise_on_error=False)
+            for i, probe in enumerate(probes):
+                self._note_refusals(raw[7 * i : 7 * i + 7], [probe.key, probe.lock_key])
+            return [
+                _replies.snapshot(raw[7 * i : 7 * i + 7], probe.group)
+                for i, probe in enumerate(probes)
+            ]
+
+    def _note_refusals(self, replies: Sequence[object], keys: Sequence[str]) -> None:
+        """Name the keys of a pipeline's refused slots (Redis names only the command)."""
+        for reply in replies:
+            if isinstance(reply, ResponseError) and refused_permission(reply):
+                note_refusal(reply, Refusal(keys=tuple(keys), user=user_of(self._client)))
+
+    async def peek(self, keys: Sequence[str]) -> list[KeyPeek]:
+        """GET and PTTL of each key, in one pipeline."""
+        if not keys:
+            return []
+        with translated():
+            async with self._client.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.get(key)
+                    pipe.pttl(key)
+                raw = await pipe.execute(raise_on_error=False)
+            for i, key in enumerate(keys):
+                self._note_refusals(raw[2 * i : 2 * i + 2], [key])
+            return [_replies.peek(raw[2 * i], raw[2 * i + 1]) for i in range(len(keys))]
+
+    async def move_group(
+        self, key: str, group: str, after: bytes, lock_key: str | None = None
+    ) -> None:
+        """``DEL`` the lease, ``XGROUP DESTROY`` and ``XGROUP CREATE ... MKSTREAM``: one
+        ``MULTI``/``EXEC``, so no worker ever finds the group missing in between."""
+        with translated(), _noting(self._client, [key] + ([lock_key] if lock_key else [])):
+            async with self._client.pipeline(transaction=True) as pipe:
+                if lock_key is not None:
+                    pipe.delete(lock_key)
+                pipe.exists(key)
+                pipe.xgroup_destroy(key, group)
+                pipe.xgroup_create(key, group, after, mkstream=True)
+                raw = await pipe.execute(raise_on_error=False)
+            created = raw[-1]
+            if isinstance(created, Exception):
+                raise translate(created)
+            exists, destroyed = raw[-3], raw[-2]
+            if isinstance(destroyed, Exception) and exists:
+                raise translate(destroyed)
+
+    async def count(self, key: str, start: bytes, end: bytes) -> int:
+        """``count.lua``: the length of ``XRANGE key start end`` (the stream is capped)."""
+        with translated(), _noting(self._client, [key]):
+            return _replies.as_int(await self._count(keys=[key], args=[start, end]))
+
+    async def delete_entries(self, key: str, ids: Sequence[bytes]) -> int:
+        """XDEL."""
+        if not ids:
+            return 0
+        with translated():
+            return _replies.as_int(await self._client.xdel(key, *ids))

@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import inspect
 import logging
@@ -28,9 +29,10 @@ from pydantic import TypeAdapter, ValidationError
 
 from runnel.adapters.hashers import Hasher, is_default_hasher
 from runnel.codec import state_spec
-from runnel.container import Container, prometheus_installed
+from runnel.container import Container, key_layout, prometheus_installed
 from runnel.domain.hashing import HASH_VERSION
 from runnel.domain.health import StuckThresholds
+from runnel.domain.keys import KeyLayout
 from runnel.domain.model import TrimMode
 from runnel.domain.policy import ExceptionPolicy
 from runnel.domain.transactions import GUARANTEES, Guarantee
@@ -133,6 +135,17 @@ class App:
 
     def __repr__(self) -> str:
         return f"<App {self.name} backend={self.settings.redacted_url()}>"
+
+    @property
+    def key_layout(self) -> KeyLayout:
+        """How the backend's keys are named: ``cluster`` for a ``redis+cluster://`` URL
+        (hash-tagged, see ``docs/architecture.md``), else ``single``.
+
+        Example:
+            >>> App(name="doc-layout", redis_url="memory://doc-layout").key_layout
+            'single'
+        """
+        return key_layout(self.settings.redis_url)
 
     @property
     def backend(self) -> Backend:
@@ -590,6 +603,17 @@ class App:
         self.container.settings.override(self.settings)
         self.container.reset_singletons()
         self._forget_backend()
+        self._relayout()
+
+    def _relayout(self) -> None:
+        """Rename every stream's keys for the current URL's key layout, if it changed."""
+        layout = self.key_layout
+        for stream in self.streams.values():
+            stream._use_layout(layout)
+        for name, spec in self.processors.items():
+            current = self.streams[spec.stream.name].spec
+            if spec.stream is not current:
+                self.processors[name] = dataclasses.replace(spec, stream=current)
 
     def processor_specs(self, names: Iterable[str] | None = None) -> list[ProcessorSpec]:
         """The specs of the processors called ``names`` (every processor when None).
@@ -644,6 +668,7 @@ class App:
             backend=backend,
             leadership_poll_interval=self.settings.leadership_poll_interval / 1000.0,
             where=self.settings.redacted_url(),
+            key_layout=self.key_layout,
             metrics=self.metrics,
             tracing=self.container.tracing(),
             checks=PartitionChecks(

@@ -35,6 +35,7 @@ from runnel.adapters.memory.membership import MemoryMembership
 from runnel.adapters.memory.streams import MemoryStreamLog
 from runnel.adapters.serializers import serializer_named
 from runnel.adapters.system_clock import SystemClock
+from runnel.domain.keys import KeyLayout
 from runnel.errors import Misconfigured
 from runnel.ports import Backend
 from runnel.settings import Settings
@@ -61,13 +62,41 @@ def redis_password(settings: Settings) -> str | None:
 
 
 def backend_kind(url: str) -> str:
-    """``memory`` for ``memory://`` URLs, ``redis`` for redis://, rediss:// and unix://.
+    """``memory`` for ``memory://`` URLs, ``redis`` for every Redis URL (one server, a
+    cluster or a Sentinel-managed primary).
 
     Example:
         >>> backend_kind("rediss://h:6380"), backend_kind("memory://x")
         ('redis', 'memory')
     """
     return "memory" if url.lower().startswith("memory://") else "redis"
+
+
+CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
+"""URL schemes of a Redis Cluster (the cluster key layout)."""
+
+SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
+"""URL schemes of a Sentinel-managed primary (the single-server key layout)."""
+
+
+def url_scheme(url: str) -> str:
+    """The lower-case scheme of ``url`` (empty when it has none).
+
+    Example:
+        >>> url_scheme("Redis+Cluster://h:7000")
+        'redis+cluster'
+    """
+    return url.split("://", 1)[0].lower() if "://" in url else ""
+
+
+def key_layout(url: str) -> KeyLayout:
+    """``cluster`` for a Redis Cluster URL, ``single`` for every other backend.
+
+    Example:
+        >>> key_layout("redis+cluster://h:7000,h:7001"), key_layout("redis://h")
+        ('cluster', 'single')
+    """
+    return "cluster" if url_scheme(url) in CLUSTER_SCHEMES else "single"
 
 
 def memory_name(url: str) -> str:
@@ -113,24 +142,61 @@ async def nothing_to_close() -> None:
 # redis-py is imported only when a Redis backend is built: an App on the memory backend, a
 # command that never reaches Redis and `import runnel` do not pay for it.
 def _redis_client(url: str, pool_size: int, password: str | None = None) -> Redis:
+    """The client the URL's scheme asks for: one server, a Sentinel-managed primary, or a
+    Redis Cluster (a ``RedisCluster``, which the cluster adapters take)."""
+    scheme = url_scheme(url)
+    if scheme in CLUSTER_SCHEMES:
+        from runnel.adapters.redis.cluster import make_cluster_client
+
+        return make_cluster_client(url, pool_size, password=password)  # type: ignore[return-value]
+    if scheme in SENTINEL_SCHEMES:
+        from runnel.adapters.redis.sentinel import make_sentinel_client
+
+        return make_sentinel_client(url, pool_size, password=password)
     from runnel.adapters.redis.client import make_client
 
     return make_client(url, pool_size, password=password)
 
 
-def _redis_stream_log(client: Redis) -> RedisStreamLog:
+def _on_cluster(client: object) -> bool:
+    from runnel.adapters.redis.cluster import RunnelRedisCluster
+
+    return isinstance(client, RunnelRedisCluster)
+
+
+def _redis_stream_log(
+    client: Redis, wait_replicas: int = 0, wait_timeout: float = 1.0
+) -> RedisStreamLog:
+    if _on_cluster(client):
+        if wait_replicas:
+            raise Misconfigured("redis_wait_replicas is not supported on Redis Cluster")
+        from runnel.adapters.redis.cluster import ClusterStreamLog
+
+        return ClusterStreamLog(client)  # type: ignore[arg-type]
+    if wait_replicas:
+        from runnel.adapters.redis.replicated import ReplicatedStreamLog
+
+        return ReplicatedStreamLog(client, wait_replicas, wait_timeout)
     from runnel.adapters.redis.streams import RedisStreamLog
 
     return RedisStreamLog(client)
 
 
 def _redis_locks(client: Redis) -> RedisPartitionLocks:
+    if _on_cluster(client):
+        from runnel.adapters.redis.cluster import ClusterPartitionLocks
+
+        return ClusterPartitionLocks(client)  # type: ignore[arg-type]
     from runnel.adapters.redis.locks import RedisPartitionLocks
 
     return RedisPartitionLocks(client)
 
 
 def _redis_kv(client: Redis) -> RedisKeyValue:
+    if _on_cluster(client):
+        from runnel.adapters.redis.cluster import ClusterKeyValue
+
+        return ClusterKeyValue(client)  # type: ignore[arg-type]
     from runnel.adapters.redis.keyvalue import RedisKeyValue
 
     return RedisKeyValue(client)
@@ -218,7 +284,16 @@ class Container(containers.DeclarativeContainer):
     kind = providers.Callable(backend_kind, settings.provided.redis_url)
 
     # Each port: the Redis adapter on the shared client, or the memory one on the broker.
-    stream_log = _port(kind, redis_client, memory_broker, _redis_stream_log, MemoryStreamLog)
+    stream_log = _by_kind(
+        kind,
+        providers.Singleton(
+            _redis_stream_log,
+            redis_client,
+            settings.provided.redis_wait_replicas,
+            settings.provided.redis_wait_timeout,
+        ),
+        providers.Singleton(MemoryStreamLog, memory_broker),
+    )
     locks = _port(kind, redis_client, memory_broker, _redis_locks, MemoryPartitionLocks)
     kv = _port(kind, redis_client, memory_broker, _redis_kv, MemoryKeyValue)
     membership = _port(kind, redis_client, memory_broker, _redis_membership, MemoryMembership)

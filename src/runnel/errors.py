@@ -15,6 +15,7 @@
     ├── BackendError
     │   ├── BackendUnavailable            connection and timeout problems
     │   │   └── AuthenticationFailed      Redis refused the user name or password
+    │   ├── NotReplicated                 a write fewer replicas confirmed than required
     │   ├── BackendProtocolError          Redis refused, or answered in an unexpected shape
     │   │   └── GroupMissing              a consumer group (or its stream) does not exist
     │   ├── Fenced                        a stale owner's read or ack was refused
@@ -100,6 +101,16 @@ class BackendUnavailable(BackendError):
 
 class AuthenticationFailed(BackendUnavailable):
     """Redis refused the credentials (wrong password or user name, or none given)."""
+
+
+class NotReplicated(BackendError):
+    """A write reached the primary, but fewer replicas than ``redis_wait_replicas``
+    confirmed it in time: a failover now could lose it. Sending it again may duplicate it."""
+
+    def __init__(self, message: str, replicas: int = 0) -> None:
+        super().__init__(message)
+        self.replicas = replicas
+        """How many replicas did confirm the write."""
 
 
 class BackendProtocolError(BackendError):

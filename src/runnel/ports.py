@@ -63,12 +63,15 @@ class Cap:
     ``lossless``: refuse (:class:`runnel.errors.BackpressureError`, nothing written) when
     trimming to ``maxlen`` would remove an entry some consumer group of the stream has not
     acknowledged (never delivered, or still pending). ``lossy``: trim exactly to ``maxlen``
-    anyway and add the number of such entries removed to the counter at ``lost_key``.
+    anyway and add the number of such entries removed to the counter at ``lost_key``, or
+    at ``lost_keys[stream key]`` when given (each partition counting its own, as in the
+    cluster key layout).
     """
 
     maxlen: int
     mode: Literal["lossless", "lossy"]
     lost_key: str
+    lost_keys: Mapping[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -55,7 +55,10 @@ class Settings(BaseSettings):
     )
 
     redis_url: str = "redis://127.0.0.1:6379"
-    """Backend URL: ``redis://``, ``rediss://`` (TLS), ``unix://`` or ``memory://[name]``.
+    """Backend URL: ``redis://``, ``rediss://`` (TLS), ``unix://``,
+    ``redis+cluster://host:port[,host:port...]`` (Redis Cluster),
+    ``redis+sentinel://host:port[,host:port...]/service`` (a Sentinel-managed primary) or
+    ``memory://[name]``.
 
     Options of the Redis client go in its query string (``?ssl_ca_certs=/etc/ca.pem``);
     an unknown option, a missing file or a bad db number is refused before any I/O.
@@ -64,6 +67,17 @@ class Settings(BaseSettings):
     """Password of the Redis user, when it is not in ``redis_url``
     (``RUNNEL_REDIS_PASSWORD``; the CLI also reads it from ``--redis-password-file``), so
     that it appears in no URL, process list or log line. Give it in one place only."""
+    redis_wait_replicas: int = Field(default=0, ge=0)
+    """Replicas that must confirm a write before it counts (0: do not wait, the default).
+
+    Above 0, every send waits (Redis ``WAIT``) until this many replicas have its events,
+    and fails with :class:`~runnel.errors.NotReplicated` if they do not within
+    ``redis_wait_timeout``; every fetch round (acknowledgements, reads) waits the same way
+    and logs a warning when it falls short. It narrows what a failover can lose, at the
+    cost of a round trip per call and the replicas' lag (docs/architecture.md). Not on
+    Redis Cluster."""
+    redis_wait_timeout: float = Field(default=1.0, gt=0)
+    """Seconds a write waits for ``redis_wait_replicas`` replicas."""
     log_format: Literal["console", "json"] = "console"
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
     autodiscover: str | None = None
@@ -173,10 +187,19 @@ class Settings(BaseSettings):
     @classmethod
     def _known_scheme(cls, value: str) -> str:
         scheme = value.split("://", 1)[0].lower() if "://" in value else ""
-        if scheme not in {"redis", "rediss", "unix", "memory"}:
+        if scheme not in {
+            "redis",
+            "rediss",
+            "unix",
+            "memory",
+            "redis+cluster",
+            "rediss+cluster",
+            "redis+sentinel",
+            "rediss+sentinel",
+        }:
             raise ValueError(
                 f"unsupported backend URL {redact_url(value)!r}: expected redis://, "
-                "rediss://, unix:// or memory://[name]"
+                "rediss://, unix://, redis+cluster://, redis+sentinel:// or memory://[name]"
             )
         return value
 

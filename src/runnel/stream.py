@@ -12,13 +12,14 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any, Generic, Protocol, TypeVar
 
 from runnel import context
 from runnel.adapters.hashers import Hasher
 from runnel.codec import RecordCodec
-from runnel.domain.keys import Keys
+from runnel.domain.keys import KeyLayout, Keys
 from runnel.domain.model import Partition, TrimMode
 from runnel.errors import Misconfigured
 from runnel.interfaces import Compressor, Serializer
@@ -48,6 +49,11 @@ class StreamHome(Protocol):
     @property
     def backend(self) -> Backend:
         """The ports the App talks through."""
+        ...
+
+    @property
+    def key_layout(self) -> KeyLayout:
+        """How the backend's keys are named (``single`` or ``cluster``)."""
         ...
 
     def reconfigure(self, **updates: Any) -> None:
@@ -130,7 +136,7 @@ class Stream(Generic[R]):
         self.trim_mode: TrimMode = trim_mode
         self.kept_by: tuple[str, ...] = ()
         """Consumer groups that hold entries without processing them (a dead-letter sink's)."""
-        self.keys = Keys(app.name, name)
+        self.keys = Keys(app.name, name, app.key_layout)
         self.codec: RecordCodec[R] = RecordCodec(
             record, serializer, compressor, app.settings.decode_limits()
         )
@@ -152,6 +158,14 @@ class Stream(Generic[R]):
 
     def __repr__(self) -> str:
         return f"<Stream {self.app.name}.{self.name} partitions={self.partition_count}>"
+
+    def _use_layout(self, layout: KeyLayout) -> None:
+        """Name the stream's keys in ``layout`` (when the App's backend URL changes)."""
+        if self.keys.layout == layout:
+            return
+        self.keys = Keys(self.app.name, self.name, layout)
+        self.spec = dataclasses.replace(self.spec, keys=self.keys)
+        self._partition_keys = self.spec.partition_keys
 
     # ------------------------------------------------------------------ routing
 

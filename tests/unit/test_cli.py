@@ -451,8 +451,8 @@ def test_worker_with_an_unsupported_redis_url_says_so_in_one_line(
     assert cleanly(result), result.exception
     assert result.output == (
         f"Error: invalid settings for app '{user_module.app_name}': --redis-url: unsupported "
-        "backend URL 'ftp://admin:***@files': expected redis://, rediss://, unix:// or "
-        "memory://[name]\n"
+        "backend URL 'ftp://admin:***@files': expected redis://, rediss://, unix://, "
+        "redis+cluster://, redis+sentinel:// or memory://[name]\n"
     )
 
 

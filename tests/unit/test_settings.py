@@ -288,7 +288,7 @@ def test_an_unsupported_url_scheme_names_the_schemes_and_hides_the_password(url:
 
     for message in (str(direct.value), str(via_app.value)):
         assert "unsupported backend URL" in message
-        assert "expected redis://, rediss://, unix:// or memory://[name]" in message
+        assert "unix://, redis+cluster://, redis+sentinel:// or memory://[name]" in message
         assert PASSWORD not in message
 
 

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from runnel.domain.keys import Keys, leader_epoch_key, leader_key, schedule_key
+from runnel.domain.keys import KeyLayout, Keys, leader_epoch_key, leader_key, schedule_key
 
 Kind = Literal[
     "stream",
@@ -59,7 +59,10 @@ class ProcessorKeys:
 
 
 def worker_access(
-    app: str, processors: Sequence[ProcessorKeys], leader_tasks: Iterable[str] = ()
+    app: str,
+    processors: Sequence[ProcessorKeys],
+    leader_tasks: Iterable[str] = (),
+    layout: KeyLayout = "single",
 ) -> list[Access]:
     """Every kind of key a worker of ``app`` touches, with one key of each (deduplicated).
 
@@ -85,6 +88,9 @@ def worker_access(
         ]
         for sink in p.sinks:
             found += [Access("sink", sink.stream(0)), Access("meta", sink.meta())]
-    found += [Access("leader", leader_key(app)), Access("leader_epoch", leader_epoch_key(app))]
+    found += [
+        Access("leader", leader_key(app, layout)),
+        Access("leader_epoch", leader_epoch_key(app, layout)),
+    ]
     found += [Access("schedule", schedule_key(app, task)) for task in leader_tasks]
     return list(dict.fromkeys(found))

@@ -302,6 +302,13 @@ CATALOGUE: Final = _specs(
         "send that waits counts every retry).",
         STREAM,
     ),
+    MetricSpec(
+        "runnel_sends_not_replicated_total",
+        C,
+        "Sends whose events reached the primary but fewer replicas than "
+        "redis_wait_replicas confirmed in time (NotReplicated).",
+        STREAM,
+    ),
     # ------------------------------------------------------------ worker
     MetricSpec(
         "runnel_leader",

@@ -201,7 +201,7 @@ class Executor:
         if number in self.feeds:
             return
         key = self.keys.stream(number)
-        fence = Fence(lease.key, lease.token, self.keys.fenced(self.spec.name))
+        fence = Fence(lease.key, lease.token, self.keys.fenced_counter(self.spec.name, number))
         feed = PartitionFeed(
             Partition(self.stream.name, number),
             key,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from runnel.domain.keys import leader_epoch_key, leader_key, schedule_key
+from runnel.domain.keys import KeyLayout, leader_epoch_key, leader_key, schedule_key
 from runnel.domain.leases import LeaseClock
 from runnel.errors import BackendError
 from runnel.ports import Backend, Lease
@@ -25,9 +25,15 @@ class Leadership:
     """Elects and keeps this worker as the app's leader when possible."""
 
     def __init__(
-        self, app_name: str, worker_id: str, backend: Backend, poll_interval: float
+        self,
+        app_name: str,
+        worker_id: str,
+        backend: Backend,
+        poll_interval: float,
+        key_layout: KeyLayout = "single",
     ) -> None:
         self.app_name = app_name
+        self.key_layout: KeyLayout = key_layout
         self.worker_id = worker_id
         self.backend = backend
         self.poll = poll_interval
@@ -86,7 +92,10 @@ class Leadership:
             self.lease = None
             self._changed()
         lease = await locks.acquire(
-            leader_key(self.app_name), leader_epoch_key(self.app_name), self.worker_id, self.poll
+            leader_key(self.app_name, self.key_layout),
+            leader_epoch_key(self.app_name, self.key_layout),
+            self.worker_id,
+            self.poll,
         )
         if lease is not None:
             self.lease = lease

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from runnel.domain.health import StuckThresholds
+from runnel.domain.keys import KeyLayout
 from runnel.ports import Backend
 from runnel.runtime.specs import ProcessorSpec, TaskSpec
 from runnel.runtime.store import StreamStore
@@ -57,6 +58,7 @@ class WorkerPlan:
         metrics: where the worker reports its metrics (a no-op by default).
         tracing: where its consumer spans go (a no-op by default).
         checks: how it watches the partitions it owns.
+        key_layout: the backend's key layout (``cluster`` on Redis Cluster).
     """
 
     app: str
@@ -69,3 +71,4 @@ class WorkerPlan:
     metrics: Metrics = field(default_factory=NoMetrics)
     tracing: Tracing = field(default_factory=NoTracing)
     checks: PartitionChecks = PartitionChecks()
+    key_layout: KeyLayout = "single"

@@ -50,7 +50,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Final
 
-from runnel.errors import BackpressureError, MetadataMismatch
+from runnel.errors import BackpressureError, MetadataMismatch, NotReplicated
 from runnel.ports import Append, Cap, Clock, KeyValue, StreamLog
 from runnel.runtime.specs import StreamSpec
 from runnel.telemetry import Metrics, NoMetrics, SendTarget, Tracing
@@ -105,13 +105,18 @@ class StreamStore:
         self._sent = metrics.counter("runnel_events_sent_total", **labels)
         self._send_time = metrics.histogram("runnel_send_duration_seconds", **labels)
         self._refused = metrics.counter("runnel_backpressure_refusals_total", **labels)
+        self._not_replicated = metrics.counter("runnel_sends_not_replicated_total", **labels)
         self._tracing = tracing if tracing is not None and tracing.enabled else None
         self._prepared = False
         self._lock: asyncio.Lock | None = None
+        keys = spec.keys
         self._cap = Cap(
             spec.partition_size,
             "lossy" if spec.trim_mode == "lossy" else "lossless",
-            spec.keys.lost(),
+            keys.lost(),
+            {keys.stream(n): keys.lost_counter(n) for n in range(spec.partition_count)}
+            if keys.layout == "cluster"
+            else None,
         )
         self.generation: bytes | None = None
         """The generation recorded in the metadata when this store prepared the stream; a
@@ -231,6 +236,8 @@ class StreamStore:
         try:
             ids = await self._append(appends)
         except BaseException as exc:
+            if isinstance(exc, NotReplicated):
+                self._not_replicated.inc()
             if span is not None:
                 span.end(exc)
             raise
@@ -292,5 +299,8 @@ class StreamStore:
 
     async def lost(self) -> int:
         """How many unprocessed entries a lossy cap has trimmed from the stream."""
-        raw = await self._kv.get(self.spec.keys.lost())
-        return int(raw) if raw else 0
+        total = 0
+        for key in self.spec.keys.lost_counters(self.spec.partition_count):
+            raw = await self._kv.get(key)
+            total += int(raw) if raw else 0
+        return total

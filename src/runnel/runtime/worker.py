@@ -91,7 +91,7 @@ class Worker:
         backend = self.backend = plan.backend
         self.id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         metrics = plan.metrics
-        leader_key_ = leader_key(plan.app)
+        leader_key_ = leader_key(plan.app, plan.key_layout)
         self.health = WorkerHealth(
             plan.app, backend.clock, lambda: backend.kv.get(leader_key_), metrics
         )
@@ -119,7 +119,9 @@ class Worker:
             for spec in plan.tasks
         }
         self._failures_published: dict[str, int] = {}
-        self.leadership = Leadership(plan.app, self.id, backend, plan.leadership_poll_interval)
+        self.leadership = Leadership(
+            plan.app, self.id, backend, plan.leadership_poll_interval, plan.key_layout
+        )
         self.task_runners = [TaskRunner(t, backend.clock, self.leadership) for t in plan.tasks]
         self.install_signals = install_signals
         self.tune_gc = tune_gc
@@ -255,7 +257,7 @@ class Worker:
             for e in self.executors
         ]
         leader_tasks = [t.name for t in self.plan.tasks if t.on_leader]
-        return worker_access(self.plan.app, processors, leader_tasks)
+        return worker_access(self.plan.app, processors, leader_tasks, self.plan.key_layout)
 
     def _started_metrics(self) -> None:
         metrics, app = self.plan.metrics, self.plan.app

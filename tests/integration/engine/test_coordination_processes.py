@@ -172,7 +172,10 @@ async def ownership(client: Redis, ticks: Stream[Tick]) -> Ownership:
     """Read the membership record and every partition's lock."""
     raw = await client.get(ticks.keys.membership(PROC))
     members: dict[str, Any] = json.loads(raw) if raw else {}
-    locks = await client.mget([ticks.keys.lock(PROC, n) for n in range(ticks.partition_count)])
+    names = [ticks.keys.lock(PROC, n) for n in range(ticks.partition_count)]
+    # On a Redis Cluster the locks are in several slots: one MGET per slot.
+    many = getattr(client, "mget_nonatomic", client.mget)
+    locks = await many(names)
     return Ownership(
         assigned={e: frozenset(m["partitions"]) for e, m in members.items()},
         pids={e: pid_of(m["worker"]) for e, m in members.items()},

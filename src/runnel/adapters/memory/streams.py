@@ -148,7 +148,8 @@ class MemoryStreamLog:
         return out
 
     def _trim(self, entries: Sequence[Append], caps: Mapping[str, Cap]) -> None:
-        """Trim every stream written to its cap, counting what a lossy cap dropped."""
+        """Trim every stream written to its cap, counting what a lossy cap dropped (in the
+        stream's own counter when the cap names one per stream)."""
         for key in dict.fromkeys(item.key for item in entries):
             cap = caps.get(key)
             stream = self.broker.stream(key)
@@ -158,7 +159,8 @@ class MemoryStreamLog:
             lost = sum(1 for sid in victims if self._unacked_by(stream, sid) is not None)
             stream.trim(cap.maxlen)
             if lost and cap.mode == "lossy":
-                self.broker.incr(cap.lost_key, lost)
+                counter = cap.lost_keys.get(key, cap.lost_key) if cap.lost_keys else cap.lost_key
+                self.broker.incr(counter, lost)
                 logger.warning("lossy cap %d dropped %d unacknowledged entries", cap.maxlen, lost)
 
     async def commit(self, commit: Commit) -> list[bytes] | None:

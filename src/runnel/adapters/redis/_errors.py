@@ -204,6 +204,18 @@ def translate(exc: BaseException) -> BackendError | PermissionDenied:
         return BackendUnavailable(f"Redis is unreachable or did not answer in time: {message}")
     if isinstance(exc, _UNAVAILABLE_REPLIES):
         return BackendUnavailable(f"Redis cannot serve this request now: {message}")
+    if isinstance(exc, rex.AskError) or message.startswith("CROSSSLOT"):
+        return BackendProtocolError(
+            "this Redis server is a node of a Redis Cluster: name its nodes in a "
+            f"redis+cluster://host:port[,host:port...] URL (Redis said: {message})"
+        )
+    if isinstance(exc, rex.RedisClusterException) and "not enabled" in message.lower():
+        return BackendProtocolError(
+            "this Redis server is not a Redis Cluster node: use a redis:// URL, not "
+            f"redis+cluster:// (Redis said: {message})"
+        )
+    if isinstance(exc, rex.RedisClusterException) and "cannot be connected" in message:
+        return BackendUnavailable(f"no node of the Redis Cluster answers: {message}")
     if isinstance(exc, rex.ResponseError):
         if message.startswith(FENCED):
             lock = message[len(FENCED) :].strip() or "(unknown lock)"
@@ -229,7 +241,7 @@ def _backpressure_message(reply: str) -> str:
     )
 
 
-_REDIS_ERRORS = (rex.RedisError, ConnectionError, TimeoutError)
+_REDIS_ERRORS = (rex.RedisError, rex.RedisClusterException, ConnectionError, TimeoutError)
 
 T = TypeVar("T")
 

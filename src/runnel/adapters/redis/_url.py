@@ -21,6 +21,7 @@ import difflib
 import inspect
 import logging
 import os
+from dataclasses import dataclass
 from functools import cache
 from importlib import metadata
 from typing import Final
@@ -214,3 +215,99 @@ def _check_db_path(path: str, options: dict[str, str]) -> None:
     db = options.get("db")
     if db is not None and not db.isdigit():
         raise Misconfigured(f"Redis URL option 'db' must be a database number, not {db!r}")
+
+
+MULTI_HOST_SCHEMES: Final = {
+    "redis+cluster": ("redis", "cluster"),
+    "rediss+cluster": ("rediss", "cluster"),
+    "redis+sentinel": ("redis", "sentinel"),
+    "rediss+sentinel": ("rediss", "sentinel"),
+}
+"""Schemes naming several servers: a Redis Cluster's nodes or a primary's Sentinels."""
+
+
+@dataclass(frozen=True, slots=True)
+class HostsUrl:
+    """A ``redis+cluster://`` or ``redis+sentinel://`` URL taken apart.
+
+    Attributes:
+        kind: ``cluster`` or ``sentinel``.
+        hosts: the ``(host, port)`` of every node (cluster) or Sentinel given.
+        service: the primary's service name (Sentinel; empty for a cluster).
+        single: the same URL for the first host with a single-server scheme, path and
+            query (``redis://`` or ``rediss://``), which redis-py can parse for the
+            connection options.
+    """
+
+    kind: str
+    hosts: tuple[tuple[str, int], ...]
+    service: str
+    single: str
+
+
+def parse_hosts_url(url: str) -> HostsUrl:
+    """Take apart ``redis+cluster://[user:pw@]host:port[,host:port...][/0][?options]`` or
+    ``redis+sentinel://[user:pw@]host:port[,host:port...]/service_name[?options]``.
+
+    The options are those of ``redis://`` (``rediss+...``: and ``rediss://``), checked as
+    :func:`check_url` checks them; a Sentinel URL takes the database as ``?db=N`` since
+    its path names the service. A port defaults to 6379 (26379 for a Sentinel).
+
+    Raises:
+        Misconfigured: one line saying what is wrong.
+
+    Example:
+        >>> parsed = parse_hosts_url("redis+sentinel://s1:26379,s2/main?db=2")
+        >>> parsed.hosts, parsed.service, parsed.single
+        ((('s1', 26379), ('s2', 26379)), 'main', 'redis://s1:26379/2')
+    """
+    shown = redact_url(url)
+    scheme, sep, rest = url.partition("://")
+    found = MULTI_HOST_SCHEMES.get(scheme.lower()) if sep else None
+    if found is None:
+        raise Misconfigured(
+            f"unsupported Redis URL {shown}: expected redis+cluster:// or redis+sentinel://"
+        )
+    base, kind = found
+    rest, _, query = rest.partition("?")
+    netloc, _, path = rest.partition("/")
+    userinfo, at, hostlist = netloc.rpartition("@")
+    default_port = 26379 if kind == "sentinel" else 6379
+    hosts = []
+    for part in hostlist.split(","):
+        if not part.strip():
+            raise Misconfigured(f"Redis URL {shown} names an empty host")
+        try:
+            parts = urlsplit(f"//{part.strip()}")
+            host, port = parts.hostname, parts.port or default_port
+        except ValueError as exc:
+            raise Misconfigured(f"cannot use Redis URL {shown}: {exc}") from None
+        if not host:
+            raise Misconfigured(f"Redis URL {shown} names an empty host")
+        hosts.append((host, port))
+    service = unquote(path.strip("/"))
+    options = parse_qs(query, keep_blank_values=True)
+    if kind == "sentinel":
+        if not service or "/" in service:
+            raise Misconfigured(
+                f"Redis URL {shown} needs the primary's service name as its path "
+                "(redis+sentinel://host:26379,host:26380/mymaster)"
+            )
+        db = options.get("db", ["0"])[0]
+    else:
+        if service not in ("", "0"):
+            raise Misconfigured(
+                f"Redis URL path /{service} of a cluster: Redis Cluster has only database 0"
+            )
+        if options.get("db", ["0"])[0] != "0":
+            raise Misconfigured("Redis URL option 'db' of a cluster: Redis Cluster has only db 0")
+        service, db = "", "0"
+    kept = "&".join(p for p in query.split("&") if p and not p.startswith("db="))
+    host, port = hosts[0]
+    single = f"{base}://{userinfo}{at}{_host_text(host)}:{port}/{db}" + (f"?{kept}" if kept else "")
+    check_url(single)
+    return HostsUrl(kind, tuple(hosts), service, single)
+
+
+def _host_text(host: str) -> str:
+    return f"[{host}]" if ":" in host else host

@@ -174,42 +174,10 @@ class RedisStreamLog:
             Fenced: the lease is gone (counted; nothing was written).
             BackpressureError: an output's lossless cap has no room (nothing was written).
         """
-        ack, state = commit.ack, commit.state
-        fence = ack.fence
-        if fence is None:
-            raise ValueError("a commit must be fenced by the lease of its partition")
-        state_key = state.key if state is not None else ack.key  # unused without state
-        keys: list[str] = [ack.key, fence.lock_key, fence.counter_key, state_key]
-        args: list[Arg] = [fence.token, ack.group, len(ack.ids), *ack.ids]
-        if state is None:
-            args += [0, 0]
-        else:
-            args.append(len(state.set))
-            args += _flat(state.set)
-            args += [len(state.delete), *state.delete]
-        streams: dict[str, int] = {}
-        for output in commit.outputs:
-            _require_fields(output.fields, output.key)
-            streams.setdefault(output.key, len(streams) + 1)
-        args.append(len(streams))
-        for key in streams:
-            cap = commit.caps.get(key)
-            keys.append(key)
-            where = len(keys)
-            if cap is None:
-                args += [where, 0, "none", where]
-            else:
-                keys.append(cap.lost_key)
-                args += [where, cap.maxlen, cap.mode, len(keys)]
-        for output in commit.outputs:
-            args += [streams[output.key], len(output.fields), *_flat(output.fields)]
+        keys, args = commit_call(commit)
         with translated():
             raw = await call_packed(self._client, self._commit, keys, args)
-        if isinstance(raw, Exception):
-            raise translate(raw)
-        if raw == 0:
-            return None
-        return _replies.ids(raw, len(commit.outputs))
+        return commit_reply(raw, len(commit.outputs))
 
     async def ensure_group(self, key: str, group: str, start: bytes = b"0") -> bool:
         """Create ``group`` on ``key`` (and the stream) at ``start``; False if it exists."""
@@ -423,3 +391,50 @@ class RedisStreamLog:
             return 0
         with translated():
             return _replies.as_int(await self._client.xdel(key, *ids))
+
+
+def commit_call(commit: Commit) -> tuple[list[str], list[Arg]]:
+    """The KEYS and ARGV of ``commit.lua`` for ``commit``."""
+    ack, state = commit.ack, commit.state
+    fence = ack.fence
+    if fence is None:
+        raise ValueError("a commit must be fenced by the lease of its partition")
+    state_key = state.key if state is not None else ack.key  # unused without state
+    keys: list[str] = [ack.key, fence.lock_key, fence.counter_key, state_key]
+    args: list[Arg] = [fence.token, ack.group, len(ack.ids), *ack.ids]
+    if state is None:
+        args += [0, 0]
+    else:
+        args.append(len(state.set))
+        args += _flat(state.set)
+        args += [len(state.delete), *state.delete]
+    streams: dict[str, int] = {}
+    for output in commit.outputs:
+        _require_fields(output.fields, output.key)
+        streams.setdefault(output.key, len(streams) + 1)
+    args.append(len(streams))
+    for key in streams:
+        cap = commit.caps.get(key)
+        keys.append(key)
+        where = len(keys)
+        if cap is None:
+            args += [where, 0, "none", where]
+        else:
+            keys.append(cap.lost_keys.get(key, cap.lost_key) if cap.lost_keys else cap.lost_key)
+            args += [where, cap.maxlen, cap.mode, len(keys)]
+    for output in commit.outputs:
+        args += [streams[output.key], len(output.fields), *_flat(output.fields)]
+    return keys, args
+
+
+def commit_reply(raw: object, outputs: int) -> list[bytes] | None:
+    """The outputs' ids ``commit.lua`` answered, or None for "applied already".
+
+    Raises:
+        runnel.errors.BackendError: the script refused (``FENCED``, ``BACKPRESSURE``...).
+    """
+    if isinstance(raw, Exception):
+        raise translate(raw)
+    if raw == 0:
+        return None
+    return _replies.ids(raw, outputs)

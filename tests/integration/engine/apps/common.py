@@ -7,15 +7,29 @@ count each event (lost, duplicated, out of order) without racing on a file.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import time
 from typing import Any
 
+from redis import exceptions as rex
 from redis.asyncio import Redis
 
 from runnel import App, Record
+from tests.topologies import client_for
 
 APP_ENV = "ENGINE_TEST_APP"
+RETRY_ENV = "ENGINE_TEST_RESULTS_RETRY"
+UNAVAILABLE = (
+    rex.ConnectionError,
+    rex.TimeoutError,
+    rex.ReadOnlyError,
+    rex.ClusterDownError,
+    rex.TryAgainError,
+    rex.MasterDownError,
+)
+"""What a failover makes a result push fail with, for a while."""
 
 
 class Tick(Record):
@@ -61,15 +75,30 @@ class Results:
 
     @property
     def client(self) -> Redis:
-        """A client on the app's backend URL (read when first needed: after CLI options)."""
+        """A client on the app's backend URL (read when first needed: after CLI options);
+        a cluster client on a Redis Cluster."""
         if self._client is None:
-            self._client = Redis.from_url(self.app.settings.redis_url)
+            self._client = client_for(self.app.settings.redis_url)
         return self._client
 
     async def add(self, kind: str, **fields: Any) -> None:
-        """Append one result of ``kind``; ``pid`` names the process that did it."""
+        """Append one result of ``kind``; ``pid`` names the process that did it.
+
+        With ``ENGINE_TEST_RESULTS_RETRY`` (seconds), a push that fails because Redis is
+        unavailable (a failover) is tried again until then: a push whose reply was lost
+        may then be recorded twice, which the tests count as a duplicate.
+        """
         fields["pid"] = os.getpid()
-        await self.client.rpush(results_key(self.app.name, kind), json.dumps(fields))
+        key, value = results_key(self.app.name, kind), json.dumps(fields)
+        deadline = time.monotonic() + env_float(RETRY_ENV, 0.0)
+        while True:
+            try:
+                await self.client.rpush(key, value)
+                return
+            except UNAVAILABLE:
+                if time.monotonic() >= deadline:
+                    raise
+                await asyncio.sleep(0.1)
 
     async def poisoned(self, tick: Tick) -> bool:
         """Whether the test marked ``tick`` as one to fail on."""

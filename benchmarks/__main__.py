@@ -6,12 +6,14 @@ Usage::
     python -m benchmarks --smoke              # a few seconds per scenario (make bench-smoke)
     python -m benchmarks --only send,latency --repeat 3 --json results.json
 
-Scenarios: send, single, take, two-workers, latency, memory, metrics. Each is measured
-``--repeat`` times for runnel and for the raw redis-py baseline, alternating which goes
-first; the table shows runnel's median, min and max, the baseline's median, their ratio,
-and the target. The ``metrics`` scenario compares runnel with metrics on against runnel
-with metrics off instead. The exit code is 0 even when a target is missed (the table
-says so); it is 1 only when a scenario could not be run.
+Scenarios: send, single, take, two-workers, latency, memory, metrics, effectively-once.
+Each is measured ``--repeat`` times for runnel and for the raw redis-py baseline,
+alternating which goes first; the table shows runnel's median, min and max, the
+baseline's median, their ratio, and the target. The ``metrics`` scenario compares runnel
+with metrics on against runnel with metrics off instead, and the ``effectively-once``
+scenario a pipeline committed effectively once against the same pipeline at least once.
+The exit code is 0 even when a target is missed (the table says so); it is 1 only when a
+scenario could not be run.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ SCENARIOS: dict[str, Scenario] = {
     "latency": latency.latency,
     "memory": consume.memory,
     "metrics": consume.metrics,
+    "effectively-once": consume.effectively_once,
 }
 
 

@@ -284,6 +284,50 @@ async def metrics(ctx: Context) -> list[Row]:
     return rows
 
 
+EFFECTIVELY_ONCE_JOBS = [
+    (
+        "one-at-a-time, effectively once",
+        Job("pipeline_eo", "primitive", "pipeline_eo"),
+        Job("pipeline", "primitive", "pipeline"),
+    ),
+    (
+        "take(100), effectively once",
+        Job("pipeline_take_eo", "primitive", "pipeline_take_eo"),
+        Job("pipeline_take", "primitive", "pipeline_take"),
+    ),
+]
+
+
+async def effectively_once(ctx: Context) -> list[Row]:
+    """The cost of the effectively-once guarantee: a pipeline (a running amount per account,
+    sent to an output stream for every event) committed effectively once, against the same
+    pipeline at least once (a dict in memory, the outputs sent directly).
+
+    The baseline column of these rows is runnel at least once, not the raw loop. There is
+    no target: the row states the price of the guarantee.
+    """
+    rows = []
+    for name, eo, alo in EFFECTIVELY_ONCE_JOBS:
+        row = Row(name, "events/s")
+        row.note = "the raw median column is the same pipeline at least once"
+        for r, eo_first in enumerate(alternate(ctx.repeat)):
+            measured_eo, measured_alo = await in_order(
+                eo_first,
+                partial(measure, ctx, eo, "runnel"),
+                partial(measure, ctx, alo, "runnel"),
+            )
+            row.values.append(measured_eo.rate)
+            row.baseline.append(measured_alo.rate)
+            ctx.say(
+                f"{name} #{r + 1}: effectively once {measured_eo.rate:,.0f}/s, at least once "
+                f"{measured_alo.rate:,.0f}/s ({measured_eo.rate / measured_alo.rate:.3f}); "
+                f"redis-server CPU ms per 1000 events {measured_eo.server_cpu * 1000:.1f} vs "
+                f"{measured_alo.server_cpu * 1000:.1f}"
+            )
+        rows.append(row)
+    return rows
+
+
 async def memory(ctx: Context) -> list[Row]:
     """Worker RSS idle (every partition held, nothing to do) and peak over a backlog."""
     events = ctx.sizes.consume_events

@@ -17,10 +17,19 @@ from typing import Any, Literal
 
 from benchmarks.records import RecordKind, record_type
 from benchmarks.samples import write_latencies
-from runnel import App, Events, Stream
+from runnel import App, Events, Record, Stream
 from runnel.settings import TrimMode
 
-Mode = Literal["single", "take", "latency", "none"]
+Mode = Literal[
+    "single",
+    "take",
+    "latency",
+    "none",
+    "pipeline",
+    "pipeline_eo",
+    "pipeline_take",
+    "pipeline_take_eo",
+]
 
 STREAM = "events"
 PROCESSOR = "consume"
@@ -49,6 +58,11 @@ def build(
 
     ``mode``: ``single`` iterates records one at a time, ``take`` in batches of 100,
     ``latency`` one at a time noting each record's age, ``none`` declares no processor.
+    The ``pipeline`` modes keep a running amount per account and send it to the
+    ``outputs`` stream for every record, at least once (``pipeline``: a dict in memory,
+    a send per record, or per batch with ``pipeline_take``) or effectively once
+    (``pipeline_eo``, ``pipeline_take_eo``: keyed state, outputs committed with the
+    acknowledgement).
     """
     settings: dict[str, Any] = {"default_join_delay": 0}
     if url is not None:
@@ -61,7 +75,9 @@ def build(
         partition_count=PARTITIONS,
         trim_mode=trim_mode,
     )
-    if mode == "single":
+    if mode.startswith("pipeline"):
+        _pipeline(app, stream, mode)
+    elif mode == "single":
 
         @app.processor(stream, name=PROCESSOR)
         async def consume_single(events: Events) -> None:
@@ -86,6 +102,57 @@ def build(
                 ids.append(record.id)
 
     return app, stream
+
+
+def _pipeline(app: App, stream: Stream[Any], mode: Mode) -> None:
+    """The running-amount pipeline of a ``pipeline`` mode (see :func:`build`)."""
+    outputs = app.stream("outputs", record=Amount, partition_by="account", partition_count=4)
+    if mode == "pipeline":
+        totals: dict[str, float] = {}
+
+        @app.processor(stream, name=PROCESSOR)
+        async def at_least_once(events: Events) -> None:
+            async for r in events.records():
+                totals[r.account] = total = totals.get(r.account, 0.0) + r.amount
+                await outputs.send(Amount(account=r.account, total=total))
+
+    elif mode == "pipeline_take":
+        sums: dict[str, float] = {}
+
+        @app.processor(stream, name=PROCESSOR)
+        async def at_least_once_batches(events: Events) -> None:
+            async for batch in events.take(TAKE_SIZE, within=TAKE_WITHIN).records():
+                out = []
+                for r in batch:
+                    sums[r.account] = total = sums.get(r.account, 0.0) + r.amount
+                    out.append(Amount(account=r.account, total=total))
+                await outputs.send(*out)
+
+    elif mode == "pipeline_eo":
+
+        @app.processor(stream, name=PROCESSOR, guarantee="effectively_once", state=float)
+        async def effectively_once(events: Events) -> None:
+            async for r in events.records():
+                total = events.state.increment(r.account, r.amount)
+                await outputs.send(Amount(account=r.account, total=total))
+
+    else:
+
+        @app.processor(stream, name=PROCESSOR, guarantee="effectively_once", state=float)
+        async def effectively_once_batches(events: Events) -> None:
+            async for batch in events.take(TAKE_SIZE, within=TAKE_WITHIN).records():
+                out = [
+                    Amount(account=r.account, total=events.state.increment(r.account, r.amount))
+                    for r in batch
+                ]
+                await outputs.send(*out)
+
+
+class Amount(Record, primitive=True):
+    """A running amount of one account (the pipelines' output)."""
+
+    account: str
+    total: float
 
 
 def _latency_sink() -> tuple[array[int], array[int]]:

@@ -28,12 +28,14 @@ from dependency_injector import providers
 from pydantic import TypeAdapter, ValidationError
 
 from runnel.adapters.hashers import Hasher, is_default_hasher
+from runnel.codec import state_spec
 from runnel.container import Container, key_layout, prometheus_installed
 from runnel.domain.hashing import HASH_VERSION
 from runnel.domain.health import StuckThresholds
 from runnel.domain.keys import KeyLayout
 from runnel.domain.model import TrimMode
 from runnel.domain.policy import ExceptionPolicy
+from runnel.domain.transactions import GUARANTEES, Guarantee
 from runnel.errors import Misconfigured, UnknownProcessor
 from runnel.interfaces import Compressor, Middleware, Serializer
 from runnel.ports import Backend
@@ -165,6 +167,7 @@ class App:
                 backend.clock,
                 groups=self.groups_of(self.streams[stream]),
                 wait_timeout=self.settings.default_send_wait_timeout,
+                idempotency_window=self.settings.idempotency_window,
                 metrics=self.metrics,
                 tracing=self.container.tracing(),
             )
@@ -293,6 +296,9 @@ class App:
         name: str | None = None,
         exception_policy: ExceptionPolicy | str | None = None,
         middleware: Sequence[Middleware] = (),
+        *,
+        guarantee: Guarantee = "at_least_once",
+        state: Any = None,
         **overrides: Any,
     ) -> Callable[[F], F]:
         """Register an async function that processes ``stream``'s partitions.
@@ -301,6 +307,14 @@ class App:
         prefetch_count, assignment_attempts, assignment_sleep, grace_period, join_delay,
         heartbeat_interval. ``pool_size`` is accepted for compatibility and ignored (with a
         DeprecationWarning).
+
+        ``guarantee="effectively_once"`` commits, for every item processed (an event, or a
+        batch from ``take``), the records it sent to runnel streams, the changes it made
+        to its keyed state and the acknowledgement of the item in one atomic step fenced
+        by the partition's lease: after a crash, a redelivery or a handoff each input's
+        effects appear exactly once. ``state`` (a value type pydantic validates, such as
+        ``int`` or a ``Record``) gives it keyed state per partition, ``events.state``.
+        See ``docs/effectively-once.md``.
 
         Example:
             >>> app = App(name="doc-processor", redis_url="memory://doc-processor")
@@ -360,6 +374,19 @@ class App:
                 policy = ExceptionPolicy(policy)
             except ValueError as exc:
                 raise Misconfigured(f"unknown exception_policy {policy!r}") from exc
+            if guarantee not in GUARANTEES:
+                raise Misconfigured(
+                    f"processor {proc_name!r}: guarantee must be one of "
+                    f"{', '.join(GUARANTEES)}, got {guarantee!r}"
+                )
+            keyed = None
+            if state is not None:
+                if guarantee != "effectively_once":
+                    raise Misconfigured(
+                        f"processor {proc_name!r}: keyed state is committed with the "
+                        "acknowledgements, which needs guarantee='effectively_once'"
+                    )
+                keyed = state_spec(state, stream.serializer, stream.compressor)
             spec = ProcessorSpec(
                 name=proc_name,
                 stream=stream.spec,
@@ -374,6 +401,8 @@ class App:
                 grace_period=float(values["grace_period"]),
                 join_delay=float(values["join_delay"]),
                 heartbeat_interval=float(values["heartbeat_interval"]),
+                guarantee=guarantee,
+                state=keyed,
             )
             self.processors[proc_name] = spec
             store = self._built_store(stream.name)
@@ -671,6 +700,38 @@ class App:
         """
         spec = self._processor_spec(processor)
         return await admin.clear_quarantine(self.backend.kv, spec, partition)
+
+    async def state(
+        self, processor: str, partition: int | None = None
+    ) -> dict[int, dict[str, Any]]:
+        """The committed keyed state of an effectively-once ``processor``: partition ->
+        key -> value (every partition with state, or only ``partition``).
+
+        Raises:
+            runnel.errors.UnknownProcessor: the App has no such processor.
+            runnel.errors.Misconfigured: it was declared without ``state=``, or
+                ``partition`` is not one of its stream's.
+
+        Example:
+            >>> import asyncio
+            >>> app = App(name="doc-state", redis_url="memory://doc-state")
+            >>> class Order(Record):
+            ...     customer: str
+            >>> orders = app.stream("orders", record=Order, partition_by="customer")
+            >>> @app.processor(orders, guarantee="effectively_once", state=int)
+            ... async def totals(events):
+            ...     pass
+            >>> asyncio.run(app.state("totals"))
+            {}
+        """
+        spec = self._processor_spec(processor)
+        count = spec.stream.partition_count
+        if partition is not None and not 0 <= partition < count:
+            raise Misconfigured(
+                f"partition {partition} is not one of {spec.stream.name}'s 0..{count - 1}"
+            )
+        numbers = range(count) if partition is None else [partition]
+        return await admin.keyed_state(self.backend.kv, spec, numbers)
 
     async def reset_processor(
         self, processor: str, start: bytes = b"0", force: bool = False

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Generic, TypeVar
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from runnel.adapters.serializers import JSONSerializer, OrjsonSerializer
 from runnel.domain.encoding import (
@@ -38,9 +38,10 @@ from runnel.domain.limits import (
     record_too_large,
     too_many_fields,
 )
-from runnel.errors import DecodeError
+from runnel.errors import DecodeError, Misconfigured
 from runnel.interfaces import Compressor, Serializer
 from runnel.record import Record
+from runnel.runtime.specs import StateSpec
 
 R = TypeVar("R", bound=Record)
 
@@ -247,3 +248,46 @@ def _short(exc: ValidationError) -> str:
         parts.append(f"{loc}: {err['msg']}")
     more = exc.error_count() - len(parts)
     return "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")
+
+
+def state_spec(value_type: Any, serializer: Serializer, compressor: Compressor | None) -> StateSpec:
+    """How a processor's keyed state validates, encodes and decodes ``value_type`` values.
+
+    Values are validated by pydantic (a ``Record``, a model, or any type pydantic takes:
+    ``int``, ``float``, ``list[str]``...), then written with the stream's serializer and
+    compressor, as records are.
+
+    Raises:
+        Misconfigured: pydantic cannot validate ``value_type``.
+
+    Example:
+        >>> from runnel.adapters.serializers import JSONSerializer
+        >>> spec = state_spec(int, JSONSerializer(), None)
+        >>> spec.encode(spec.validate("3")), spec.decode(b"3"), spec.numeric
+        (b'3', 3, True)
+    """
+    try:
+        adapter: TypeAdapter[Any] = TypeAdapter(value_type)
+    except Exception as exc:
+        raise Misconfigured(f"state={value_type!r} is not a type pydantic can validate") from exc
+    name = getattr(value_type, "__name__", repr(value_type))
+    validate_python = adapter.validate_python
+    dump = adapter.dump_python
+    dumps, loads = serializer.dumps, serializer.loads
+
+    def validate(value: Any) -> Any:
+        try:
+            return validate_python(value)
+        except ValidationError as exc:
+            raise ValueError(f"a state value must be {name}: {_short(exc)}") from None
+
+    def encode(value: Any) -> bytes:
+        data = dumps(dump(value, mode="json"))
+        return compressor.compress(data) if compressor is not None else data
+
+    def decode(data: bytes) -> Any:
+        raw = compressor.decompress(data) if compressor is not None else data
+        return validate_python(loads(raw))
+
+    numeric = value_type in (int, float)
+    return StateSpec(name, validate, encode, decode, numeric)

@@ -12,8 +12,9 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextvars import ContextVar
-from typing import Protocol
+from typing import Any, Protocol
 
 from runnel.domain.model import Partition
 
@@ -44,3 +45,16 @@ processing: ContextVar[Processing] = ContextVar("runnel_processing")
 """Set by a consumer for each run of its processor (not part of ``__all__``): the log
 configuration of the CLI reads the entry in flight from it, so every line logged while
 an event is processed names its ``entry_id``."""
+
+
+class Outputs(Protocol):
+    """Where the sends of an effectively-once iteration go until it commits."""
+
+    async def stage(self, store: Any, appends: Sequence[Any]) -> None:
+        """Keep ``appends`` for ``store``'s stream, to commit with the iteration's ack."""
+        ...
+
+
+outputs: ContextVar[Outputs | None] = ContextVar("runnel_outputs", default=None)
+"""Set by the consumer of an effectively-once processor (not part of ``__all__``):
+``Stream.send`` stages its records there instead of appending them."""

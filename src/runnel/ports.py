@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
@@ -76,10 +76,16 @@ class Cap:
 
 @dataclass(frozen=True, slots=True)
 class Append:
-    """One entry to append to ``key``."""
+    """One entry to append to ``key``.
+
+    ``idempotency_key`` (a backend key, see :meth:`runnel.domain.keys.Keys.idempotency`)
+    makes the append idempotent: while that key remembers an entry id (for the window the
+    append is given), the entry is not added again and that id is returned instead.
+    """
 
     key: str
     fields: Fields
+    idempotency_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +131,30 @@ class DeadLetter:
     fields: Fields
     fence: Fence | None = None
     sink_cap: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StateChange:
+    """What one commit does to a partition's state hash at ``key``: set, then delete."""
+
+    key: str
+    set: Mapping[bytes, bytes]
+    delete: Sequence[bytes] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Commit:
+    """One iteration of an effectively-once processor, committed in one atomic step.
+
+    The outputs are appended (each output stream under its cap in ``caps``, keyed by the
+    output's stream key), the state changes applied and the input entries acknowledged,
+    all or nothing, and only while ``ack.fence`` still holds its lock.
+    """
+
+    ack: AckRequest
+    outputs: Sequence[Append] = ()
+    caps: Mapping[str, Cap] = field(default_factory=dict)
+    state: StateChange | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,10 +306,27 @@ class StreamLog(Protocol):
     control stream's entries.
     """
 
-    async def append(self, entries: Sequence[Append], cap: Cap | None = None) -> list[bytes]:
+    async def append(
+        self, entries: Sequence[Append], cap: Cap | None = None, window: float = 0.0
+    ) -> list[bytes]:
         """Append every entry atomically, in order, in one round trip; return their ids.
 
-        With a lossless ``cap``, either all are written or none (BackpressureError).
+        With a lossless ``cap``, either all are written or none (BackpressureError). An
+        entry with an ``idempotency_key`` that already remembers an id (an earlier append
+        within ``window`` seconds, or an earlier entry of the batch) is not added: its id
+        is that one; a new one is remembered for ``window`` seconds.
+        """
+        ...
+
+    async def commit(self, commit: Commit) -> list[bytes] | None:
+        """Append the outputs, apply the state changes and acknowledge, atomically.
+
+        Returns the outputs' ids, or None when the commit was applied already (its first
+        id to acknowledge is no longer pending: a retry after a lost reply).
+
+        Raises:
+            Fenced: the lease is gone (counted; nothing was written).
+            BackpressureError: an output's lossless cap has no room (nothing was written).
         """
         ...
 

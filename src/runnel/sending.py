@@ -129,6 +129,7 @@ async def send_prepared(
     events: Sequence[Prepared],
     chunk_size: int = CHUNK_SIZE,
     on_chunk: Callable[[int], None] | None = None,
+    idempotency_key: str | None = None,
 ) -> list[bytes]:
     """Append ``events`` chunk by chunk, in order; their entry ids.
 
@@ -137,6 +138,10 @@ async def send_prepared(
         events: what :func:`prepare` or :func:`prepare_lines` made.
         chunk_size: events per round trip; each chunk is written whole or not at all.
         on_chunk: called with the number of events of each chunk once it is written.
+        idempotency_key: makes the send safe to repeat: the event of line ``N`` is sent
+            with the idempotency key ``f"{idempotency_key}:{N}"``, so sending the same
+            input again with the same key (within the ``idempotency_window`` setting)
+            adds only what did not arrive the first time.
 
     Raises:
         SendFailed: the backend refused a chunk, or failed while it was on its way; for a
@@ -146,13 +151,23 @@ async def send_prepared(
     try:
         for i in range(0, len(events), chunk_size):
             chunk = events[i : i + chunk_size]
-            ids += await stream.append_encoded([event.append for event in chunk])
+            appends = [event.append for event in chunk]
+            if idempotency_key is not None:
+                keys = [f"{idempotency_key}:{event.line}" for event in chunk]
+                appends = stream.with_idempotency_keys(appends, keys)
+            ids += await stream.append_encoded(appends)
             if on_chunk is not None:
                 on_chunk(len(chunk))
     except RunnelError as exc:
         if len(events) == 1:
             raise
-        raise SendFailed(_unsent(stream, events, len(ids), chunk_size, exc), len(ids), exc) from exc
+        message = _unsent(stream, events, len(ids), chunk_size, exc)
+        if idempotency_key is not None:
+            message += (
+                f" With the same idempotency key ({idempotency_key}), sending the whole input "
+                "again is safe: what arrived is not sent twice."
+            )
+        raise SendFailed(message, len(ids), exc) from exc
     return ids
 
 

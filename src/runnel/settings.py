@@ -105,6 +105,10 @@ class Settings(BaseSettings):
     make room before it raises ``BackpressureError``. A batch with more events for one
     partition than its ``partition_size`` can never fit, and fails without waiting."""
 
+    idempotency_window: float = Field(default=86400.0, gt=0)
+    """Seconds an idempotency key of a send remembers the entry it added: a send repeated
+    with that key within the window adds nothing and returns the original entry id."""
+
     default_exception_policy: ExceptionPolicy = ExceptionPolicy.HALT
     default_lock_expiry: float = Field(default=10.0, gt=0)
     """Seconds a partition lease lives without renewal. A killed worker's partitions are

@@ -16,6 +16,7 @@ import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any, Generic, Protocol, TypeVar
 
+from runnel import context
 from runnel.adapters.hashers import Hasher
 from runnel.codec import RecordCodec
 from runnel.domain.keys import KeyLayout, Keys
@@ -191,19 +192,46 @@ class Stream(Generic[R]):
 
     # ------------------------------------------------------------------ sending
 
-    async def send(self, *records: R) -> list[bytes]:
+    async def send(
+        self, *records: R, idempotency_key: str | Sequence[str] | None = None
+    ) -> list[bytes]:
         """Append records to their partitions in one round trip; return their entry ids.
 
         Every record is checked to be this stream's record type before anything is
         written. Records for the same partition keep the order given.
 
+        With ``idempotency_key`` the send can be repeated safely (after a timeout, a crash
+        of the sender, a retry of a whole job): a record whose key was used within the
+        ``idempotency_window`` setting is not appended again, and the id returned for it
+        is the original entry's. Give one key per record (a sequence), or one key for the
+        call (a string ``k``: record ``i`` gets the key ``f"{k}:{i}"``). A producer id and
+        a sequence number (``f"{producer}:{seq}"``) make good keys.
+
+        Inside an effectively-once processor the records are not sent at once: they are
+        staged and committed with the acknowledgement of the events being processed (see
+        ``docs/effectively-once.md``), and the call returns an empty list.
+
         Raises:
             TypeError: a record of another type (nothing is sent).
+            ValueError: idempotency keys that are empty, or not one per record.
             runnel.errors.BackpressureError: a lossless cap refused the batch (nothing
                 sent); in ``wait`` mode, after ``default_send_wait_timeout``, or at once
                 when the batch holds more events for one partition than ``partition_size``.
             runnel.errors.MetadataMismatch: the stream exists with other settings.
             runnel.errors.BackendError: the backend failed (message from Redis).
+
+        Example:
+            >>> import asyncio
+            >>> from runnel import App, Record
+            >>> app = App(name="doc-send-idem", redis_url="memory://doc-send-idem")
+            >>> class Order(Record):
+            ...     order_id: int
+            >>> orders = app.stream("orders", record=Order, partition_by="order_id")
+            >>> first = asyncio.run(orders.send(Order(order_id=1), idempotency_key="o-1"))
+            >>> again = asyncio.run(orders.send(Order(order_id=1), idempotency_key="o-1"))
+            >>> first == again, asyncio.run(orders.store._log.length(orders.partition_key_name(
+            ...     orders.partition_for(Order(order_id=1)))))
+            (True, 1)
         """
         if not records:
             return []
@@ -214,7 +242,40 @@ class Stream(Generic[R]):
                     f"stream {self.name!r} takes {kind.__name__} records; record {i} is a "
                     f"{type(record).__name__} (nothing was sent)"
                 )
-        return await self.app._store(self.name).append(self.encode_batch(records))
+        appends = self.encode_batch(records)
+        if idempotency_key is not None:
+            appends = self.with_idempotency_keys(appends, idempotency_key)
+        staging = context.outputs.get()
+        if staging is not None:
+            await staging.stage(self.app._store(self.name), appends)
+            return []
+        return await self.app._store(self.name).append(appends)
+
+    def with_idempotency_keys(
+        self, appends: Sequence[Append], key: str | Sequence[str]
+    ) -> list[Append]:
+        """``appends`` with idempotency keys: ``key:i`` for the i-th with a string, or one
+        of a sequence each.
+
+        Raises:
+            ValueError: an empty key, or a sequence not holding one key per append.
+        """
+        keys = [f"{key}:{i}" for i in range(len(appends))] if isinstance(key, str) else list(key)
+        if isinstance(key, str) and not key:
+            raise ValueError("idempotency_key must not be empty (nothing was sent)")
+        if len(keys) != len(appends):
+            raise ValueError(
+                f"idempotency_key: {len(keys)} key(s) for {len(appends)} record(s); give one "
+                "per record, or one string for the call (nothing was sent)"
+            )
+        for k in keys:
+            candidate: object = k  # a sequence of anything may come in
+            if not isinstance(candidate, str) or not candidate:
+                raise ValueError(
+                    f"idempotency keys must be non-empty strings, got {k!r} (nothing was sent)"
+                )
+        idem = self.keys.idempotency
+        return [Append(a.key, a.fields, idem(k)) for a, k in zip(appends, keys, strict=True)]
 
     def encode_batch(self, records: Sequence[R]) -> list[Append]:
         """Route and encode records into appends (no I/O)."""

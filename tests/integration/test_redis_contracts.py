@@ -18,6 +18,7 @@ from tests.contracts.locks_contract import LocksContract
 from tests.contracts.membership_contract import MembershipContract
 from tests.contracts.streamadmin_contract import StreamAdminContract
 from tests.contracts.streamlog_contract import StreamLogContract
+from tests.contracts.transactions_contract import TransactionsContract
 
 
 @pytest.fixture
@@ -32,6 +33,10 @@ def advance() -> Advance:
 
 class TestRedisStreamLog(Bound, StreamLogContract):
     """StreamLog contract on Redis."""
+
+
+class TestRedisTransactions(Bound, TransactionsContract):
+    """Idempotent appends and effectively-once commits on the redis backend."""
 
 
 class TestRedisPartitionLocks(Bound, LocksContract):

@@ -510,3 +510,36 @@ def test_python_dash_m_runnel_shows_the_commands() -> None:
     assert done.stdout.startswith("Usage: runnel [OPTIONS] COMMAND [ARGS]...")
     for command in ("worker", "send", "sendmany", "processor"):
         assert f"\n  {command} " in done.stdout
+
+
+# --------------------------------------------------------------------------- idempotency, state
+
+
+def test_send_repeated_with_its_idempotency_key_stores_one_event(user_module: UserModule) -> None:
+    payload = '{"user_id": 1, "type": "signup"}'
+    args = ("send", user_module.ref("actions"), payload, "--idempotency-key", "signup-1")
+    first, again = run(*args), run(*args)
+
+    assert first.exit_code == again.exit_code == 0, first.output + again.output
+    assert first.output.split()[-1] == again.output.split()[-1]  # the same entry id
+    assert sum(len(records) for records in user_module.stored()) == 1
+
+
+def test_sendmany_run_again_with_its_idempotency_key_sends_nothing_twice(
+    user_module: UserModule,
+) -> None:
+    half = "".join(JSONL.splitlines(keepends=True)[:8])
+    args = ("sendmany", user_module.ref("actions"), "-", "--idempotency-key", "import-1")
+    assert run(*args, stdin=half).exit_code == 0
+    result = run(*args, stdin=JSONL)
+
+    assert result.exit_code == 0, result.output
+    assert user_module.stored() == expected_partitions(user_module)
+
+
+def test_state_of_a_processor_without_state_is_a_one_line_error(user_module: UserModule) -> None:
+    result = run("state", user_module.ref("count"))
+
+    assert result.exit_code == 1
+    assert cleanly(result), result.exception
+    assert result.stderr == "Error: Misconfigured: processor 'count' was declared without state=\n"

@@ -142,6 +142,17 @@ class Keys:
             return f"__quar:{self._proc(processor)}"
         return f"__quar:{self._base}.{processor}"
 
+    def idempotency(self, key: str) -> str:
+        """What an idempotency key of a send remembers: ``__idem:{app}.{stream}.{key}``."""
+        return f"__idem:{self._base}.{key}"
+
+    def state(self, processor: str, partition: int) -> str:
+        """A partition's keyed state (hash): ``__state:{app}.{stream}.{processor}.{n}``
+        (in the cluster layout, in the partition's slot)."""
+        if self._cluster:
+            return f"__state:{self._part(partition)}.{processor}"
+        return f"__state:{self._base}.{processor}.{partition}"
+
     def halts(self, processor: str) -> str:
         """Partitions that halted a worker (n -> JSON): ``__halt:{app}.{stream}.{processor}``."""
         if self._cluster:

@@ -237,10 +237,29 @@ CATALOGUE: Final = _specs(
         PROCESSOR,
     ),
     MetricSpec(
+        "runnel_commits_total",
+        C,
+        "Iterations of effectively-once processors committed with outputs or state changes "
+        "(one atomic, fenced step each).",
+        PROCESSOR,
+    ),
+    MetricSpec(
+        "runnel_committed_outputs_total",
+        C,
+        "Records effectively-once processors committed to output streams.",
+        PROCESSOR,
+    ),
+    MetricSpec(
+        "runnel_commit_retries_total",
+        C,
+        "Commits tried again because an output stream had no room or the reply never came.",
+        PROCESSOR,
+    ),
+    MetricSpec(
         "runnel_fenced_refusals_total",
         C,
-        "Reads, acknowledgements and dead letters the backend refused because this "
-        "worker's lease was gone.",
+        "Reads, acknowledgements, dead letters and commits the backend refused because "
+        "this worker's lease was gone.",
         PROCESSOR,
     ),
     MetricSpec(

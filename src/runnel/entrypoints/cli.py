@@ -1,4 +1,4 @@
-"""The ``runnel`` command line: worker, send, sendmany, processor reset, quarantine.
+"""The ``runnel`` command line: worker, send, sendmany, processor reset, quarantine, state.
 
 Each command parses its arguments, loads the object it names, calls runnel's Python API
 (:meth:`runnel.App.run_worker`, :mod:`runnel.sending`, the App's administration methods)
@@ -306,12 +306,26 @@ async def _run_worker(app: App, names: list[str] | None) -> int:
 # ---------------------------------------------------------------------- send
 
 
+_IDEMPOTENCY = click.option(
+    "--idempotency-key",
+    default=None,
+    metavar="KEY",
+    help="Make the send safe to repeat: line N goes with the idempotency key KEY:N, and a "
+    "repeat within the app's idempotency_window adds nothing.",
+)
+
+
 @cli.command()
 @click.argument("stream_ref", metavar="STREAM")
 @click.argument("data", metavar="JSON")
+@_IDEMPOTENCY
 @backend_options
 def send(
-    stream_ref: str, data: str, redis_url: str | None, redis_password_file: str | None
+    stream_ref: str,
+    data: str,
+    idempotency_key: str | None,
+    redis_url: str | None,
+    redis_password_file: str | None,
 ) -> None:
     """Send one event, given as a JSON object, to STREAM (module.path:attribute)."""
     from runnel import sending
@@ -322,7 +336,10 @@ def send(
     except sending.InvalidInput as exc:
         raise click.ClickException(f"invalid {stream.record.__name__}: {exc}") from exc
     try:
-        (entry_id,) = _on_backend(stream.app, lambda: sending.send_prepared(stream, [event]))
+        (entry_id,) = _on_backend(
+            stream.app,
+            lambda: sending.send_prepared(stream, [event], idempotency_key=idempotency_key),
+        )
     except RunnelError as exc:
         raise click.ClickException(f"{type(exc).__name__}: {exc}") from exc
     where = f"{stream.app.name}.{stream.name} partition {event.partition}"
@@ -333,11 +350,13 @@ def send(
 @click.argument("stream_ref", metavar="STREAM")
 @click.argument("source", metavar="FILE", type=click.File("rb"))
 @click.option("--chunk-size", default=1000, show_default=True, type=click.IntRange(1, 100_000))
+@_IDEMPOTENCY
 @backend_options
 def sendmany(
     stream_ref: str,
     source: IO[bytes],
     chunk_size: int,
+    idempotency_key: str | None,
     redis_url: str | None,
     redis_password_file: str | None,
 ) -> None:
@@ -350,7 +369,8 @@ def sendmany(
     backend refuses a chunk (say, a partition full under its lossless cap), the chunks
     before it stay sent, and the error says how many events were sent and the first
     line that was not. Sending the whole file again would send those events twice:
-    resume from that line instead (tail -n +LINE FILE | runnel sendmany STREAM -).
+    resume from that line instead (tail -n +LINE FILE | runnel sendmany STREAM -), or
+    send with --idempotency-key KEY, and the whole file again with the same KEY.
     """
     from runnel import sending
 
@@ -371,7 +391,11 @@ def sendmany(
             _on_backend(
                 stream.app,
                 lambda: sending.send_prepared(
-                    stream, events, chunk_size, None if bar is None else bar.update
+                    stream,
+                    events,
+                    chunk_size,
+                    None if bar is None else bar.update,
+                    idempotency_key,
                 ),
             )
         except sending.SendFailed as exc:  # says what was sent, and where to resume
@@ -578,6 +602,25 @@ def quarantine_clear(
     if not _admin(app, lambda: app.clear_quarantine(name, partition)):
         raise click.ClickException(f"partition {partition} of {name} is not quarantined")
     click.echo(f"cleared the quarantine of {name} partition {partition}")
+
+
+@cli.command("state")
+@click.argument("processor_ref", metavar="PROCESSOR")
+@click.option("--partition", type=int, default=None, help="Only this partition.")
+@backend_options
+def state(
+    processor_ref: str,
+    partition: int | None,
+    redis_url: str | None,
+    redis_password_file: str | None,
+) -> None:
+    """Show the committed keyed state of an effectively-once PROCESSOR, one JSON line per
+    key: {"partition": N, "key": ..., "value": ...}."""
+    app, name = _load_processor(processor_ref, redis_url, redis_password_file)
+    for number, values in _admin(app, lambda: app.state(name, partition)).items():
+        for key, value in values.items():
+            shown = value.model_dump(mode="json") if hasattr(value, "model_dump") else value
+            click.echo(json.dumps({"partition": number, "key": key, "value": shown}))
 
 
 def _admin(app: StreamHome, call: Callable[[], Awaitable[T]]) -> T:

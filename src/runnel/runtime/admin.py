@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -346,3 +346,23 @@ async def clear_halts(kv: KeyValue, spec: ProcessorSpec, partitions: Sequence[in
         return 0
     fields = [quarantine_field(n) for n in partitions]
     return await kv.hash_delete(spec.stream.keys.halts(spec.name), *fields)
+
+
+async def keyed_state(
+    kv: KeyValue, spec: ProcessorSpec, partitions: Iterable[int]
+) -> dict[int, dict[str, Any]]:
+    """The committed keyed state of an effectively-once processor, per partition (those
+    with any state), decoded.
+
+    Raises:
+        Misconfigured: the processor was declared without ``state=``.
+    """
+    if spec.state is None:
+        raise Misconfigured(f"processor {spec.name!r} was declared without state=")
+    decode = spec.state.decode
+    found: dict[int, dict[str, Any]] = {}
+    for number in partitions:
+        stored = await kv.hash_get_all(spec.stream.keys.state(spec.name, number))
+        if stored:
+            found[number] = {k.decode(): decode(v) for k, v in sorted(stored.items())}
+    return found

@@ -23,6 +23,7 @@ from runnel.runtime.dead_letters import DeadLetterWriter
 from runnel.runtime.events import Events, ids_of
 from runnel.runtime.feed import PartitionFeed
 from runnel.runtime.iterations import IterationMonitor, events_of
+from runnel.runtime.outputs import Transactor
 from runnel.runtime.specs import ProcessorSpec, Sink
 
 log = logging.getLogger(__name__)
@@ -70,8 +71,11 @@ class Consumer:
         host: PartitionHost,
         dead_letters: DeadLetterWriter,
         monitor: IterationMonitor | None = None,
+        transactor: Transactor | None = None,
     ) -> None:
         self.spec = spec
+        self.transactor = transactor
+        """Stages and commits the iterations' effects (an effectively-once processor)."""
         self.feed = feed
         self.monitor = monitor
         """Counts, times and traces the iterations (None when metrics and tracing are off)."""
@@ -96,6 +100,10 @@ class Consumer:
     async def run(self) -> None:
         """Run until the partition is revoked, lost, halted or quarantined."""
         context.partition.set(self.feed.partition)
+        transactor = self.transactor
+        if transactor is not None:
+            context.outputs.set(transactor)  # Stream.send stages in this task
+            await transactor.load()
         await self._run()
         if self.feed.lost:
             # The fetcher (a fenced read), the acker (a fenced ack) and the feed itself (its
@@ -106,8 +114,16 @@ class Consumer:
 
     def _events(self) -> Events:
         spec = self.spec
+        tx = self.transactor
         events = self.events = Events(
-            self.feed, spec.name, spec.middleware, self.ack, self.dead_letter, self.monitor
+            self.feed,
+            spec.name,
+            spec.middleware,
+            self.ack,
+            self.dead_letter,
+            self.monitor,
+            commit=tx.commit if tx is not None else None,
+            state=tx.state if tx is not None else None,
         )
         context.processing.set(events)
         return events
@@ -121,6 +137,7 @@ class Consumer:
                 await self.spec.func(events)
             except asyncio.CancelledError:
                 await events._close(None)
+                self._discard()
                 raise
             except Exception as exc:
                 failure = exc
@@ -134,6 +151,7 @@ class Consumer:
                 return
             failed = events.inflight
             close_error = await events._close(failure)
+            self._discard()  # a failed iteration commits none of its effects
             if feed.lost:
                 return  # the lease is gone: the new owner redelivers; no policy applies
             dead_letter_failed = isinstance(close_error, DeadLetterFailed)
@@ -161,6 +179,10 @@ class Consumer:
                 # Failing before any event, or unable to dead-letter: back off so a broken
                 # processor or an unavailable backend does not make us spin.
                 await clock.sleep(min(0.05 * 2 ** min(self._restarts, 6), 2.0))
+
+    def _discard(self) -> None:
+        if self.transactor is not None:
+            self.transactor.discard()
 
     def _stopping(self) -> bool:
         return self.feed.closing

@@ -38,6 +38,10 @@ Ack = Callable[[Sequence[Event]], None]
 DeadLetterTo = Callable[[Sequence[Event], BaseException, Sink], Awaitable[None]]
 """Writes failed events to a sink, acknowledging each (see :mod:`runnel.runtime.dead_letters`)."""
 
+CommitTo = Callable[[Sequence[Event]], Awaitable[None]]
+"""Commits what an iteration staged with the acknowledgement of its events (an
+effectively-once processor; see :mod:`runnel.runtime.outputs`)."""
+
 
 class Events:
     """The events of one partition for one run of a processor function.
@@ -65,8 +69,12 @@ class Events:
         ack: Ack,
         dead_letter: DeadLetterTo,
         monitor: IterationMonitor | None = None,
+        commit: CommitTo | None = None,
+        state: Any = None,
     ) -> None:
         self._feed = feed
+        self._commit = commit
+        self._state = state
         self._monitor = monitor
         self._processor = processor
         self._middleware = middleware
@@ -102,6 +110,29 @@ class Events:
     def fencing_token(self) -> int:
         """The epoch of the lease these events are read under (for fenced external writes)."""
         return self._feed.epoch
+
+    @property
+    def state(self) -> Any:
+        """The keyed state of this partition (:class:`~runnel.runtime.state.KeyedState`).
+
+        Reads see what is committed plus what this iteration changed; changes are
+        committed with the acknowledgement of the item being processed.
+
+        Raises:
+            RuntimeError: the processor was declared without ``state=``.
+
+        Example:
+            Inside ``@app.processor(orders, guarantee="effectively_once", state=int)``::
+
+                async for order in events.records():
+                    events.state.increment(order.customer, order.amount)
+        """
+        if self._state is None:
+            raise RuntimeError(
+                f"processor {self._processor!r} has no keyed state: declare it with "
+                "@app.processor(..., guarantee='effectively_once', state=<value type>)"
+            )
+        return self._state
 
     def records(self) -> Events:
         """Yield decoded Records (or lists of them after ``take``) instead of Events."""
@@ -156,7 +187,7 @@ class Events:
         return gen
 
     async def _singles(self, decode: bool = False) -> AsyncGenerator[Any, None]:
-        feed, ack, monitor = self._feed, self._ack, self._monitor
+        feed, ack, monitor, commit = self._feed, self._ack, self._monitor, self._commit
         take_now = feed.take_now
         # With a monitor: iterations to let pass before its next, iterations let pass since
         # its last, and events processed it has not been told of.
@@ -190,6 +221,10 @@ class Events:
                         monitor.abandon(self._cause(exc))
                         raise
                     monitor.end(event)
+                if commit is not None:
+                    await commit((event,))
+                    self.inflight = None
+                    continue
                 self.inflight = None
                 ack((event,))
         finally:
@@ -200,6 +235,7 @@ class Events:
         self, size: int, within: float, decode: bool = False
     ) -> AsyncGenerator[list[Any], None]:
         feed, ack, clock, monitor = self._feed, self._ack, self._feed.clock, self._monitor
+        commit = self._commit
         take_upto = feed.take_upto
         buffer: TakeBuffer[Event] = TakeBuffer(size, within)
         while True:
@@ -231,8 +267,11 @@ class Events:
                     monitor.abandon(self._cause(exc))
                     raise
                 monitor.end(batch)
+            if commit is not None:
+                await commit(batch)  # a batch commits as one unit
             self.inflight = None
-            ack(batch)
+            if commit is None:
+                ack(batch)
 
     def _cause(self, exc: BaseException) -> BaseException | None:
         """Why an iteration was abandoned: the chain closing (after ``failure``, or a

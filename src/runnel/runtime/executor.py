@@ -30,6 +30,7 @@ from runnel.runtime.dead_letters import DeadLetterWriter
 from runnel.runtime.feed import PartitionFeed
 from runnel.runtime.fetcher import Fetcher
 from runnel.runtime.monitor import BackendWatch, Counts, ProcessorMonitor
+from runnel.runtime.outputs import CommitCounts, Transactor
 from runnel.runtime.plan import PartitionChecks
 from runnel.runtime.specs import ProcessorSpec
 from runnel.runtime.store import StreamStore
@@ -119,6 +120,8 @@ class Executor:
         if watch is not None:
             self.fetcher.on_unavailable = self.coordinator.on_unavailable = watch.failed
         self.running: dict[int, Consumer] = {}
+        self.commits = CommitCounts()
+        """The effectively-once commits of this executor's partitions."""
         self.lost = 0
         self.store_resets = 0
         self._tasks: list[asyncio.Task[None]] = []
@@ -290,6 +293,18 @@ class Executor:
 
     def _start_consumer(self, feed: PartitionFeed) -> None:
         number = feed.partition.number
+        transactor = None
+        if self.spec.guarantee == "effectively_once":
+            backend = self.backend
+            transactor = Transactor(
+                self.spec,
+                feed,
+                backend.log,
+                backend.kv,
+                self.clock,
+                lambda events: self.ack(feed, [e.id for e in events]),
+                self.commits,
+            )
         consumer = Consumer(
             self.spec,
             feed,
@@ -297,6 +312,7 @@ class Executor:
             self,
             self.dead_letters,
             self.monitor.iterations(number),
+            transactor,
         )
         self.running[number] = consumer
         task = asyncio.create_task(self._consume(consumer), name=f"{self.id}:p{number}")
@@ -395,10 +411,16 @@ class Executor:
             rebalances=coordinator.rebalances,
             gained=coordinator.acquired,
             lost=self.lost,
-            fenced=self.fetcher.fenced + self.acker.fenced + self.dead_letters.fenced,
+            fenced=self.fetcher.fenced
+            + self.acker.fenced
+            + self.dead_letters.fenced
+            + self.commits.fenced,
             store_resets=self.store_resets,
             owned=len(self.feeds),
             assigned=len(assigned_to(coordinator.members, self.id)),
+            commits=self.commits.committed,
+            committed_outputs=self.commits.outputs,
+            commit_retries=self.commits.retried,
         )
 
     def _in_flight(self, number: int) -> object | None:

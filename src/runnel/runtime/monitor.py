@@ -59,6 +59,9 @@ class Counts:
     store_resets: int = 0
     owned: int = 0
     assigned: int = 0
+    commits: int = 0
+    committed_outputs: int = 0
+    commit_retries: int = 0
 
 
 @dataclass(slots=True)
@@ -126,6 +129,9 @@ class ProcessorMonitor:
             "gained": metrics.counter("runnel_leases_gained_total", **labels),
             "lost": metrics.counter("runnel_leases_lost_total", **labels),
             "fenced": metrics.counter("runnel_fenced_refusals_total", **labels),
+            "commits": metrics.counter("runnel_commits_total", **labels),
+            "committed_outputs": metrics.counter("runnel_committed_outputs_total", **labels),
+            "commit_retries": metrics.counter("runnel_commit_retries_total", **labels),
         }
         self._resets = metrics.counter("runnel_store_resets_total", app=app, stream=stream)
         self._owned = metrics.gauge("runnel_partitions_owned", **labels)

@@ -27,6 +27,7 @@ from typing import Any, Literal, Protocol
 from runnel.domain.keys import Keys
 from runnel.domain.model import Fields, Partition, TrimMode
 from runnel.domain.policy import ExceptionPolicy
+from runnel.domain.transactions import Guarantee
 
 ProcessorFunc = Callable[[Any], Awaitable[None]]
 TaskFunc = Callable[[], Awaitable[None]]
@@ -85,9 +86,33 @@ class Sink(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True, eq=False)
+class StateSpec:
+    """A processor's keyed state, as the runtime needs it.
+
+    Attributes:
+        type_name: the values' type, for messages.
+        validate: checks a value (raising ``ValueError`` on a bad one) and returns it.
+        encode: a valid value to bytes (the stream's serializer and compressor).
+        decode: bytes back to a value.
+        numeric: whether ``increment`` applies (the values are ints or floats).
+    """
+
+    type_name: str
+    validate: Callable[[Any], Any]
+    encode: Callable[[Any], bytes]
+    decode: Callable[[bytes], Any]
+    numeric: bool = False
+
+
 @dataclass(frozen=True, slots=True)
 class ProcessorSpec:
-    """A processor: its function, stream and every per-processor setting resolved."""
+    """A processor: its function, stream and every per-processor setting resolved.
+
+    ``guarantee`` is ``at_least_once`` (acknowledge after processing) or
+    ``effectively_once`` (commit outputs, state and acknowledgement together; see
+    :mod:`runnel.domain.transactions`); ``state`` is its keyed state, if it has one.
+    """
 
     name: str
     stream: StreamSpec
@@ -102,6 +127,8 @@ class ProcessorSpec:
     grace_period: float
     join_delay: float
     heartbeat_interval: float
+    guarantee: Guarantee = "at_least_once"
+    state: StateSpec | None = None
 
 
 @dataclass(frozen=True, slots=True)

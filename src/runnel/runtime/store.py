@@ -76,6 +76,8 @@ class StreamStore:
         groups: the consumer groups (processors) declared on the stream so far.
         wait_timeout: seconds a ``wait``-mode append waits for room
             (``default_send_wait_timeout``).
+        idempotency_window: seconds an idempotency key remembers the entry it added
+            (``idempotency_window``).
     """
 
     def __init__(
@@ -88,6 +90,7 @@ class StreamStore:
         wait_timeout: float = 30.0,
         metrics: Metrics | None = None,
         tracing: Tracing | None = None,
+        idempotency_window: float = 86400.0,
     ) -> None:
         self.spec = spec
         self._log = log
@@ -95,6 +98,7 @@ class StreamStore:
         self._clock = clock
         self._groups = list(dict.fromkeys(groups))
         self._wait_timeout = wait_timeout
+        self.idempotency_window = idempotency_window
         metrics = metrics if metrics is not None else NoMetrics()
         labels = {"app": spec.app, "stream": spec.name}
         self._metered = metrics.enabled
@@ -125,6 +129,16 @@ class StreamStore:
     def prepared(self) -> bool:
         """Whether metadata and groups were checked and created through this store."""
         return self._prepared
+
+    @property
+    def log(self) -> StreamLog:
+        """The stream log this store appends to."""
+        return self._log
+
+    @property
+    def cap(self) -> Cap:
+        """The cap the stream's appends go under (a ``wait``-mode stream's is lossless)."""
+        return self._cap
 
     def declare_group(self, group: str) -> None:
         """A processor was declared on the stream: its group is created on the next append."""
@@ -215,7 +229,9 @@ class StreamStore:
             span = self._tracing.send(self._target(appends))
             carrier = span.carrier
             if carrier:
-                appends = [Append(a.key, {**a.fields, **carrier}) for a in appends]
+                appends = [
+                    Append(a.key, {**a.fields, **carrier}, a.idempotency_key) for a in appends
+                ]
         started = self._clock.now()
         try:
             ids = await self._append(appends)
@@ -241,7 +257,7 @@ class StreamStore:
         await self.prepare()
         if self.spec.trim_mode != "wait":
             try:
-                return await self._log.append(appends, self._cap)
+                return await self._log.append(appends, self._cap, self.idempotency_window)
             except BackpressureError:
                 self._refused.inc()
                 raise
@@ -251,7 +267,7 @@ class StreamStore:
         pause = FIRST_PAUSE
         while True:
             try:
-                return await self._log.append(appends, self._cap)
+                return await self._log.append(appends, self._cap, self.idempotency_window)
             except BackpressureError as exc:
                 self._refused.inc()
                 oversized = self._oversized(appends)

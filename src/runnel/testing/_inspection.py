@@ -254,6 +254,30 @@ class Inspection:
         spec = self._processor(processor)
         return read_quarantines(self.broker.hash(spec.stream.keys.quarantine(spec.name)) or {})
 
+    def state(self, processor: ProcessorRef = None) -> dict[int, dict[str, Any]]:
+        """The committed keyed state of an effectively-once ``processor``, per partition.
+
+        Exactly what a new owner of each partition would load: what the commits wrote,
+        decoded, and nothing an iteration staged but did not commit. Partitions with no
+        state are left out.
+
+        Raises:
+            ValueError: the processor was declared without ``state=``.
+
+        Example:
+            h.state("totals")  # -> {0: {'ada': 30}, 3: {'bob': 12}}
+        """
+        spec = self._processor(processor)
+        if spec.state is None:
+            raise ValueError(f"processor {spec.name!r} was declared without state=")
+        decode = spec.state.decode
+        result: dict[int, dict[str, Any]] = {}
+        for number in range(spec.stream.partition_count):
+            stored = self.broker.hash(spec.stream.keys.state(spec.name, number))
+            if stored:
+                result[number] = {k.decode(): decode(v) for k, v in sorted(stored.items())}
+        return result
+
     def entries(self, stream: Stream[Any] | str) -> dict[int, list[Event]]:
         """What a stream holds, per partition, in order, as :class:`~runnel.Event` objects.
 

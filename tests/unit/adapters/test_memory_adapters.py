@@ -27,6 +27,7 @@ from tests.contracts.locks_contract import LocksContract
 from tests.contracts.membership_contract import MembershipContract
 from tests.contracts.streamadmin_contract import StreamAdminContract
 from tests.contracts.streamlog_contract import StreamLogContract
+from tests.contracts.transactions_contract import TransactionsContract
 
 
 @pytest.fixture
@@ -51,6 +52,10 @@ def advance(clock: SimulatedClock) -> Advance:
 
 class TestMemoryStreamLog(Bound, StreamLogContract):
     """MemoryStreamLog honours the StreamLog contract."""
+
+
+class TestMemoryTransactions(Bound, TransactionsContract):
+    """Idempotent appends and effectively-once commits on the memory backend."""
 
 
 class TestMemoryPartitionLocks(Bound, LocksContract):

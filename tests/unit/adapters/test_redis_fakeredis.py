@@ -20,6 +20,7 @@ from tests.contracts.locks_contract import LocksContract
 from tests.contracts.membership_contract import MembershipContract
 from tests.contracts.streamadmin_contract import StreamAdminContract
 from tests.contracts.streamlog_contract import StreamLogContract
+from tests.contracts.transactions_contract import TransactionsContract
 
 pytest.importorskip("lupa", reason="fakeredis runs Lua scripts only with lupa installed")
 
@@ -54,6 +55,10 @@ class TestFakeRedisStreamLog(Bound, StreamLogContract):
     )
     async def test_one_read_call_serves_several_partitions(self, make_log: MakeLog) -> None:
         """Skipped on fakeredis."""
+
+
+class TestFakeRedisTransactions(Bound, TransactionsContract):
+    """Idempotent appends and effectively-once commits on the fakeredis backend."""
 
 
 class TestFakeRedisPartitionLocks(Bound, LocksContract):

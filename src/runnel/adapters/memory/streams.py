@@ -37,6 +37,7 @@ from runnel.ports import (
     AckRequest,
     Append,
     Cap,
+    Commit,
     DeadLetter,
     Fence,
     GroupInfo,
@@ -104,7 +105,9 @@ class MemoryStreamLog:
 
     # ------------------------------------------------------------------ appends
 
-    async def append(self, entries: Sequence[Append], cap: Cap | None = None) -> list[bytes]:
+    async def append(
+        self, entries: Sequence[Append], cap: Cap | None = None, window: float = 0.0
+    ) -> list[bytes]:
         """Append every entry atomically, in order; return their ids (see the port).
 
         Raises:
@@ -113,26 +116,93 @@ class MemoryStreamLog:
         for item in entries:
             if not item.fields:
                 raise BackendProtocolError("ERR wrong number of arguments for 'xadd' command")
+        repeats = self._repeats(entries)
+        fresh = [item for item, known in zip(entries, repeats, strict=True) if known is None]
         if cap is not None and cap.mode == "lossless":
-            self._check_lossless(entries, cap)
-        ids = [self._add(item.key, item.fields) for item in entries]
+            self._check_lossless(fresh, cap)
+        ids: list[bytes] = []
+        remembered: dict[str, bytes] = {}
+        for item, known in zip(entries, repeats, strict=True):
+            if known is not None:
+                ids.append(known or remembered[item.idempotency_key or ""])
+                continue
+            sid = self._add(item.key, item.fields)
+            ids.append(sid)
+            if item.idempotency_key is not None:
+                remembered[item.idempotency_key] = sid
+                self.broker.set_string(item.idempotency_key, sid, ttl=max(0.001, window))
         if cap is not None:
-            lost: dict[str, int] = {}
-            for key in dict.fromkeys(item.key for item in entries):
-                stream = self.broker.stream(key)
-                if stream is None:
-                    continue
-                victims = stream.oldest(len(stream) - cap.maxlen)
+            self._trim(fresh, {item.key: cap for item in fresh})
+        self.broker.ring()
+        return ids
+
+    def _repeats(self, entries: Sequence[Append]) -> list[bytes | None]:
+        """Per entry: the id its idempotency key remembers, b"" for a repeat of an earlier
+        entry of the batch, or None for an entry to add."""
+        seen: set[str] = set()
+        out: list[bytes | None] = []
+        for item in entries:
+            key = item.idempotency_key
+            if key is None:
+                out.append(None)
+            elif key in seen:
+                out.append(b"")
+            else:
+                known = self.broker.get_string(key)
+                if known is None:
+                    seen.add(key)
+                out.append(known)
+        return out
+
+    def _trim(self, entries: Sequence[Append], caps: Mapping[str, Cap]) -> None:
+        """Trim every stream written to its cap, counting what a lossy cap dropped (in the
+        stream's own counter when the cap names one per stream)."""
+        for key in dict.fromkeys(item.key for item in entries):
+            cap = caps.get(key)
+            stream = self.broker.stream(key)
+            if cap is None or stream is None:
+                continue
+            victims = stream.oldest(len(stream) - cap.maxlen)
+            lost = sum(1 for sid in victims if self._unacked_by(stream, sid) is not None)
+            stream.trim(cap.maxlen)
+            if lost and cap.mode == "lossy":
                 counter = cap.lost_keys.get(key, cap.lost_key) if cap.lost_keys else cap.lost_key
-                dropped = sum(1 for sid in victims if self._unacked_by(stream, sid) is not None)
-                lost[counter] = lost.get(counter, 0) + dropped
-                stream.trim(cap.maxlen)
-            total = sum(lost.values())
-            if total and cap.mode == "lossy":
-                for counter, dropped in lost.items():
-                    if dropped:
-                        self.broker.incr(counter, dropped)
-                logger.warning("lossy cap %d dropped %d unacknowledged entries", cap.maxlen, total)
+                self.broker.incr(counter, lost)
+                logger.warning("lossy cap %d dropped %d unacknowledged entries", cap.maxlen, lost)
+
+    async def commit(self, commit: Commit) -> list[bytes] | None:
+        """Outputs, state changes and the acknowledgement in one step (see the port).
+
+        Raises:
+            Fenced: the lease is gone (counted; nothing was written).
+            BackpressureError: an output's lossless cap has no room (nothing was written).
+        """
+        ack = commit.ack
+        if ack.fence is None:
+            raise ValueError("a commit must be fenced by the lease of its partition")
+        refused = self._fenced(ack.fence)
+        if refused is not None:
+            raise refused
+        _, group = self._group(ack.key, ack.group)
+        if ack.ids and parse_id(ack.ids[0]) not in group.pel:
+            return None  # applied already
+        for item in commit.outputs:
+            if not item.fields:
+                raise BackendProtocolError("ERR wrong number of arguments for 'xadd' command")
+        for key, cap in commit.caps.items():
+            if cap.mode == "lossless":
+                self._check_lossless([o for o in commit.outputs if o.key == key], cap)
+        ids = [self._add(item.key, item.fields) for item in commit.outputs]
+        self._trim(commit.outputs, commit.caps)
+        state = commit.state
+        if state is not None:
+            table = self.broker.hash(state.key, create=True)
+            assert table is not None
+            table.update(state.set)
+            for name in state.delete:
+                table.pop(name, None)
+            self.broker.drop_if_empty(state.key)
+        self._ack_one(ack)
         self.broker.ring()
         return ids
 

@@ -28,20 +28,31 @@ Arg: TypeAlias = bytes | str | int
 """One EVALSHA argument as redis-py encodes it."""
 
 
+_INCLUDE = re.compile(r"^--!include (?P<name>[a-z_]+)$", re.MULTILINE)
+
+
 @cache
 def script_text(name: str) -> str:
     """The source of ``lua/<name>.lua`` (read once per process).
 
+    A line ``--!include _cap`` stands for the shared file ``lua/_cap.lua`` (the length
+    cap rule that ``append.lua`` and ``commit.lua`` both apply), placed at the top of
+    the script. Only whole files are joined: no value is ever built into Lua source.
+
     Example:
         >>> "XREADGROUP" in script_text("exchange")
         True
+        >>> "local function cap_check" in script_text("commit")
+        True
     """
-    return (
+    text = (
         resources.files("runnel.adapters.redis")
         .joinpath("lua")
         .joinpath(f"{name}.lua")
         .read_text("utf-8")
     )
+    included = [script_text(m["name"]) for m in _INCLUDE.finditer(text)]
+    return "\n".join([*included, text]) if included else text
 
 
 _CALLS = re.compile(r"redis\.p?call\('([A-Za-z]+)'")

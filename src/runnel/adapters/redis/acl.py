@@ -55,6 +55,8 @@ SENDER: Final = (
     "exists",
     "incrby",
     "get",
+    # the idempotency keys of idempotent sends (SET PX)
+    "set",
     # stream metadata (hash_set_missing.lua) and the groups declared processors read from
     "hsetnx",
     "hgetall",
@@ -75,7 +77,6 @@ WORKER: Final = (
     "xack",
     # leases, epochs, heartbeats, membership, leader election, schedules, quarantines
     "time",
-    "set",
     "del",
     "incr",
     "pexpire",

@@ -46,7 +46,14 @@ from runnel.adapters.redis._errors import translate, translated
 from runnel.adapters.redis._scripts import Arg, Script, register
 from runnel.adapters.redis.keyvalue import RedisKeyValue
 from runnel.adapters.redis.locks import RedisPartitionLocks, _ttl_ms
-from runnel.adapters.redis.streams import RedisStreamLog, _flat, _require_fields, _to_ms
+from runnel.adapters.redis.streams import (
+    RedisStreamLog,
+    _flat,
+    _require_fields,
+    _to_ms,
+    commit_call,
+    commit_reply,
+)
 from runnel.domain.model import Entry
 from runnel.errors import (
     BackendError,
@@ -56,7 +63,7 @@ from runnel.errors import (
     Misconfigured,
     PermissionDenied,
 )
-from runnel.ports import AckRequest, Append, Cap, DeadLetter, Lease, ReadRequest
+from runnel.ports import AckRequest, Append, Cap, Commit, DeadLetter, Lease, ReadRequest
 
 T = TypeVar("T")
 
@@ -137,18 +144,27 @@ class ClusterStreamLog(RedisStreamLog):
         self._append = register(client, "append")  # type: ignore[arg-type]
         self._exchange = register(client, "exchange")  # type: ignore[arg-type]
         self._count = register(client, "count")  # type: ignore[arg-type]
+        self._commit = register(client, "commit")  # type: ignore[arg-type]
         timeout = client.get_connection_kwargs().get("socket_timeout")
         self._block_slice = None if timeout is None else max(1, int(float(timeout) * 500))
 
-    async def append(self, entries: Sequence[Append], cap: Cap | None = None) -> list[bytes]:
+    async def append(
+        self, entries: Sequence[Append], cap: Cap | None = None, window: float = 0.0
+    ) -> list[bytes]:
         """Append ``entries`` in order, atomically per partition; return their ids.
 
         Raises:
             BackpressureError: a lossless ``cap`` refused the entries of some partition
                 (those of the other partitions were appended; the message says how many).
+            Misconfigured: an entry carries an idempotency key (not supported on Redis
+                Cluster yet: its key would be in another slot than the partition).
         """
         if not entries:
             return []
+        if any(entry.idempotency_key is not None for entry in entries):
+            raise Misconfigured(
+                "idempotent sends are not supported on Redis Cluster yet (nothing was sent)"
+            )
         groups = by_slot(entries, lambda e: e.key)
         calls: list[Call] = []
         for members in groups.values():
@@ -179,18 +195,38 @@ class ClusterStreamLog(RedisStreamLog):
     def _append_call(entries: Sequence[Append], cap: Cap | None) -> Call:
         keys: list[str] = []
         index: dict[str, int] = {}
-        args: list[Arg] = [cap.maxlen if cap else 0, cap.mode if cap else "none"]
         for entry in entries:
             _require_fields(entry.fields, entry.key)
-            k = index.get(entry.key)
-            if k is None:
+            if entry.key not in index:
                 keys.append(entry.key)
-                k = index[entry.key] = len(keys)
-            args += [k, len(entry.fields), *_flat(entry.fields)]
+                index[entry.key] = len(keys)
+        # append.lua: maxlen, mode, the number of streams, the idempotency window (unused
+        # here: no entry has a key), then per entry: stream, idempotency key (0), fields.
+        args: list[Arg] = [cap.maxlen if cap else 0, cap.mode if cap else "none", len(keys), 1]
+        for entry in entries:
+            args += [index[entry.key], 0, len(entry.fields), *_flat(entry.fields)]
         if cap is not None:
             keys.append(cap.lost_keys.get(keys[0], cap.lost_key) if cap.lost_keys else cap.lost_key)
         _one_slot(keys)
         return keys, args
+
+    async def commit(self, commit: Commit) -> list[bytes] | None:
+        """An effectively-once commit, when every key it touches is in one slot.
+
+        Raises:
+            Misconfigured: an output is in another slot than the input partition (the
+                outbox path of ``docs/effectively-once.md`` is not built yet).
+        """
+        keys, args = commit_call(commit)
+        if len({slot_of(k) for k in keys}) > 1:
+            raise Misconfigured(
+                "on Redis Cluster an effectively-once commit must stay in its partition's "
+                f"slot, but {commit.ack.key} and its outputs span slots (committing through "
+                "an outbox is not supported yet)"
+            )
+        with translated():
+            (raw,) = await run_per_slot(self._cluster, self._commit, [(keys, args)])
+        return commit_reply(raw, len(commit.outputs))
 
     async def exchange(
         self, acks: Sequence[AckRequest], reads: Sequence[ReadRequest]

@@ -31,7 +31,7 @@ from runnel.adapters.redis._replies import as_int
 from runnel.adapters.redis.streams import RedisStreamLog
 from runnel.domain.model import Entry
 from runnel.errors import NotReplicated
-from runnel.ports import AckRequest, Append, Cap, DeadLetter, ReadRequest
+from runnel.ports import AckRequest, Append, Cap, Commit, DeadLetter, ReadRequest
 
 log = logging.getLogger("runnel.adapters.redis")
 
@@ -71,9 +71,11 @@ class ReplicatedStreamLog(RedisStreamLog):
                 acked,
             )
 
-    async def append(self, entries: Sequence[Append], cap: Cap | None = None) -> list[bytes]:
+    async def append(
+        self, entries: Sequence[Append], cap: Cap | None = None, window: float = 0.0
+    ) -> list[bytes]:
         """Append as the single-server log does, then wait for the replicas."""
-        ids = await super().append(entries, cap)
+        ids = await super().append(entries, cap, window)
         if ids:
             await self._require(f"an append of {len(ids)} entries")
         return ids
@@ -95,6 +97,21 @@ class ReplicatedStreamLog(RedisStreamLog):
                     self.timeout_ms,
                 )
         return done
+
+    async def commit(self, commit: Commit) -> list[bytes] | None:
+        """Commit as the single-server log does, then wait for the replicas (a warning if
+        they fall short: the commit is applied on the primary either way)."""
+        ids = await super().commit(commit)
+        acked = await self.confirmed()
+        if acked < self.replicas:
+            log.warning(
+                "a commit reached %d of the %d replicas required within %d ms: a failover "
+                "now could lose it, and its input would be processed again",
+                acked,
+                self.replicas,
+                self.timeout_ms,
+            )
+        return ids
 
     async def dead_letter(self, letter: DeadLetter) -> bytes:
         """Dead-letter, then wait for the replicas."""

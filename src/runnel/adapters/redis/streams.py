@@ -40,6 +40,7 @@ from runnel.ports import (
     AckRequest,
     Append,
     Cap,
+    Commit,
     DeadLetter,
     GroupInfo,
     GroupProbe,
@@ -121,11 +122,17 @@ class RedisStreamLog:
         self._client = client
         self._append = register(client, "append")
         self._exchange = register(client, "exchange")
+        self._commit = register(client, "commit")
         self._count = register(client, "count")
         self._block_slice = block_slice_ms(client)
 
-    async def append(self, entries: Sequence[Append], cap: Cap | None = None) -> list[bytes]:
+    async def append(
+        self, entries: Sequence[Append], cap: Cap | None = None, window: float = 0.0
+    ) -> list[bytes]:
         """Append ``entries`` atomically, in order, in one script call; return their ids.
+
+        Entries with an ``idempotency_key`` already remembered are not added again (see
+        the port).
 
         Raises:
             BackpressureError: a lossless ``cap`` would trim an unacknowledged entry.
@@ -134,19 +141,43 @@ class RedisStreamLog:
             return []
         keys: list[str] = []
         index: dict[str, int] = {}
-        args: list[Arg] = [cap.maxlen if cap else 0, cap.mode if cap else "none"]
         for entry in entries:
             _require_fields(entry.fields, entry.key)
-            k = index.get(entry.key)
-            if k is None:
+            if entry.key not in index:
                 keys.append(entry.key)
-                k = index[entry.key] = len(keys)
-            args += [k, len(entry.fields), *_flat(entry.fields)]
+                index[entry.key] = len(keys)
+        nstreams = len(keys)
         if cap is not None:
             keys.append(cap.lost_key)
+        args: list[Arg] = [
+            cap.maxlen if cap else 0,
+            cap.mode if cap else "none",
+            nstreams,
+            max(1, _to_ms(window)),
+        ]
+        for entry in entries:
+            dedup = 0
+            if entry.idempotency_key is not None:
+                dedup = index.get(entry.idempotency_key, 0)
+                if not dedup:
+                    keys.append(entry.idempotency_key)
+                    dedup = index[entry.idempotency_key] = len(keys)
+            args += [index[entry.key], dedup, len(entry.fields), *_flat(entry.fields)]
         with translated():
             raw = await self._append(keys=keys, args=args)
         return _replies.ids(raw, len(entries))
+
+    async def commit(self, commit: Commit) -> list[bytes] | None:
+        """Outputs, state changes and the acknowledgement in one call of ``commit.lua``.
+
+        Raises:
+            Fenced: the lease is gone (counted; nothing was written).
+            BackpressureError: an output's lossless cap has no room (nothing was written).
+        """
+        keys, args = commit_call(commit)
+        with translated():
+            raw = await call_packed(self._client, self._commit, keys, args)
+        return commit_reply(raw, len(commit.outputs))
 
     async def ensure_group(self, key: str, group: str, start: bytes = b"0") -> bool:
         """Create ``group`` on ``key`` (and the stream) at ``start``; False if it exists."""
@@ -360,3 +391,50 @@ class RedisStreamLog:
             return 0
         with translated():
             return _replies.as_int(await self._client.xdel(key, *ids))
+
+
+def commit_call(commit: Commit) -> tuple[list[str], list[Arg]]:
+    """The KEYS and ARGV of ``commit.lua`` for ``commit``."""
+    ack, state = commit.ack, commit.state
+    fence = ack.fence
+    if fence is None:
+        raise ValueError("a commit must be fenced by the lease of its partition")
+    state_key = state.key if state is not None else ack.key  # unused without state
+    keys: list[str] = [ack.key, fence.lock_key, fence.counter_key, state_key]
+    args: list[Arg] = [fence.token, ack.group, len(ack.ids), *ack.ids]
+    if state is None:
+        args += [0, 0]
+    else:
+        args.append(len(state.set))
+        args += _flat(state.set)
+        args += [len(state.delete), *state.delete]
+    streams: dict[str, int] = {}
+    for output in commit.outputs:
+        _require_fields(output.fields, output.key)
+        streams.setdefault(output.key, len(streams) + 1)
+    args.append(len(streams))
+    for key in streams:
+        cap = commit.caps.get(key)
+        keys.append(key)
+        where = len(keys)
+        if cap is None:
+            args += [where, 0, "none", where]
+        else:
+            keys.append(cap.lost_keys.get(key, cap.lost_key) if cap.lost_keys else cap.lost_key)
+            args += [where, cap.maxlen, cap.mode, len(keys)]
+    for output in commit.outputs:
+        args += [streams[output.key], len(output.fields), *_flat(output.fields)]
+    return keys, args
+
+
+def commit_reply(raw: object, outputs: int) -> list[bytes] | None:
+    """The outputs' ids ``commit.lua`` answered, or None for "applied already".
+
+    Raises:
+        runnel.errors.BackendError: the script refused (``FENCED``, ``BACKPRESSURE``...).
+    """
+    if isinstance(raw, Exception):
+        raise translate(raw)
+    if raw == 0:
+        return None
+    return _replies.ids(raw, outputs)

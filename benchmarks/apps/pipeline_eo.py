@@ -1,0 +1,5 @@
+"""Worker app: primitive records, processor mode ``pipeline_eo`` (see :mod:`benchmarks.apps`)."""
+
+from benchmarks.apps import build
+
+app, stream = build("primitive", "pipeline_eo")

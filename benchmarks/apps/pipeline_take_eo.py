@@ -1,0 +1,8 @@
+"""Worker app: primitive records, processor mode ``pipeline_take_eo``.
+
+See :mod:`benchmarks.apps`.
+"""
+
+from benchmarks.apps import build
+
+app, stream = build("primitive", "pipeline_take_eo")

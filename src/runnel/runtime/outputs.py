@@ -1,0 +1,215 @@
+"""The commits of an effectively-once processor, one partition at a time.
+
+A :class:`Transactor` serves one partition's consumer. While an iteration runs it keeps
+what the iteration staged (records sent to runnel streams, keyed state changes); when
+the processor asks for the next item it commits them together with the acknowledgement
+of the item, in one atomic step fenced by the partition's lease
+(:meth:`runnel.ports.StreamLog.commit`), and reads the outcome from the domain's table
+(:mod:`runnel.domain.transactions`). An iteration that staged nothing is acknowledged
+like any other (coalesced with the fetch rounds): it has no effect to protect.
+
+Every output's stream is prepared (its metadata checked, its processors' groups created)
+before its first record is staged, so the output's cap protects the groups declared on it.
+
+Example:
+    >>> from runnel.domain.transactions import on_commit, CommitOutcome
+    >>> on_commit(CommitOutcome.FULL).retry   # wait for room downstream, then commit
+    True
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from runnel.domain.model import Event
+from runnel.domain.transactions import CommitOutcome, Staged, on_commit
+from runnel.errors import BackendUnavailable, BackpressureError, Fenced, Misconfigured
+from runnel.ports import AckRequest, Append, Cap, Clock, Commit, KeyValue, StateChange, StreamLog
+from runnel.runtime.feed import PartitionFeed
+from runnel.runtime.specs import ProcessorSpec
+from runnel.runtime.state import KeyedState
+from runnel.runtime.store import StreamStore
+
+log = logging.getLogger(__name__)
+
+FIRST_PAUSE: Final = 0.01
+"""Seconds before a commit that could not be applied (no room, no reply) is tried again;
+the pause doubles after each try."""
+
+LONGEST_PAUSE: Final = 1.0
+"""The longest pause between two tries of a commit."""
+
+
+@dataclass(slots=True)
+class CommitCounts:
+    """Running totals of one executor's commits (its metrics read them)."""
+
+    committed: int = 0
+    """Iterations committed with outputs or state changes."""
+    outputs: int = 0
+    """Records committed to output streams."""
+    retried: int = 0
+    """Commits tried again (no room downstream, or no reply)."""
+    fenced: int = 0
+    """Commits refused because the lease was gone."""
+
+
+Output = tuple[StreamStore, Append]
+
+
+class Transactor:
+    """Stages and commits the effects of one partition's iterations.
+
+    Args:
+        spec: the processor (effectively-once).
+        feed: the partition it serves.
+        log_port: where commits go.
+        kv: where the partition's state is loaded from.
+        clock: what retries pause on.
+        ack: acknowledges an iteration that staged nothing (coalesced).
+        counts: the executor's running totals.
+    """
+
+    def __init__(
+        self,
+        spec: ProcessorSpec,
+        feed: PartitionFeed,
+        log_port: StreamLog,
+        kv: KeyValue,
+        clock: Clock,
+        ack: Callable[[Sequence[Event]], None],
+        counts: CommitCounts,
+    ) -> None:
+        self._group = spec.name
+        self._feed = feed
+        self._log = log_port
+        self._kv = kv
+        self._clock = clock
+        self._ack = ack
+        self.counts = counts
+        self._staged: Staged[Output] = Staged()
+        self.state: KeyedState[Any] | None = None
+        if spec.state is not None:
+            key = spec.stream.keys.state(spec.name, feed.partition.number)
+            self.state = KeyedState(spec.state, key, self._staged)
+
+    # ------------------------------------------------------------------ loading
+
+    async def load(self) -> None:
+        """Load the partition's committed state into the cache (once per consumer).
+
+        A backend that does not answer is asked again, until it does or the feed closes
+        (then nothing is processed: the consumer finds its feed closing).
+        """
+        state = self.state
+        if state is None or state.loaded:
+            return
+        pause = FIRST_PAUSE
+        while True:
+            try:
+                state.load(await self._kv.hash_get_all(state.key))
+                return
+            except BackendUnavailable as exc:
+                if self._feed.closing:
+                    return
+                log.warning("loading the state of %s failed (retrying): %s", state.key, exc)
+            await self._clock.sleep(pause)
+            pause = min(pause * 2, LONGEST_PAUSE)
+
+    # ------------------------------------------------------------------ staging
+
+    async def stage(self, store: Any, appends: Sequence[Any]) -> None:
+        """Keep ``appends`` for ``store``'s stream until the iteration commits.
+
+        Raises:
+            Misconfigured: the stream is on another backend (another App's Redis), which
+                no commit of this processor can reach.
+        """
+        target: StreamStore = store
+        if target.log is not self._log:
+            raise Misconfigured(
+                f"stream {target.spec.app}.{target.spec.name} is on another backend than this "
+                "effectively-once processor: only sends to streams of its own App (on its "
+                "own Redis) can be committed with its acknowledgements"
+            )
+        if not target.prepared:
+            await target.prepare()
+        self._staged.stage((target, append) for append in appends)
+
+    def discard(self) -> None:
+        """Forget what the current iteration staged (it failed, or was cancelled)."""
+        self._staged.clear()
+
+    # ------------------------------------------------------------------ committing
+
+    async def commit(self, events: Sequence[Event]) -> None:
+        """Commit what was staged with the acknowledgement of ``events``.
+
+        Raises:
+            Fenced: the lease is gone (the feed is closed as lost; nothing was written).
+        """
+        staged = self._staged
+        if not staged:
+            self._ack(events)
+            return
+        feed = self._feed
+        changes = dict(staged.state)
+        state = self.state
+        change = None
+        if state is not None and changes:
+            change = StateChange(
+                state.key,
+                {k.encode(): v for k, v in changes.items() if v is not None},
+                [k.encode() for k, v in changes.items() if v is None],
+            )
+        caps: dict[str, Cap] = {append.key: store.cap for store, append in staged.outputs}
+        commit = Commit(
+            AckRequest(feed.key, self._group, [e.id for e in events], feed.fence),
+            [append for _, append in staged.outputs],
+            caps,
+            change,
+        )
+        pause = FIRST_PAUSE
+        while True:
+            try:
+                outcome = (
+                    CommitOutcome.COMMITTED
+                    if await self._log.commit(commit) is not None
+                    else CommitOutcome.APPLIED
+                )
+                error: Exception | None = None
+            except Fenced as exc:
+                outcome, error = CommitOutcome.FENCED, exc
+            except BackpressureError as exc:
+                outcome, error = CommitOutcome.FULL, exc
+            except BackendUnavailable as exc:
+                outcome, error = CommitOutcome.UNAVAILABLE, exc
+            decision = on_commit(outcome)
+            if decision.done:
+                if state is not None:
+                    state.committed(changes)
+                self.counts.committed += 1
+                self.counts.outputs += len(commit.outputs)
+                staged.clear()
+                return
+            if decision.lost or feed.lost or feed.expired():
+                self.counts.fenced += decision.lost
+                staged.clear()
+                feed.close(lost=True)
+                raise Fenced(
+                    f"the commit of {feed.partition.stream}.{feed.partition.number} entry "
+                    f"{events[0].id.decode()} was not applied: the lease (epoch {feed.epoch}) "
+                    f"is no longer ours ({error})"
+                )
+            self.counts.retried += 1
+            log.warning(
+                "commit of %s.%d not applied yet (%s): trying again",
+                feed.partition.stream,
+                feed.partition.number,
+                error,
+            )
+            await self._clock.sleep(pause)
+            pause = min(pause * 2, LONGEST_PAUSE)

@@ -15,6 +15,8 @@ import time
 
 import pytest
 
+from runnel.runtime.worker import CANCEL_WAIT, STOP_MARGIN
+
 from .audit import Fault
 from .conftest import Faults
 from .guarantees import assert_guarantees
@@ -106,6 +108,10 @@ async def test_sigterm_during_a_redis_stall_longer_than_grace_period(faults: Fau
             victim.send_signal(signal.SIGTERM)
             code = await victim.exit_code(within=LONG_STALL + SANITY)
             exit_after = time.time() - termed_at
+            # The stop is bounded by grace_period + STOP_MARGIN (+ CANCEL_WAIT), far less
+            # than what is left of the stall: the worker must be gone while Redis still
+            # sleeps, not when it answers again.
+            exited_during_stall = not stall.done()
             await stall
             s.record(Fault("debug sleep", start, time.time()))
         finally:
@@ -118,7 +124,10 @@ async def test_sigterm_during_a_redis_stall_longer_than_grace_period(faults: Fau
     row.notes["exit code"] = code
     row.notes["stall left at SIGTERM s"] = round(LONG_STALL - (termed_at - start), 2)
     row.notes["grace_period s"] = DEFAULT_GRACE_PERIOD
+    row.notes["stop bound s"] = DEFAULT_GRACE_PERIOD + STOP_MARGIN + CANCEL_WAIT
     assert_guarantees(row)
+    assert code == 0
+    assert exited_during_stall, f"SIGTERM took {exit_after:.1f}s: it waited for Redis"
 
 
 def _owner(lock: bytes | str | None) -> str | None:

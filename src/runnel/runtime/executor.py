@@ -171,6 +171,8 @@ class Executor:
             return
         self._stopping = True
         self._set_context()  # the worker runs each stop in a task of its own
+        for feed in self.feeds.values():  # no new events from now on: the drain starts
+            feed.close()  # at once, not after the membership update (Redis may stall)
         try:
             await self.coordinator.leave()
         except Exception as exc:

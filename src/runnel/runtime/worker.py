@@ -4,6 +4,13 @@ Shutdown (SIGTERM/SIGINT, or a HALT): background tasks are cancelled, every exec
 drains gracefully (in-flight iterations finish within ``grace_period``, acks are flushed,
 leases released), leadership is released, and the exit code is returned: 0 after a
 signal, 1 after a HALT. A second signal forces an immediate exit.
+
+A stop is bounded whatever the backend does: :data:`STOP_MARGIN` seconds after the
+longest ``grace_period`` whatever is still going (a Redis call that waits on a stalled
+server, a flush, a release) is cancelled, and what could not be acknowledged or released
+is left to expire: its events are delivered again (at least once), nothing is lost. A
+task that still refuses to end :data:`CANCEL_WAIT` seconds later is reported; a worker
+that owns its process (``install_signals``) then exits without it.
 """
 
 from __future__ import annotations
@@ -39,11 +46,15 @@ EXIT_OK = 0
 EXIT_HALTED = 1
 EXIT_FORCED = 130
 
-STOP_REPORT_MARGIN = 5.0
-"""Seconds past the longest ``grace_period`` after which a stop still going is reported."""
+STOP_MARGIN = 2.0
+"""Seconds past the longest ``grace_period`` after which a stop still going is cut short
+(its pending calls cancelled, unreleased leases left to expire)."""
+
+CANCEL_WAIT = 1.0
+"""Seconds a cut-short stop waits for its cancelled tasks before it reports them and goes."""
 
 STOP_REPORT_EVERY = 10.0
-"""Seconds between further reports of a stop that is still going."""
+"""Seconds between further reports of tasks that outlive a cut-short stop."""
 
 STOP_REPORT_LIMIT = 30
 """Reports of one stop at most (five minutes of them); the last one says so."""
@@ -216,11 +227,9 @@ class Worker:
         finally:
             self.health.stop()
             self.publish_metrics()
-            reporter = asyncio.create_task(self._report_slow_stop(), name="stop-report")
             try:
-                await self._shutdown()
+                await self._bounded_shutdown()
             finally:
-                await cancel_and_wait(reporter)
                 await self.health.aclose()
             if self.install_signals:
                 for sig in (signal.SIGTERM, signal.SIGINT):
@@ -228,6 +237,56 @@ class Worker:
             self.stopped.set()
         log.info("worker %s stopped (exit code %d)", self.id, self.exit_code)
         return self.exit_code
+
+    def stop_limit(self) -> float:
+        """Seconds a stop may take before it is cut short: the longest ``grace_period``
+        plus :data:`STOP_MARGIN` (then at most :data:`CANCEL_WAIT` more to cancel)."""
+        return max((e.spec.grace_period for e in self.executors), default=0.0) + STOP_MARGIN
+
+    async def _bounded_shutdown(self) -> None:
+        """Stop gracefully within :meth:`stop_limit`; past it, cancel what is left.
+
+        Whatever the backend does (a stalled Redis makes each call wait up to the socket
+        timeout), the stop ends in time: acknowledgements not sent and leases not released
+        by then expire by themselves, and their events are delivered again.
+        """
+        clock = self.backend.clock
+        limit, started = self.stop_limit(), clock.now()
+        stop = asyncio.create_task(self._shutdown(), name="stop")
+        if await clock.wait_for(stop, limit):
+            stop.result()
+            return
+        me = asyncio.current_task()
+        waiting = sorted(describe_task(t) for t in asyncio.all_tasks() if t not in (me, stop))
+        log.warning(
+            "worker %s could not stop gracefully within %.1fs (grace_period + %.1fs): "
+            "cutting the stop short; unacknowledged events are delivered again and "
+            "unreleased leases expire by themselves. It was waiting on %d task(s):\n  %s",
+            self.id,
+            limit,
+            STOP_MARGIN,
+            len(waiting),
+            "\n  ".join(waiting) or "(none)",
+        )
+        stop.cancel()
+        if await clock.wait_for(stop, CANCEL_WAIT):
+            return
+        reporter = asyncio.create_task(self._report_slow_stop(started), name="stop-report")
+        if self.install_signals:  # the worker owns the process: go without those tasks
+            log.critical(
+                "worker %s: task(s) refuse to end after the stop was cut short; exiting "
+                "the process without them",
+                self.id,
+            )
+            await cancel_and_wait(reporter)
+            logging.shutdown()
+            os._exit(self.exit_code)
+        try:
+            await stop  # embedded in a program of its own: the program decides
+        except BaseException:  # cancelled: whatever it raises, the worker is stopping
+            pass
+        finally:
+            await cancel_and_wait(reporter)
 
     async def _check_access(self) -> None:
         """Refuse to start when the Redis user may not do what this worker will do.
@@ -293,17 +352,14 @@ class Worker:
                         exc_info=exc,
                     )
 
-    async def _report_slow_stop(self) -> None:
-        """Log what a graceful stop is still waiting on once it takes longer than it should.
+    async def _report_slow_stop(self, started: float) -> None:
+        """Log what a stop cut short still waits on: every pending task with its line.
 
-        A drain is bounded by ``grace_period``; a stop that outlasts it by
-        :data:`STOP_REPORT_MARGIN` is stuck on something (a Redis call, a user's finally
-        block), and this names it: every pending task with the line it waits at.
+        Such a task refused its cancellation (a ``finally`` block that awaits something
+        that never comes, say); it is named every :data:`STOP_REPORT_EVERY` seconds, at
+        most :data:`STOP_REPORT_LIMIT` times.
         """
         clock = self.backend.clock
-        longest = max((e.spec.grace_period for e in self.executors), default=0.0)
-        started = clock.now()
-        await clock.sleep(longest + STOP_REPORT_MARGIN)
         me = asyncio.current_task()
         for report in range(1, STOP_REPORT_LIMIT + 1):
             waiting = [describe_task(t) for t in asyncio.all_tasks() if t is not me]

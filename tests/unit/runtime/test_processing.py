@@ -228,7 +228,7 @@ async def test_a_stop_stuck_past_its_grace_period_is_cut_short_and_says_where_it
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.WARNING, logger="runnel.runtime.worker")
-    running, release = await stuck_stop(make_app, workers, clock, grace_period=2.0)
+    running, _release = await stuck_stop(make_app, workers, clock, grace_period=2.0)
     stopped_at = clock.now()
     assert await running.task == 0  # without the release: the stop was cut short
     took = clock.now() - stopped_at

@@ -3,10 +3,12 @@
 How it works (one ``Coordinator`` per executor, i.e. per processor per worker):
 
 1. **Heartbeat.** Every ``tick`` (``min(heartbeat_interval, lock_expiry / 4)``) the
-   executor sets ``__beat:...{executor_id}`` with a TTL of three ticks and renews all its
-   partition leases in one round trip. A lease that cannot be renewed is dropped at once
-   (renewal never re-acquires). The same tick reads the membership, reaps members whose
-   heartbeat has expired, and re-joins if this executor was itself reaped (after a pause).
+   executor sets ``__beat:...{executor_id}`` with a TTL of ``max(3 ticks, lock_expiry)``
+   (:func:`beat_ttl`) and renews all its partition leases in one round trip. A lease that
+   cannot be renewed is dropped at once (renewal never re-acquires). The same tick reads
+   the membership, reaps members whose heartbeat has expired (only once its own
+   heartbeats have gone through for three ticks without a gap: after a Redis stall every
+   heartbeat may have lapsed at once), and re-joins if this executor was itself reaped.
 2. **Watchdog.** Independently of any I/O, a timer wakes at the earliest local lease
    deadline (send time of the last successful renewal + ``lock_expiry`` - margin). A
    partition past its deadline is dropped: its in-flight iteration is cancelled and no
@@ -64,6 +66,21 @@ MIN_RETRY = 0.01
 
 UPDATE_ATTEMPTS = 100
 """Compare-and-set rounds before a membership update gives up (and is retried later)."""
+
+
+def beat_ttl(tick: float, lock_expiry: float) -> float:
+    """How long a heartbeat lives: ``max(3 * tick, lock_expiry)``.
+
+    A member is reaped only once its heartbeat is gone, and so never before its
+    leases may have expired too: a live worker that pauses, or loses Redis, for less
+    than its leases survive keeps its membership as well as its leases. At the defaults
+    (tick 1 s, ``lock_expiry`` 10 s) a heartbeat lives 10 s.
+
+    Example:
+        >>> beat_ttl(1.0, 10.0), beat_ttl(1.0, 2.0)
+        (10.0, 3.0)
+    """
+    return max(MISSED_BEATS * tick, lock_expiry)
 
 
 class Holdings(Protocol):
@@ -133,7 +150,10 @@ class Coordinator:
         self.partitions = spec.stream.partition_count
         self.lease_clock = LeaseClock(spec.lock_expiry)
         self.tick = min(spec.heartbeat_interval, self.lease_clock.renew_every)
-        self.beat_ttl = MISSED_BEATS * self.tick
+        self.beat_ttl = beat_ttl(self.tick, spec.lock_expiry)
+        self.healthy_since: float | None = None
+        """Since when our heartbeats have gone through without a gap (None: failing)."""
+        self._last_beat: float | None = None
         self.members: Members = {}
         self.version = 0
         self.control_last: bytes | None = None
@@ -320,15 +340,38 @@ class Coordinator:
         while True:
             await self.clock.sleep(self.tick)
             try:
+                sent_at = self.clock.now()
                 await self._beat()
+                self._beat_went_through(sent_at)
                 await self._renew()
                 if self.joined.is_set() and not self._leaving:
                     await self._check_members()
                 await self.holdings.check_quarantine()
             except (BackendError, RebalanceError) as exc:
+                self.healthy_since = None
                 if self.on_unavailable is not None and isinstance(exc, BackendUnavailable):
                     self.on_unavailable(exc)
                 log.warning("heartbeat of %s failed: %s", self.id, exc)
+
+    def _beat_went_through(self, sent_at: float) -> None:
+        """Note a heartbeat sent at ``sent_at`` that went through.
+
+        A gap of more than two ticks since the previous one (Redis stalled, or this
+        process or its event loop was paused) starts a new healthy stretch: the others'
+        heartbeats may have lapsed in the same stall, and they get time to beat again
+        before anyone is reaped (:meth:`may_reap`).
+        """
+        last = self._last_beat
+        if self.healthy_since is None or last is None or sent_at - last > 2 * self.tick:
+            self.healthy_since = sent_at
+        self._last_beat = sent_at
+
+    def may_reap(self, now: float) -> bool:
+        """Whether our own heartbeats have gone through for long enough (three ticks
+        without a gap) that a member whose heartbeat is gone really missed its beats,
+        rather than lapsing in a stall that held everyone."""
+        since = self.healthy_since
+        return since is not None and now - since >= MISSED_BEATS * self.tick
 
     async def _renew(self) -> None:
         holdings = self.holdings
@@ -366,7 +409,7 @@ class Coordinator:
             await self._join("rejoin")
             return
         others = sorted(e for e in members if e != self.id)
-        if others:
+        if others and self.may_reap(self.clock.now()):
             alive = await self.backend.kv.exists([self.keys.beat(self.name, e) for e in others])
             dead = [e for e, ok in zip(others, alive, strict=True) if not ok]
             if dead:

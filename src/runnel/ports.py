@@ -359,6 +359,12 @@ class StoreDiagnostics(Protocol):
         say, one sentence says that the check could not run."""
         ...
 
+    async def loss_cause(self) -> str | None:
+        """Why the store may have lost keys, when it can tell (a sentence naming the cause
+        and what to change: eviction under ``maxmemory``, a restart without persistence);
+        None when it cannot tell."""
+        ...
+
     async def check_access(self, needs: Sequence[Access]) -> None:
         """Refuse when the store's user may not send the commands a worker will send to
         ``needs`` (one key of each kind).

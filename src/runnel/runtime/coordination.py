@@ -53,6 +53,7 @@ from runnel.domain.rebalance import plan_rebalance
 from runnel.errors import BackendError, BackendUnavailable, PermissionDenied, RebalanceError
 from runnel.ports import Backend, Lease, MembershipKeys, MembershipRecord, MembershipWrite
 from runnel.runtime._aio import cancel_and_wait
+from runnel.runtime._repeats import RepeatedWarning
 from runnel.runtime.feed import PartitionFeed
 from runnel.runtime.specs import ProcessorSpec
 
@@ -174,6 +175,10 @@ class Coordinator:
         self._membership = asyncio.Lock()
         self._leaving = False
         self._tasks: list[asyncio.Task[None]] = []
+        self._beat_written = False  # whether leave() has a heartbeat to delete
+        self._beat_failures = RepeatedWarning(log, self.clock)
+        self._control_failures = RepeatedWarning(log, self.clock)
+        self._rebalance_failures = RepeatedWarning(log, self.clock)
 
     def wake(self) -> None:
         """Reconcile soon (a lease was lost, an announcement arrived)."""
@@ -230,6 +235,8 @@ class Coordinator:
                 except (BackendError, RebalanceError) as exc:
                     log.warning("could not leave the membership of %s cleanly: %s", self.name, exc)
             await self._release(sorted(self.holdings.feeds))
+        if not self._beat_written:
+            return  # never written (Redis was down from the start): nothing to delete
         try:
             await self.backend.kv.delete(self.keys.beat(self.name, self.id))
         except BackendError as exc:
@@ -238,6 +245,7 @@ class Coordinator:
     # ------------------------------------------------------------------ membership
 
     async def _beat(self) -> None:
+        self._beat_written = True  # from the moment it may have been written
         await self.backend.kv.set(
             self.keys.beat(self.name, self.id),
             self.worker_id.encode(),
@@ -351,7 +359,9 @@ class Coordinator:
                 self.healthy_since = None
                 if self.on_unavailable is not None and isinstance(exc, BackendUnavailable):
                     self.on_unavailable(exc)
-                log.warning("heartbeat of %s failed: %s", self.id, exc)
+                self._beat_failures.warn("heartbeat of %s failed: %s", self.id, exc)
+            else:
+                self._beat_failures.clear(f"the heartbeat of {self.id}")
 
     def _beat_went_through(self, sent_at: float) -> None:
         """Note a heartbeat sent at ``sent_at`` that went through.
@@ -448,9 +458,14 @@ class Coordinator:
                 await log_port.wait({key: last}, timeout)
                 messages = await log_port.range(key, b"(" + last, b"+", count=100)
             except BackendError as exc:
-                log.warning("reading the control stream of %s failed: %s", self.name, exc)
-                await self.clock.sleep(self.tick)
+                self._control_failures.warn(
+                    "reading the control stream of %s failed: %s", self.name, exc
+                )
+                # Backing off costs nothing: the reconcile loop retries on its own.
+                failures = min(self._control_failures.failures, 6)
+                await self.clock.sleep(min(self.tick * 2 ** (failures - 1), 5.0))
                 continue
+            self._control_failures.clear(f"reading the control stream of {self.name}")
             if not messages:
                 continue
             self.control_last = messages[-1].id
@@ -474,9 +489,13 @@ class Coordinator:
                     if not self._leaving:
                         await self.reconcile()
             except (BackendError, RebalanceError) as exc:
-                log.warning("rebalance of %s failed, retrying: %s", self.name, exc)
+                self._rebalance_failures.warn(
+                    "rebalance of %s failed, retrying: %s", self.name, exc
+                )
                 await self.clock.sleep(self.tick)
                 self._wake.set()
+            else:
+                self._rebalance_failures.clear(f"the rebalance of {self.name}")
 
     # ------------------------------------------------------------------ reconcile
 

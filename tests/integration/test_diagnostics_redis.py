@@ -53,7 +53,8 @@ async def test_evicted_keys_are_reported_as_eviction(evicting_server: RunningSer
         assert int((await admin.info("stats"))["evicted_keys"]) > 0
         cause = await RedisKeyValue(client).loss_cause()
         assert cause is not None
-        assert "evicted" in cause and "allkeys-lru" in cause
+        assert "evicted" in cause
+        assert "allkeys-lru" in cause
         assert "appendonly" not in cause  # persistence is on: not the advice to give
     finally:
         await admin.aclose()
@@ -67,7 +68,8 @@ async def test_a_server_without_persistence_is_named_as_the_cause(
     try:
         cause = await RedisKeyValue(client).loss_cause()
         assert cause is not None
-        assert "appendonly no" in cause and "evicted" not in cause
+        assert "appendonly no" in cause
+        assert "evicted" not in cause
     finally:
         await client.aclose()
 

@@ -20,6 +20,8 @@
     │   ├── BackendProtocolError          Redis refused, or answered in an unexpected shape
     │   │   └── GroupMissing              a consumer group (or its stream) does not exist
     │   ├── Fenced                        a stale owner's read or ack was refused
+    │   │   └── LeaseExpired              ensure_owned(): this worker may no longer own
+    │   │                                 the partition (its local lease deadline passed)
     │   └── BackpressureError             a lossless cap refused an append
     └── RebalanceError                    partition ownership could not be established
 
@@ -141,6 +143,26 @@ class GroupMissing(BackendProtocolError):
 
 class Fenced(BackendError):
     """A partition operation was refused because the caller's lease is no longer current."""
+
+
+class LeaseExpired(Fenced):
+    """Raised by :meth:`runnel.Events.ensure_owned`: the partition may have a new owner.
+
+    The local lease deadline (measured on the monotonic clock) has passed, or the lease
+    is known to be gone: another worker may already be processing this partition. Do not
+    perform the side effect you were about to; let the exception propagate. The processor
+    stops on that partition without any exception policy applying, nothing is
+    acknowledged, and the new owner processes the event.
+
+    Attributes:
+        partition: ``stream.number`` of the partition.
+        epoch: the epoch of the lease that was lost.
+    """
+
+    def __init__(self, message: str, partition: str = "", epoch: int = 0) -> None:
+        super().__init__(message)
+        self.partition = partition
+        self.epoch = epoch
 
 
 class BackpressureError(BackendError):

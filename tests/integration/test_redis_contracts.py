@@ -43,3 +43,37 @@ class TestRedisKeyValue(Bound, KeyValueContract):
 
 class TestRedisMembership(Bound, MembershipContract):
     """Membership contract on Redis."""
+
+
+class TestRedisStreamLogScriptedRounds(Bound, StreamLogContract):
+    """StreamLog contract on Redis, every fetch round through ``exchange.lua``.
+
+    A round that reads goes as a watched transaction, and falls back to the script only
+    when that transaction keeps being disturbed: here the transaction always gives up, so
+    reads, acknowledgements and fences (a stale epoch refused and counted) are checked on
+    the fallback too.
+    """
+
+    @pytest.fixture(autouse=True)
+    def _scripted_rounds(self, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+        from runnel.adapters.redis import streams
+
+        gave_up: list[int] = []
+
+        async def always_disturbed(*_: object) -> None:
+            gave_up.append(1)
+            return None
+
+        monkeypatch.setattr(streams, "exchange_watched", always_disturbed)
+        return gave_up
+
+    async def test_the_fallback_was_taken(
+        self, adapters: Adapters, _scripted_rounds: list[int]
+    ) -> None:
+        from runnel.ports import ReadRequest
+        from tests.contracts import key_space
+
+        log, key = adapters.log(), key_space()("s")
+        await log.ensure_group(key, "g")
+        await log.exchange([], [ReadRequest(key, "g", "c", 1)])
+        assert _scripted_rounds == [1]

@@ -7,14 +7,19 @@ through ``unpack()``, which stops at about 8,000 values, so an entry of 20,000 f
 could never be dead-lettered and its partition was stuck for good. The fields travel as
 an ordinary command instead:
 
-1. ``WATCH`` the lease lock and ``GET`` it: if another token holds it, ``INCR`` the
-   refusal counter and raise :class:`~runnel.errors.Fenced` (nothing written);
-2. ``MULTI``, ``XADD`` the sink, ``XACK`` the source entry, ``EXEC``.
+1. ``WATCH`` the lease lock and the sink, ``GET`` the lock: if another token holds it,
+   ``INCR`` the refusal counter and raise :class:`~runnel.errors.Fenced` (nothing
+   written);
+2. ``TYPE`` of the sink: a key of another type (not a stream, not missing) is refused
+   with :class:`~runnel.errors.BackendProtocolError`, nothing written;
+3. ``MULTI``, ``XADD`` the sink, ``XACK`` the source entry, ``EXEC``.
 
-``EXEC`` runs only if the lock was not written in between (taken by a new owner, or
-renewed by our own lease keeper); an aborted attempt looks at the lock again. The sink
-write comes first: ``XACK`` cannot fail on a missing group (it answers 0), so the sink
-never misses an entry the source no longer has pending.
+``EXEC`` runs only if neither the lock nor the sink was written in between (the lock
+taken by a new owner or renewed by our own lease keeper, another dead letter appended);
+an aborted attempt looks again. The sink's type is checked first because a transaction
+is not rolled back when one of its commands fails: an ``XADD`` refused inside it
+(``WRONGTYPE``) would leave the ``XACK`` done, and the entry acknowledged without its
+dead letter would be lost. ``XACK`` cannot fail on a missing group (it answers 0).
 
 Example:
     >>> ATTEMPTS
@@ -29,7 +34,7 @@ from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
 from runnel.adapters.redis import _replies
-from runnel.errors import BackendUnavailable, Fenced
+from runnel.errors import BackendProtocolError, BackendUnavailable, Fenced
 from runnel.ports import DeadLetter
 
 ATTEMPTS: Final = 8
@@ -48,7 +53,7 @@ async def dead_letter_watched(client: Redis, letter: DeadLetter) -> bytes:
     async with client.pipeline(transaction=True) as pipe:
         for _ in range(ATTEMPTS):
             if fence is not None:
-                await pipe.watch(fence.lock_key)
+                await pipe.watch(fence.lock_key, letter.sink_key)
                 holder = await pipe.get(fence.lock_key)
                 if holder != fence.token:
                     await pipe.reset()  # type: ignore[no-untyped-call]  # unannotated in redis-py
@@ -57,7 +62,17 @@ async def dead_letter_watched(client: Redis, letter: DeadLetter) -> bytes:
                         f"lease {fence.lock_key} is no longer held by this owner (a dead "
                         f"letter for {letter.key} entry {letter.id.decode()} was refused)"
                     )
-                pipe.multi()  # type: ignore[no-untyped-call]  # unannotated in redis-py
+            else:
+                await pipe.watch(letter.sink_key)
+            kind = _replies.as_bytes(await pipe.type(letter.sink_key))
+            if kind not in (b"stream", b"none"):
+                await pipe.reset()  # type: ignore[no-untyped-call]  # unannotated in redis-py
+                raise BackendProtocolError(
+                    f"dead-letter sink {letter.sink_key} holds a {kind.decode()}, not a stream "
+                    f"(WRONGTYPE): {letter.key} entry {letter.id.decode()} was not dead-lettered "
+                    "and stays pending"
+                )
+            pipe.multi()  # type: ignore[no-untyped-call]  # unannotated in redis-py
             pipe.xadd(letter.sink_key, dict(letter.fields))  # type: ignore[arg-type]  # bytes fields
             pipe.xack(letter.key, letter.group, letter.id)
             try:

@@ -341,7 +341,7 @@ class StreamLogContract:
         fence = Fence(k("lock"), lease.token, k("fenced"))
         await read(log, k("s"), "g", "p0", fence=fence)
         await kv.set(k("dlq"), b"not a stream")
-        with pytest.raises(BackendProtocolError, match="WRONGTYPE|not a stream"):
+        with pytest.raises(BackendProtocolError, match=r"WRONGTYPE|not a stream"):
             await log.dead_letter(DeadLetter(k("s"), "g", entry, k("dlq"), {b"x": b"1"}, fence))
         assert [p.id for p in await log.pending(k("s"), "g")] == [entry]
         assert await kv.get(k("dlq")) == b"not a stream"

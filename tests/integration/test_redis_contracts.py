@@ -55,7 +55,7 @@ class TestRedisStreamLogScriptedRounds(Bound, StreamLogContract):
     """
 
     @pytest.fixture(autouse=True)
-    def _scripted_rounds(self, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    def scripted_rounds(self, monkeypatch: pytest.MonkeyPatch) -> list[int]:
         from runnel.adapters.redis import streams
 
         gave_up: list[int] = []
@@ -68,7 +68,7 @@ class TestRedisStreamLogScriptedRounds(Bound, StreamLogContract):
         return gave_up
 
     async def test_the_fallback_was_taken(
-        self, adapters: Adapters, _scripted_rounds: list[int]
+        self, adapters: Adapters, scripted_rounds: list[int]
     ) -> None:
         from runnel.ports import ReadRequest
         from tests.contracts import key_space
@@ -76,4 +76,4 @@ class TestRedisStreamLogScriptedRounds(Bound, StreamLogContract):
         log, key = adapters.log(), key_space()("s")
         await log.ensure_group(key, "g")
         await log.exchange([], [ReadRequest(key, "g", "c", 1)])
-        assert _scripted_rounds == [1]
+        assert scripted_rounds == [1]

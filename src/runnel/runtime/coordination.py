@@ -69,6 +69,22 @@ UPDATE_ATTEMPTS = 100
 """Compare-and-set rounds before a membership update gives up (and is retried later)."""
 
 
+GONE_AFTER_TICKS = 1.0
+"""A worker without a connection for this many ticks, whose heartbeat was not renewed
+meanwhile, is gone (its process died): see :meth:`Coordinator.gone`. A live worker
+checks its connection every half tick and opens it again at once when it was closed."""
+
+
+def connection_name(app: str, worker_id: str) -> str:
+    """The name of the connection a worker holds while it runs (its presence).
+
+    Example:
+        >>> connection_name("shop", "vm-12-ab34cd")
+        'runnel:shop:vm-12-ab34cd'
+    """
+    return f"runnel:{app}:{worker_id}"
+
+
 def beat_ttl(tick: float, lock_expiry: float) -> float:
     """How long a heartbeat lives: ``max(3 * tick, lock_expiry)``.
 
@@ -176,6 +192,11 @@ class Coordinator:
         self._leaving = False
         self._tasks: list[asyncio.Task[None]] = []
         self._beat_written = False  # whether leave() has a heartbeat to delete
+        # Worker id -> (when its connection was first seen missing, its heartbeat's
+        # remaining seconds then): a suspect, gone if the same holds GONE_AFTER_TICKS later.
+        self._suspects: dict[str, tuple[float, float | None]] = {}
+        self.gone_found = 0
+        """Members found gone by their closed connection (before their heartbeat expired)."""
         self._beat_failures = RepeatedWarning(log, self.clock)
         self._control_failures = RepeatedWarning(log, self.clock)
         self._rebalance_failures = RepeatedWarning(log, self.clock)
@@ -246,11 +267,13 @@ class Coordinator:
 
     async def _beat(self) -> None:
         self._beat_written = True  # from the moment it may have been written
-        await self.backend.kv.set(
-            self.keys.beat(self.name, self.id),
-            self.worker_id.encode(),
-            ttl=self.beat_ttl,
-        )
+        key, value = self.keys.beat(self.name, self.id), self.worker_id.encode()
+        try:
+            await self.backend.kv.set(key, value, ttl=self.beat_ttl)
+        except BackendUnavailable:
+            # Once more at once, on a fresh connection: after a connection kill the first
+            # call fails on the dead one, and a missed beat would make us look gone.
+            await self.backend.kv.set(key, value, ttl=self.beat_ttl)
 
     async def _join_until_done(self) -> None:
         delay = self.tick
@@ -419,16 +442,93 @@ class Coordinator:
             await self._join("rejoin")
             return
         others = sorted(e for e in members if e != self.id)
-        if others and self.may_reap(self.clock.now()):
+        if others:
             alive = await self.backend.kv.exists([self.keys.beat(self.name, e) for e in others])
-            dead = [e for e, ok in zip(others, alive, strict=True) if not ok]
-            if dead:
-                log.warning("reaping dead member(s) of %s: %s", self.name, ", ".join(dead))
-                write = await self._update("reap", lambda m: without(m, dead, self.partitions))
+            dead = []
+            if self.may_reap(self.clock.now()):  # not right after a stall: see may_reap
+                dead = [e for e, ok in zip(others, alive, strict=True) if not ok]
+            gone = await self.gone(
+                {e: members[e].worker for e, ok in zip(others, alive, strict=True) if ok}
+            )
+            if dead or gone:
+                log.warning(
+                    "reaping dead member(s) of %s: %s",
+                    self.name,
+                    ", ".join([*dead, *(f"{e} (its connection is closed)" for e in gone)]),
+                )
+                lost = {e: members[e].partitions for e in gone}
+                write = await self._update(
+                    "reap", lambda m: without(m, [*dead, *gone], self.partitions)
+                )
                 if write.written:
-                    self.reaped += len(dead)
+                    self.reaped += len(dead) + len(gone)
+                await self._free_leases_of(lost)
         if assigned_to(self.members, self.id) != frozenset(self.holdings.feeds):
             self._wake.set()
+
+    async def gone(self, workers: Mapping[str, str]) -> list[str]:
+        """Of the members ``workers`` (executor id -> worker id) whose heartbeat still
+        lives, those whose worker process is gone.
+
+        A worker is gone when its named connection (:func:`connection_name`) was missing
+        from the store at two checks at least :data:`GONE_AFTER_TICKS` ticks apart, and
+        its heartbeat was not renewed in between. A live worker whose connections were
+        killed opens them again within a tick and renews its heartbeat every tick; a
+        paused one keeps its connections open (the operating system holds them). Without
+        the presence capability (or its permission) nobody is ever found gone here: the
+        heartbeat's expiry decides, as before.
+        """
+        presence = self.backend.presence
+        candidates = {e: w for e, w in workers.items() if w and w != self.worker_id}
+        if presence is None or not candidates:
+            self._suspects.clear()
+            return []
+        names = {connection_name(self.spec.stream.app, w): w for w in set(candidates.values())}
+        present = await presence.present(list(names))
+        if present is None:
+            self._suspects.clear()
+            return []
+        missing = {w for n, w in names.items() if n not in present}
+        for worker in list(self._suspects):
+            if worker not in missing:
+                del self._suspects[worker]  # connected again: not gone
+        now, found = self.clock.now(), []
+        for executor, worker in sorted(candidates.items()):
+            if worker not in missing:
+                continue
+            remaining = await self.backend.locks.expires_in(self.keys.beat(self.name, executor))
+            suspect = self._suspects.get(worker)
+            if suspect is None:
+                self._suspects[worker] = (now, remaining)
+                continue
+            since, before = suspect
+            renewed = remaining is not None and (before is None or remaining > before)
+            if renewed:
+                self._suspects[worker] = (now, remaining)
+            elif now - since >= GONE_AFTER_TICKS * self.tick:
+                found.append(executor)
+        self.gone_found += len(found)
+        return found
+
+    async def _free_leases_of(self, gone: Mapping[str, frozenset[int]]) -> None:
+        """Release the leases members found gone still hold, so that their partitions'
+        new owners take them at once (under new epochs: fenced) instead of waiting for
+        them to expire; and announce it."""
+        freed = []
+        locks = self.backend.locks
+        for executor, partitions in gone.items():
+            for number in sorted(partitions):
+                key = self.keys.lock(self.name, number)
+                token = await locks.holder(key)
+                owner, _, epoch = (token or b"").decode("utf-8", "replace").rpartition(":")
+                if token is None or owner != executor or not epoch.isdigit():
+                    continue  # free already, or someone else's by now
+                (released,) = await locks.release([Lease(key, token, int(epoch))])
+                if released:
+                    freed.append(number)
+        if freed:
+            log.info("released the leases of %s.%s left by gone member(s)", self.stream.name, freed)
+            await self._announce_released(freed)
 
     async def _watchdog_loop(self) -> None:
         holdings, clock = self.holdings, self.clock

@@ -33,6 +33,7 @@ from runnel.domain.failures import safe_repr
 from runnel.domain.keys import Keys, leader_key
 from runnel.errors import BackendError, PermissionDenied
 from runnel.runtime._aio import cancel_and_wait
+from runnel.runtime.coordination import connection_name
 from runnel.runtime.executor import Executor
 from runnel.runtime.health import WorkerHealth
 from runnel.runtime.leadership import Leadership
@@ -139,6 +140,7 @@ class Worker:
         self._stop = asyncio.Event()
         self._signals = 0
         self._tasks: list[asyncio.Task[None]] = []
+        self._presence: asyncio.Task[None] | None = None
         self.started = asyncio.Event()
         self.stopped = asyncio.Event()
 
@@ -202,6 +204,7 @@ class Worker:
                 for risk in await diagnostics.durability_risks():
                     log.warning("%s (%s)", risk, self.plan.where)
             await self._check_access()
+            self._hold_presence()
             self._tasks.append(
                 asyncio.create_task(
                     self._halting_on_refusal(self.leadership.run(), "leader election"),
@@ -230,6 +233,8 @@ class Worker:
             try:
                 await self._bounded_shutdown()
             finally:
+                if self._presence is not None:  # last: the others see the process leave
+                    await cancel_and_wait(self._presence)
                 await self.health.aclose()
             if self.install_signals:
                 for sig in (signal.SIGTERM, signal.SIGINT):
@@ -237,6 +242,17 @@ class Worker:
             self.stopped.set()
         log.info("worker %s stopped (exit code %d)", self.id, self.exit_code)
         return self.exit_code
+
+    def _hold_presence(self) -> None:
+        """Hold this worker's named connection while it runs (see
+        :meth:`runnel.runtime.coordination.Coordinator.gone`): its peers notice at once
+        when the process dies."""
+        presence = self.backend.presence
+        if presence is None or not self.executors:
+            return
+        every = min(e.coordinator.tick for e in self.executors) / 2
+        name = connection_name(self.plan.app, self.id)
+        self._presence = asyncio.create_task(presence.hold(name, every), name="presence")
 
     def stop_limit(self) -> float:
         """Seconds a stop may take before it is cut short: the longest ``grace_period``

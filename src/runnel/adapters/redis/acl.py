@@ -83,6 +83,8 @@ WORKER: Final = (
     "pttl",
     "hset",
     "hdel",
+    # a dead letter checks its sink is a stream before its transaction
+    "type",
     # the durability check (statistics only; CONFIG would expose the server's secrets)
     "info",
     # presence: each worker names one connection, and its peers list the connections to

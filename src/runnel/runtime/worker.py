@@ -234,7 +234,8 @@ class Worker:
                 await self._bounded_shutdown()
             finally:
                 if self._presence is not None:  # last: the others see the process leave
-                    await cancel_and_wait(self._presence)
+                    self._presence.cancel()
+                    await self.backend.clock.wait_for(self._presence, CANCEL_WAIT)
                 await self.health.aclose()
             if self.install_signals:
                 for sig in (signal.SIGTERM, signal.SIGINT):

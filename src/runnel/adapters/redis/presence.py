@@ -17,6 +17,7 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Collection
 from typing import Any
@@ -28,6 +29,9 @@ from runnel.adapters.redis._errors import refused_permission, translated
 from runnel.errors import BackendError, PermissionDenied
 
 log = logging.getLogger(__name__)
+
+CLOSE_WAIT = 1.0
+"""Seconds closing the presence connection may take when the worker stops."""
 
 
 class RedisPresence:
@@ -49,24 +53,29 @@ class RedisPresence:
         try:
             while True:
                 try:
-                    try:
-                        await client.ping()
-                    except RedisError as exc:
-                        if refused_permission(exc):
-                            raise
-                        await client.ping()  # at once on a new connection, if it was killed
-                except RedisError as exc:
-                    if refused_permission(exc) and not self._refused:
+                    # translated() also restores a cancellation redis-py may swallow
+                    # while it tidies a connection: this loop must end when cancelled.
+                    with translated():
+                        try:
+                            await client.ping()
+                        except RedisError as exc:
+                            if refused_permission(exc):
+                                raise
+                            await client.ping()  # at once, on a new connection
+                except PermissionDenied:
+                    if not self._refused:
                         self._refused = True
                         log.warning(
                             "the Redis user may not name its connection (CLIENT SETNAME): "
                             "a dead worker is noticed when its heartbeat expires, not at once "
                             "(grant +client|setname and +client|list, see docs/security.md)"
                         )
-                    # Otherwise unreachable for now: the heartbeat reports that; try again.
+                except BackendError:
+                    pass  # unreachable for now: the heartbeat reports that; try again
                 await asyncio.sleep(every)
         finally:
-            await client.aclose()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(client.aclose(), CLOSE_WAIT)
 
     async def present(self, names: Collection[str]) -> set[str] | None:
         """Which of ``names`` have a connection now (None: ``CLIENT LIST`` refused)."""

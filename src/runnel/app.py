@@ -496,8 +496,10 @@ class App:
         """Run a worker until SIGTERM/SIGINT (or a HALT); return the exit code.
 
         This is what ``runnel worker`` runs. It owns the process: it installs signal
-        handlers and, once started, tunes the garbage collector for a long-running
-        stream processor (see :class:`runnel.runtime.worker.Worker`).
+        handlers, once started tunes the garbage collector for a long-running stream
+        processor, and once a stop begins ends the process at the latest the longest
+        ``grace_period`` + 5 seconds later, whatever Redis does (see
+        :class:`runnel.runtime.worker.Worker`).
 
         Example:
             A program of your own that runs a worker::
@@ -508,7 +510,7 @@ class App:
         from runnel.runtime.worker import Worker
 
         self.discover()
-        worker = Worker(self.plan(processors), tune_gc=True)
+        worker = Worker(self.plan(processors), tune_gc=True, exit_guard=True)
         endpoint = self._endpoint(worker)
         if endpoint is None:
             return await worker.run()

@@ -21,6 +21,7 @@ import logging
 import os
 import signal
 import socket
+import threading
 import uuid
 from collections.abc import Coroutine, Sequence
 from typing import Any
@@ -53,6 +54,11 @@ STOP_MARGIN = 2.0
 
 CANCEL_WAIT = 1.0
 """Seconds a cut-short stop waits for its cancelled tasks before it reports them and goes."""
+
+EXIT_GUARD_MARGIN = 2.0
+"""Seconds past :meth:`Worker.stop_limit` + :data:`CANCEL_WAIT` after which a worker that
+owns its process (``exit_guard``) ends the process, from a thread of its own: whatever
+still holds the event loop (closing connections to a stalled Redis, say) cannot keep it."""
 
 STOP_REPORT_EVERY = 10.0
 """Seconds between further reports of tasks that outlive a cut-short stop."""
@@ -90,6 +96,9 @@ class Worker:
         worker_id: the worker's id; by default ``<host>-<pid>-<random>``.
         tune_gc: tune the garbage collector once started (see
             :func:`tune_garbage_collector`); for a process that is only a worker.
+        exit_guard: the worker owns its process: once a stop begins, end the process at
+            the latest :meth:`stop_limit` + :data:`CANCEL_WAIT` +
+            :data:`EXIT_GUARD_MARGIN` seconds later (``runnel worker`` does).
     """
 
     def __init__(
@@ -98,8 +107,10 @@ class Worker:
         install_signals: bool = True,
         worker_id: str | None = None,
         tune_gc: bool = False,
+        exit_guard: bool = False,
     ) -> None:
         self.plan = plan
+        self.exit_guard = exit_guard
         backend = self.backend = plan.backend
         self.id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         metrics = plan.metrics
@@ -228,6 +239,8 @@ class Worker:
             self.started.set()
             await self._stop.wait()
         finally:
+            if self.exit_guard:
+                self._arm_exit_guard()
             self.health.stop()
             self.publish_metrics()
             try:
@@ -254,6 +267,26 @@ class Worker:
         every = min(e.coordinator.tick for e in self.executors) / 2
         name = connection_name(self.plan.app, self.id)
         self._presence = asyncio.create_task(presence.hold(name, every), name="presence")
+
+    def _arm_exit_guard(self) -> None:
+        """End the process from a timer thread if it is still there well after the stop
+        limit (see ``exit_guard``); the thread is a daemon, so a process that exits in
+        time never waits for it."""
+        after = self.stop_limit() + CANCEL_WAIT + EXIT_GUARD_MARGIN
+
+        def force() -> None:
+            log.warning(
+                "worker %s: the process is still running %.1fs after the stop began "
+                "(something waits on Redis or refuses to end): exiting now",
+                self.id,
+                after,
+            )
+            logging.shutdown()
+            os._exit(self.exit_code)
+
+        timer = threading.Timer(after, force)
+        timer.daemon = True
+        timer.start()
 
     def stop_limit(self) -> float:
         """Seconds a stop may take before it is cut short: the longest ``grace_period``

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from runnel.runtime.worker import CANCEL_WAIT, STOP_MARGIN
+from runnel.runtime.worker import CANCEL_WAIT, EXIT_GUARD_MARGIN, STOP_MARGIN
 
 from .audit import Fault
 from .conftest import Faults
@@ -114,9 +114,9 @@ async def test_sigterm_during_a_redis_stall_longer_than_grace_period(faults: Fau
             victim.send_signal(signal.SIGTERM)
             code = await victim.exit_code(within=LONG_STALL + SANITY)
             exit_after = time.time() - termed_at
-            # The stop is bounded by grace_period + STOP_MARGIN (+ CANCEL_WAIT), far less
-            # than what is left of the stall: the worker must be gone while Redis still
-            # sleeps, not when it answers again.
+            # The exit is bounded by grace_period + STOP_MARGIN + CANCEL_WAIT +
+            # EXIT_GUARD_MARGIN (13 s), less than what is left of the stall: the worker
+            # must be gone while Redis still sleeps, not when it answers again.
             exited_during_stall = not stall.done()
             await stall
             s.record(Fault("debug sleep", start, time.time()))
@@ -130,7 +130,7 @@ async def test_sigterm_during_a_redis_stall_longer_than_grace_period(faults: Fau
     row.notes["exit code"] = code
     row.notes["stall left at SIGTERM s"] = round(LONG_STALL - (termed_at - start), 2)
     row.notes["grace_period s"] = DEFAULT_GRACE_PERIOD
-    row.notes["stop bound s"] = DEFAULT_GRACE_PERIOD + STOP_MARGIN + CANCEL_WAIT
+    row.notes["exit bound s"] = DEFAULT_GRACE_PERIOD + STOP_MARGIN + CANCEL_WAIT + EXIT_GUARD_MARGIN
     assert_guarantees(row)
     assert code == 0
     assert exited_during_stall, f"SIGTERM took {exit_after:.1f}s: it waited for Redis"

@@ -246,9 +246,12 @@ class Worker:
             try:
                 await self._bounded_shutdown()
             finally:
-                if self._presence is not None:  # last: the others see the process leave
-                    self._presence.cancel()
-                    await self.backend.clock.wait_for(self._presence, CANCEL_WAIT)
+                presence = self._presence
+                if presence is not None:  # last: the others see the process leave
+                    presence.cancel()
+                    ended = await self.backend.clock.wait_for(presence, CANCEL_WAIT)
+                    if ended and not presence.cancelled():
+                        presence.exception()  # retrieved: a failure of it is no news
                 await self.health.aclose()
             if self.install_signals:
                 for sig in (signal.SIGTERM, signal.SIGINT):

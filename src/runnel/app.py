@@ -496,10 +496,10 @@ class App:
         """Run a worker until SIGTERM/SIGINT (or a HALT); return the exit code.
 
         This is what ``runnel worker`` runs. It owns the process: it installs signal
-        handlers, once started tunes the garbage collector for a long-running stream
-        processor, and once a stop begins ends the process at the latest the longest
-        ``grace_period`` + 5 seconds later, whatever Redis does (see
-        :class:`runnel.runtime.worker.Worker`).
+        handlers and, once started, tunes the garbage collector for a long-running
+        stream processor (see :class:`runnel.runtime.worker.Worker`). Under
+        ``runnel worker`` it also ends the process at the latest the longest
+        ``grace_period`` + 5 seconds after a stop begins, whatever Redis does.
 
         Example:
             A program of your own that runs a worker::
@@ -507,10 +507,11 @@ class App:
                 exit_code = asyncio.run(app.run_worker())
                 sys.exit(exit_code)
         """
-        from runnel.runtime.worker import Worker
+        from runnel.runtime.worker import Worker, exit_guard_wanted
 
         self.discover()
-        worker = Worker(self.plan(processors), tune_gc=True, exit_guard=True)
+        guard = exit_guard_wanted.get()  # set by `runnel worker`, which owns its process
+        worker = Worker(self.plan(processors), tune_gc=True, exit_guard=guard)
         endpoint = self._endpoint(worker)
         if endpoint is None:
             return await worker.run()

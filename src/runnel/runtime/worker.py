@@ -24,6 +24,7 @@ import socket
 import threading
 import uuid
 from collections.abc import Coroutine, Sequence
+from contextvars import ContextVar
 from typing import Any
 
 from runnel import context
@@ -54,6 +55,22 @@ STOP_MARGIN = 2.0
 
 CANCEL_WAIT = 1.0
 """Seconds a cut-short stop waits for its cancelled tasks before it reports them and goes."""
+
+exit_guard_wanted: ContextVar[bool] = ContextVar("runnel_exit_guard", default=False)
+"""Set by ``runnel worker`` for the worker it runs (``exit_guard``); see
+:func:`disarm_exit_guards`."""
+
+_ARMED: set[threading.Timer] = set()
+
+
+def disarm_exit_guards() -> None:
+    """Cancel every armed exit guard: the program that ran the worker goes on (``runnel
+    worker`` calls it once the worker's event loop is closed, which matters when it runs
+    inside another program, such as a test)."""
+    for timer in list(_ARMED):
+        timer.cancel()
+        _ARMED.discard(timer)
+
 
 EXIT_GUARD_MARGIN = 2.0
 """Seconds past :meth:`Worker.stop_limit` + :data:`CANCEL_WAIT` after which a worker that
@@ -289,6 +306,7 @@ class Worker:
 
         timer = threading.Timer(after, force)
         timer.daemon = True
+        _ARMED.add(timer)
         timer.start()
 
     def stop_limit(self) -> float:

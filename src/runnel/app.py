@@ -541,7 +541,9 @@ class App:
 
         This is what ``runnel worker`` runs. It owns the process: it installs signal
         handlers and, once started, tunes the garbage collector for a long-running
-        stream processor (see :class:`runnel.runtime.worker.Worker`).
+        stream processor (see :class:`runnel.runtime.worker.Worker`). Under
+        ``runnel worker`` it also ends the process at the latest the longest
+        ``grace_period`` + 5 seconds after a stop begins, whatever Redis does.
 
         Example:
             A program of your own that runs a worker::
@@ -549,10 +551,11 @@ class App:
                 exit_code = asyncio.run(app.run_worker())
                 sys.exit(exit_code)
         """
-        from runnel.runtime.worker import Worker
+        from runnel.runtime.worker import Worker, exit_guard_wanted
 
         self.discover()
-        worker = Worker(self.plan(processors), tune_gc=True)
+        guard = exit_guard_wanted.get()  # set by `runnel worker`, which owns its process
+        worker = Worker(self.plan(processors), tune_gc=True, exit_guard=guard)
         endpoint = self._endpoint(worker)
         if endpoint is None:
             return await worker.run()

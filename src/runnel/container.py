@@ -32,6 +32,7 @@ from runnel.adapters.memory.broker import get_broker
 from runnel.adapters.memory.keyvalue import MemoryKeyValue
 from runnel.adapters.memory.locks import MemoryPartitionLocks
 from runnel.adapters.memory.membership import MemoryMembership
+from runnel.adapters.memory.presence import MemoryPresence
 from runnel.adapters.memory.streams import MemoryStreamLog
 from runnel.adapters.serializers import serializer_named
 from runnel.adapters.system_clock import SystemClock
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
     from runnel.adapters.redis.keyvalue import RedisKeyValue
     from runnel.adapters.redis.locks import RedisPartitionLocks
     from runnel.adapters.redis.membership import RedisMembership
+    from runnel.adapters.redis.presence import RedisPresence
     from runnel.adapters.redis.streams import RedisStreamLog
 
 
@@ -192,6 +194,12 @@ def _redis_locks(client: Redis) -> RedisPartitionLocks:
     return RedisPartitionLocks(client)
 
 
+def _redis_presence(client: Redis) -> RedisPresence:
+    from runnel.adapters.redis.presence import RedisPresence
+
+    return RedisPresence(client)
+
+
 def _redis_kv(client: Redis) -> RedisKeyValue:
     if _on_cluster(client):
         from runnel.adapters.redis.cluster import ClusterKeyValue
@@ -302,6 +310,7 @@ class Container(containers.DeclarativeContainer):
     closer = _by_kind(
         kind, providers.Callable(closer_of, redis_client), providers.Object(nothing_to_close)
     )
+    presence = _port(kind, redis_client, memory_broker, _redis_presence, MemoryPresence)
     backend = providers.Singleton(
         Backend,
         log=stream_log,
@@ -312,6 +321,7 @@ class Container(containers.DeclarativeContainer):
         membership=membership,
         clock=clock,
         closer=closer,
+        presence=presence,
     )
 
     serializer = providers.Singleton(serializer_named, settings.provided.default_serializer)

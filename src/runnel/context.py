@@ -18,7 +18,14 @@ from typing import Any, Protocol
 
 from runnel.domain.model import Partition
 
-__all__ = ["executor_id", "partition", "processor_name", "stream_name", "worker_id"]
+__all__ = [
+    "ensure_owned",
+    "executor_id",
+    "partition",
+    "processor_name",
+    "stream_name",
+    "worker_id",
+]
 
 worker_id: ContextVar[str] = ContextVar("runnel_worker_id")
 """The id of the worker running the current task."""
@@ -40,6 +47,10 @@ class Processing(Protocol):
         """The entry in flight (the first of a batch), or None between iterations."""
         ...
 
+    def ensure_owned(self) -> int:
+        """Raise unless the partition is still surely owned; its lease's epoch."""
+        ...
+
 
 processing: ContextVar[Processing] = ContextVar("runnel_processing")
 """Set by a consumer for each run of its processor (not part of ``__all__``): the log
@@ -58,3 +69,23 @@ class Outputs(Protocol):
 outputs: ContextVar[Outputs | None] = ContextVar("runnel_outputs", default=None)
 """Set by the consumer of an effectively-once processor (not part of ``__all__``):
 ``Stream.send`` stages its records there instead of appending them."""
+
+
+def ensure_owned() -> int:
+    """:meth:`runnel.Events.ensure_owned` of the processor this code runs in, for code
+    far from the ``events`` object (a repository, a client wrapper); the lease's epoch.
+
+    Raises:
+        runnel.errors.LeaseExpired: the partition may have a new owner.
+        LookupError: not called from inside a processor.
+
+    Example:
+        >>> ensure_owned()
+        Traceback (most recent call last):
+        ...
+        LookupError: runnel.context.ensure_owned() is only meaningful inside a processor
+    """
+    current = processing.get(None)
+    if current is None:
+        raise LookupError("runnel.context.ensure_owned() is only meaningful inside a processor")
+    return current.ensure_owned()

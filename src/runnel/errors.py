@@ -14,11 +14,16 @@
     ├── PermissionDenied                  the Redis user may not run a command or touch a key
     ├── BackendError
     │   ├── BackendUnavailable            connection and timeout problems
-    │   │   └── AuthenticationFailed      Redis refused the user name or password
+    │   │   ├── AuthenticationFailed      Redis refused the user name or password
+    │   │   └── BackendFull               a write refused for lack of memory (not written)
     │   ├── NotReplicated                 a write fewer replicas confirmed than required
+    │   ├── OutcomeUnknown                a send went out and no answer came back: it may
+    │   │                                 or may not have been written
     │   ├── BackendProtocolError          Redis refused, or answered in an unexpected shape
     │   │   └── GroupMissing              a consumer group (or its stream) does not exist
     │   ├── Fenced                        a stale owner's read or ack was refused
+    │   │   └── LeaseExpired              ensure_owned(): this worker may no longer own
+    │   │                                 the partition (its local lease deadline passed)
     │   └── BackpressureError             a lossless cap refused an append
     └── RebalanceError                    partition ownership could not be established
 
@@ -96,7 +101,38 @@ class BackendError(RunnelError):
 
 
 class BackendUnavailable(BackendError):
-    """The backend could not be reached, or did not answer in time."""
+    """The backend could not be reached, or did not answer in time.
+
+    Raised by ``send`` it means that nothing was written: the request never left (no
+    connection, or the connection failed before it was written), so sending again is safe.
+    A send whose request did leave raises :class:`OutcomeUnknown` instead.
+    """
+
+
+class BackendFull(BackendUnavailable):
+    """The backend refused a write because it is out of memory; nothing was written.
+
+    Redis answers ``OOM`` when ``maxmemory`` is reached under the ``noeviction`` policy.
+    Sending again is safe once memory is freed (consumers trim, an operator raises the
+    limit); a retry loop on :class:`BackendUnavailable` retries it.
+    """
+
+
+class OutcomeUnknown(BackendError):
+    """A send's request reached the connection, and no answer came back.
+
+    The connection was closed, or the reply did not come in time, after the request was
+    written: the backend may have written the events or not. Sending again can write them
+    twice; not sending can lose them. Not a :class:`BackendUnavailable`, so a retry loop
+    written for that error does not resend these without deciding to.
+
+    Attributes:
+        cause: the connection or timeout error, in words.
+    """
+
+    def __init__(self, message: str, cause: str = "") -> None:
+        super().__init__(message)
+        self.cause = cause
 
 
 class AuthenticationFailed(BackendUnavailable):
@@ -123,6 +159,26 @@ class GroupMissing(BackendProtocolError):
 
 class Fenced(BackendError):
     """A partition operation was refused because the caller's lease is no longer current."""
+
+
+class LeaseExpired(Fenced):
+    """Raised by :meth:`runnel.Events.ensure_owned`: the partition may have a new owner.
+
+    The local lease deadline (measured on the monotonic clock) has passed, or the lease
+    is known to be gone: another worker may already be processing this partition. Do not
+    perform the side effect you were about to; let the exception propagate. The processor
+    stops on that partition without any exception policy applying, nothing is
+    acknowledged, and the new owner processes the event.
+
+    Attributes:
+        partition: ``stream.number`` of the partition.
+        epoch: the epoch of the lease that was lost.
+    """
+
+    def __init__(self, message: str, partition: str = "", epoch: int = 0) -> None:
+        super().__init__(message)
+        self.partition = partition
+        self.epoch = epoch
 
 
 class BackpressureError(BackendError):

@@ -32,7 +32,7 @@ Example:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol
@@ -496,6 +496,12 @@ class StoreDiagnostics(Protocol):
         say, one sentence says that the check could not run."""
         ...
 
+    async def loss_cause(self) -> str | None:
+        """Why the store may have lost keys, when it can tell (a sentence naming the cause
+        and what to change: eviction under ``maxmemory``, a restart without persistence);
+        None when it cannot tell."""
+        ...
+
     async def check_access(self, needs: Sequence[Access]) -> None:
         """Refuse when the store's user may not send the commands a worker will send to
         ``needs`` (one key of each kind).
@@ -503,6 +509,26 @@ class StoreDiagnostics(Protocol):
         Raises:
             runnel.errors.PermissionDenied: naming every command and key refused.
         """
+        ...
+
+
+class Presence(Protocol):
+    """An optional capability: which worker processes still hold a connection to the store.
+
+    A worker holds one named connection for as long as it runs. When its process dies,
+    the operating system closes that connection at once, and its peers can tell the
+    worker is gone long before its heartbeat and leases expire.
+    """
+
+    async def hold(self, name: str, every: float) -> None:
+        """Keep a connection named ``name`` open until cancelled, checking it every
+        ``every`` seconds (and opening it again when it was closed). Never returns
+        otherwise; failures are retried, not raised."""
+        ...
+
+    async def present(self, names: Collection[str]) -> set[str] | None:
+        """Which of ``names`` have a connection open now; None when the store cannot tell
+        (the permission to list connections is missing, say)."""
         ...
 
 
@@ -543,8 +569,9 @@ class Backend:
     """The ports one App talks through, as the container wires them.
 
     ``diagnostics`` is None on a store that cannot say how durable it is (the in-memory
-    one). ``closer`` releases what the container built for the ports (the Redis client's
-    connections); :meth:`aclose` calls it.
+    one); ``presence`` is None where worker connections cannot be seen. ``closer``
+    releases what the container built for the ports (the Redis client's connections);
+    :meth:`aclose` calls it.
     """
 
     log: StreamLog
@@ -555,6 +582,7 @@ class Backend:
     clock: Clock
     diagnostics: StoreDiagnostics | None = None
     closer: Callable[[], Awaitable[None]] = _nothing_to_close
+    presence: Presence | None = None
 
     async def aclose(self) -> None:
         """Release the backend's connections (the ports must not be used afterwards)."""

@@ -32,7 +32,7 @@ from typing import Any, Final
 
 from pydantic import ValidationError
 
-from runnel.errors import BackendUnavailable, RunnelError
+from runnel.errors import OutcomeUnknown, RunnelError
 from runnel.ports import Append
 from runnel.stream import Stream
 
@@ -179,7 +179,7 @@ def _unsent(
     chunk = events[sent : sent + chunk_size]
     first = chunk[0].line
     # A refused chunk is written whole or not at all; a lost connection leaves it unknown.
-    unknown = isinstance(exc, BackendUnavailable)
+    unknown = isinstance(exc, OutcomeUnknown)
     fate = "may or may not have been written" if unknown else "was not written"
     where = f"{stream.app.name}.{stream.name}"
     if not sent:

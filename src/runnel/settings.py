@@ -122,7 +122,8 @@ class Settings(BaseSettings):
     default_pool_size: int = Field(default=16, ge=1)
     default_join_delay: float = Field(default=2.0, ge=0)
     default_heartbeat_interval: float = Field(default=1.0, gt=0)
-    """Seconds between executor heartbeats; an executor is dead after three missed beats."""
+    """Seconds between executor heartbeats (and lease renewals); an executor is dead once
+    its heartbeat is older than ``max(3 * heartbeat_interval, lock_expiry)``."""
 
     http_address: str | None = None
     """``HOST:PORT`` where a worker serves ``/metrics``, ``/healthz`` and ``/readyz``

@@ -218,7 +218,14 @@ class Stream(Generic[R]):
                 sent); in ``wait`` mode, after ``default_send_wait_timeout``, or at once
                 when the batch holds more events for one partition than ``partition_size``.
             runnel.errors.MetadataMismatch: the stream exists with other settings.
-            runnel.errors.BackendError: the backend failed (message from Redis).
+            runnel.errors.OutcomeUnknown: the request was sent and its reply lost (the
+                connection closed, or no reply in time): the records may or may not have
+                been written; sending again may write them twice.
+            runnel.errors.BackendFull: Redis is out of memory (``maxmemory`` with
+                ``noeviction``); nothing was written, sending again later is safe.
+            runnel.errors.BackendUnavailable: Redis could not be reached; nothing was
+                written, sending again is safe.
+            runnel.errors.BackendError: the backend failed otherwise (message from Redis).
 
         Example:
             >>> import asyncio

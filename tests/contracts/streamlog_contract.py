@@ -16,7 +16,7 @@ import pytest
 
 from runnel.domain.ids import StreamId
 from runnel.domain.model import Entry
-from runnel.errors import BackpressureError, Fenced, GroupMissing
+from runnel.errors import BackendProtocolError, BackpressureError, Fenced, GroupMissing
 from runnel.ports import (
     AckRequest,
     Append,
@@ -327,6 +327,25 @@ class StreamLogContract:
         unfenced = await log.dead_letter(DeadLetter(k("s"), "g", ids[1], k("dlq"), letter))
         assert [e.id for e in await log.range(k("dlq"))] == [sink_id, unfenced]
         assert await log.pending(k("s"), "g") == []
+
+    async def test_a_dead_letter_that_cannot_be_written_leaves_the_entry_pending(
+        self, make_log: MakeLog, make_locks: MakeLocks, make_kv: MakeKV
+    ) -> None:
+        # The sink key holds another type: the write fails, and the source entry must
+        # stay pending (acknowledging it without its dead letter would lose it).
+        log, locks, kv, k = await make_log(), await make_locks(), await make_kv(), key_space()
+        await log.ensure_group(k("s"), "g")
+        [entry] = await append_n(log, k("s"), 1)
+        lease = await locks.acquire(k("lock"), k("epoch"), "w1", 30.0)
+        assert lease is not None
+        fence = Fence(k("lock"), lease.token, k("fenced"))
+        await read(log, k("s"), "g", "p0", fence=fence)
+        await kv.set(k("dlq"), b"not a stream")
+        with pytest.raises(BackendProtocolError, match=r"WRONGTYPE|not a stream"):
+            await log.dead_letter(DeadLetter(k("s"), "g", entry, k("dlq"), {b"x": b"1"}, fence))
+        assert [p.id for p in await log.pending(k("s"), "g")] == [entry]
+        assert await kv.get(k("dlq")) == b"not a stream"
+        assert await kv.get(k("fenced")) is None  # a failure, not a refusal
 
     async def test_an_entry_with_twenty_thousand_fields_is_dead_lettered_whole(
         self, make_log: MakeLog, make_locks: MakeLocks

@@ -134,6 +134,38 @@ async def test_sigstop_past_the_lease_with_an_await_done_at_resume(faults: Fault
     assert stale, f"the in-flight event was not finished after the resume: {row.notes}"
 
 
+async def test_sigstop_past_the_lease_with_an_await_done_at_resume_and_an_ownership_check(
+    faults: Faults,
+) -> None:
+    # The same stop inside an await, but the processor calls events.ensure_owned() before
+    # its side effect (the "done" record): the check on the monotonic clock refuses it.
+    redis = await faults.server()
+    env = {"ENGINE_TEST_STOP_KEY": STOP_KEY, "ENGINE_TEST_ENSURE_OWNED": "1"}
+    async with faults.scenario("sigstop, await done at resume, ensure_owned", redis, env=env) as s:
+        await s.start_workers(3)
+        s.start_load(hot_key=STOP_KEY, hot_share=1 / 300)
+        inflight: dict[str, Any] = {}
+
+        async def stopped() -> bool:
+            began = [b for b in await s.began() if b["key"] == STOP_KEY]
+            if began and any(w.pid == began[0]["pid"] and w.stopped() for w in s.live):
+                inflight.update(began[0])
+                return True
+            return False
+
+        await s.wait_for(stopped, "a worker stopped inside an await", 30)
+        (victim,) = [w for w in s.live if w.pid == inflight["pid"]]
+        stopped_at = float(inflight["began"])
+        continued_at = await _resume_once_moved_on(s, victim, inflight, stopped_at)
+        row = await s.finish()
+    stale = await _record_stale_owner(s, row, victim, inflight, stopped_at, continued_at)
+    assert_guarantees(row)
+    assert stale == [], f"a side effect landed after the new owner's: {row.notes}"
+    assert row.notes["in-flight event"] == "cancelled"
+    assert row.notes["late hand-outs under an old lease"] == 0
+    assert any("may have a new owner" in m for m in victim.messages()), victim.tail()
+
+
 async def _resume_once_moved_on(
     s: Scenario, victim: WorkerProcess, inflight: dict[str, Any], stopped_at: float
 ) -> float:

@@ -53,3 +53,37 @@ class TestRedisMembership(Bound, MembershipContract):
 
 class TestRedisStreamAdmin(Bound, StreamAdminContract):
     """StreamAdmin contract on Redis."""
+
+
+class TestRedisStreamLogScriptedRounds(Bound, StreamLogContract):
+    """StreamLog contract on Redis, every fetch round through ``exchange.lua``.
+
+    A round that reads goes as a watched transaction, and falls back to the script only
+    when that transaction keeps being disturbed: here the transaction always gives up, so
+    reads, acknowledgements and fences (a stale epoch refused and counted) are checked on
+    the fallback too.
+    """
+
+    @pytest.fixture(autouse=True)
+    def scripted_rounds(self, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+        from runnel.adapters.redis import streams
+
+        gave_up: list[int] = []
+
+        async def always_disturbed(*_: object) -> None:
+            gave_up.append(1)
+            return None
+
+        monkeypatch.setattr(streams, "exchange_watched", always_disturbed)
+        return gave_up
+
+    async def test_the_fallback_was_taken(
+        self, adapters: Adapters, scripted_rounds: list[int]
+    ) -> None:
+        from runnel.ports import ReadRequest
+        from tests.contracts import key_space
+
+        log, key = adapters.log(), key_space()("s")
+        await log.ensure_group(key, "g")
+        await log.exchange([], [ReadRequest(key, "g", "c", 1)])
+        assert scripted_rounds == [1]

@@ -47,7 +47,14 @@ PUBLIC: dict[str, set[str]] = {
     "runnel.interfaces": {"Compressor", "Middleware", "Serializer"},
     "runnel.settings": {"Settings", "TrimMode"},
     "runnel.constants": {"ExceptionPolicy"},
-    "runnel.context": {"executor_id", "partition", "processor_name", "stream_name", "worker_id"},
+    "runnel.context": {
+        "ensure_owned",
+        "executor_id",
+        "partition",
+        "processor_name",
+        "stream_name",
+        "worker_id",
+    },
 }
 
 FACADES = ["runnel", "runnel.testing", "runnel.middleware", "runnel.interfaces"]

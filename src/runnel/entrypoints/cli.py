@@ -269,6 +269,8 @@ def worker(
         app.processor_specs(names)
     except UnknownProcessor as exc:
         raise click.BadParameter(str(exc), param_hint="--processors") from exc
+    from runnel.runtime.worker import disarm_exit_guards
+
     try:
         code = _run_uvloop(_run_worker(app, names))
     except RunnelError as exc:
@@ -279,6 +281,8 @@ def worker(
             "worker failed: %s: %s", type(exc).__name__, exc
         )
         raise click.ClickException(f"{type(exc).__name__}: {exc}") from exc
+    finally:
+        disarm_exit_guards()  # the loop closed in time: nothing left to force
     sys.exit(code)
 
 
@@ -297,6 +301,9 @@ def _line_buffered_output() -> None:
 
 
 async def _run_worker(app: App, names: list[str] | None) -> int:
+    from runnel.runtime.worker import exit_guard_wanted
+
+    exit_guard_wanted.set(True)  # this process is the worker's: bound its exit
     try:
         return await app.run_worker(names)
     finally:

@@ -17,7 +17,7 @@ from runnel import context
 from runnel.domain.failures import safe_repr
 from runnel.domain.model import Event, Partition
 from runnel.domain.policy import PartitionState, on_failure
-from runnel.errors import DeadLetterFailed, RunnelError
+from runnel.errors import DeadLetterFailed, LeaseExpired, RunnelError
 from runnel.ports import Clock
 from runnel.runtime.dead_letters import DeadLetterWriter
 from runnel.runtime.events import Events, ids_of
@@ -153,6 +153,14 @@ class Consumer:
             close_error = await events._close(failure)
             self._discard()  # a failed iteration commits none of its effects
             if feed.lost:
+                if isinstance(failure, LeaseExpired):  # events.ensure_owned() refused
+                    log.warning(
+                        "processor %s stopped on entry %s: %s",
+                        self.spec.name,
+                        ids_of(failed)[0].decode() if failed else "-",
+                        failure,
+                        extra={"partition": feed.partition.number},
+                    )
                 return  # the lease is gone: the new owner redelivers; no policy applies
             dead_letter_failed = isinstance(close_error, DeadLetterFailed)
             if close_error is not None:

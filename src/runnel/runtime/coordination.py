@@ -3,10 +3,12 @@
 How it works (one ``Coordinator`` per executor, i.e. per processor per worker):
 
 1. **Heartbeat.** Every ``tick`` (``min(heartbeat_interval, lock_expiry / 4)``) the
-   executor sets ``__beat:...{executor_id}`` with a TTL of three ticks and renews all its
-   partition leases in one round trip. A lease that cannot be renewed is dropped at once
-   (renewal never re-acquires). The same tick reads the membership, reaps members whose
-   heartbeat has expired, and re-joins if this executor was itself reaped (after a pause).
+   executor sets ``__beat:...{executor_id}`` with a TTL of ``max(3 ticks, lock_expiry)``
+   (:func:`beat_ttl`) and renews all its partition leases in one round trip. A lease that
+   cannot be renewed is dropped at once (renewal never re-acquires). The same tick reads
+   the membership, reaps members whose heartbeat has expired (only once its own
+   heartbeats have gone through for three ticks without a gap: after a Redis stall every
+   heartbeat may have lapsed at once), and re-joins if this executor was itself reaped.
 2. **Watchdog.** Independently of any I/O, a timer wakes at the earliest local lease
    deadline (send time of the last successful renewal + ``lock_expiry`` - margin). A
    partition past its deadline is dropped: its in-flight iteration is cancelled and no
@@ -51,6 +53,7 @@ from runnel.domain.rebalance import plan_rebalance
 from runnel.errors import BackendError, BackendUnavailable, PermissionDenied, RebalanceError
 from runnel.ports import Backend, Lease, MembershipKeys, MembershipRecord, MembershipWrite
 from runnel.runtime._aio import cancel_and_wait
+from runnel.runtime._repeats import RepeatedWarning
 from runnel.runtime.feed import PartitionFeed
 from runnel.runtime.specs import ProcessorSpec
 
@@ -64,6 +67,37 @@ MIN_RETRY = 0.01
 
 UPDATE_ATTEMPTS = 100
 """Compare-and-set rounds before a membership update gives up (and is retried later)."""
+
+
+GONE_AFTER_TICKS = 1.0
+"""A worker without a connection for this many ticks, whose heartbeat was not renewed
+meanwhile, is gone (its process died): see :meth:`Coordinator.gone`. A live worker
+checks its connection every half tick and opens it again at once when it was closed."""
+
+
+def connection_name(app: str, worker_id: str) -> str:
+    """The name of the connection a worker holds while it runs (its presence).
+
+    Example:
+        >>> connection_name("shop", "vm-12-ab34cd")
+        'runnel:shop:vm-12-ab34cd'
+    """
+    return f"runnel:{app}:{worker_id}"
+
+
+def beat_ttl(tick: float, lock_expiry: float) -> float:
+    """How long a heartbeat lives: ``max(3 * tick, lock_expiry)``.
+
+    A member is reaped only once its heartbeat is gone, and so never before its
+    leases may have expired too: a live worker that pauses, or loses Redis, for less
+    than its leases survive keeps its membership as well as its leases. At the defaults
+    (tick 1 s, ``lock_expiry`` 10 s) a heartbeat lives 10 s.
+
+    Example:
+        >>> beat_ttl(1.0, 10.0), beat_ttl(1.0, 2.0)
+        (10.0, 3.0)
+    """
+    return max(MISSED_BEATS * tick, lock_expiry)
 
 
 class Holdings(Protocol):
@@ -133,7 +167,10 @@ class Coordinator:
         self.partitions = spec.stream.partition_count
         self.lease_clock = LeaseClock(spec.lock_expiry)
         self.tick = min(spec.heartbeat_interval, self.lease_clock.renew_every)
-        self.beat_ttl = MISSED_BEATS * self.tick
+        self.beat_ttl = beat_ttl(self.tick, spec.lock_expiry)
+        self.healthy_since: float | None = None
+        """Since when our heartbeats have gone through without a gap (None: failing)."""
+        self._last_beat: float | None = None
         self.members: Members = {}
         self.version = 0
         self.control_last: bytes | None = None
@@ -154,6 +191,15 @@ class Coordinator:
         self._membership = asyncio.Lock()
         self._leaving = False
         self._tasks: list[asyncio.Task[None]] = []
+        self._beat_written = False  # whether leave() has a heartbeat to delete
+        # Worker id -> (when its connection was first seen missing, its heartbeat's
+        # remaining seconds then): a suspect, gone if the same holds GONE_AFTER_TICKS later.
+        self._suspects: dict[str, tuple[float, float | None]] = {}
+        self.gone_found = 0
+        """Members found gone by their closed connection (before their heartbeat expired)."""
+        self._beat_failures = RepeatedWarning(log, self.clock)
+        self._control_failures = RepeatedWarning(log, self.clock)
+        self._rebalance_failures = RepeatedWarning(log, self.clock)
 
     def wake(self) -> None:
         """Reconcile soon (a lease was lost, an announcement arrived)."""
@@ -210,6 +256,8 @@ class Coordinator:
                 except (BackendError, RebalanceError) as exc:
                     log.warning("could not leave the membership of %s cleanly: %s", self.name, exc)
             await self._release(sorted(self.holdings.feeds))
+        if not self._beat_written:
+            return  # never written (Redis was down from the start): nothing to delete
         try:
             await self.backend.kv.delete(self.keys.beat(self.name, self.id))
         except BackendError as exc:
@@ -218,11 +266,14 @@ class Coordinator:
     # ------------------------------------------------------------------ membership
 
     async def _beat(self) -> None:
-        await self.backend.kv.set(
-            self.keys.beat(self.name, self.id),
-            self.worker_id.encode(),
-            ttl=self.beat_ttl,
-        )
+        self._beat_written = True  # from the moment it may have been written
+        key, value = self.keys.beat(self.name, self.id), self.worker_id.encode()
+        try:
+            await self.backend.kv.set(key, value, ttl=self.beat_ttl)
+        except BackendUnavailable:
+            # Once more at once, on a fresh connection: after a connection kill the first
+            # call fails on the dead one, and a missed beat would make us look gone.
+            await self.backend.kv.set(key, value, ttl=self.beat_ttl)
 
     async def _join_until_done(self) -> None:
         delay = self.tick
@@ -320,15 +371,40 @@ class Coordinator:
         while True:
             await self.clock.sleep(self.tick)
             try:
+                sent_at = self.clock.now()
                 await self._beat()
+                self._beat_went_through(sent_at)
                 await self._renew()
                 if self.joined.is_set() and not self._leaving:
                     await self._check_members()
                 await self.holdings.check_quarantine()
             except (BackendError, RebalanceError) as exc:
+                self.healthy_since = None
                 if self.on_unavailable is not None and isinstance(exc, BackendUnavailable):
                     self.on_unavailable(exc)
-                log.warning("heartbeat of %s failed: %s", self.id, exc)
+                self._beat_failures.warn("heartbeat of %s failed: %s", self.id, exc)
+            else:
+                self._beat_failures.clear(f"the heartbeat of {self.id}")
+
+    def _beat_went_through(self, sent_at: float) -> None:
+        """Note a heartbeat sent at ``sent_at`` that went through.
+
+        A gap of more than two ticks since the previous one (Redis stalled, or this
+        process or its event loop was paused) starts a new healthy stretch: the others'
+        heartbeats may have lapsed in the same stall, and they get time to beat again
+        before anyone is reaped (:meth:`may_reap`).
+        """
+        last = self._last_beat
+        if self.healthy_since is None or last is None or sent_at - last > 2 * self.tick:
+            self.healthy_since = sent_at
+        self._last_beat = sent_at
+
+    def may_reap(self, now: float) -> bool:
+        """Whether our own heartbeats have gone through for long enough (three ticks
+        without a gap) that a member whose heartbeat is gone really missed its beats,
+        rather than lapsing in a stall that held everyone."""
+        since = self.healthy_since
+        return since is not None and now - since >= MISSED_BEATS * self.tick
 
     async def _renew(self) -> None:
         holdings = self.holdings
@@ -368,14 +444,91 @@ class Coordinator:
         others = sorted(e for e in members if e != self.id)
         if others:
             alive = await self.backend.kv.exists([self.keys.beat(self.name, e) for e in others])
-            dead = [e for e, ok in zip(others, alive, strict=True) if not ok]
-            if dead:
-                log.warning("reaping dead member(s) of %s: %s", self.name, ", ".join(dead))
-                write = await self._update("reap", lambda m: without(m, dead, self.partitions))
+            dead = []
+            if self.may_reap(self.clock.now()):  # not right after a stall: see may_reap
+                dead = [e for e, ok in zip(others, alive, strict=True) if not ok]
+            gone = await self.gone(
+                {e: members[e].worker for e, ok in zip(others, alive, strict=True) if ok}
+            )
+            if dead or gone:
+                log.warning(
+                    "reaping dead member(s) of %s: %s",
+                    self.name,
+                    ", ".join([*dead, *(f"{e} (its connection is closed)" for e in gone)]),
+                )
+                lost = {e: members[e].partitions for e in gone}
+                write = await self._update(
+                    "reap", lambda m: without(m, [*dead, *gone], self.partitions)
+                )
                 if write.written:
-                    self.reaped += len(dead)
+                    self.reaped += len(dead) + len(gone)
+                await self._free_leases_of(lost)
         if assigned_to(self.members, self.id) != frozenset(self.holdings.feeds):
             self._wake.set()
+
+    async def gone(self, workers: Mapping[str, str]) -> list[str]:
+        """Of the members ``workers`` (executor id -> worker id) whose heartbeat still
+        lives, those whose worker process is gone.
+
+        A worker is gone when its named connection (:func:`connection_name`) was missing
+        from the store at two checks at least :data:`GONE_AFTER_TICKS` ticks apart, and
+        its heartbeat was not renewed in between. A live worker whose connections were
+        killed opens them again within a tick and renews its heartbeat every tick; a
+        paused one keeps its connections open (the operating system holds them). Without
+        the presence capability (or its permission) nobody is ever found gone here: the
+        heartbeat's expiry decides, as before.
+        """
+        presence = self.backend.presence
+        candidates = {e: w for e, w in workers.items() if w and w != self.worker_id}
+        if presence is None or not candidates:
+            self._suspects.clear()
+            return []
+        names = {connection_name(self.spec.stream.app, w): w for w in set(candidates.values())}
+        present = await presence.present(list(names))
+        if present is None:
+            self._suspects.clear()
+            return []
+        missing = {w for n, w in names.items() if n not in present}
+        for worker in list(self._suspects):
+            if worker not in missing:
+                del self._suspects[worker]  # connected again: not gone
+        now, found = self.clock.now(), []
+        for executor, worker in sorted(candidates.items()):
+            if worker not in missing:
+                continue
+            remaining = await self.backend.locks.expires_in(self.keys.beat(self.name, executor))
+            suspect = self._suspects.get(worker)
+            if suspect is None:
+                self._suspects[worker] = (now, remaining)
+                continue
+            since, before = suspect
+            renewed = remaining is not None and (before is None or remaining > before)
+            if renewed:
+                self._suspects[worker] = (now, remaining)
+            elif now - since >= GONE_AFTER_TICKS * self.tick:
+                found.append(executor)
+        self.gone_found += len(found)
+        return found
+
+    async def _free_leases_of(self, gone: Mapping[str, frozenset[int]]) -> None:
+        """Release the leases members found gone still hold, so that their partitions'
+        new owners take them at once (under new epochs: fenced) instead of waiting for
+        them to expire; and announce it."""
+        freed = []
+        locks = self.backend.locks
+        for executor, partitions in gone.items():
+            for number in sorted(partitions):
+                key = self.keys.lock(self.name, number)
+                token = await locks.holder(key)
+                owner, _, epoch = (token or b"").decode("utf-8", "replace").rpartition(":")
+                if token is None or owner != executor or not epoch.isdigit():
+                    continue  # free already, or someone else's by now
+                (released,) = await locks.release([Lease(key, token, int(epoch))])
+                if released:
+                    freed.append(number)
+        if freed:
+            log.info("released the leases of %s.%s left by gone member(s)", self.stream.name, freed)
+            await self._announce_released(freed)
 
     async def _watchdog_loop(self) -> None:
         holdings, clock = self.holdings, self.clock
@@ -405,9 +558,14 @@ class Coordinator:
                 await log_port.wait({key: last}, timeout)
                 messages = await log_port.range(key, b"(" + last, b"+", count=100)
             except BackendError as exc:
-                log.warning("reading the control stream of %s failed: %s", self.name, exc)
-                await self.clock.sleep(self.tick)
+                self._control_failures.warn(
+                    "reading the control stream of %s failed: %s", self.name, exc
+                )
+                # Backing off costs nothing: the reconcile loop retries on its own.
+                failures = min(self._control_failures.failures, 6)
+                await self.clock.sleep(min(self.tick * 2 ** (failures - 1), 5.0))
                 continue
+            self._control_failures.clear(f"reading the control stream of {self.name}")
             if not messages:
                 continue
             self.control_last = messages[-1].id
@@ -431,9 +589,13 @@ class Coordinator:
                     if not self._leaving:
                         await self.reconcile()
             except (BackendError, RebalanceError) as exc:
-                log.warning("rebalance of %s failed, retrying: %s", self.name, exc)
+                self._rebalance_failures.warn(
+                    "rebalance of %s failed, retrying: %s", self.name, exc
+                )
                 await self.clock.sleep(self.tick)
                 self._wake.set()
+            else:
+                self._rebalance_failures.clear(f"the rebalance of {self.name}")
 
     # ------------------------------------------------------------------ reconcile
 

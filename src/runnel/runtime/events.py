@@ -24,6 +24,7 @@ from typing import Any
 from runnel.domain.failures import safe_repr
 from runnel.domain.model import Event, Partition
 from runnel.domain.take import TakeBuffer
+from runnel.errors import LeaseExpired
 from runnel.runtime.feed import FeedClosed, PartitionFeed
 from runnel.runtime.iterations import IterationMonitor
 from runnel.runtime.specs import Sink, Step
@@ -133,6 +134,48 @@ class Events:
                 "@app.processor(..., guarantee='effectively_once', state=<value type>)"
             )
         return self._state
+
+    def ensure_owned(self) -> int:
+        """Check, right before a side effect, that this worker still owns the partition;
+        return the lease's epoch (the fencing token).
+
+        Cheap (no I/O): it compares the monotonic clock with the lease's local deadline,
+        the last moment this worker is sure that nobody else owns the partition. Past it
+        (the process was paused, its event loop blocked, Redis unreachable), the
+        partition is dropped at once and :class:`~runnel.errors.LeaseExpired` is raised:
+        let it propagate, and the new owner processes the event (no exception policy
+        applies, nothing is acknowledged).
+
+        It narrows the window in which a stale owner can act but cannot close it: the
+        process may pause between this check and the write it guards. For writes that
+        must never land out of order, also pass the returned epoch to the external system
+        and have it refuse writes with an epoch lower than one it has seen (see the
+        guide's "Fencing external writes").
+
+        Raises:
+            runnel.errors.LeaseExpired: the lease may have expired, or is gone.
+
+        Example:
+            Inside a processor::
+
+                async for event in events:
+                    result = await compute(event.record())   # may take a while
+                    epoch = events.ensure_owned()            # still ours?
+                    await db.write(result, fencing_token=epoch)
+        """
+        feed = self._feed
+        if not feed.lost and feed.expired():
+            feed.close(lost=True)
+        if feed.lost:
+            where = f"{feed.partition.stream}.{feed.partition.number}"
+            raise LeaseExpired(
+                f"partition {where} may have a new owner: the lease (epoch {feed.epoch}) "
+                "expired or was lost; the side effect must not happen here (the new owner "
+                "processes the event)",
+                partition=where,
+                epoch=feed.epoch,
+            )
+        return feed.epoch
 
     def records(self) -> Events:
         """Yield decoded Records (or lists of them after ``take``) instead of Events."""

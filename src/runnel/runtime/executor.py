@@ -175,6 +175,8 @@ class Executor:
             return
         self._stopping = True
         self._set_context()  # the worker runs each stop in a task of its own
+        for feed in self.feeds.values():  # no new events from now on: the drain starts
+            feed.close()  # at once, not after the membership update (Redis may stall)
         try:
             await self.coordinator.leave()
         except Exception as exc:
@@ -461,15 +463,28 @@ class Executor:
         if reset:
             self.store_resets += 1
             log.critical(
-                "the backend lost the data of stream %s.%s (Redis restarted without "
-                "persistence, was flushed, or failed over to an empty replica): events it "
-                "had accepted and not processed yet are gone for good. Consumer groups are "
-                "created again at 0 and processing goes on; turn on Redis persistence "
-                "(appendonly yes) to keep this from happening",
+                "the backend lost the data of stream %s.%s (%s): events it had accepted and "
+                "not processed yet are gone for good. Consumer groups are created again at 0 "
+                "and processing goes on",
                 self.stream.app,
                 self.stream.name,
+                await self._loss_cause(),
             )
         return reset
+
+    async def _loss_cause(self) -> str:
+        """Why the backend lost data, as far as it can tell."""
+        diagnostics = self.backend.diagnostics  # a capability not every store has
+        cause = None
+        if diagnostics is not None:
+            try:
+                cause = await diagnostics.loss_cause()
+            except (BackendError, PermissionDenied):
+                cause = None
+        return cause or (
+            "Redis restarted without persistence, was flushed, evicted keys, or failed over "
+            "to an empty replica"
+        )
 
     async def check_quarantine(self) -> None:
         """Resume partitions whose quarantine was cleared (called by the coordinator)."""

@@ -29,6 +29,7 @@ from runnel.errors import (
 )
 from runnel.ports import Clock, ReadRequest, StreamLog
 from runnel.runtime._aio import cancel_and_wait
+from runnel.runtime._repeats import RepeatedWarning
 from runnel.runtime.acks import ACK_LINGER, Acker
 from runnel.runtime.feed import NEW, PartitionFeed
 
@@ -77,6 +78,7 @@ class Fetcher:
         self._rounds: dict[asyncio.Future[None], list[PartitionFeed]] = {}
         self._reading: set[PartitionFeed] = set()  # feeds with a read in flight
         self._backoffs: set[asyncio.Future[None]] = set()
+        self._failures = RepeatedWarning(log, clock)
 
     async def run(self) -> None:
         """Fetch and acknowledge until cancelled."""
@@ -89,8 +91,11 @@ class Fetcher:
                 except BackendError as exc:
                     if self.on_unavailable is not None and isinstance(exc, BackendUnavailable):
                         self.on_unavailable(exc)
-                    log.warning("fetch failed, retrying: %s", exc)
+                    self._failures.warn("fetch failed, retrying: %s", exc)
                     await self._clock.sleep(0.5)
+                else:
+                    if self._failures.failures:
+                        self._failures.clear("fetching")
         finally:
             await cancel_and_wait(*self._rounds, *self._backoffs)
             if self._bell is not None:

@@ -17,6 +17,7 @@ from runnel.domain.keys import KeyLayout, leader_epoch_key, leader_key, schedule
 from runnel.domain.leases import LeaseClock
 from runnel.errors import BackendError
 from runnel.ports import Backend, Lease
+from runnel.runtime._repeats import RepeatedWarning
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,7 @@ class Leadership:
         self.deadline = 0.0
         self.elected = asyncio.Event()  # set once the first election round has finished
         self._change: asyncio.Future[None] | None = None  # resolved on the next change
+        self._failures = RepeatedWarning(log, backend.clock)
 
     @property
     def epoch(self) -> int:
@@ -76,7 +78,10 @@ class Leadership:
             try:
                 await self._round()
             except BackendError as exc:
-                log.warning("leader election round failed: %s", exc)
+                self._failures.warn("leader election round failed: %s", exc)
+            else:
+                if self._failures.failures:
+                    self._failures.clear("leader election")
             self.elected.set()
             await clock.sleep(self.lease_clock.renew_every if self.lease else self.poll)
 

@@ -4,6 +4,13 @@ Shutdown (SIGTERM/SIGINT, or a HALT): background tasks are cancelled, every exec
 drains gracefully (in-flight iterations finish within ``grace_period``, acks are flushed,
 leases released), leadership is released, and the exit code is returned: 0 after a
 signal, 1 after a HALT. A second signal forces an immediate exit.
+
+A stop is bounded whatever the backend does: :data:`STOP_MARGIN` seconds after the
+longest ``grace_period`` whatever is still going (a Redis call that waits on a stalled
+server, a flush, a release) is cancelled, and what could not be acknowledged or released
+is left to expire: its events are delivered again (at least once), nothing is lost. A
+task that still refuses to end :data:`CANCEL_WAIT` seconds later is reported; a worker
+that owns its process (``install_signals``) then exits without it.
 """
 
 from __future__ import annotations
@@ -14,8 +21,10 @@ import logging
 import os
 import signal
 import socket
+import threading
 import uuid
 from collections.abc import Coroutine, Sequence
+from contextvars import ContextVar
 from typing import Any
 
 from runnel import context
@@ -26,6 +35,7 @@ from runnel.domain.failures import safe_repr
 from runnel.domain.keys import Keys, leader_key
 from runnel.errors import BackendError, PermissionDenied
 from runnel.runtime._aio import cancel_and_wait
+from runnel.runtime.coordination import connection_name
 from runnel.runtime.executor import Executor
 from runnel.runtime.health import WorkerHealth
 from runnel.runtime.leadership import Leadership
@@ -39,11 +49,36 @@ EXIT_OK = 0
 EXIT_HALTED = 1
 EXIT_FORCED = 130
 
-STOP_REPORT_MARGIN = 5.0
-"""Seconds past the longest ``grace_period`` after which a stop still going is reported."""
+STOP_MARGIN = 2.0
+"""Seconds past the longest ``grace_period`` after which a stop still going is cut short
+(its pending calls cancelled, unreleased leases left to expire)."""
+
+CANCEL_WAIT = 1.0
+"""Seconds a cut-short stop waits for its cancelled tasks before it reports them and goes."""
+
+exit_guard_wanted: ContextVar[bool] = ContextVar("runnel_exit_guard", default=False)
+"""Set by ``runnel worker`` for the worker it runs (``exit_guard``); see
+:func:`disarm_exit_guards`."""
+
+_ARMED: set[threading.Timer] = set()
+
+
+def disarm_exit_guards() -> None:
+    """Cancel every armed exit guard: the program that ran the worker goes on (``runnel
+    worker`` calls it once the worker's event loop is closed, which matters when it runs
+    inside another program, such as a test)."""
+    for timer in list(_ARMED):
+        timer.cancel()
+        _ARMED.discard(timer)
+
+
+EXIT_GUARD_MARGIN = 2.0
+"""Seconds past :meth:`Worker.stop_limit` + :data:`CANCEL_WAIT` after which a worker that
+owns its process (``exit_guard``) ends the process, from a thread of its own: whatever
+still holds the event loop (closing connections to a stalled Redis, say) cannot keep it."""
 
 STOP_REPORT_EVERY = 10.0
-"""Seconds between further reports of a stop that is still going."""
+"""Seconds between further reports of tasks that outlive a cut-short stop."""
 
 STOP_REPORT_LIMIT = 30
 """Reports of one stop at most (five minutes of them); the last one says so."""
@@ -78,6 +113,9 @@ class Worker:
         worker_id: the worker's id; by default ``<host>-<pid>-<random>``.
         tune_gc: tune the garbage collector once started (see
             :func:`tune_garbage_collector`); for a process that is only a worker.
+        exit_guard: the worker owns its process: once a stop begins, end the process at
+            the latest :meth:`stop_limit` + :data:`CANCEL_WAIT` +
+            :data:`EXIT_GUARD_MARGIN` seconds later (``runnel worker`` does).
     """
 
     def __init__(
@@ -86,8 +124,10 @@ class Worker:
         install_signals: bool = True,
         worker_id: str | None = None,
         tune_gc: bool = False,
+        exit_guard: bool = False,
     ) -> None:
         self.plan = plan
+        self.exit_guard = exit_guard
         backend = self.backend = plan.backend
         self.id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         metrics = plan.metrics
@@ -130,6 +170,7 @@ class Worker:
         self._stop = asyncio.Event()
         self._signals = 0
         self._tasks: list[asyncio.Task[None]] = []
+        self._presence: asyncio.Task[None] | None = None
         self.started = asyncio.Event()
         self.stopped = asyncio.Event()
 
@@ -193,6 +234,7 @@ class Worker:
                 for risk in await diagnostics.durability_risks():
                     log.warning("%s (%s)", risk, self.plan.where)
             await self._check_access()
+            self._hold_presence()
             self._tasks.append(
                 asyncio.create_task(
                     self._halting_on_refusal(self.leadership.run(), "leader election"),
@@ -216,13 +258,19 @@ class Worker:
             self.started.set()
             await self._stop.wait()
         finally:
+            if self.exit_guard:
+                self._arm_exit_guard()
             self.health.stop()
             self.publish_metrics()
-            reporter = asyncio.create_task(self._report_slow_stop(), name="stop-report")
             try:
-                await self._shutdown()
+                await self._bounded_shutdown()
             finally:
-                await cancel_and_wait(reporter)
+                presence = self._presence
+                if presence is not None:  # last: the others see the process leave
+                    presence.cancel()
+                    ended = await self.backend.clock.wait_for(presence, CANCEL_WAIT)
+                    if ended and not presence.cancelled():
+                        presence.exception()  # retrieved: a failure of it is no news
                 await self.health.aclose()
             if self.install_signals:
                 for sig in (signal.SIGTERM, signal.SIGINT):
@@ -230,6 +278,88 @@ class Worker:
             self.stopped.set()
         log.info("worker %s stopped (exit code %d)", self.id, self.exit_code)
         return self.exit_code
+
+    def _hold_presence(self) -> None:
+        """Hold this worker's named connection while it runs (see
+        :meth:`runnel.runtime.coordination.Coordinator.gone`): its peers notice at once
+        when the process dies."""
+        presence = self.backend.presence
+        if presence is None or not self.executors:
+            return
+        every = min(e.coordinator.tick for e in self.executors) / 2
+        name = connection_name(self.plan.app, self.id)
+        self._presence = asyncio.create_task(presence.hold(name, every), name="presence")
+
+    def _arm_exit_guard(self) -> None:
+        """End the process from a timer thread if it is still there well after the stop
+        limit (see ``exit_guard``); the thread is a daemon, so a process that exits in
+        time never waits for it."""
+        after = self.stop_limit() + CANCEL_WAIT + EXIT_GUARD_MARGIN
+
+        def force() -> None:
+            log.warning(
+                "worker %s: the process is still running %.1fs after the stop began "
+                "(something waits on Redis or refuses to end): exiting now",
+                self.id,
+                after,
+            )
+            logging.shutdown()
+            os._exit(self.exit_code)
+
+        timer = threading.Timer(after, force)
+        timer.daemon = True
+        _ARMED.add(timer)
+        timer.start()
+
+    def stop_limit(self) -> float:
+        """Seconds a stop may take before it is cut short: the longest ``grace_period``
+        plus :data:`STOP_MARGIN` (then at most :data:`CANCEL_WAIT` more to cancel)."""
+        return max((e.spec.grace_period for e in self.executors), default=0.0) + STOP_MARGIN
+
+    async def _bounded_shutdown(self) -> None:
+        """Stop gracefully within :meth:`stop_limit`; past it, cancel what is left.
+
+        Whatever the backend does (a stalled Redis makes each call wait up to the socket
+        timeout), the stop ends in time: acknowledgements not sent and leases not released
+        by then expire by themselves, and their events are delivered again.
+        """
+        clock = self.backend.clock
+        limit, started = self.stop_limit(), clock.now()
+        stop = asyncio.create_task(self._shutdown(), name="stop")
+        if await clock.wait_for(stop, limit):
+            stop.result()
+            return
+        me = asyncio.current_task()
+        waiting = sorted(describe_task(t) for t in asyncio.all_tasks() if t not in (me, stop))
+        log.warning(
+            "worker %s could not stop gracefully within %.1fs (grace_period + %.1fs): "
+            "cutting the stop short; unacknowledged events are delivered again and "
+            "unreleased leases expire by themselves. It was waiting on %d task(s):\n  %s",
+            self.id,
+            limit,
+            STOP_MARGIN,
+            len(waiting),
+            "\n  ".join(waiting) or "(none)",
+        )
+        stop.cancel()
+        if await clock.wait_for(stop, CANCEL_WAIT):
+            return
+        reporter = asyncio.create_task(self._report_slow_stop(started), name="stop-report")
+        if self.install_signals:  # the worker owns the process: go without those tasks
+            log.critical(
+                "worker %s: task(s) refuse to end after the stop was cut short; exiting "
+                "the process without them",
+                self.id,
+            )
+            await cancel_and_wait(reporter)
+            logging.shutdown()
+            os._exit(self.exit_code)
+        try:
+            await stop  # embedded in a program of its own: the program decides
+        except BaseException:  # cancelled: whatever it raises, the worker is stopping
+            pass
+        finally:
+            await cancel_and_wait(reporter)
 
     async def _check_access(self) -> None:
         """Refuse to start when the Redis user may not do what this worker will do.
@@ -295,17 +425,14 @@ class Worker:
                         exc_info=exc,
                     )
 
-    async def _report_slow_stop(self) -> None:
-        """Log what a graceful stop is still waiting on once it takes longer than it should.
+    async def _report_slow_stop(self, started: float) -> None:
+        """Log what a stop cut short still waits on: every pending task with its line.
 
-        A drain is bounded by ``grace_period``; a stop that outlasts it by
-        :data:`STOP_REPORT_MARGIN` is stuck on something (a Redis call, a user's finally
-        block), and this names it: every pending task with the line it waits at.
+        Such a task refused its cancellation (a ``finally`` block that awaits something
+        that never comes, say); it is named every :data:`STOP_REPORT_EVERY` seconds, at
+        most :data:`STOP_REPORT_LIMIT` times.
         """
         clock = self.backend.clock
-        longest = max((e.spec.grace_period for e in self.executors), default=0.0)
-        started = clock.now()
-        await clock.sleep(longest + STOP_REPORT_MARGIN)
         me = asyncio.current_task()
         for report in range(1, STOP_REPORT_LIMIT + 1):
             waiting = [describe_task(t) for t in asyncio.all_tasks() if t is not me]

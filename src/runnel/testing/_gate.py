@@ -28,6 +28,7 @@ from runnel.ports import (
     KeyValue,
     Membership,
     PartitionLocks,
+    Presence,
     StreamAdmin,
     StreamLog,
 )
@@ -186,6 +187,7 @@ def gated(
     kv: KeyValue,
     membership: Membership,
     clock: Clock,
+    presence: Presence | None = None,
 ) -> Backend:
     """A backend whose port calls pass through the calling context's gate.
 
@@ -200,4 +202,5 @@ def gated(
         kv=cast(KeyValue, _Gated(kv)),
         membership=cast(Membership, _Gated(membership)),
         clock=clock,
+        presence=None if presence is None else cast(Presence, _Gated(presence)),
     )

@@ -36,6 +36,7 @@ from runnel.adapters.memory.clock import EPOCH, SimulatedClock
 from runnel.adapters.memory.keyvalue import MemoryKeyValue
 from runnel.adapters.memory.locks import MemoryPartitionLocks
 from runnel.adapters.memory.membership import MemoryMembership
+from runnel.adapters.memory.presence import MemoryPresence
 from runnel.adapters.memory.streams import MemoryStreamLog
 from runnel.app import App
 from runnel.errors import Misconfigured
@@ -125,6 +126,7 @@ class Harness(Inspection):
             MemoryKeyValue(self.broker),
             MemoryMembership(self.broker),
             self.clock,
+            MemoryPresence(self.broker),
         )
         self._recorder = Recorder(self.clock)
         self._instrumentation = Instrumentation(app, self._recorder)

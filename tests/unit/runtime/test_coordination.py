@@ -357,3 +357,66 @@ async def test_a_stop_during_a_membership_write_in_flight_leaves_no_member_behin
         assert decode(await app.backend.kv.get(key)) == {}
         for number in range(8):
             assert await app.backend.locks.holder(ticks.keys.lock("proc", number)) is None
+
+
+@pytest.mark.parametrize("cut", ["all", "one"])
+@pytest.mark.parametrize("offset", [0.0, 0.3, 0.6, 0.95])
+async def test_live_workers_keep_leases_and_membership_through_a_7s_stall_of_the_backend(
+    make_app: Callable[..., App], runnel_harness: HarnessFactory, offset: float, cut: str
+) -> None:
+    # Default lease timings (lock_expiry 10 s, heartbeat 1 s): every worker is cut off at
+    # once, as in a Redis stall (DEBUG SLEEP, CLIENT PAUSE), or one alone (its network, a
+    # pause), starting at various points of the renewal cycle; 7 s is within the
+    # documented tolerance (lock_expiry - margin - one tick = 7.75 s), so no lease is lost
+    # and nobody is reaped afterwards.
+    app, ticks, seen = app_with_log(
+        make_app, default_lock_expiry=10.0, default_heartbeat_interval=1.0
+    )
+    async with runnel_harness(app) as h:
+        workers = await start_owning(h, "w1", "w2", "w3", partitions=8)
+        await ticks.send(*[Tick(key=f"k{i % 8}", seq=i) for i in range(40)])
+        await h.run_until(lambda: len(seen) >= 40)
+        await h.advance(offset)
+        before = {vw.name: {n: f.epoch for n, f in executor(vw).feeds.items()} for vw in workers}
+        cut_off = workers if cut == "all" else workers[:1]
+        for vw in cut_off:
+            vw.pause()
+        await h.advance(7.0)
+        for vw in cut_off:
+            vw.resume()
+        await ticks.send(*[Tick(key=f"k{i % 8}", seq=i) for i in range(40, 80)])
+        await h.run_until(lambda: len(seen) >= 80)
+        await h.advance(5)  # several membership checks after the stall
+        after = {vw.name: {n: f.epoch for n, f in executor(vw).feeds.items()} for vw in workers}
+        assert after == before
+        assert [executor(vw).lost for vw in workers] == [0, 0, 0]
+        assert [executor(vw).coordinator.reaped for vw in workers] == [0, 0, 0]
+    assert_complete_and_ordered(seen, 80)
+
+
+async def test_a_dead_worker_is_noticed_by_its_closed_connection_and_replaced_within_3s(
+    make_app: Callable[..., App], runnel_harness: HarnessFactory
+) -> None:
+    # Default lease timings (lock_expiry 10 s): without the closed connection, its
+    # partitions would wait about 10 s for the leases to expire.
+    app, ticks, seen = app_with_log(
+        make_app, default_lock_expiry=10.0, default_heartbeat_interval=1.0
+    )
+    async with runnel_harness(app) as h:
+        w1, w2, w3 = await start_owning(h, "w1", "w2", "w3", partitions=8)
+        await ticks.send(*[Tick(key=f"k{i % 8}", seq=i) for i in range(40)])
+        await h.run_until(lambda: len(seen) >= 40)
+        theirs = {n: f.epoch for n, f in executor(w1).feeds.items()}
+        assert theirs, "precondition: the victim owns partitions"
+        await w1.kill()
+        killed_at = h.now
+        await h.run_until(lambda: all(n in holders(h) for n in theirs), timeout=30)
+        took = h.now - killed_at
+        assert took <= 3.0, f"took {took:.2f}s with a 10s lease"
+        for number, epoch in theirs.items():
+            (owner,) = holders(h)[number]
+            assert executor(h.workers[owner]).feeds[number].epoch > epoch  # fenced
+        assert executor(w2).coordinator.gone_found + executor(w3).coordinator.gone_found == 1
+        await ticks.send(*[Tick(key=f"k{i % 8}", seq=i) for i in range(40, 80)])
+        await h.run_until(lambda: len({(k, s) for _, k, s in seen}) >= 80)
+    assert_complete_and_ordered(seen, 80)

@@ -62,6 +62,9 @@ class MemoryBroker:
         self._volatile: set[str] = set()
         self._writes = 0
         self._bell: asyncio.Future[None] | None = None
+        self.presence: dict[str, int] = {}
+        """Worker connection names held now, with how many holders each (not data: a
+        flush keeps them, as a Redis restart drops connections but they come back)."""
 
     # ------------------------------------------------------------------ keyspace
 

@@ -35,6 +35,7 @@ from redis import exceptions as rex
 from runnel.errors import (
     AuthenticationFailed,
     BackendError,
+    BackendFull,
     BackendProtocolError,
     BackendUnavailable,
     BackpressureError,
@@ -79,6 +80,44 @@ _KEY_RE = re.compile(r"the '(.*?)' key")
 _SCRIPT_RE = re.compile(r"script: ([0-9a-f]{40})")
 
 _REFUSAL = "_runnel_refusal"
+_REPLY_LOST = "_runnel_reply_lost"
+
+OOM = "OOM"
+"""First word of Redis' error reply to a write refused at ``maxmemory`` (``noeviction``)."""
+
+# Connection errors that are in fact replies: the server answered, and did nothing.
+_ANSWERED = (rex.BusyLoadingError, rex.AuthenticationError, rex.AuthorizationError)
+
+
+def note_reply_lost(exc: BaseException) -> None:
+    """Mark ``exc`` as raised while waiting for a reply: the request had been written.
+
+    The client (:class:`runnel.adapters.redis.client.RunnelRedis`) marks what fails
+    after the request went out; :func:`reply_lost` reads the mark.
+    """
+    if not isinstance(exc, _ANSWERED):
+        setattr(exc, _REPLY_LOST, True)
+
+
+def reply_lost(exc: BaseException | None) -> bool:
+    """Whether ``exc`` (or the error it was translated from) failed after its request
+    was written, so the server may have carried the request out.
+
+    Example:
+        >>> from redis.exceptions import ConnectionError
+        >>> error = ConnectionError("Connection closed by server.")
+        >>> reply_lost(error)
+        False
+        >>> note_reply_lost(error)
+        >>> reply_lost(error), reply_lost(translate(error).__cause__ or error)
+        (True, True)
+    """
+    while exc is not None:
+        if getattr(exc, _REPLY_LOST, False):
+            return True
+        exc = exc.__cause__
+    return False
+
 
 SCRIPT_NAMES: dict[str, str] = {}
 """SHA of each of our scripts -> its name (filled as scripts are registered)."""
@@ -195,10 +234,14 @@ def translate(exc: BaseException) -> BackendError | PermissionDenied:
         return exc
     if refused_permission(exc):
         return permission_denied(exc)
-    message = str(exc)
+    message = str(exc) or _unnamed(exc)
     if isinstance(exc, rex.AuthenticationError) or message.startswith(("WRONGPASS", "NOAUTH")):
         return AuthenticationFailed(
             f"Redis refused the credentials (wrong password or user name?): {message}"
+        )
+    if isinstance(exc, rex.BusyLoadingError):
+        return BackendUnavailable(
+            f"Redis is reachable but still loading its data into memory: {message}"
         )
     if isinstance(exc, (rex.ConnectionError, rex.TimeoutError, ConnectionError, TimeoutError)):
         return BackendUnavailable(f"Redis is unreachable or did not answer in time: {message}")
@@ -216,6 +259,13 @@ def translate(exc: BaseException) -> BackendError | PermissionDenied:
         )
     if isinstance(exc, rex.RedisClusterException) and "cannot be connected" in message:
         return BackendUnavailable(f"no node of the Redis Cluster answers: {message}")
+    if isinstance(exc, rex.OutOfMemoryError) or (
+        isinstance(exc, rex.ResponseError) and message.startswith(OOM)
+    ):
+        return BackendFull(
+            "Redis is out of memory (maxmemory reached under the noeviction policy) and "
+            f"refused the write; nothing was written (Redis said: {message})"
+        )
     if isinstance(exc, rex.ResponseError):
         if message.startswith(FENCED):
             lock = message[len(FENCED) :].strip() or "(unknown lock)"
@@ -226,6 +276,13 @@ def translate(exc: BaseException) -> BackendError | PermissionDenied:
             return GroupMissing(f"Redis refused the command: {message}")
         return BackendProtocolError(f"Redis refused the command: {message}")
     return BackendProtocolError(f"unexpected Redis client error {type(exc).__name__}: {message}")
+
+
+def _unnamed(exc: BaseException) -> str:
+    """Words for an exception raised without a message (a bare timeout, say)."""
+    if isinstance(exc, (rex.TimeoutError, TimeoutError)):
+        return f"no reply within the socket timeout ({type(exc).__name__})"
+    return f"{type(exc).__name__} (no detail given)"
 
 
 def _backpressure_message(reply: str) -> str:

@@ -56,7 +56,11 @@ _COUNTER: Final = (("EXISTS", "{k}"), ("SET", "{k}", "1"), ("INCR", "{k}"))
 
 PROBES: Final[dict[Kind, tuple[tuple[str, ...], ...]]] = {
     "stream": _STREAM,
-    "sink": (("XADD", "{k}", "*", "f", "v"), ("XGROUP", "CREATE", "{k}", _G, "0")),
+    "sink": (
+        ("XADD", "{k}", "*", "f", "v"),
+        ("XGROUP", "CREATE", "{k}", _G, "0"),
+        ("TYPE", "{k}"),
+    ),
     "meta": (("HSETNX", "{k}", "f", "v"), ("HGETALL", "{k}")),
     "lost": (("GET", "{k}"), ("INCRBY", "{k}", "1")),
     "lock": _LEASE,

@@ -21,7 +21,11 @@ Roles:
     entry) and ``XDEL`` (``runnel deadletter purge``).
 
 ``info`` lets workers check at start-up that Redis persists writes and evicts no keys;
-it shows server statistics, no secrets. ``CONFIG GET`` would also do, but it reads
+it shows server statistics, no secrets. ``client|setname`` and ``client|list`` let a
+worker notice within about two seconds that another worker's process is gone (its named
+connection closed); ``CLIENT LIST`` shows every connection's address, name and last
+command, never data or passwords. Without them, a dead worker is noticed when its
+heartbeat expires. ``CONFIG GET`` would also do, but it reads
 ``requirepass`` and every other secret of the server: it is not granted.
 
 Example:
@@ -85,8 +89,14 @@ WORKER: Final = (
     "hdel",
     # runnel status (the newest entry of each partition; read-only)
     "xrevrange",
+    # a dead letter checks its sink is a stream before its transaction
+    "type",
     # the durability check (statistics only; CONFIG would expose the server's secrets)
     "info",
+    # presence: each worker names one connection, and its peers list the connections to
+    # notice at once when a worker's process is gone (adapters/redis/presence.py)
+    "client|setname",
+    "client|list",
 )
 
 ADMIN: Final = (*WORKER, "xgroup|destroy", "xdel")

@@ -15,9 +15,15 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from runnel._redact import redact_url
-from runnel.adapters.redis._errors import Refusal, note_refusal, refused_permission
+from runnel.adapters.redis._errors import (
+    Refusal,
+    note_refusal,
+    note_reply_lost,
+    refused_permission,
+)
 from runnel.adapters.redis._scripts import user_of
 from runnel.adapters.redis._url import check_url
 from runnel.errors import Misconfigured
@@ -44,6 +50,20 @@ class RunnelRedis(Redis):
     to access one of the keys used as arguments"): the note lets
     :class:`~runnel.errors.PermissionDenied` name them.
     """
+
+    async def parse_response(self, connection: Any, command_name: Any, **options: Any) -> Any:
+        """Read a reply; a connection lost or timed out here is marked "reply lost".
+
+        redis-py reads the reply only once the request was written whole: a failure now
+        leaves the request's outcome unknown (``send`` raises
+        :class:`~runnel.errors.OutcomeUnknown`), while one before it means nothing was
+        sent.
+        """
+        try:
+            return await super().parse_response(connection, command_name, **options)
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            note_reply_lost(exc)
+            raise
 
     async def execute_command(self, *args: Any, **options: Any) -> Any:
         try:

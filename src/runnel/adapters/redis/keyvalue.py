@@ -133,6 +133,30 @@ class RedisKeyValue:
             )
         return risks
 
+    async def loss_cause(self) -> str | None:
+        """Why keys may have gone, from ``INFO``: keys evicted at ``maxmemory`` under an
+        evicting policy, or a restart without an append-only file; None when neither
+        shows (a flush, a failover to an empty replica) or ``INFO`` is refused."""
+        info = await self._info("stats", "memory", "persistence", "server")
+        if info is None:
+            return None
+        evicted = _number(info.get("evicted_keys"))
+        policy = info.get("maxmemory_policy", "noeviction").lower()
+        if evicted > 0 and policy != "noeviction":
+            return (
+                f"Redis evicted {evicted} key(s) to stay under maxmemory (maxmemory-policy "
+                f"{policy}); set maxmemory-policy noeviction, so that a full Redis refuses "
+                "sends instead of dropping data, and give it the memory it needs"
+            )
+        if info.get("aof_enabled", "1") != "1":
+            return (
+                f"Redis restarted without persistence (appendonly no; up for "
+                f"{_number(info.get('uptime_in_seconds'))}s), was flushed, or failed over to "
+                "an empty replica; turn on Redis persistence (appendonly yes) to keep this "
+                "from happening"
+            )
+        return None
+
     async def check_access(self, needs: Sequence[Access]) -> None:
         """Dry-run, in one script call, every command a worker sends to each key of
         ``needs`` (:mod:`._probe`); nothing is written.
@@ -173,6 +197,13 @@ CANNOT_CHECK = (
     "may run neither INFO nor CONFIG GET; grant +info (see docs/security.md) for the check"
 )
 """The risk reported when the server answers neither INFO nor CONFIG GET."""
+
+
+def _number(value: str | None) -> int:
+    try:
+        return int(value or 0)
+    except ValueError:
+        return 0
 
 
 def _text(value: object) -> str:

@@ -29,13 +29,14 @@ from runnel.adapters.redis._errors import (
     Refusal,
     note_refusal,
     refused_permission,
+    reply_lost,
     translate,
     translated,
 )
 from runnel.adapters.redis._scripts import Arg, call_packed, register, user_of
 from runnel.adapters.redis._watched import exchange_watched
 from runnel.domain.model import Entry, Fields
-from runnel.errors import BackendProtocolError
+from runnel.errors import BackendFull, BackendProtocolError, BackendUnavailable, OutcomeUnknown
 from runnel.ports import (
     AckRequest,
     Append,
@@ -163,8 +164,25 @@ class RedisStreamLog:
                     keys.append(entry.idempotency_key)
                     dedup = index[entry.idempotency_key] = len(keys)
             args += [index[entry.key], dedup, len(entry.fields), *_flat(entry.fields)]
-        with translated():
-            raw = await self._append(keys=keys, args=args)
+        try:
+            with translated():
+                raw = await self._append(keys=keys, args=args)
+        except BackendUnavailable as exc:
+            if isinstance(exc, BackendFull) or not reply_lost(exc):
+                raise  # nothing was written: safe to send again
+            count = len(entries)
+            keyed = all(entry.idempotency_key is not None for entry in entries)
+            raise OutcomeUnknown(
+                f"the append of {count} entr{'y' if count == 1 else 'ies'} to "
+                f"{', '.join(keys[:nstreams])} was sent and its reply was lost ({exc}): it "
+                "may or may not have been written, and "
+                + (
+                    "sending it again with the same idempotency keys is safe"
+                    if keyed
+                    else "sending it again may write it twice"
+                ),
+                cause=str(exc),
+            ) from exc
         return _replies.ids(raw, len(entries))
 
     async def commit(self, commit: Commit) -> list[bytes] | None:

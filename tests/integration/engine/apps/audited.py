@@ -113,6 +113,7 @@ def build(
     slow_keys: frozenset[str] = frozenset(),
     slow_delay: float = 0.0,
     stop_key: str | None = None,
+    ensure_owned: bool = False,
 ) -> tuple[App, Stream[Load]]:
     """A ``loads`` stream of ``partitions`` partitions with one processor, ``proc``."""
     app = App(name=name, redis_url=redis_url)
@@ -139,6 +140,8 @@ def build(
                 await recorder.slow_call(slow_delay)
             elif delay:
                 await asyncio.sleep(delay)
+            if ensure_owned:
+                events.ensure_owned()  # the side effect below happens only if still ours
             recorder.add("done", **where, began=began, done=time.time())
 
     return app, loads
@@ -151,4 +154,5 @@ app, loads = build(
     slow_keys=frozenset(k for k in os.environ.get("ENGINE_TEST_SLOW_KEYS", "").split(",") if k),
     slow_delay=env_float("ENGINE_TEST_SLOW_DELAY", 0.0),
     stop_key=os.environ.get("ENGINE_TEST_STOP_KEY") or None,
+    ensure_owned=os.environ.get("ENGINE_TEST_ENSURE_OWNED") == "1",
 )

@@ -194,7 +194,11 @@ def _redis_locks(client: Redis) -> RedisPartitionLocks:
     return RedisPartitionLocks(client)
 
 
-def _redis_presence(client: Redis) -> RedisPresence:
+def _redis_presence(client: Redis) -> RedisPresence | None:
+    # A worker's named connection lives on one node of a cluster, and CLIENT LIST on
+    # another node would not show it: there, a dead worker is noticed by its heartbeat.
+    if _on_cluster(client):
+        return None
     from runnel.adapters.redis.presence import RedisPresence
 
     return RedisPresence(client)

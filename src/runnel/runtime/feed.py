@@ -2,8 +2,9 @@
 
 The fetcher fills it (reading up to ``prefetch_count`` events ahead whenever that much
 room is free, so at most twice that many are buffered), within the worker's byte budget
-(:mod:`runnel.runtime.budget`); the consumer's Events iterator drains it. It also holds the partition's lease and fence, and the local lease deadline
-after which no event is handed to user code.
+(:mod:`runnel.runtime.budget`); the consumer's Events iterator drains it. It also holds
+the partition's lease and fence, and the local lease deadline after which no event is
+handed to user code.
 """
 
 from __future__ import annotations

@@ -10,9 +10,10 @@ event is buffered and given back when it is handed to user code (or dropped from
 buffer).
 
 A read asks for a number of entries, not bytes: the fetcher estimates an entry of a
-partition by the largest it has read from it. The buffered bytes therefore stay within the
-budget plus one event per partition, as long as a partition's entries are not larger than
-the ones read from it before.
+partition by the largest it has read from it (before its first read, by the largest any
+partition has read; the worker's very first read asks for one entry). The buffered bytes
+therefore stay within the budget plus one event per partition, as long as a partition's
+entries are not larger than the ones read from it before.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ class ByteBudget:
         100
     """
 
-    __slots__ = ("_wakers", "blocked", "limit", "peak", "reserved", "used")
+    __slots__ = ("_wakers", "blocked", "entry_size", "limit", "peak", "reserved", "used")
 
     def __init__(self, limit: int | None) -> None:
         if limit is not None and limit < 0:
@@ -47,6 +48,8 @@ class ByteBudget:
         """Bytes set aside for reads in flight (estimated)."""
         self.peak = 0
         """The most bytes ever buffered at once."""
+        self.entry_size = 0
+        """The largest entry any partition has read: the estimate for one not read yet."""
         self.blocked = False
         """A read was held back for lack of room: wake the fetchers when some comes back."""
         self._wakers: list[asyncio.Event] = []

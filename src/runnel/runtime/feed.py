@@ -100,6 +100,8 @@ class PartitionFeed:
             largest = max(sizes, default=0)
             if largest > self.entry_size:
                 self.entry_size = largest
+                if largest > self.budget.entry_size:
+                    self.budget.entry_size = largest
         self._data.set()
 
     def _release_all(self) -> None:

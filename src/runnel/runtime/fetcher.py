@@ -167,9 +167,9 @@ class Fetcher:
         counts: list[int] = []
         reserved = 0
         for feed in feeds:
-            size = feed.entry_size
+            size = feed.entry_size or budget.entry_size
             if size <= 0:
-                count = 1  # nothing read from it yet: one entry tells its size
+                count = 1  # nothing read yet: one entry tells the size
             else:
                 count = min(feed.wants, free // size)
                 if count < 1:

@@ -156,6 +156,7 @@ class Worker:
         ]
         self.health.executors.extend(self.executors)
         self._leader = metrics.gauge("runnel_leader", app=plan.app)
+        self._buffered = metrics.gauge("runnel_worker_buffered_bytes", app=plan.app)
         self._task_failures = {
             spec.name: metrics.counter(
                 "runnel_task_failures_total", app=plan.app, task=spec.name, kind=spec.kind
@@ -404,6 +405,8 @@ class Worker:
         for executor in self.executors:
             executor.monitor.publish(executor.counts())
         self._leader.set(1 if self.leadership.leading() else 0)
+        if self.budget is not None:
+            self._buffered.set(self.budget.used)
         for runner in self.task_runners:
             name = runner.spec.name
             delta = runner.failures - self._failures_published.get(name, 0)

@@ -7,9 +7,11 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from dependency_injector import providers
 
 from runnel import App, Events, Record, Stream
 from runnel.adapters.memory.clock import SimulatedClock
+from runnel.adapters.memory.metrics import MemoryMetrics
 from runnel.domain.model import Event, Partition
 from runnel.ports import Fence, Lease
 from runnel.runtime.budget import ByteBudget
@@ -206,3 +208,22 @@ def test_the_setting_defaults_and_refuses_negative_budgets() -> None:
         Settings(prefetch_bytes=-1)
     with pytest.raises(ValueError, match="prefetch_bytes"):
         ByteBudget(-1)
+
+
+async def test_a_worker_reports_the_bytes_it_buffers(
+    make_app: Callable[..., App], workers: Any, clock: SimulatedClock
+) -> None:
+    metrics = MemoryMetrics()
+    app, stream, seen, _ = big_app(make_app, pause=1.0, prefetch_bytes=4 * BLOB)
+    app.container.metrics.override(providers.Object(metrics))
+    await send_big(stream, keys=4, per_key=5)
+    running = await workers(app)
+    budget = running.worker.budget
+    assert budget is not None
+    await until(lambda: budget.used > 0, clock)
+    running.worker.publish_metrics()
+    assert metrics.value("runnel_worker_buffered_bytes", app=app.name) == budget.used
+    await until(lambda: in_order(seen, 4, 5), clock)
+    running.worker.publish_metrics()
+    assert metrics.value("runnel_worker_buffered_bytes", app=app.name) == 0
+    await running.stop()

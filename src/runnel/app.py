@@ -672,6 +672,7 @@ class App:
             leadership_poll_interval=self.settings.leadership_poll_interval / 1000.0,
             where=self.settings.redacted_url(),
             key_layout=self.key_layout,
+            prefetch_bytes=self.settings.prefetch_bytes,
             metrics=self.metrics,
             tracing=self.container.tracing(),
             checks=PartitionChecks(

@@ -34,6 +34,9 @@ from runnel.domain.policy import ExceptionPolicy
 
 __all__ = ["Settings", "TrimMode"]
 
+DEFAULT_PREFETCH_BYTES = 64 * 1024 * 1024
+"""The default byte budget of a worker's buffered events (64 MiB)."""
+
 
 class Settings(BaseSettings):
     """Every setting of an App; most are defaults that streams and processors override.
@@ -116,6 +119,12 @@ class Settings(BaseSettings):
     default_read_timeout: int = Field(default=2000, ge=1)
     """Milliseconds a fetch blocks waiting for new entries before looping."""
     default_prefetch_count: int = Field(default=8, ge=1)
+    prefetch_bytes: int | None = Field(default=DEFAULT_PREFETCH_BYTES, ge=0)
+    """Bytes of fetched but not yet processed events a worker buffers, over all the
+    partitions of all its processors, on top of ``prefetch_count``; an event counts its
+    field names and values. A partition with an empty buffer always reads one entry, so a
+    single larger event still flows: the buffered bytes stay within this plus about one
+    event per partition. None: no byte limit."""
     default_assignment_attempts: int = Field(default=32, ge=1)
     default_assignment_sleep: float = Field(default=2.0, ge=0)
     default_grace_period: float = Field(default=8.0, ge=0)

@@ -336,6 +336,13 @@ CATALOGUE: Final = _specs(
         APP,
     ),
     MetricSpec(
+        "runnel_worker_buffered_bytes",
+        G,
+        "Bytes of fetched events this worker holds that its processors have not taken yet "
+        "(what prefetch_bytes bounds).",
+        APP,
+    ),
+    MetricSpec(
         "runnel_backend_reachable",
         G,
         "1 while the backend answers this worker, else 0.",

@@ -24,6 +24,7 @@ from runnel.errors import BackendError, MetadataMismatch, PermissionDenied
 from runnel.ports import Backend, Fence, Lease
 from runnel.runtime._aio import cancel_and_wait
 from runnel.runtime.acks import Acker
+from runnel.runtime.budget import ByteBudget
 from runnel.runtime.consumer import Consumer
 from runnel.runtime.coordination import Coordinator
 from runnel.runtime.dead_letters import DeadLetterWriter
@@ -65,8 +66,10 @@ class Executor:
         tracing: Tracing | None = None,
         checks: PartitionChecks | None = None,
         watch: BackendWatch | None = None,
+        budget: ByteBudget | None = None,
     ) -> None:
         self.spec = spec
+        self.budget = budget
         self.backend = backend
         self.clock = backend.clock
         self.worker_id = worker_id
@@ -99,6 +102,7 @@ class Executor:
             self._room,
             self.acker,
             self.check_store,
+            budget,
         )
         self.coordinator = Coordinator(
             self.id, worker_id, spec, backend, holdings=self, halt=self._halt
@@ -213,6 +217,7 @@ class Executor:
             self.spec.prefetch_count,
             self.clock,
             self._room,
+            self.budget,
         )
         for info in await self.backend.log.groups(key):
             if info.name == self.spec.name:

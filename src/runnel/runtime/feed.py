@@ -1,9 +1,10 @@
 """A partition's feed: the buffer between the fetcher and the partition's consumer.
 
 The fetcher fills it (reading up to ``prefetch_count`` events ahead whenever that much
-room is free, so at most twice that many are buffered); the consumer's Events iterator
-drains it. It also holds the partition's lease and fence, and the local lease deadline
-after which no event is handed to user code.
+room is free, so at most twice that many are buffered), within the worker's byte budget
+(:mod:`runnel.runtime.budget`); the consumer's Events iterator drains it. It also holds
+the partition's lease and fence, and the local lease deadline after which no event is
+handed to user code.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ import asyncio
 from collections import deque
 from typing import Final
 
-from runnel.domain.model import Event, Partition
+from runnel.domain.model import Event, Fields, Partition
 from runnel.ports import Clock, Fence, Lease
+from runnel.runtime.budget import ByteBudget
 
 HISTORY: Final = b"0"
 NEW: Final = b">"
@@ -36,6 +38,7 @@ class PartitionFeed:
         prefetch: int,
         clock: Clock,
         room: asyncio.Event,
+        budget: ByteBudget | None = None,
     ) -> None:
         self.partition = partition
         self.key = key
@@ -58,6 +61,12 @@ class PartitionFeed:
         self.backoff = False  # Redis refused its last read: wait a little before the next
         self._data = asyncio.Event()
         self._room = room
+        # The byte budget (None: no limit): the size of each buffered event, in step with
+        # ``buffer``, their sum, and the largest entry read from this partition so far.
+        self.budget = budget
+        self.sizes: deque[int] = deque()
+        self.bytes = 0
+        self.entry_size = 0
 
     @property
     def epoch(self) -> int:
@@ -78,10 +87,30 @@ class PartitionFeed:
             self.capacity = 2 * count
             self._room.set()
 
-    def put(self, events: list[Event]) -> None:
-        """Add fetched events (fetcher side)."""
+    def put(self, events: list[Event], sizes: list[int] | None = None) -> None:
+        """Add fetched events (fetcher side), with their raw sizes when there is a budget."""
         self.buffer.extend(events)
+        if self.budget is not None:
+            if sizes is None:
+                sizes = [event_size(e) for e in events]
+            self.sizes.extend(sizes)
+            total = sum(sizes)
+            self.bytes += total
+            self.budget.take(total)
+            largest = max(sizes, default=0)
+            if largest > self.entry_size:
+                self.entry_size = largest
+                if largest > self.budget.entry_size:
+                    self.budget.entry_size = largest
         self._data.set()
+
+    def _release_all(self) -> None:
+        """Give back the bytes of every buffered event (the buffer is dropped)."""
+        if self.budget is not None:
+            self.sizes.clear()
+            released, self.bytes = self.bytes, 0
+            if released:
+                self.budget.release(released)
 
     def restart_from_history(self) -> None:
         """Drop buffered events and re-read our pending entries, in id order, from the start.
@@ -92,6 +121,7 @@ class PartitionFeed:
         processed come back too.
         """
         self.buffer.clear()
+        self._release_all()
         self.start = HISTORY
         self.generation += 1
         self.caught_up = False
@@ -103,6 +133,8 @@ class PartitionFeed:
         if lost:
             self.lost = True
             self.buffer.clear()
+        # A closing feed hands nothing more out: what it buffered no longer counts.
+        self._release_all()
         self._data.set()
 
     def expired(self) -> bool:
@@ -117,6 +149,11 @@ class PartitionFeed:
             self.close(lost=True)
             return None
         event = self.buffer.popleft()
+        budget = self.budget
+        if budget is not None:
+            size = self.sizes.popleft()
+            self.bytes -= size
+            budget.release(size)
         if len(self.buffer) <= self.capacity - self.refill_at:
             self._room.set()
         return event
@@ -129,11 +166,21 @@ class PartitionFeed:
         if self.expired():
             self.close(lost=True)
             return []
+        budget, sizes = self.budget, self.sizes
         if count >= len(buffer):
             events = list(buffer)
             buffer.clear()
+            if budget is not None:
+                size = self.bytes
+                sizes.clear()
+                self.bytes = 0
+                budget.release(size)
         else:
             events = [buffer.popleft() for _ in range(count)]
+            if budget is not None:
+                size = sum([sizes.popleft() for _ in range(count)])
+                self.bytes -= size
+                budget.release(size)
         if len(buffer) <= self.capacity - self.refill_at:
             self._room.set()
         return events
@@ -161,3 +208,13 @@ class PartitionFeed:
                 if event is None and self.closing:
                     raise FeedClosed
                 return event
+
+
+def event_size(event: Event) -> int:
+    """The raw size of an event, as the byte budget counts it: its field names and values."""
+    return entry_size(event.data)
+
+
+def entry_size(fields: Fields) -> int:
+    """The raw size of an entry's fields: the sum of the lengths of names and values."""
+    return sum(len(name) + len(value) for name, value in fields.items())

@@ -8,6 +8,11 @@ than it asked for means the partition is caught up: it is not read again until t
 read-only doorbell (``XREAD BLOCK`` after the last id seen, which changes no state and so
 needs no fence) says it has new entries, or until ``read_timeout`` passes.
 
+With a byte budget (``prefetch_bytes``), a read asks for no more entries than the budget
+has room for, estimating an entry by the largest read from that partition; a partition
+whose buffer is empty reads at least one entry whatever is left (see
+:mod:`runnel.runtime.budget`).
+
 Acknowledgements that no read round comes to carry are sent on their own after a short
 linger (see :mod:`runnel.runtime.acks`).
 """
@@ -31,7 +36,8 @@ from runnel.ports import Clock, ReadRequest, StreamLog
 from runnel.runtime._aio import cancel_and_wait
 from runnel.runtime._repeats import RepeatedWarning
 from runnel.runtime.acks import ACK_LINGER, Acker
-from runnel.runtime.feed import NEW, PartitionFeed
+from runnel.runtime.budget import ByteBudget
+from runnel.runtime.feed import NEW, PartitionFeed, entry_size
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +62,11 @@ class Fetcher:
         room: asyncio.Event,
         acker: Acker,
         check_store: Callable[[], Awaitable[bool | None]] | None = None,
+        budget: ByteBudget | None = None,
     ) -> None:
+        self._budget = budget
+        if budget is not None:
+            budget.watch(room)
         self._acker = acker
         self._check_store = check_store
         self._log = log_port
@@ -111,12 +121,21 @@ class Fetcher:
         while len(self._rounds) < MAX_ROUNDS:
             free = [f for f in self._feeds() if f not in self._reading]
             feeds = [f for f in free if self._due(f)]
+            counts: list[int] = []
+            reserved = 0
+            if feeds:
+                feeds, counts, reserved = self._sized(feeds)
             if not feeds and not (self._acks_due() and not self._rounds):
                 return
             if feeds:
-                feeds += [f for f in free if self._rider(f)]
+                riders, rider_counts, rider_reserved = self._sized(
+                    [f for f in free if self._rider(f)]
+                )
+                feeds += riders
+                counts += rider_counts
+                reserved += rider_reserved
             self._reading.update(feeds)
-            task = asyncio.ensure_future(self.round(feeds))
+            task = asyncio.ensure_future(self.round(feeds, counts, reserved))
             self._rounds[task] = feeds
             if not feeds:
                 return  # an acknowledgement-only round
@@ -132,6 +151,38 @@ class Fetcher:
         self._collect_bell()
         if failure is not None:
             raise failure
+
+    def _sized(self, feeds: list[PartitionFeed]) -> tuple[list[PartitionFeed], list[int], int]:
+        """How many entries each of ``feeds`` may read, within the byte budget.
+
+        Returns the feeds that may read, how many entries each, and the bytes set aside for
+        them. A feed with buffered events waits while the budget has no room for one more of
+        its entries; one with an empty buffer reads at least one entry.
+        """
+        budget = self._budget
+        if budget is None:
+            return feeds, [f.wants for f in feeds], 0
+        free = budget.free()
+        kept: list[PartitionFeed] = []
+        counts: list[int] = []
+        reserved = 0
+        for feed in feeds:
+            size = feed.entry_size or budget.entry_size
+            if size <= 0:
+                count = 1  # nothing read yet: one entry tells the size
+            else:
+                count = min(feed.wants, free // size)
+                if count < 1:
+                    if feed.buffer:
+                        budget.blocked = True  # read it once bytes come back
+                        continue
+                    count = 1
+                free = max(0, free - count * size)
+                reserved += count * size
+            kept.append(feed)
+            counts.append(count)
+        budget.reserve(reserved)
+        return kept, counts, reserved
 
     @staticmethod
     def _due(feed: PartitionFeed) -> bool:
@@ -152,10 +203,24 @@ class Fetcher:
             return False
         return acker.urgent.is_set() or self._clock.now() >= acker.oldest + ACK_LINGER
 
-    async def round(self, feeds: list[PartitionFeed]) -> None:
-        """One round trip: the queued acknowledgements, and a read of each of ``feeds``."""
+    async def round(
+        self, feeds: list[PartitionFeed], counts: list[int] | None = None, reserved: int = 0
+    ) -> None:
+        """One round trip: the queued acknowledgements, and a read of each of ``feeds``.
+
+        ``counts`` says how many entries to read from each (by default all it has room
+        for); ``reserved`` is what the byte budget set aside for them, given back at the end.
+        """
+        try:
+            await self._round(feeds, counts or [f.wants for f in feeds])
+        finally:
+            if reserved and self._budget is not None:
+                self._budget.unreserve(reserved)
+
+    async def _round(self, feeds: list[PartitionFeed], counts: list[int]) -> None:
         requests = [
-            ReadRequest(f.key, self._group, _consumer(f), f.wants, f.start, f.fence) for f in feeds
+            ReadRequest(f.key, self._group, _consumer(f), n, f.start, f.fence)
+            for f, n in zip(feeds, counts, strict=True)
         ]
         generations = [f.generation for f in feeds]
         acker = self._acker
@@ -234,6 +299,7 @@ class Fetcher:
             feed.last_seen = entries[-1].id
         partition, epoch, decoder = feed.partition, feed.epoch, self._decoder
         events = []
+        sizes: list[int] | None = None if self._budget is None else []
         for entry in entries:
             if not entry.fields:
                 # Trimmed after delivery: nothing left to process. Acknowledge it away.
@@ -248,8 +314,10 @@ class Fetcher:
             events.append(
                 Event(partition, entry.id, entry.fields, entry.delivery_count, epoch, decoder)
             )
+            if sizes is not None:
+                sizes.append(entry_size(entry.fields))
         if events:
-            feed.put(events)
+            feed.put(events, sizes)
 
     async def _wait(self) -> None:
         """Wait for a round to finish, room, a new partition, acks to send, or the doorbell."""

@@ -59,6 +59,8 @@ class WorkerPlan:
         tracing: where its consumer spans go (a no-op by default).
         checks: how it watches the partitions it owns.
         key_layout: the backend's key layout (``cluster`` on Redis Cluster).
+        prefetch_bytes: the worker's byte budget for buffered events, shared by all its
+            partitions (``None``: no limit beyond ``prefetch_count``).
     """
 
     app: str
@@ -72,3 +74,4 @@ class WorkerPlan:
     tracing: Tracing = field(default_factory=NoTracing)
     checks: PartitionChecks = PartitionChecks()
     key_layout: KeyLayout = "single"
+    prefetch_bytes: int | None = None

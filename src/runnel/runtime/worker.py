@@ -35,6 +35,7 @@ from runnel.domain.failures import safe_repr
 from runnel.domain.keys import Keys, leader_key
 from runnel.errors import BackendError, PermissionDenied
 from runnel.runtime._aio import cancel_and_wait
+from runnel.runtime.budget import ByteBudget
 from runnel.runtime.coordination import connection_name
 from runnel.runtime.executor import Executor
 from runnel.runtime.health import WorkerHealth
@@ -136,6 +137,8 @@ class Worker:
             plan.app, backend.clock, lambda: backend.kv.get(leader_key_), metrics
         )
         """What ``/healthz`` and ``/readyz`` answer (the worker's Probes)."""
+        self.budget = ByteBudget(plan.prefetch_bytes) if plan.prefetch_bytes is not None else None
+        """The byte budget all the worker's partitions share (None: no limit)."""
         self.executors = [
             Executor(
                 spec,
@@ -147,11 +150,13 @@ class Worker:
                 tracing=plan.tracing,
                 checks=plan.checks,
                 watch=self.health,
+                budget=self.budget,
             )
             for spec in plan.processors
         ]
         self.health.executors.extend(self.executors)
         self._leader = metrics.gauge("runnel_leader", app=plan.app)
+        self._buffered = metrics.gauge("runnel_worker_buffered_bytes", app=plan.app)
         self._task_failures = {
             spec.name: metrics.counter(
                 "runnel_task_failures_total", app=plan.app, task=spec.name, kind=spec.kind
@@ -400,6 +405,8 @@ class Worker:
         for executor in self.executors:
             executor.monitor.publish(executor.counts())
         self._leader.set(1 if self.leadership.leading() else 0)
+        if self.budget is not None:
+            self._buffered.set(self.budget.used)
         for runner in self.task_runners:
             name = runner.spec.name
             delta = runner.failures - self._failures_published.get(name, 0)

@@ -121,19 +121,18 @@ class Transactor:
         self.outbox = keys.outbox(spec.name, feed.partition.number)
         self.backlog = 0
         """Entries left in the outbox after the last relay round (a gauge)."""
-        self._relay_on_load = keys.layout == "cluster"
 
     # ------------------------------------------------------------------ loading
 
     async def load(self) -> None:
-        """Relay what a previous owner left in the outbox (cluster layout), then load
-        the partition's committed state into the cache (once per consumer).
+        """Relay what a previous owner left in the outbox (one fenced read when it is
+        empty), then load the partition's committed state into the cache (once per
+        consumer).
 
         A backend that does not answer is asked again, until it does or the feed closes
         (then nothing is processed: the consumer finds its feed closing).
         """
-        if self._relay_on_load:
-            await self.relay()
+        await self.relay()
         state = self.state
         if state is None or state.loaded:
             return

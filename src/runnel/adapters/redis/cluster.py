@@ -266,7 +266,7 @@ class ClusterStreamLog(RedisStreamLog):
             (raw,) = await run_per_slot(self._cluster, self._outbox, [(keys, args)])
         if isinstance(raw, Exception):
             raise translate(raw)
-        return _replies.stream_entries(raw)
+        return _replies.entries_from_script(raw)
 
     async def drop_relayed(self, outbox: str, fence: Fence, ids: Sequence[bytes]) -> int:
         """Delete ``ids`` from ``outbox``, fenced; how many entries it still holds.

@@ -212,7 +212,7 @@ class RedisStreamLog:
         keys, args = outbox_call(outbox, fence, ["read", count])
         with translated():
             raw = await self._outbox(keys=keys, args=args)
-        return _replies.stream_entries(raw)
+        return _replies.entries_from_script(raw)
 
     async def drop_relayed(self, outbox: str, fence: Fence, ids: Sequence[bytes]) -> int:
         """Delete ``ids`` from ``outbox``, fenced; how many entries it still holds.

@@ -121,6 +121,7 @@ class Transactor:
         self.outbox = keys.outbox(spec.name, feed.partition.number)
         self.backlog = 0
         """Entries left in the outbox after the last relay round (a gauge)."""
+        self._unrelayed = True  # the outbox may hold entries nobody relayed yet
 
     # ------------------------------------------------------------------ loading
 
@@ -203,12 +204,10 @@ class Transactor:
         )
         pause = FIRST_PAUSE
         while True:
+            ids: list[bytes] | None = None
             try:
-                outcome = (
-                    CommitOutcome.COMMITTED
-                    if await self._log.commit(commit) is not None
-                    else CommitOutcome.APPLIED
-                )
+                ids = await self._log.commit(commit)
+                outcome = CommitOutcome.COMMITTED if ids is not None else CommitOutcome.APPLIED
                 error: Exception | None = None
             except Fenced as exc:
                 outcome, error = CommitOutcome.FENCED, exc
@@ -224,7 +223,7 @@ class Transactor:
                 self.counts.outputs += len(commit.outputs)
                 staged.clear()
                 if routed:
-                    await self.relay()
+                    await self.relay(self._written(outputs, ids))
                 return
             if decision.lost or feed.lost or feed.expired():
                 self.counts.fenced += decision.lost
@@ -270,9 +269,25 @@ class Transactor:
 
     # ------------------------------------------------------------------ relaying
 
-    async def relay(self) -> None:
+    def _written(self, outputs: Sequence[Append], ids: list[bytes] | None) -> list[Entry] | None:
+        """The outbox entries a commit just wrote (its reply gives their ids), when they
+        are all the outbox holds: the relay then need not read them back. None when the
+        commit was applied already (no ids) or an earlier relay left entries."""
+        if ids is None or self.backlog or self._unrelayed or len(ids) != len(outputs):
+            return None
+        return [
+            Entry(entry_id, output.fields)
+            for entry_id, output in zip(ids, outputs, strict=True)
+            if output.key == self.outbox
+        ]
+
+    async def relay(self, written: Sequence[Entry] | None = None) -> None:
         """Append every entry of the partition's outbox to its destination, oldest first,
         then delete it from the outbox; until the outbox is empty.
+
+        ``written``: the entries the commit just wrote, when they are all the outbox
+        holds (the first round relays them without reading the outbox; a commit verified
+        the lease a moment ago).
 
         Each entry is appended with an idempotency key made of its outbox id
         (:func:`runnel.domain.keys.relay_key`, in the destination's slot), so a relay
@@ -284,12 +299,17 @@ class Transactor:
         feed = self._feed
         fence = feed.fence
         pause = FIRST_PAUSE
+        self._unrelayed = True
         while True:
             try:
                 while True:
-                    entries = await self._log.read_outbox(self.outbox, fence, RELAY_BATCH)
+                    if written:
+                        entries, written = list(written), None
+                    else:
+                        entries = await self._log.read_outbox(self.outbox, fence, RELAY_BATCH)
                     if not entries:
                         self.backlog = 0
+                        self._unrelayed = False
                         return
                     await self._append_relayed(entries)
                     self.backlog = await self._log.drop_relayed(
@@ -298,6 +318,7 @@ class Transactor:
                     self.counts.relayed += len(entries)
                     pause = FIRST_PAUSE
                     if not self.backlog:
+                        self._unrelayed = False
                         return
             except Fenced as exc:
                 self.counts.fenced += 1

@@ -330,6 +330,30 @@ class StreamLog(Protocol):
         """
         ...
 
+    def colocated(self, key: str, other: str) -> bool:
+        """Whether one atomic step (a commit) can touch both ``key`` and ``other``: always
+        on one server and in memory; on Redis Cluster when they share a slot. An output
+        of a commit that is not colocated with its input goes through the partition's
+        outbox (:mod:`runnel.domain.outbox`)."""
+        ...
+
+    async def read_outbox(self, outbox: str, fence: Fence, count: int) -> list[Entry]:
+        """The oldest ``count`` entries of a partition's outbox, if ``fence`` still holds.
+
+        Raises:
+            Fenced: the lease is gone (counted; nothing is returned).
+        """
+        ...
+
+    async def drop_relayed(self, outbox: str, fence: Fence, ids: Sequence[bytes]) -> int:
+        """Delete the relayed entries ``ids`` from the outbox if ``fence`` still holds;
+        return how many entries the outbox still holds.
+
+        Raises:
+            Fenced: the lease is gone (counted; nothing was deleted).
+        """
+        ...
+
     async def ensure_group(self, key: str, group: str, start: bytes = b"0") -> bool:
         """Create ``group`` on ``key`` (creating the stream) if missing; True if created."""
         ...

@@ -282,7 +282,12 @@ class Stream(Generic[R]):
                     f"idempotency keys must be non-empty strings, got {k!r} (nothing was sent)"
                 )
         idem = self.keys.idempotency
-        return [Append(a.key, a.fields, idem(k)) for a, k in zip(appends, keys, strict=True)]
+        # In the cluster layout a key is in its partition's slot (named with its number).
+        number = {key: n for n, key in enumerate(self._partition_keys)}
+        return [
+            Append(a.key, a.fields, idem(k, number.get(a.key, 0)))
+            for a, k in zip(appends, keys, strict=True)
+        ]
 
     def encode_batch(self, records: Sequence[R]) -> list[Append]:
         """Route and encode records into appends (no I/O)."""

@@ -190,3 +190,33 @@ class TransactionsContract:
         )
         assert await kv.hash_get_all(k("state")) == changes
         assert await log.pending(k("in"), "g", count=2000) == []
+
+    # ----------------------------------------------------------------- the outbox
+
+    async def test_the_outbox_is_read_oldest_first_and_trimmed_under_the_lease(
+        self, make_log: MakeLog, make_locks: MakeLocks
+    ) -> None:
+        log, k = await make_log(), key_space()
+        _, fence = await owned_input(log, make_locks, k)
+        added = await log.append([Append(k("outbox"), fields(n)) for n in range(5)])
+        first = await log.read_outbox(k("outbox"), fence, 3)
+        assert [e.id for e in first] == added[:3]
+        assert [e.fields for e in first] == [fields(0), fields(1), fields(2)]
+        assert await log.drop_relayed(k("outbox"), fence, added[:3]) == 2
+        assert [e.id for e in await log.read_outbox(k("outbox"), fence, 10)] == added[3:]
+        assert await log.drop_relayed(k("outbox"), fence, added[3:]) == 0
+        assert await log.read_outbox(k("outbox"), fence, 10) == []
+
+    async def test_a_stale_owner_neither_reads_nor_trims_the_outbox(
+        self, make_log: MakeLog, make_locks: MakeLocks, make_kv: MakeKV
+    ) -> None:
+        log, kv, k = await make_log(), await make_kv(), key_space()
+        _, fence = await owned_input(log, make_locks, k)
+        added = await log.append([Append(k("outbox"), fields(n)) for n in range(2)])
+        stale = Fence(fence.lock_key, b"someone-else:0", fence.counter_key)
+        with pytest.raises(Fenced):
+            await log.read_outbox(k("outbox"), stale, 10)
+        with pytest.raises(Fenced):
+            await log.drop_relayed(k("outbox"), stale, added)
+        assert await log.length(k("outbox")) == 2
+        assert await kv.get(k("fenced")) == b"2"

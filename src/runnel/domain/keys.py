@@ -142,9 +142,37 @@ class Keys:
             return f"__quar:{self._proc(processor)}"
         return f"__quar:{self._base}.{processor}"
 
-    def idempotency(self, key: str) -> str:
-        """What an idempotency key of a send remembers: ``__idem:{app}.{stream}.{key}``."""
+    def idempotency(self, key: str, partition: int = 0) -> str:
+        """What an idempotency key of a send remembers: ``__idem:{app}.{stream}.{key}``.
+
+        In the cluster layout the key is in the slot of the partition the entry goes to,
+        ``__idem:{app.stream.n}.key``, so the append script checks it atomically with the
+        partition's cap (one slot); ``partition`` names it (unused in the single layout,
+        where keys are per stream).
+
+        Example:
+            >>> Keys("a", "s").idempotency("k", 3), Keys("a", "s", "cluster").idempotency("k", 3)
+            ('__idem:a.s.k', '__idem:{a.s.3}.k')
+        """
+        if self._cluster:
+            return f"__idem:{self._part(partition)}.{key}"
         return f"__idem:{self._base}.{key}"
+
+    def outbox(self, processor: str, partition: int) -> str:
+        """The outbox of an effectively-once processor's partition (a stream):
+        ``__outbox:{app}.{stream}.{processor}.{n}``; in the cluster layout in the
+        partition's slot, ``__outbox:{app.stream.n}.processor``.
+
+        Its commits write there the outputs that are in another slot than the partition;
+        the partition's owner relays them (see ``docs/effectively-once.md``).
+
+        Example:
+            >>> Keys("a", "s", "cluster").outbox("p", 2)
+            '__outbox:{a.s.2}.p'
+        """
+        if self._cluster:
+            return f"__outbox:{self._part(partition)}.{processor}"
+        return f"__outbox:{self._base}.{processor}.{partition}"
 
     def state(self, processor: str, partition: int) -> str:
         """A partition's keyed state (hash): ``__state:{app}.{stream}.{processor}.{n}``
@@ -189,6 +217,34 @@ class Keys:
         if self._cluster:
             return f"__fenc:{self._part(partition)}.{processor}"
         return self.fenced(processor)
+
+
+def relay_key(destination: str, outbox: str, entry_id: bytes) -> str:
+    """The idempotency key of an outbox entry relayed to ``destination`` (a stream key):
+    ``__rlay:`` then the destination's hash tag (the same slot as the destination, so the
+    append script checks it with the destination's cap), the outbox key without its
+    prefix, and the outbox entry's id. A relay repeated after a crash uses the same key,
+    and the append adds nothing.
+
+    Example:
+        >>> relay_key("__strm:{a.t.1}", "__outbox:{a.s.0}.p", b"5-0")
+        '__rlay:{a.t.1}.a.s.0.p.5-0'
+        >>> relay_key("__strm:a.t.1", "__outbox:a.s.p.0", b"5-0")
+        '__rlay:a.t.1.a.s.p.0.5-0'
+    """
+    tag = _hash_tag(destination)
+    where = f"{{{tag}}}" if tag is not None else destination.partition(":")[2]
+    source = outbox.partition(":")[2].replace("{", "").replace("}", "")
+    return f"__rlay:{where}.{source}.{entry_id.decode()}"
+
+
+def _hash_tag(key: str) -> str | None:
+    """The hash tag of ``key`` (what Redis Cluster hashes), or None if it has none."""
+    start = key.find("{")
+    end = key.find("}", start + 1)
+    if start < 0 or end <= start + 1:
+        return None
+    return key[start + 1 : end]
 
 
 def leader_key(app: str, layout: KeyLayout = "single") -> str:

@@ -256,6 +256,26 @@ CATALOGUE: Final = _specs(
         PROCESSOR,
     ),
     MetricSpec(
+        "runnel_outbox_relayed_total",
+        C,
+        "Outbox entries relayed to their destination streams (effectively-once outputs "
+        "committed in another Redis Cluster slot than their input).",
+        PROCESSOR,
+    ),
+    MetricSpec(
+        "runnel_outbox_relay_failures_total",
+        C,
+        "Outbox relay rounds that failed (no room downstream, no reply) and were tried again.",
+        PROCESSOR,
+    ),
+    MetricSpec(
+        "runnel_outbox_backlog",
+        G,
+        "Entries waiting in the outboxes of the partitions this worker holds, after their "
+        "last relay round.",
+        PROCESSOR,
+    ),
+    MetricSpec(
         "runnel_fenced_refusals_total",
         C,
         "Reads, acknowledgements, dead letters and commits the backend refused because "

@@ -428,6 +428,11 @@ class Executor:
             commits=self.commits.committed,
             committed_outputs=self.commits.outputs,
             commit_retries=self.commits.retried,
+            relayed=self.commits.relayed,
+            relay_failures=self.commits.relay_failures,
+            outbox_backlog=sum(
+                c.transactor.backlog for c in self.running.values() if c.transactor is not None
+            ),
         )
 
     def _in_flight(self, number: int) -> object | None:

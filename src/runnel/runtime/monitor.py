@@ -62,6 +62,9 @@ class Counts:
     commits: int = 0
     committed_outputs: int = 0
     commit_retries: int = 0
+    relayed: int = 0
+    relay_failures: int = 0
+    outbox_backlog: int = 0
 
 
 @dataclass(slots=True)
@@ -132,7 +135,10 @@ class ProcessorMonitor:
             "commits": metrics.counter("runnel_commits_total", **labels),
             "committed_outputs": metrics.counter("runnel_committed_outputs_total", **labels),
             "commit_retries": metrics.counter("runnel_commit_retries_total", **labels),
+            "relayed": metrics.counter("runnel_outbox_relayed_total", **labels),
+            "relay_failures": metrics.counter("runnel_outbox_relay_failures_total", **labels),
         }
+        self._outbox_backlog = metrics.gauge("runnel_outbox_backlog", **labels)
         self._resets = metrics.counter("runnel_store_resets_total", app=app, stream=stream)
         self._owned = metrics.gauge("runnel_partitions_owned", **labels)
         self._assigned = metrics.gauge("runnel_partitions_assigned", **labels)
@@ -198,6 +204,7 @@ class ProcessorMonitor:
             self._resets.inc(counts.store_resets - before.store_resets)
         self._owned.set(counts.owned)
         self._assigned.set(counts.assigned)
+        self._outbox_backlog.set(counts.outbox_backlog)
         self._published = counts
 
     # ------------------------------------------------------------------ partition checks

@@ -256,6 +256,32 @@ async def test_a_batch_over_many_partitions_keeps_each_partitions_order(
         await app.close()
 
 
+async def test_idempotent_sends_over_many_slots_return_the_original_ids_and_add_nothing(
+    redis_url: str, app_name: str
+) -> None:
+    app = App(name=app_name, redis_url=redis_url)
+    stream = app.stream("idem", record=Tick, partition_by="key", partition_count=12)
+    try:
+        events = [Tick(key=f"k{i % 30}", seq=i) for i in range(300)]
+        first = await stream.send(*events, idempotency_key="batch-1")
+        # A repeat after a lost reply, and one with a part of the batch only: nothing new.
+        again = await stream.send(*events, idempotency_key="batch-1")
+        part = await stream.send(*events[:50], idempotency_key=[f"batch-1:{i}" for i in range(50)])
+        assert again == first
+        assert part == first[:50]
+        lengths = [await app.backend.admin.length(stream.keys.stream(n)) for n in range(12)]
+        assert sum(lengths) == 300
+        assert len([n for n in lengths if n]) > 6  # the batch spanned many partitions (slots)
+        # Each key is in its partition's slot (so one script checks it with the cap).
+        for i, event in enumerate(events[:30]):
+            n = stream.partition_for(event)
+            key = stream.keys.idempotency(f"batch-1:{i}", n)
+            assert slot_of(key) == slot_of(stream.keys.stream(n))
+            assert await app.backend.kv.get(key) == first[i]
+    finally:
+        await app.close()
+
+
 async def test_the_durability_check_asks_every_primary(
     redis_url: str, cluster: RunningCluster, app_name: str
 ) -> None:

@@ -29,6 +29,7 @@ from tests.contracts.locks_contract import LocksContract
 from tests.contracts.membership_contract import MembershipContract
 from tests.contracts.streamadmin_contract import StreamAdminContract
 from tests.contracts.streamlog_contract import StreamLogContract
+from tests.contracts.transactions_contract import TransactionsContract
 
 
 @pytest.fixture
@@ -73,3 +74,8 @@ class TestClusterMembership(Bound, MembershipContract):
 
 class TestClusterStreamAdmin(Bound, StreamAdminContract):
     """StreamAdmin contract on a Redis Cluster (each test's keys share one slot)."""
+
+
+class TestClusterTransactions(Bound, TransactionsContract):
+    """Idempotent appends, commits and the outbox on Redis Cluster (each test's keys
+    share one slot: the cluster key layout puts a partition's keys in one)."""

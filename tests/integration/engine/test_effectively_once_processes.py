@@ -53,9 +53,12 @@ def orders(count: int, customers: int = 24) -> list[totals_app.Order]:
     ]
 
 
-async def audit(client: Redis, app_name: str, sent: list[totals_app.Order]) -> Audit:
-    """Read every committed output and the state hashes, and count what is wrong."""
-    _, _, totals = totals_app.build(app_name)
+async def audit(
+    client: Redis, app_name: str, sent: list[totals_app.Order], redis_url: str
+) -> Audit:
+    """Read every committed output and the state hashes, and count what is wrong (the
+    keys named in the layout of ``redis_url``: one server, or Redis Cluster)."""
+    _, orders_stream, totals = totals_app.build(app_name, redis_url)
     outputs: list[totals_app.Total] = []
     for n in range(totals.partition_count):
         outputs += [totals.codec.decode(f) for _, f in await entries(client, totals.keys.stream(n))]
@@ -72,7 +75,7 @@ async def audit(client: Redis, app_name: str, sent: list[totals_app.Order]) -> A
         by_customer[t.customer].append(t.seq)
     state: dict[str, int] = {}
     for n in range(totals_app.PARTITIONS):
-        raw = await client.hgetall(f"__state:{app_name}.orders.running_totals.{n}")
+        raw = await client.hgetall(orders_stream.keys.state("running_totals", n))
         state.update({_text(k): int(v) for k, v in raw.items()})
     return Audit(
         inputs=len(sent),
@@ -94,8 +97,8 @@ async def send_orders(app_name: str, redis_url: str, sent: list[totals_app.Order
         await app.close()
 
 
-async def drained(client: Redis, app_name: str, count: int) -> bool:
-    _, stream, totals = totals_app.build(app_name)
+async def drained(client: Redis, app_name: str, count: int, redis_url: str) -> bool:
+    _, stream, totals = totals_app.build(app_name, redis_url)
     if await pending(client, stream, "running_totals"):
         return False
     total = 0
@@ -125,10 +128,14 @@ async def test_sigkill_and_sigstop_past_the_lease_leave_exactly_one_output_per_o
     )
     sent = orders(1200)
     sender = asyncio.create_task(send_orders(app_name, redis_url, sent))
-    await wait_for(lambda: _outputs(client, app_name, 200), "200 outputs", workers=workers)
+    await wait_for(
+        lambda: _outputs(client, app_name, 200, redis_url), "200 outputs", workers=workers
+    )
     workers[0].send_signal(signal.SIGKILL)
     replacement = spawn("totals", env=env)
-    await wait_for(lambda: _outputs(client, app_name, 500), "500 outputs", workers=workers[1:])
+    await wait_for(
+        lambda: _outputs(client, app_name, 500, redis_url), "500 outputs", workers=workers[1:]
+    )
     stopped = workers[1]
     stopped.send_signal(signal.SIGSTOP)  # past the lease (2 s): its partitions move
     await wait_for(lambda: stopped.stopped(), "the worker stopped")
@@ -136,12 +143,12 @@ async def test_sigkill_and_sigstop_past_the_lease_leave_exactly_one_output_per_o
     stopped.send_signal(signal.SIGCONT)  # its late commits must be refused by the fence
     await sender
     await wait_for(
-        lambda: drained(client, app_name, len(sent)),
+        lambda: drained(client, app_name, len(sent), redis_url),
         "every order committed",
         within=90,
         workers=[workers[2], replacement],
     )
-    result = await audit(client, app_name, sent)
+    result = await audit(client, app_name, sent, redis_url)
     print(f"effectively-once sigkill+sigstop: {result.line()}")
     assert_exact(result)
     # What an operator sees: `runnel state` lists the same exact totals.
@@ -160,8 +167,8 @@ async def test_sigkill_and_sigstop_past_the_lease_leave_exactly_one_output_per_o
     assert listed == expected
 
 
-async def _outputs(client: Redis, app_name: str, at_least: int) -> bool:
-    _, _, totals = totals_app.build(app_name)
+async def _outputs(client: Redis, app_name: str, at_least: int, redis_url: str) -> bool:
+    _, _, totals = totals_app.build(app_name, redis_url)
     total = 0
     for n in range(totals.partition_count):
         total += int(await client.xlen(totals.keys.stream(n)))
@@ -179,7 +186,7 @@ async def test_a_kill_loop_leaves_exactly_one_output_per_order(
     for round_ in range(KILL_LOOP_ROUNDS):
         goal = 700 * (round_ + 1)
         await wait_for(
-            functools.partial(_outputs, client, app_name, goal),
+            functools.partial(_outputs, client, app_name, goal, redis_url),
             f"{goal} outputs",
             within=60,
             workers=live,
@@ -189,9 +196,12 @@ async def test_a_kill_loop_leaves_exactly_one_output_per_order(
         live.append(spawn("totals", env=env))
     await sender
     await wait_for(
-        lambda: drained(client, app_name, len(sent)), "every order committed", 120, workers=live
+        lambda: drained(client, app_name, len(sent), redis_url),
+        "every order committed",
+        120,
+        workers=live,
     )
-    result = await audit(client, app_name, sent)
+    result = await audit(client, app_name, sent, redis_url)
     print(f"effectively-once kill loop ({KILL_LOOP_ROUNDS} SIGKILLs): {result.line()}")
     assert_exact(result)
 
@@ -223,18 +233,20 @@ async def test_a_sender_killed_mid_send_and_run_again_with_its_key_leaves_no_dup
         *argv, cwd=REPO, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
     )
     try:
-        await wait_for(lambda: _stored(client, app_name, at_least=1000), "a part of the file sent")
+        await wait_for(
+            lambda: _stored(client, app_name, redis_url, at_least=1000), "a part of the file sent"
+        )
         first.send_signal(signal.SIGKILL)
     finally:
         await asyncio.wait_for(first.wait(), 30)
-    partly = await _count(client, app_name)
+    partly = await _count(client, app_name, redis_url)
     assert 0 < partly < len(lines), "the sender must die mid-send for this test to mean anything"
     again = await asyncio.create_subprocess_exec(
         *argv, cwd=REPO, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
     )
     _, errors = await asyncio.wait_for(again.communicate(), 300)
     assert again.returncode == 0, errors.decode()
-    stored = await _all_stored(client, app_name)
+    stored = await _all_stored(client, app_name, redis_url)
     keys = [(o["customer"], o["seq"]) for o in stored]
     print(
         f"idempotent resend: {len(lines)} lines, {partly} stored before the kill, "
@@ -243,19 +255,19 @@ async def test_a_sender_killed_mid_send_and_run_again_with_its_key_leaves_no_dup
     assert len(keys) == len(set(keys)) == len(lines)
 
 
-async def _count(client: Redis, app_name: str) -> int:
-    _, orders_stream, _ = totals_app.build(app_name)
+async def _count(client: Redis, app_name: str, redis_url: str) -> int:
+    _, orders_stream, _ = totals_app.build(app_name, redis_url)
     return sum(
         [int(await client.xlen(orders_stream.keys.stream(n))) for n in range(totals_app.PARTITIONS)]
     )
 
 
-async def _stored(client: Redis, app_name: str, at_least: int) -> bool:
-    return await _count(client, app_name) >= at_least
+async def _stored(client: Redis, app_name: str, redis_url: str, at_least: int) -> bool:
+    return await _count(client, app_name, redis_url) >= at_least
 
 
-async def _all_stored(client: Redis, app_name: str) -> list[dict[str, Any]]:
-    _, orders_stream, _ = totals_app.build(app_name)
+async def _all_stored(client: Redis, app_name: str, redis_url: str) -> list[dict[str, Any]]:
+    _, orders_stream, _ = totals_app.build(app_name, redis_url)
     found: list[dict[str, Any]] = []
     for n in range(totals_app.PARTITIONS):
         for _, fields in await entries(client, orders_stream.keys.stream(n)):

@@ -77,6 +77,9 @@ class MemoryStreamLog:
 
     def __init__(self, broker: MemoryBroker) -> None:
         self.broker = broker
+        self.colocate: Callable[[str, str], bool] = lambda key, other: True
+        """Which keys one commit can touch together (every pair, like one Redis server).
+        Tests replace it to take the outbox path as on Redis Cluster."""
 
     # ------------------------------------------------------------------ helpers
 
@@ -408,6 +411,33 @@ class MemoryStreamLog:
         if stream is None or high < low:
             return []
         return [Entry(sid.encode(), dict(f)) for sid, f in stream.between(low, high, count)]
+
+    def colocated(self, key: str, other: str) -> bool:
+        """Whether one commit can touch both keys (see :attr:`colocate`)."""
+        return self.colocate(key, other)
+
+    async def read_outbox(self, outbox: str, fence: Fence, count: int) -> list[Entry]:
+        """The oldest ``count`` entries of ``outbox``, if ``fence`` still holds.
+
+        Raises:
+            Fenced: the lease is gone (counted; nothing is returned).
+        """
+        refused = self._fenced(fence)
+        if refused is not None:
+            raise refused
+        return await self.range(outbox, count=count)
+
+    async def drop_relayed(self, outbox: str, fence: Fence, ids: Sequence[bytes]) -> int:
+        """Delete ``ids`` from ``outbox`` if ``fence`` still holds; how many remain.
+
+        Raises:
+            Fenced: the lease is gone (counted; nothing was deleted).
+        """
+        refused = self._fenced(fence)
+        if refused is not None:
+            raise refused
+        await self.delete_entries(outbox, ids)
+        return await self.length(outbox)
 
     async def length(self, key: str) -> int:
         """Number of entries in ``key`` (0 if missing)."""

@@ -79,6 +79,8 @@ WORKER: Final = (
     "xreadgroup",
     "xread",
     "xack",
+    # the outbox of an effectively-once partition on Redis Cluster (outbox.lua)
+    "xdel",
     # leases, epochs, heartbeats, membership, leader election, schedules, quarantines
     "time",
     "del",

@@ -53,6 +53,7 @@ from runnel.adapters.redis.streams import (
     _to_ms,
     commit_call,
     commit_reply,
+    outbox_call,
 )
 from runnel.domain.model import Entry
 from runnel.errors import (
@@ -63,7 +64,16 @@ from runnel.errors import (
     Misconfigured,
     PermissionDenied,
 )
-from runnel.ports import AckRequest, Append, Cap, Commit, DeadLetter, Lease, ReadRequest
+from runnel.ports import (
+    AckRequest,
+    Append,
+    Cap,
+    Commit,
+    DeadLetter,
+    Fence,
+    Lease,
+    ReadRequest,
+)
 
 T = TypeVar("T")
 
@@ -145,6 +155,7 @@ class ClusterStreamLog(RedisStreamLog):
         self._exchange = register(client, "exchange")  # type: ignore[arg-type]
         self._count = register(client, "count")  # type: ignore[arg-type]
         self._commit = register(client, "commit")  # type: ignore[arg-type]
+        self._outbox = register(client, "outbox")  # type: ignore[arg-type]
         timeout = client.get_connection_kwargs().get("socket_timeout")
         self._block_slice = None if timeout is None else max(1, int(float(timeout) * 500))
 
@@ -156,19 +167,15 @@ class ClusterStreamLog(RedisStreamLog):
         Raises:
             BackpressureError: a lossless ``cap`` refused the entries of some partition
                 (those of the other partitions were appended; the message says how many).
-            Misconfigured: an entry carries an idempotency key (not supported on Redis
-                Cluster yet: its key would be in another slot than the partition).
+            BackendProtocolError: an entry's idempotency key is not in its partition's
+                slot (a key layout that is not the cluster one).
         """
         if not entries:
             return []
-        if any(entry.idempotency_key is not None for entry in entries):
-            raise Misconfigured(
-                "idempotent sends are not supported on Redis Cluster yet (nothing was sent)"
-            )
         groups = by_slot(entries, lambda e: e.key)
         calls: list[Call] = []
         for members in groups.values():
-            calls.append(self._append_call([entry for _, entry in members], cap))
+            calls.append(self._append_call([entry for _, entry in members], cap, window))
         with translated():
             raw = await run_per_slot(self._cluster, self._append, calls)
         ids: list[bytes] = [b""] * len(entries)
@@ -192,7 +199,7 @@ class ClusterStreamLog(RedisStreamLog):
         return ids
 
     @staticmethod
-    def _append_call(entries: Sequence[Append], cap: Cap | None) -> Call:
+    def _append_call(entries: Sequence[Append], cap: Cap | None, window: float) -> Call:
         keys: list[str] = []
         index: dict[str, int] = {}
         for entry in entries:
@@ -200,33 +207,82 @@ class ClusterStreamLog(RedisStreamLog):
             if entry.key not in index:
                 keys.append(entry.key)
                 index[entry.key] = len(keys)
-        # append.lua: maxlen, mode, the number of streams, the idempotency window (unused
-        # here: no entry has a key), then per entry: stream, idempotency key (0), fields.
-        args: list[Arg] = [cap.maxlen if cap else 0, cap.mode if cap else "none", len(keys), 1]
-        for entry in entries:
-            args += [index[entry.key], 0, len(entry.fields), *_flat(entry.fields)]
+        nstreams = len(keys)
         if cap is not None:
             keys.append(cap.lost_keys.get(keys[0], cap.lost_key) if cap.lost_keys else cap.lost_key)
+        # append.lua: maxlen, mode, the number of streams, the idempotency window, then per
+        # entry: stream, idempotency key (its index in KEYS, 0 for none), fields. The
+        # idempotency keys of the cluster layout are in their partition's slot.
+        args: list[Arg] = [
+            cap.maxlen if cap else 0,
+            cap.mode if cap else "none",
+            nstreams,
+            max(1, _to_ms(window)),
+        ]
+        for entry in entries:
+            dedup = 0
+            if entry.idempotency_key is not None:
+                dedup = index.get(entry.idempotency_key, 0)
+                if not dedup:
+                    keys.append(entry.idempotency_key)
+                    dedup = index[entry.idempotency_key] = len(keys)
+            args += [index[entry.key], dedup, len(entry.fields), *_flat(entry.fields)]
         _one_slot(keys)
         return keys, args
 
+    def colocated(self, key: str, other: str) -> bool:
+        """Whether ``key`` and ``other`` share a slot (one script can touch both)."""
+        return slot_of(key) == slot_of(other)
+
     async def commit(self, commit: Commit) -> list[bytes] | None:
-        """An effectively-once commit, when every key it touches is in one slot.
+        """An effectively-once commit: every key it touches must be in one slot (the
+        outputs of other slots go through the partition's outbox, which the runtime
+        routes: :mod:`runnel.domain.outbox`).
 
         Raises:
-            Misconfigured: an output is in another slot than the input partition (the
-                outbox path of ``docs/effectively-once.md`` is not built yet).
+            Misconfigured: an output is in another slot than the input partition.
         """
         keys, args = commit_call(commit)
         if len({slot_of(k) for k in keys}) > 1:
             raise Misconfigured(
                 "on Redis Cluster an effectively-once commit must stay in its partition's "
-                f"slot, but {commit.ack.key} and its outputs span slots (committing through "
-                "an outbox is not supported yet)"
+                f"slot, but {commit.ack.key} and its outputs span slots (outputs for other "
+                "slots go through the partition's outbox)"
             )
         with translated():
             (raw,) = await run_per_slot(self._cluster, self._commit, [(keys, args)])
         return commit_reply(raw, len(commit.outputs))
+
+    async def read_outbox(self, outbox: str, fence: Fence, count: int) -> list[Entry]:
+        """The oldest ``count`` entries of ``outbox``, fenced (one ``outbox.lua`` call in
+        the partition's slot).
+
+        Raises:
+            Fenced: the lease is gone (counted; nothing is returned).
+        """
+        keys, args = outbox_call(outbox, fence, ["read", count])
+        _one_slot(keys)
+        with translated():
+            (raw,) = await run_per_slot(self._cluster, self._outbox, [(keys, args)])
+        if isinstance(raw, Exception):
+            raise translate(raw)
+        return _replies.entries_from_script(raw)
+
+    async def drop_relayed(self, outbox: str, fence: Fence, ids: Sequence[bytes]) -> int:
+        """Delete ``ids`` from ``outbox``, fenced; how many entries it still holds.
+
+        Raises:
+            Fenced: the lease is gone (counted; nothing was deleted).
+        """
+        if not ids:
+            return 0
+        keys, args = outbox_call(outbox, fence, ["drop", *ids])
+        _one_slot(keys)
+        with translated():
+            (raw,) = await run_per_slot(self._cluster, self._outbox, [(keys, args)])
+        if isinstance(raw, Exception):
+            raise translate(raw)
+        return _replies.as_int(raw)
 
     async def exchange(
         self, acks: Sequence[AckRequest], reads: Sequence[ReadRequest]

@@ -43,6 +43,7 @@ from runnel.ports import (
     Cap,
     Commit,
     DeadLetter,
+    Fence,
     GroupInfo,
     GroupProbe,
     GroupSnapshot,
@@ -125,6 +126,7 @@ class RedisStreamLog:
         self._exchange = register(client, "exchange")
         self._commit = register(client, "commit")
         self._count = register(client, "count")
+        self._outbox = register(client, "outbox")
         self._block_slice = block_slice_ms(client)
 
     async def append(
@@ -196,6 +198,34 @@ class RedisStreamLog:
         with translated():
             raw = await call_packed(self._client, self._commit, keys, args)
         return commit_reply(raw, len(commit.outputs))
+
+    def colocated(self, key: str, other: str) -> bool:
+        """Always: one server runs a script on any keys."""
+        return True
+
+    async def read_outbox(self, outbox: str, fence: Fence, count: int) -> list[Entry]:
+        """The oldest ``count`` entries of ``outbox``, fenced (``outbox.lua``).
+
+        Raises:
+            Fenced: the lease is gone (counted; nothing is returned).
+        """
+        keys, args = outbox_call(outbox, fence, ["read", count])
+        with translated():
+            raw = await self._outbox(keys=keys, args=args)
+        return _replies.entries_from_script(raw)
+
+    async def drop_relayed(self, outbox: str, fence: Fence, ids: Sequence[bytes]) -> int:
+        """Delete ``ids`` from ``outbox``, fenced; how many entries it still holds.
+
+        Raises:
+            Fenced: the lease is gone (counted; nothing was deleted).
+        """
+        if not ids:
+            return 0
+        keys, args = outbox_call(outbox, fence, ["drop", *ids])
+        with translated():
+            raw = await self._outbox(keys=keys, args=args)
+        return _replies.as_int(raw)
 
     async def ensure_group(self, key: str, group: str, start: bytes = b"0") -> bool:
         """Create ``group`` on ``key`` (and the stream) at ``start``; False if it exists."""
@@ -443,6 +473,12 @@ def commit_call(commit: Commit) -> tuple[list[str], list[Arg]]:
     for output in commit.outputs:
         args += [streams[output.key], len(output.fields), *_flat(output.fields)]
     return keys, args
+
+
+def outbox_call(outbox: str, fence: Fence, args: Sequence[Arg]) -> tuple[list[str], list[Arg]]:
+    """The KEYS and ARGV of ``outbox.lua`` (``args``: ``read`` and a count, or ``drop``
+    and ids)."""
+    return [outbox, fence.lock_key, fence.counter_key], [fence.token, *args]
 
 
 def commit_reply(raw: object, outputs: int) -> list[bytes] | None:

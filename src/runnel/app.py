@@ -171,6 +171,7 @@ class App:
                 metrics=self.metrics,
                 tracing=self.container.tracing(),
             )
+            store.on_resize = self.streams[stream]._adopt
         return store
 
     @property

@@ -282,14 +282,31 @@ class Stream(Generic[R]):
                     f"idempotency keys must be non-empty strings, got {k!r} (nothing was sent)"
                 )
         idem = self.keys.idempotency
-        return [Append(a.key, a.fields, idem(k)) for a, k in zip(appends, keys, strict=True)]
+        return [
+            Append(a.key, a.fields, idem(k), a.route) for a, k in zip(appends, keys, strict=True)
+        ]
 
     def encode_batch(self, records: Sequence[R]) -> list[Append]:
         """Route and encode records into appends (no I/O)."""
         keys = self._partition_keys
         count = self.partition_count
         hasher, key_of, encode = self.hasher, self._key_of, self.codec.encode
-        return [Append(keys[hasher(key_of(r)) % count], encode(r)) for r in records]
+        appends = []
+        for r in records:
+            route = hasher(key_of(r))
+            appends.append(Append(keys[route % count], encode(r), None, route))
+        return appends
+
+    def route_of(self, record: R) -> int:
+        """The hash ``record`` is routed by (its partition is this modulo the count)."""
+        return self.hasher(self._key_of(record))
+
+    def _adopt(self, spec: StreamSpec) -> None:
+        """Route with ``spec``'s partition count: the stream was found grown (see
+        :mod:`runnel.domain.resize`)."""
+        self.spec = dataclasses.replace(spec, keys=self.keys, decode=self.spec.decode)
+        self.partition_count = spec.partition_count
+        self._partition_keys = self.spec.partition_keys
 
     async def append_encoded(self, appends: Sequence[Append]) -> list[bytes]:
         """Append pre-encoded entries under the stream's cap policy (see :meth:`send`).

@@ -53,6 +53,7 @@ from runnel.adapters.redis.streams import (
     _to_ms,
     commit_call,
     commit_reply,
+    routing_keys,
 )
 from runnel.domain.model import Entry
 from runnel.errors import (
@@ -62,8 +63,18 @@ from runnel.errors import (
     Fenced,
     Misconfigured,
     PermissionDenied,
+    StreamResized,
 )
-from runnel.ports import AckRequest, Append, Cap, Commit, DeadLetter, Lease, ReadRequest
+from runnel.ports import (
+    AckRequest,
+    Append,
+    Cap,
+    Commit,
+    DeadLetter,
+    Lease,
+    ReadRequest,
+    Routing,
+)
 
 T = TypeVar("T")
 
@@ -144,18 +155,25 @@ class ClusterStreamLog(RedisStreamLog):
         self._append = register(client, "append")  # type: ignore[arg-type]
         self._exchange = register(client, "exchange")  # type: ignore[arg-type]
         self._count = register(client, "count")  # type: ignore[arg-type]
+        self._switch = register(client, "switch")  # type: ignore[arg-type]
         self._commit = register(client, "commit")  # type: ignore[arg-type]
         timeout = client.get_connection_kwargs().get("socket_timeout")
         self._block_slice = None if timeout is None else max(1, int(float(timeout) * 500))
 
     async def append(
-        self, entries: Sequence[Append], cap: Cap | None = None, window: float = 0.0
+        self,
+        entries: Sequence[Append],
+        cap: Cap | None = None,
+        window: float = 0.0,
+        routing: Routing | None = None,
     ) -> list[bytes]:
         """Append ``entries`` in order, atomically per partition; return their ids.
 
         Raises:
             BackpressureError: a lossless ``cap`` refused the entries of some partition
                 (those of the other partitions were appended; the message says how many).
+            StreamResized: a partition routes with another count than ``routing``'s (its
+                ``ids`` say which entries the other partitions took).
             Misconfigured: an entry carries an idempotency key (not supported on Redis
                 Cluster yet: its key would be in another slot than the partition).
         """
@@ -168,7 +186,7 @@ class ClusterStreamLog(RedisStreamLog):
         groups = by_slot(entries, lambda e: e.key)
         calls: list[Call] = []
         for members in groups.values():
-            calls.append(self._append_call([entry for _, entry in members], cap))
+            calls.append(self._append_call([entry for _, entry in members], cap, routing))
         with translated():
             raw = await run_per_slot(self._cluster, self._append, calls)
         ids: list[bytes] = [b""] * len(entries)
@@ -182,6 +200,9 @@ class ClusterStreamLog(RedisStreamLog):
                 ids[index] = new_id
                 written += 1
         if refused is not None:
+            if isinstance(refused, StreamResized):
+                refused.ids = ids  # the entries of the partitions that took them have ids
+                raise refused
             if written and isinstance(refused, BackpressureError):
                 raise BackpressureError(
                     f"{refused} ({written} of the batch's {len(entries)} entries, for other "
@@ -192,7 +213,9 @@ class ClusterStreamLog(RedisStreamLog):
         return ids
 
     @staticmethod
-    def _append_call(entries: Sequence[Append], cap: Cap | None) -> Call:
+    def _append_call(
+        entries: Sequence[Append], cap: Cap | None, routing: Routing | None = None
+    ) -> Call:
         keys: list[str] = []
         index: dict[str, int] = {}
         for entry in entries:
@@ -201,12 +224,21 @@ class ClusterStreamLog(RedisStreamLog):
                 keys.append(entry.key)
                 index[entry.key] = len(keys)
         # append.lua: maxlen, mode, the number of streams, the idempotency window (unused
-        # here: no entry has a key), then per entry: stream, idempotency key (0), fields.
-        args: list[Arg] = [cap.maxlen if cap else 0, cap.mode if cap else "none", len(keys), 1]
+        # here: no entry has a key), the routed count, then per entry: stream, idempotency
+        # key (0), fields.
+        args: list[Arg] = [
+            cap.maxlen if cap else 0,
+            cap.mode if cap else "none",
+            len(keys),
+            1,
+            routing.count if routing is not None else 0,
+        ]
         for entry in entries:
             args += [index[entry.key], 0, len(entry.fields), *_flat(entry.fields)]
+        stream = keys[0]
+        keys += routing_keys(keys, routing)
         if cap is not None:
-            keys.append(cap.lost_keys.get(keys[0], cap.lost_key) if cap.lost_keys else cap.lost_key)
+            keys.append(cap.lost_keys.get(stream, cap.lost_key) if cap.lost_keys else cap.lost_key)
         _one_slot(keys)
         return keys, args
 

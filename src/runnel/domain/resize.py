@@ -66,6 +66,9 @@ from typing import Final
 
 from runnel.domain.ids import MIN_ID, StreamId
 
+PARTITION_COUNT: Final = b"partition_count"
+"""Metadata field holding the stream's partition count."""
+
 COUNT_FIELD: Final = b"count"
 """Field of ``__rsz:...{n}`` holding the count senders must route with."""
 

@@ -52,16 +52,13 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Final
 
-from runnel.domain.resize import HISTORY_FIELD, parse_history
+from runnel.domain.resize import HISTORY_FIELD, PARTITION_COUNT, parse_history
 from runnel.errors import BackpressureError, MetadataMismatch, NotReplicated, StreamResized
 from runnel.ports import Append, Cap, Clock, KeyValue, Routing, StreamLog
 from runnel.runtime.specs import StreamSpec
 from runnel.telemetry import Metrics, NoMetrics, SendTarget, Tracing
 
 log = logging.getLogger(__name__)
-
-PARTITION_COUNT: Final = b"partition_count"
-"""Metadata field holding the stream's partition count."""
 
 RESIZE_RETRIES: Final = 20
 """How many times a send routes again after partitions refused it as routed with an old

@@ -49,8 +49,8 @@ def order_report(seen: list[dict[str, Any]], rounds: int, keys: int) -> dict[str
 async def test_growing_a_stream_mid_stream_loses_duplicates_and_reorders_nothing(
     spawn: Spawn, client: Redis, app_name: str, redis_url: str, tmp_path: Path
 ) -> None:
-    env = process_env(app_name, redis_url, {"ENGINE_TEST_DELAY": "0.002"})
-    workers = [spawn("resizing", env={"ENGINE_TEST_DELAY": "0.002"}) for _ in range(2)]
+    env = process_env(app_name, redis_url, {"ENGINE_TEST_DELAY": "0.005"})
+    workers = [spawn("resizing", env={"ENGINE_TEST_DELAY": "0.005"}) for _ in range(2)]
     sender_log = (tmp_path / "sender.stderr").open("wb")
     sender = subprocess.Popen(
         [sys.executable, "-m", APP],
@@ -61,8 +61,8 @@ async def test_growing_a_stream_mid_stream_loses_duplicates_and_reorders_nothing
     )
     try:
         await wait_for(
-            lambda: _at_least(client, app_name, "seen", 400),
-            "400 ticks processed before the resize",
+            lambda: _at_least(client, app_name, "seen", 300),
+            "300 ticks processed before the resize",
             within=30,
             workers=workers,
         )
@@ -78,8 +78,8 @@ async def test_growing_a_stream_mid_stream_loses_duplicates_and_reorders_nothing
             workers=workers,
         )
         await wait_for(
-            lambda: _in_new_partitions(client, app_name, 200),
-            "200 ticks processed from the new partitions",
+            lambda: _in_new_partitions(client, app_name, 100),
+            "100 ticks processed from the new partitions",
             within=30,
             workers=workers,
         )

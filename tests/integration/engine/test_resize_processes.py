@@ -8,7 +8,6 @@ once, and every key in send order: lost, duplicated and reordered are all 0.
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
@@ -19,7 +18,7 @@ from redis.asyncio import Redis
 
 from .apps.resizing import stop_key
 from .conftest import Spawn
-from .harness import REPO, count, process_env, results, runnel, wait_for
+from .harness import WorkerProcess, count, process_env, results, runnel, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -51,13 +50,11 @@ async def test_growing_a_stream_mid_stream_loses_duplicates_and_reorders_nothing
 ) -> None:
     env = process_env(app_name, redis_url, {"ENGINE_TEST_DELAY": "0.005"})
     workers = [spawn("resizing", env={"ENGINE_TEST_DELAY": "0.005"}) for _ in range(2)]
-    sender_log = (tmp_path / "sender.stderr").open("wb")
-    sender = subprocess.Popen(
+    sender = WorkerProcess(
         [sys.executable, "-m", APP],
-        cwd=REPO,
-        env={**env, "ENGINE_TEST_KEYS": "16", "ENGINE_TEST_SEND_PAUSE": "0.01"},
-        stdout=subprocess.DEVNULL,
-        stderr=sender_log,
+        {**env, "ENGINE_TEST_KEYS": "16", "ENGINE_TEST_SEND_PAUSE": "0.01"},
+        tmp_path,
+        "sender",
     )
     try:
         await wait_for(
@@ -85,9 +82,7 @@ async def test_growing_a_stream_mid_stream_loses_duplicates_and_reorders_nothing
         )
     finally:
         await client.set(stop_key(app_name), b"1")
-        sender.wait(timeout=30)
-        sender_log.close()
-    assert sender.returncode == 0, (tmp_path / "sender.stderr").read_text()
+    assert await sender.exit_code(within=30) == 0, sender.tail()
     (summary,) = await results(client, app_name, "sent")
     rounds, keys = summary["rounds"], summary["keys"]
     await wait_for(

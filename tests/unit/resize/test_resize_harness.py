@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from runnel.testing import Harness
 
 from ..testing.apps import Tick, counting_app

@@ -30,9 +30,7 @@ def build(name: str, delay: float = 0.0) -> tuple[App, Stream[Tick], Results]:
             tick = event.record()
             if delay:
                 await asyncio.sleep(delay)
-            await results.add(
-                "seen", key=tick.key, seq=tick.seq, partition=event.partition.number
-            )
+            await results.add("seen", key=tick.key, seq=tick.seq, partition=event.partition.number)
 
     return app, ticks, results
 

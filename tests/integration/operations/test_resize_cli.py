@@ -51,6 +51,10 @@ async def test_resize_refuses_first_then_grows_and_status_shows_the_wait(
     charge = status_of(cli, "charge")
     assert charge["resize_waiting"] == [0, 1, 2, 3]
     assert len(charge["partitions"]) == 8
+    table = cli("status", APP, "--processor", "charge")
+    assert table.returncode == 0, table.stderr
+    assert "stream orders: 8 partition(s), lossy-trimmed 0, grown 4 -> 8" in table.stdout
+    assert "resize pending: new partitions held until partition(s) 0,1,2,3" in table.stdout
     again = cli("stream", "resize", APP, "orders", "--partitions", "8", "--yes")
     assert again.returncode == 0, again.stderr
     assert "already has 8 partitions" in again.stdout

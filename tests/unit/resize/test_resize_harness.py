@@ -30,3 +30,21 @@ async def test_a_resize_mid_stream_keeps_every_key_in_order() -> None:
         moved = h.processed("proc")
         assert all(moved.get(n) for n in range(4, 8))  # the new partitions took events
     assert seen.by_key() == {f"k{k}": list(range(40)) for k in range(40)}
+
+
+async def test_a_worker_stops_at_a_switch_marker_until_it_knows_the_resize() -> None:
+    app, stream, seen = counting_app(work=0.05)
+    async with Harness(app) as h:
+        w1 = await h.start("w1")
+        await h.run_until_balanced()
+        await stream.send(*keyed(8, 0, 5))
+        await h.resize(stream, 8)
+        await stream.send(*keyed(8, 5, 5))
+        # Well before the watch's next metadata read (10 simulated seconds): the markers
+        # told the worker, which processed everything in order over all 8 partitions.
+        await h.run_until_idle(timeout=5.0)
+        (executor,) = w1.worker.executors
+        assert executor.resize.resizes == 1
+        assert executor.resize.barrier.released
+        assert all(h.processed("proc").get(n) for n in range(8))
+    assert seen.by_key() == {f"k{k}": list(range(10)) for k in range(8)}

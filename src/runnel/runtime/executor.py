@@ -155,6 +155,9 @@ class Executor:
         """Create the groups, then start the fetcher and the coordinator."""
         for key in self.stream.partition_keys:
             await self.backend.log.ensure_group(key, self.spec.name, b"0")
+        # The resize barrier as it stands, before any partition is granted: a feed must
+        # not read past a switch point it does not know of yet.
+        await self.resize.refresh()
         for coro, name in (
             (self.fetcher.run(), "fetcher"),
             (self.coordinator.run(), "coordinator"),

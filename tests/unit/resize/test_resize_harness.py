@@ -48,3 +48,15 @@ async def test_a_worker_stops_at_a_switch_marker_until_it_knows_the_resize() -> 
         assert executor.resize.barrier.released
         assert all(h.processed("proc").get(n) for n in range(8))
     assert seen.by_key() == {f"k{k}": list(range(10)) for k in range(8)}
+
+
+async def test_a_worker_started_after_the_resize_still_waits_for_the_switch_points() -> None:
+    app, stream, seen = counting_app(work=0.05)
+    async with Harness(app) as h:
+        await stream.send(*keyed(16, 0, 10))
+        await h.resize(stream, 8)
+        await stream.send(*keyed(16, 10, 10))
+        await h.start("w1")
+        await h.start("w2")
+        await h.run_until_idle()
+    assert seen.by_key() == {f"k{k}": list(range(20)) for k in range(16)}

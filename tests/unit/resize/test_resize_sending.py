@@ -109,3 +109,22 @@ async def test_a_dry_run_changes_nothing_and_a_repeat_finishes_nothing_twice(url
     assert again.new_partitions == []
     status = await admin.status()
     assert status.streams == []  # no processor: nothing to show per stream
+
+
+async def test_an_interrupted_resize_is_finished_by_running_it_again(url: str) -> None:
+    app, stream = declared(url, 4)
+    await stream.send(*[Order(key=f"k{i}", seq=0) for i in range(8)])
+    backend, keys = app.backend, stream.keys
+    # As if a resize to 8 had died after the switch point of partition 0 only.
+    await backend.kv.hash_set(keys.meta(), {b"resizing": b"8"})
+    first = await backend.admin.switch(keys.stream(0), keys.resize(0), 8)
+    admin = Admin(app)
+    with pytest.raises(NotResizable, match="a resize to 8 partitions is under way"):
+        await admin.resize_stream("orders", partitions=16)
+    done = await admin.resize_stream("orders", partitions=8)
+    assert done.switch_points[0] == first.decode()  # not switched twice
+    assert sorted(done.switch_points) == [0, 1, 2, 3]
+    stored = await backend.kv.hash_get_all(keys.meta())
+    assert (stored[b"partition_count"], stored[b"resized"]) == (b"8", b"4,8")
+    assert b"resizing" not in stored
+    assert (await admin.resize_stream("orders", partitions=16)).after == 16

@@ -41,9 +41,11 @@ from runnel.domain.failures import ERROR_PREFIX, read_dead_letter
 from runnel.domain.ids import MIN_ID, StreamId
 from runnel.domain.keys import leader_epoch_key, leader_key
 from runnel.domain.offsets import entry_time, parse_entry_id, parse_target
+from runnel.domain.resize import RESIZING_FIELD, Position, barrier
 from runnel.errors import Misconfigured, RunnelError
-from runnel.ports import Append, GroupProbe, MembershipKeys
+from runnel.ports import Append, GroupProbe, GroupSnapshot, MembershipKeys
 from runnel.runtime import admin as ops
+from runnel.runtime.resizing import grow
 from runnel.runtime.specs import ProcessorSpec
 
 if TYPE_CHECKING:
@@ -118,6 +120,11 @@ class ProcessorStatus(BaseModel):
     fenced_refusals: int
     dead_letter_stream: str | None
     skips: int
+    resize_waiting: list[int] = Field(
+        default_factory=list,
+        description="old partitions a stream resize waits for: not yet processed up to "
+        "their switch point (the new partitions are held until none is left)",
+    )
 
 
 class StreamStatus(BaseModel):
@@ -127,6 +134,12 @@ class StreamStatus(BaseModel):
     partition_count: int
     lossy_trimmed: int
     processors: list[ProcessorStatus]
+    resize_history: list[int] = Field(
+        default_factory=list, description="the partition counts the stream has had"
+    )
+    resize_under_way: int | None = Field(
+        None, description="the count a resize that has not finished is growing it to"
+    )
 
 
 class Leader(BaseModel):
@@ -165,6 +178,21 @@ class ResetReport(BaseModel):
     target: str
     dry_run: bool
     partitions: list[PartitionReset]
+
+
+class ResizeReport(BaseModel):
+    """What a stream resize did (or, ``dry_run``, would do)."""
+
+    stream: str
+    before: int
+    after: int
+    dry_run: bool
+    history: list[int] = Field(description="the partition counts the stream has had")
+    new_partitions: list[int]
+    groups: list[str] = Field(description="consumer groups created on the new partitions")
+    switch_points: dict[int, str] = Field(
+        description="per old partition, the id of its switch marker entry"
+    )
 
 
 class SkipReport(BaseModel):
@@ -338,13 +366,20 @@ class Admin:
             stream = self.app.streams[spec.stream.name]
             entry = streams.get(stream.name)
             if entry is None:
+                stored = await self._reload(stream)
                 (lost,) = await backend.admin.peek([stream.keys.lost()])
+                under_way = stored.get(RESIZING_FIELD, b"")
                 entry = streams[stream.name] = StreamStatus(
                     name=stream.name,
                     partition_count=stream.partition_count,
                     lossy_trimmed=int(lost.value or b"0"),
                     processors=[],
+                    resize_history=list(stream.store.history)
+                    if len(stream.store.history) > 1
+                    else [],
+                    resize_under_way=int(under_way) if under_way.isdigit() else None,
                 )
+            spec = self.app.processors[spec.name]  # routed with a grown count, if found
             entry.processors.append(await self._processor_status(spec, now))
         return AppStatus(app=app_name, time=now, leader=leader, streams=list(streams.values()))
 
@@ -435,7 +470,10 @@ class Admin:
                     alive=beat.value is not None,
                 )
             )
+        history = self.app.streams[spec.stream.name].store.history
+        waiting = await self._resize_waiting(spec, history, snaps) if len(history) > 1 else []
         return ProcessorStatus(
+            resize_waiting=waiting,
             name=spec.name,
             stream=spec.stream.name,
             exception_policy=spec.exception_policy.value,
@@ -444,6 +482,80 @@ class Admin:
             fenced_refusals=sum(int(peek.value or b"0") for peek in fenced),
             dead_letter_stream=sink.name if sink is not None else None,
             skips=len(skipped),
+        )
+
+    async def _reload(self, stream: Stream[Any]) -> dict[bytes, bytes]:
+        """The stream's stored metadata; the stream routes with a grown count after it."""
+        await stream.store.reload()
+        return await self.app.backend.kv.hash_get_all(stream.keys.meta())
+
+    async def _resize_waiting(
+        self, spec: ProcessorSpec, history: Sequence[int], snaps: Sequence[GroupSnapshot]
+    ) -> list[int]:
+        """The old partitions the last resize still waits for, for this processor."""
+        kv, keys = self.app.backend.kv, spec.stream.keys
+        switches: dict[tuple[int, int], StreamId] = {}
+        for p in range(history[-2]):
+            record = await kv.hash_get_all(keys.resize(p))
+            for grown in history[1:]:
+                raw = record.get(str(grown).encode())
+                if raw is not None:
+                    switches[(p, grown)] = StreamId.parse(raw)
+        positions = {}
+        for p, snap in enumerate(snaps[: history[-2]]):
+            group = snap.group
+            positions[p] = Position(
+                StreamId.parse(group.last_delivered_id) if group is not None else None,
+                StreamId.parse(snap.oldest_pending) if snap.oldest_pending else None,
+            )
+        return sorted(barrier(history, switches, positions).waiting)
+
+    # ------------------------------------------------------------------ resizing
+
+    async def resize_stream(
+        self, stream: str, partitions: int, dry_run: bool = False
+    ) -> ResizeReport:
+        """Grow ``stream`` to ``partitions`` partitions, online, keeping every key in order.
+
+        The new partitions and their consumer groups are created, each old partition gets
+        a switch point, and the stream's metadata the new count. Senders route with the
+        new count from then on (one that still routes with the old one is refused by the
+        partition, reads the new count and sends again); each processor processes every
+        old partition up to its switch point before anything after it, or anything in a
+        new partition (see :mod:`runnel.domain.resize`). Running it again finishes an
+        interrupted resize.
+
+        Raises:
+            UnknownName: the App declares no such stream.
+            runnel.runtime.resizing.NotResizable: the stream was never used, it would
+                shrink, or a resize to another count is under way (nothing changed).
+
+        Example:
+            >>> import asyncio
+            >>> from runnel import App, Record
+            >>> app = App(name="doc-resize", redis_url="memory://doc-resize")
+            >>> class Tick(Record):
+            ...     key: str
+            >>> ticks = app.stream("ticks", record=Tick, partition_by="key", partition_count=2)
+            >>> _ = asyncio.run(ticks.send(Tick(key="a")))
+            >>> report = asyncio.run(Admin(app).resize_stream("ticks", partitions=4))
+            >>> report.before, report.after, ticks.partition_count
+            (2, 4, 4)
+        """
+        found = self.stream(stream)
+        groups = [p.name for p in self.app.processors.values() if p.stream.name == stream]
+        grown = await grow(self.app.backend, found.store.spec, partitions, groups, dry_run)
+        if not dry_run:
+            await found.store.reload()
+        return ResizeReport(
+            stream=found.name,
+            before=grown.before,
+            after=grown.after,
+            dry_run=grown.dry_run,
+            history=list(grown.history),
+            new_partitions=list(grown.new_partitions),
+            groups=list(grown.groups),
+            switch_points={p: _text(point) for p, point in grown.switch_points.items()},
         )
 
     # ------------------------------------------------------------------ offsets

@@ -42,7 +42,7 @@ from runnel.ports import Backend
 from runnel.record import Record
 from runnel.runtime import admin
 from runnel.runtime.plan import PartitionChecks, WorkerPlan
-from runnel.runtime.specs import ProcessorSpec, TaskSpec
+from runnel.runtime.specs import ProcessorSpec, StreamSpec, TaskSpec
 from runnel.runtime.store import StreamStore
 from runnel.settings import Settings
 from runnel.stream import PartitionBy, Stream
@@ -171,7 +171,16 @@ class App:
                 metrics=self.metrics,
                 tracing=self.container.tracing(),
             )
+            store.on_resize = lambda spec, name=stream: self._resized(name, spec)
         return store
+
+    def _resized(self, stream: str, spec: StreamSpec) -> None:
+        """``stream`` was found grown: route with ``spec``, and so do the processor specs."""
+        found = self.streams[stream]
+        found._adopt(spec)
+        for name, processor in self.processors.items():
+            if processor.stream.name == stream and processor.stream is not found.spec:
+                self.processors[name] = dataclasses.replace(processor, stream=found.spec)
 
     @property
     def metrics(self) -> Metrics:

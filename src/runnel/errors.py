@@ -24,7 +24,9 @@
     │   ├── Fenced                        a stale owner's read or ack was refused
     │   │   └── LeaseExpired              ensure_owned(): this worker may no longer own
     │   │                                 the partition (its local lease deadline passed)
-    │   └── BackpressureError             a lossless cap refused an append
+    │   ├── BackpressureError             a lossless cap refused an append
+    │   └── StreamResized                 an append routed with an old partition count
+    │                                     was refused (nothing written to that partition)
     └── RebalanceError                    partition ownership could not be established
 
 Exceptions raised by user processors are never wrapped: the processor's
@@ -183,6 +185,28 @@ class LeaseExpired(Fenced):
 
 class BackpressureError(BackendError):
     """An append was refused because it would trim entries a consumer group has not acked."""
+
+
+class StreamResized(BackendError):
+    """An append was routed with a partition count the stream no longer has.
+
+    The stream grew (``runnel stream resize``) after the sender read its partition count:
+    the partition refused the entries, so no event lands where its key no longer routes.
+    Sends handle it themselves (they read the new count, route again and retry); it
+    reaches callers only when the count keeps changing under them.
+
+    Attributes:
+        key: the partition that refused.
+        count: the partition count it routes with now (0 when unknown).
+        ids: per entry of the append, its id if it was written (on Redis Cluster a batch
+            is atomic per partition), else ``b""``.
+    """
+
+    def __init__(self, message: str, key: str = "", count: int = 0) -> None:
+        super().__init__(message)
+        self.key = key
+        self.count = count
+        self.ids: list[bytes] = []
 
 
 class RebalanceError(RunnelError):

@@ -81,11 +81,27 @@ class Append:
     ``idempotency_key`` (a backend key, see :meth:`runnel.domain.keys.Keys.idempotency`)
     makes the append idempotent: while that key remembers an entry id (for the window the
     append is given), the entry is not added again and that id is returned instead.
+    ``route`` is the hash of the entry's partition key (None when unknown): what routes
+    it again if the stream grew meanwhile (its partition is ``route % count``).
     """
 
     key: str
     fields: Fields
     idempotency_key: str | None = None
+    route: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Routing:
+    """The partition count an append was routed with, and where each partition keeps its own.
+
+    A partition whose routing record (``records[stream key]``, see
+    :meth:`runnel.domain.keys.Keys.resize`) holds another count refuses the append
+    (:class:`runnel.errors.StreamResized`); a partition without one accepts any.
+    """
+
+    count: int
+    records: Mapping[str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,14 +323,20 @@ class StreamLog(Protocol):
     """
 
     async def append(
-        self, entries: Sequence[Append], cap: Cap | None = None, window: float = 0.0
+        self,
+        entries: Sequence[Append],
+        cap: Cap | None = None,
+        window: float = 0.0,
+        routing: Routing | None = None,
     ) -> list[bytes]:
         """Append every entry atomically, in order, in one round trip; return their ids.
 
         With a lossless ``cap``, either all are written or none (BackpressureError). An
         entry with an ``idempotency_key`` that already remembers an id (an earlier append
         within ``window`` seconds, or an earlier entry of the batch) is not added: its id
-        is that one; a new one is remembered for ``window`` seconds.
+        is that one; a new one is remembered for ``window`` seconds. With ``routing``, a
+        partition that routes with another count refuses (StreamResized, nothing written
+        to it).
         """
         ...
 
@@ -452,6 +474,17 @@ class StreamAdmin(Protocol):
 
     async def delete_entries(self, key: str, ids: Sequence[bytes]) -> int:
         """Delete the entries ``ids`` of ``key``; how many were there."""
+        ...
+
+    async def switch(self, key: str, record: str, count: int) -> bytes:
+        """Record ``key``'s switch point for a resize to ``count`` partitions; its id.
+
+        One atomic step: unless ``record`` already routes with ``count`` (a resize run
+        again), a marker entry (:data:`runnel.domain.resize.MARKER_FIELD` -> ``count``) is
+        appended to ``key``, its id stored in the hash ``record`` under the field
+        ``count``, and the record's ``count`` field set to ``count``, so appends routed
+        with another count are refused from then on.
+        """
         ...
 
 

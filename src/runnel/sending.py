@@ -88,14 +88,17 @@ def prepare(stream: Stream[Any], text: str | bytes, line: int = 1) -> Prepared:
         raise InvalidInput(_reason(exc)) from exc
     try:
         # A custom partition_by or hasher may raise anything; so may an unsupported key.
-        partition = stream.partition_for(record)
+        route = stream.route_of(record)
+        partition = route % stream.partition_count
     except Exception as exc:
         raise InvalidInput(f"cannot compute its partition: {type(exc).__name__}: {exc}") from exc
     try:
         fields = stream.codec.encode(record)
     except Exception as exc:
         raise InvalidInput(f"cannot encode it: {type(exc).__name__}: {exc}") from exc
-    return Prepared(line, Append(stream.partition_key_name(partition), fields), partition)
+    return Prepared(
+        line, Append(stream.partition_key_name(partition), fields, None, route), partition
+    )
 
 
 def prepare_lines(stream: Stream[Any], lines: Iterable[bytes]) -> tuple[list[Prepared], list[str]]:

@@ -285,7 +285,7 @@ class Stream(Generic[R]):
         # In the cluster layout a key is in its partition's slot (named with its number).
         number = {key: n for n, key in enumerate(self._partition_keys)}
         return [
-            Append(a.key, a.fields, idem(k, number.get(a.key, 0)))
+            Append(a.key, a.fields, idem(k, number.get(a.key, 0)), a.route)
             for a, k in zip(appends, keys, strict=True)
         ]
 
@@ -294,7 +294,22 @@ class Stream(Generic[R]):
         keys = self._partition_keys
         count = self.partition_count
         hasher, key_of, encode = self.hasher, self._key_of, self.codec.encode
-        return [Append(keys[hasher(key_of(r)) % count], encode(r)) for r in records]
+        appends = []
+        for r in records:
+            route = hasher(key_of(r))
+            appends.append(Append(keys[route % count], encode(r), None, route))
+        return appends
+
+    def route_of(self, record: R) -> int:
+        """The hash ``record`` is routed by (its partition is this modulo the count)."""
+        return self.hasher(self._key_of(record))
+
+    def _adopt(self, spec: StreamSpec) -> None:
+        """Route with ``spec``'s partition count: the stream was found grown (see
+        :mod:`runnel.domain.resize`)."""
+        self.spec = dataclasses.replace(spec, keys=self.keys, decode=self.spec.decode)
+        self.partition_count = spec.partition_count
+        self._partition_keys = self.spec.partition_keys
 
     async def append_encoded(self, appends: Sequence[Append]) -> list[bytes]:
         """Append pre-encoded entries under the stream's cap policy (see :meth:`send`).

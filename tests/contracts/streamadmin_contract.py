@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import pytest
 
-from runnel.errors import BackpressureError, Fenced
-from runnel.ports import Append, DeadLetter, Fence, GroupProbe, ReadRequest
+from runnel.domain.resize import MARKER_FIELD
+from runnel.errors import BackpressureError, Fenced, StreamResized
+from runnel.ports import Append, DeadLetter, Fence, GroupProbe, ReadRequest, Routing
 from tests.contracts import MakeKV, MakeLocks, MakeLog, key_space, read_slots
 from tests.contracts.streamlog_contract import append_n, read
 
@@ -137,3 +138,24 @@ class StreamAdminContract:
         await log.dead_letter(roomy)
         assert await log.length(k("sink")) == 3
         assert await log.pending(k("s"), "g") == []
+
+    async def test_a_switch_marks_the_partition_and_refuses_stale_routing(
+        self, make_log: MakeLog
+    ) -> None:
+        log = await make_log()
+        k = key_space()
+        routing = {k("s"): k("rsz")}
+        (before,) = await log.append([Append(k("s"), {b"n": b"1"})], None, 0.0, Routing(4, routing))
+        point = await log.switch(k("s"), k("rsz"), 8)
+        assert point > before
+        assert await log.switch(k("s"), k("rsz"), 8) == point  # repeated: nothing new
+        (marker,) = await log.range(k("s"), b"(" + before)
+        assert (marker.id, marker.fields) == (point, {MARKER_FIELD: b"8"})
+        with pytest.raises(StreamResized) as refused:
+            await log.append([Append(k("s"), {b"n": b"2"})], None, 0.0, Routing(4, routing))
+        assert refused.value.count == 8
+        assert refused.value.ids == [b""]
+        assert await log.length(k("s")) == 2  # nothing written
+        (after,) = await log.append([Append(k("s"), {b"n": b"3"})], None, 0.0, Routing(8, routing))
+        assert after > point
+        assert len(await log.append([Append(k("s"), {b"n": b"4"})])) == 1  # unchecked

@@ -100,6 +100,23 @@ class Keys:
             return [self.lost()]
         return [self.lost_counter(n) for n in range(partition_count)]
 
+    def resize(self, partition: int) -> str:
+        """A partition's routing record (hash): ``__rsz:{app}.{stream}.{n}``.
+
+        Written by a resize (see :mod:`runnel.domain.resize`): ``count`` is the partition
+        count senders must route with to append to it, and each field ``<N>`` the id of
+        the partition's last entry when the stream grew to ``N`` partitions (its switch
+        point). Missing on a stream that never grew. In the partition's slot in the
+        cluster layout, so the append script checks it atomically with the append.
+
+        Example:
+            >>> Keys("a", "s").resize(2), Keys("a", "s", "cluster").resize(2)
+            ('__rsz:a.s.2', '__rsz:{a.s.2}')
+        """
+        if self._cluster:
+            return f"__rsz:{self._part(partition)}"
+        return f"__rsz:{self._base}.{partition}"
+
     def membership(self, processor: str) -> str:
         """Executors and their partitions: ``__memb:{app}.{stream}.{processor}``."""
         if self._cluster:

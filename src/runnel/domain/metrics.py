@@ -216,6 +216,19 @@ CATALOGUE: Final = _specs(
         "The stream's partition_count.",
         STREAM,
     ),
+    MetricSpec(
+        "runnel_stream_resizes_total",
+        C,
+        "Stream resizes (partition count growths) this worker noticed, per processor.",
+        PROCESSOR,
+    ),
+    MetricSpec(
+        "runnel_partitions_held_by_resize",
+        G,
+        "Partitions a pending stream resize holds back for this processor: new ones not "
+        "consumed yet, and old ones stopped at their switch point (0 once released).",
+        PROCESSOR,
+    ),
     # ------------------------------------------------------------ coordination
     MetricSpec(
         "runnel_rebalances_total",
@@ -320,6 +333,13 @@ CATALOGUE: Final = _specs(
         C,
         "Appends the lossless length cap refused (each refused attempt, so a 'wait'-mode "
         "send that waits counts every retry).",
+        STREAM,
+    ),
+    MetricSpec(
+        "runnel_sends_rerouted_total",
+        C,
+        "Events a grown stream's partition refused as routed with its old partition "
+        "count, then routed with the new count and sent again.",
         STREAM,
     ),
     MetricSpec(

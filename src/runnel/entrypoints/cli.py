@@ -33,7 +33,7 @@ from runnel.entrypoints.loading import (
     split_names,
 )
 from runnel.entrypoints.logs import configure
-from runnel.errors import RunnelError, UnknownProcessor
+from runnel.errors import Misconfigured, RunnelError, UnknownProcessor
 
 # The App, pydantic, redis-py and dependency-injector are imported by the commands that use
 # them, so `runnel --help` and `runnel --version` start in a fraction of the time.
@@ -547,6 +547,90 @@ def reset(
         click.echo(
             f"reset processor {name} on {len(report.partitions)} partition(s) to {report.target}"
         )
+
+
+@cli.group()
+def stream() -> None:
+    """Administer a stream's partitions."""
+
+
+@stream.command("resize")
+@click.argument("app_ref", metavar="APP")
+@click.argument("stream_name", metavar="STREAM")
+@click.option(
+    "--partitions",
+    type=click.IntRange(min=1),
+    required=True,
+    help="The partition count to grow to (growing only).",
+)
+@click.option("--dry-run", is_flag=True, help="Print what would change, change nothing.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@backend_options
+def stream_resize(
+    app_ref: str,
+    stream_name: str,
+    partitions: int,
+    dry_run: bool,
+    yes: bool,
+    as_json: bool,
+    redis_url: str | None,
+    redis_password_file: str | None,
+) -> None:
+    """Grow STREAM of APP (module.path[:attribute]) to --partitions, online.
+
+    Every key keeps its order: each processor finishes every old partition up to the
+    switch point before it processes anything sent after it. Senders and workers that
+    still have the old count pick up the new one by themselves. Shrinking is refused.
+    """
+    from runnel.admin import Admin
+
+    app = _load_app(app_ref, redis_url, redis_password_file)
+    admin = Admin(app)
+    try:
+        admin.stream(stream_name)
+    except Misconfigured as exc:
+        raise click.ClickException(str(exc)) from None
+
+    async def run() -> Any:
+        plan = await admin.resize_stream(stream_name, partitions, dry_run=True)
+        if dry_run or plan.after == plan.before:
+            return plan
+        if not yes:
+            question = f"grow stream {stream_name} from {plan.before} to {plan.after} partitions?"
+            if not sys.stdin.isatty():
+                raise click.ClickException(f"{question} add --yes to confirm")
+            if not click.confirm(question, default=False):
+                raise click.Abort()
+        return await admin.resize_stream(stream_name, partitions)
+
+    report = _admin(app, run)
+    if as_json:
+        click.echo(report.model_dump_json())
+        return
+    if report.after == report.before:
+        click.echo(f"stream {report.stream} already has {report.after} partitions: nothing to do")
+        return
+    new = ", ".join(map(str, report.new_partitions))
+    groups = ", ".join(report.groups) or "(none)"
+    if report.dry_run:
+        click.echo(
+            f"would grow stream {report.stream} from {report.before} to {report.after} "
+            f"partitions: new partitions {new} with groups {groups}; the old partitions "
+            "get switch points"
+        )
+        click.echo("dry run: nothing changed")
+        return
+    click.echo(
+        f"grew stream {report.stream} from {report.before} to {report.after} partitions "
+        f"(history {' -> '.join(map(str, report.history))}); groups {groups}"
+    )
+    for number, point in sorted(report.switch_points.items()):
+        click.echo(f"partition {number}: switch point {point}")
+    click.echo(
+        "each processor processes the old partitions up to their switch points before "
+        "anything newer (runnel status shows what it waits for)"
+    )
 
 
 @processor.command("skip")

@@ -89,6 +89,12 @@ def _processor(proc: ProcessorStatus, colour: bool) -> list[str]:
         lines.append(click.style(text, fg=hue) if colour and hue else text)
     if not proc.members:
         lines.append("    members: none")
+    if proc.resize_waiting:
+        text = (
+            f"    resize pending: new partitions held until partition(s) "
+            f"{','.join(map(str, proc.resize_waiting))} are processed up to their switch point"
+        )
+        lines.append(click.style(text, fg="yellow") if colour else text)
     for member in proc.members:
         where = f"{member.host}:{member.pid}" if member.host else member.worker
         alive = "alive" if member.alive else "DEAD (no heartbeat)"
@@ -108,9 +114,14 @@ def render_status(report: AppStatus, colour: bool) -> str:
         leader = f"{report.leader.worker} (epoch {report.leader.epoch})"
     lines = [f"app {report.app} at {report.time.isoformat()}  leader: {leader}"]
     for stream in report.streams:
+        resized = ""
+        if stream.resize_history:
+            resized = f", grown {' -> '.join(map(str, stream.resize_history))}"
+        if stream.resize_under_way is not None:
+            resized += f", RESIZE TO {stream.resize_under_way} NOT FINISHED (run it again)"
         lines.append(
             f"stream {stream.name}: {stream.partition_count} partition(s), lossy-trimmed "
-            f"{stream.lossy_trimmed}"
+            f"{stream.lossy_trimmed}{resized}"
         )
         for proc in stream.processors:
             lines.extend(_processor(proc, colour))

@@ -47,6 +47,7 @@ from runnel.domain.membership import (
     decode,
     encode,
     joined,
+    rebalanced,
     without,
 )
 from runnel.domain.rebalance import plan_rebalance
@@ -252,7 +253,7 @@ class Coordinator:
                 pass  # a join (or re-join) in flight has landed, and set `joined`, after this
             if self.joined.is_set():
                 try:
-                    await self._update("leave", lambda m: without(m, [self.id], self.partitions))
+                    await self._update("leave", lambda m: without(m, [self.id], self._count(m)))
                 except (BackendError, RebalanceError) as exc:
                     log.warning("could not leave the membership of %s cleanly: %s", self.name, exc)
             await self._release(sorted(self.holdings.feeds))
@@ -293,7 +294,7 @@ class Coordinator:
         def change(members: Members) -> Members:
             if self._leaving:  # checked on every compare-and-set attempt: a leave wins
                 return members
-            return joined(members, self.id, self.worker_id, self.partitions, holding)
+            return joined(members, self.id, self.worker_id, self._count(members), holding)
 
         write = await self._update(kind, change)
         if self._leaving and self.id not in self.members:
@@ -357,6 +358,27 @@ class Coordinator:
             f"membership {self.membership_keys.value} kept changing; gave up after "
             f"{UPDATE_ATTEMPTS} tries"
         )
+
+    def _count(self, members: Members) -> int:
+        """The partition count to assign: ours, or more if a peer already assigned more.
+
+        A worker that has not noticed a stream resize yet must not undo the assignment of
+        one that has: counts only grow (see :mod:`runnel.domain.resize`).
+        """
+        highest = max((p for m in members.values() for p in m.partitions), default=-1)
+        return max(self.partitions, highest + 1)
+
+    async def resized(self, count: int) -> None:
+        """The stream grew to ``count`` partitions: assign them all, and tell the others."""
+        if count <= self.partitions:
+            return
+        self.partitions = count
+        if self._leaving or not self.joined.is_set():
+            return  # the join (or nobody, when leaving) assigns with the new count
+        await self._update(
+            "resize", lambda m: m if self._leaving else rebalanced(m, self._count(m))
+        )
+        self._wake.set()
 
     async def _announce_released(self, partitions: list[int]) -> None:
         note = Announcement("released", self.id, frozenset(partitions))
@@ -458,7 +480,7 @@ class Coordinator:
                 )
                 lost = {e: members[e].partitions for e in gone}
                 write = await self._update(
-                    "reap", lambda m: without(m, [*dead, *gone], self.partitions)
+                    "reap", lambda m: without(m, [*dead, *gone], self._count(m))
                 )
                 if write.written:
                     self.reaped += len(dead) + len(gone)

@@ -33,6 +33,7 @@ from runnel.runtime.fetcher import Fetcher
 from runnel.runtime.monitor import BackendWatch, Counts, ProcessorMonitor
 from runnel.runtime.outputs import CommitCounts, Transactor
 from runnel.runtime.plan import PartitionChecks
+from runnel.runtime.resize import ResizeWatch
 from runnel.runtime.specs import ProcessorSpec
 from runnel.runtime.store import StreamStore
 from runnel.telemetry import Metrics, Tracing
@@ -121,6 +122,20 @@ class Executor:
             checks,
             watch,
         )
+        self.resize = ResizeWatch(
+            self.store,
+            self.keys,
+            spec.name,
+            backend.kv,
+            backend.admin,
+            self.clock,
+            lambda: self.feeds,
+            self.coordinator.resized,
+            spec.stream.partition_count,
+            metrics,
+        )
+        """Holds the partitions behind a stream resize's barrier (runtime/resize.py)."""
+        self.fetcher.on_marker = self.resize.wake
         if watch is not None:
             self.fetcher.on_unavailable = self.coordinator.on_unavailable = watch.failed
         self.running: dict[int, Consumer] = {}
@@ -140,9 +155,13 @@ class Executor:
         """Create the groups, then start the fetcher and the coordinator."""
         for key in self.stream.partition_keys:
             await self.backend.log.ensure_group(key, self.spec.name, b"0")
+        # The resize barrier as it stands, before any partition is granted: a feed must
+        # not read past a switch point it does not know of yet.
+        await self.resize.refresh()
         for coro, name in (
             (self.fetcher.run(), "fetcher"),
             (self.coordinator.run(), "coordinator"),
+            (self.resize.run(), "resize"),
         ):
             self._tasks.append(
                 asyncio.create_task(self._in_context(coro), name=f"{self.id}:{name}")
@@ -222,6 +241,7 @@ class Executor:
         for info in await self.backend.log.groups(key):
             if info.name == self.spec.name:
                 feed.last_seen = info.last_delivered_id
+        self.resize.apply(number, feed)
         self.feeds[number] = feed
         record = await self.backend.kv.hash_get_all(self.keys.quarantine(self.spec.name))
         if quarantine_field(number) in record:

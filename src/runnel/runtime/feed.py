@@ -13,6 +13,7 @@ import asyncio
 from collections import deque
 from typing import Final
 
+from runnel.domain.ids import StreamId
 from runnel.domain.model import Event, Fields, Partition
 from runnel.ports import Clock, Fence, Lease
 from runnel.runtime.budget import ByteBudget
@@ -59,6 +60,13 @@ class PartitionFeed:
         self.generation = 0  # bumped on every restart: replies to older reads are dropped
         self.caught_up = False  # the last read found nothing more: wait for the doorbell
         self.backoff = False  # Redis refused its last read: wait a little before the next
+        # A stream resize's barrier (runtime/resize.py): the last id this partition may hand
+        # out now (None: no limit); ``held`` once it reached it (nothing more is read), and
+        # where to re-read our pending entries from when it is lifted.
+        self.limit: StreamId | None = None
+        self.limit_count = 0  # the partition count the limit belongs to
+        self.held = False
+        self.resume_at: bytes | None = None
         self._data = asyncio.Event()
         self._room = room
         # The byte budget (None: no limit): the size of each buffered event, in step with
@@ -76,7 +84,7 @@ class PartitionFeed:
     @property
     def wants(self) -> int:
         """How many entries the fetcher may add now (0 while stopped or full)."""
-        if self.closing or self.lost or self.paused:
+        if self.closing or self.lost or self.paused or self.held:
             return 0
         return self.capacity - len(self.buffer)
 
@@ -124,6 +132,30 @@ class PartitionFeed:
         self._release_all()
         self.start = HISTORY
         self.generation += 1
+        self.caught_up = False
+        if self.resume_at is not None:  # the history read meets the limit again
+            self.held = False
+            self.resume_at = None
+        self._room.set()
+
+    def hold(self, resume_at: bytes | None) -> None:
+        """Read nothing more until :meth:`unhold` (a resize barrier).
+
+        ``resume_at``: entries after it were read and are pending, not buffered: they are
+        read again from there when the hold is lifted (None: nothing was read past it).
+        """
+        self.held = True
+        self.resume_at = resume_at
+
+    def unhold(self) -> None:
+        """Lift a hold: read on, first our pending entries after where it stopped."""
+        if not self.held:
+            return
+        self.held = False
+        if self.resume_at is not None:
+            self.start = self.resume_at
+            self.resume_at = None
+            self.generation += 1
         self.caught_up = False
         self._room.set()
 

@@ -24,7 +24,9 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
+from runnel.domain.ids import StreamId
 from runnel.domain.model import Entry, Event
+from runnel.domain.resize import MARKER_FIELD, marker_count
 from runnel.errors import (
     BackendError,
     BackendUnavailable,
@@ -89,6 +91,8 @@ class Fetcher:
         self._reading: set[PartitionFeed] = set()  # feeds with a read in flight
         self._backoffs: set[asyncio.Future[None]] = set()
         self._failures = RepeatedWarning(log, clock)
+        self.on_marker: Callable[[int], None] | None = None
+        """Told of a resize marker met ahead of the barrier (the count grown to)."""
 
     async def run(self) -> None:
         """Fetch and acknowledge until cancelled."""
@@ -297,6 +301,8 @@ class Fetcher:
             if not entries:
                 return
             feed.last_seen = entries[-1].id
+        if feed.limit is not None or feed.held or any(MARKER_FIELD in e.fields for e in entries):
+            entries = self._gated(feed, entries)
         partition, epoch, decoder = feed.partition, feed.epoch, self._decoder
         events = []
         sizes: list[int] | None = None if self._budget is None else []
@@ -318,6 +324,34 @@ class Fetcher:
                 sizes.append(entry_size(entry.fields))
         if events:
             feed.put(events, sizes)
+
+    def _gated(self, feed: PartitionFeed, entries: list[Entry]) -> list[Entry]:
+        """The entries a stream resize's barrier lets through (see runtime/resize.py).
+
+        Those past the feed's limit stay pending and the feed is held; a switch marker is
+        acknowledged, never handed out, and one the barrier does not know yet holds the
+        feed right after it and tells ``on_marker``.
+        """
+        if feed.held:
+            return []  # a read that was in flight when the feed was held: all stay pending
+        limit = feed.limit
+        kept: list[Entry] = []
+        for entry in entries:
+            if limit is not None and StreamId.parse(entry.id) > limit:
+                feed.hold(limit.encode())
+                return kept
+            grown = marker_count(entry.fields)
+            if grown is None:
+                kept.append(entry)
+                continue
+            self._acker.add(feed, [entry.id])
+            if grown > feed.limit_count:
+                feed.limit, feed.limit_count = StreamId.parse(entry.id), grown
+                feed.hold(entry.id)
+                if self.on_marker is not None:
+                    self.on_marker(grown)
+                return kept
+        return kept
 
     async def _wait(self) -> None:
         """Wait for a round to finish, room, a new partition, acks to send, or the doorbell."""

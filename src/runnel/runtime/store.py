@@ -45,15 +45,25 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from typing import Final
 
-from runnel.errors import BackpressureError, MetadataMismatch, NotReplicated
-from runnel.ports import Append, Cap, Clock, KeyValue, StreamLog
+from runnel.domain.resize import HISTORY_FIELD, PARTITION_COUNT, parse_history
+from runnel.errors import BackpressureError, MetadataMismatch, NotReplicated, StreamResized
+from runnel.ports import Append, Cap, Clock, KeyValue, Routing, StreamLog
 from runnel.runtime.specs import StreamSpec
 from runnel.telemetry import Metrics, NoMetrics, SendTarget, Tracing
+
+log = logging.getLogger(__name__)
+
+RESIZE_RETRIES: Final = 20
+"""How many times a send routes again after partitions refused it as routed with an old
+count (each time after reading the metadata again): a resize takes one retry, and a
+resize still recording its switch points a few more."""
 
 GENERATION: Final = b"generation"
 """Metadata field holding a random id of the store's life (see :meth:`StreamStore.check`)."""
@@ -107,10 +117,23 @@ class StreamStore:
         self._refused = metrics.counter("runnel_backpressure_refusals_total", **labels)
         self._not_replicated = metrics.counter("runnel_sends_not_replicated_total", **labels)
         self._tracing = tracing if tracing is not None and tracing.enabled else None
+        self._rerouted = metrics.counter("runnel_sends_rerouted_total", **labels)
         self._prepared = False
         self._lock: asyncio.Lock | None = None
+        self._cap = self._capped(spec)
+        self._routing = routing_of(spec)
+        self.on_resize: Callable[[StreamSpec], None] | None = None
+        """Told of the new spec when the stream is found grown (the Stream routes with it)."""
+        self.history: tuple[int, ...] = (spec.partition_count,)
+        """The partition counts the stream has had, as last read from its metadata."""
+        self.generation: bytes | None = None
+        """The generation recorded in the metadata when this store prepared the stream; a
+        different one later means the backend lost its data meanwhile."""
+
+    @staticmethod
+    def _capped(spec: StreamSpec) -> Cap:
         keys = spec.keys
-        self._cap = Cap(
+        return Cap(
             spec.partition_size,
             "lossy" if spec.trim_mode == "lossy" else "lossless",
             keys.lost(),
@@ -118,9 +141,6 @@ class StreamStore:
             if keys.layout == "cluster"
             else None,
         )
-        self.generation: bytes | None = None
-        """The generation recorded in the metadata when this store prepared the stream; a
-        different one later means the backend lost its data meanwhile."""
 
     def __repr__(self) -> str:
         return f"<StreamStore {self.spec.app}.{self.spec.name} prepared={self._prepared}>"
@@ -197,6 +217,8 @@ class StreamStore:
         stored = await self._kv.hash_set_missing(
             spec.keys.meta(), {**wanted, GENERATION: os.urandom(8).hex().encode()}
         )
+        self._adopt(stored)
+        wanted = self.spec.metadata
         for field, value in wanted.items():
             found = stored.get(field)
             if found is not None and found != value:
@@ -206,6 +228,55 @@ class StreamStore:
                     "refusing to re-route events (migrate the stream or fix the definition)"
                 )
         self.generation = stored.get(GENERATION)
+
+    def _adopt(self, stored: Mapping[bytes, bytes]) -> None:
+        """Route with the stored partition count if the stream grew from this App's count.
+
+        A count that is neither the stored one nor in the stream's resize history is left
+        for the caller to refuse (:class:`~runnel.errors.MetadataMismatch`).
+        """
+        spec = self.spec
+        raw = stored.get(PARTITION_COUNT, b"")
+        if not raw.isdigit():
+            return
+        count = int(raw)
+        history = parse_history(stored.get(HISTORY_FIELD), count)
+        self.history = history
+        if count == spec.partition_count or spec.partition_count not in history:
+            return
+        if count < spec.partition_count:
+            return  # never adopt a smaller count: refused as a mismatch
+        log.info(
+            "stream %s.%s has grown from %d to %d partitions: routing with %d",
+            spec.app,
+            spec.name,
+            spec.partition_count,
+            count,
+            count,
+        )
+        self.spec = replace(
+            spec,
+            partition_count=count,
+            metadata={**spec.metadata, PARTITION_COUNT: raw},
+        )
+        self._cap = self._capped(self.spec)
+        self._routing = routing_of(self.spec)
+        self._prepared = False  # the new partitions need the declared groups too
+        if self.on_resize is not None:
+            self.on_resize(self.spec)
+
+    async def reload(self) -> int:
+        """Read the stream's metadata again and route with a grown count; the count.
+
+        Example:
+            What a sender does when a partition refuses its routing; workers call it to
+            notice a resize too.
+        """
+        stored = await self._kv.hash_get_all(self.spec.keys.meta())
+        if stored:
+            async with self._serial():
+                self._adopt(stored)
+        return self.spec.partition_count
 
     # ------------------------------------------------------------------ appending
 
@@ -229,9 +300,7 @@ class StreamStore:
             span = self._tracing.send(self._target(appends))
             carrier = span.carrier
             if carrier:
-                appends = [
-                    Append(a.key, {**a.fields, **carrier}, a.idempotency_key) for a in appends
-                ]
+                appends = [replace(a, fields={**a.fields, **carrier}) for a in appends]
         started = self._clock.now()
         try:
             ids = await self._append(appends)
@@ -254,10 +323,49 @@ class StreamStore:
         return SendTarget(f"{spec.app}.{spec.name}", len(appends), partition)
 
     async def _append(self, appends: Sequence[Append]) -> list[bytes]:
+        """Append, routing again what a grown stream refused (see :mod:`runnel.domain.resize`).
+
+        A partition that routes with a newer count refuses the entries sent to it (and
+        only those: on Redis Cluster the other partitions take theirs). The metadata is
+        read again, those entries are routed with the new count and sent again; while a
+        resize is still recording its switch points the metadata shows the old count, so
+        the send waits a little and reads it again.
+        """
         await self.prepare()
+        ids: list[bytes] = [b""] * len(appends)
+        todo = list(range(len(appends)))
+        batch = list(appends)
+        pause = FIRST_PAUSE
+        for attempt in range(RESIZE_RETRIES + 1):
+            try:
+                done = await self._capped_append(batch)
+            except StreamResized as exc:
+                if attempt == RESIZE_RETRIES or any(a.route is None for a in batch):
+                    raise
+                written = exc.ids or [b""] * len(batch)
+                for index, new_id in zip(todo, written, strict=True):
+                    ids[index] = new_id
+                left = [(i, a) for i, a in zip(todo, batch, strict=True) if not ids[i]]
+                before = self.spec.partition_count
+                if await self.reload() == before:
+                    await self._clock.sleep(pause)  # the resize is still under way
+                    pause = min(pause * 2, LONGEST_PAUSE)
+                await self.prepare()
+                keys, count = self.spec.partition_keys, self.spec.partition_count
+                todo = [i for i, _ in left]
+                batch = [replace(a, key=keys[(a.route or 0) % count]) for _, a in left]
+                self._rerouted.inc(len(batch))
+                continue
+            for index, new_id in zip(todo, done, strict=True):
+                ids[index] = new_id
+            return ids
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    async def _capped_append(self, appends: Sequence[Append]) -> list[bytes]:
+        routing = self._routing
         if self.spec.trim_mode != "wait":
             try:
-                return await self._log.append(appends, self._cap, self.idempotency_window)
+                return await self._log.append(appends, self._cap, self.idempotency_window, routing)
             except BackpressureError:
                 self._refused.inc()
                 raise
@@ -267,7 +375,7 @@ class StreamStore:
         pause = FIRST_PAUSE
         while True:
             try:
-                return await self._log.append(appends, self._cap, self.idempotency_window)
+                return await self._log.append(appends, self._cap, self.idempotency_window, routing)
             except BackpressureError as exc:
                 self._refused.inc()
                 oversized = self._oversized(appends)
@@ -304,3 +412,12 @@ class StreamStore:
             raw = await self._kv.get(key)
             total += int(raw) if raw else 0
         return total
+
+
+def routing_of(spec: StreamSpec) -> Routing:
+    """The routing an append to ``spec``'s partitions is checked against."""
+    keys = spec.keys
+    return Routing(
+        spec.partition_count,
+        {keys.stream(n): keys.resize(n) for n in range(spec.partition_count)},
+    )

@@ -27,7 +27,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from dependency_injector import providers
 
@@ -41,10 +41,14 @@ from runnel.adapters.memory.streams import MemoryStreamLog
 from runnel.app import App
 from runnel.errors import Misconfigured
 from runnel.runtime.worker import Worker
+from runnel.stream import Stream
 from runnel.testing import _gate, _sleep
 from runnel.testing._inspection import Inspection
 from runnel.testing._observe import Instrumentation, Recorder
 from runnel.testing.observations import TaskRun
+
+if TYPE_CHECKING:
+    from runnel.admin import ResizeReport
 from runnel.testing.virtual_worker import (
     Controls,
     ProcessorRef,
@@ -432,6 +436,27 @@ class Harness(Inspection):
             pass
         await self.clock.advance(max(0.0, target - self.clock.now()))
         await self._settle()
+
+    async def resize(self, stream: str | Stream[Any], partitions: int) -> ResizeReport:
+        """Grow ``stream`` to ``partitions`` partitions while the workers run, as
+        ``runnel stream resize`` does (see :meth:`runnel.admin.Admin.resize_stream`).
+
+        Senders route with the new count from then on; each processor finishes the old
+        partitions up to their switch points before anything newer.
+
+        Example:
+            await orders.send(*before)
+            await h.resize(orders, 8)
+            await orders.send(*after)
+            await h.run_until_idle()
+        """
+        from runnel.admin import Admin
+
+        self._check_open()
+        name = stream if isinstance(stream, str) else stream.name
+        report = await Admin(self.app).resize_stream(name, partitions)
+        await self._settle()
+        return report
 
     async def advance_to_next(self) -> float | None:
         """Jump to the earliest moment anything waits for, and run what falls due then.

@@ -35,6 +35,9 @@ from tests.integration.engine.test_effectively_once_processes import (
     test_a_sender_killed_mid_send_and_run_again_with_its_key_leaves_no_duplicates,
     test_sigkill_and_sigstop_past_the_lease_leave_exactly_one_output_per_order,
 )
+from tests.integration.engine.test_resize_processes import (
+    test_growing_a_stream_mid_stream_loses_duplicates_and_reorders_nothing,
+)
 from tests.integration.engine.test_worker_processes import (
     test_a_failed_and_a_corrupt_entry_are_dead_lettered_with_their_fields_and_error,
     test_a_full_lossless_partition_refuses_sends_and_drops_nothing_unacknowledged,
@@ -54,6 +57,7 @@ __all__ = [
     "test_a_killed_workers_partitions_are_processed_by_the_next_without_loss",
     "test_a_sender_killed_mid_send_and_run_again_with_its_key_leaves_no_duplicates",
     "test_a_worker_paused_past_its_leases_loses_nothing_and_reorders_nothing",
+    "test_growing_a_stream_mid_stream_loses_duplicates_and_reorders_nothing",
     "test_sigkill_and_sigstop_past_the_lease_leave_exactly_one_output_per_order",
     "test_sigterm_drains_gracefully_and_a_new_worker_finishes_with_zero_duplicates",
     "test_ten_thousand_keyed_events_are_each_processed_once_in_per_key_order",

@@ -26,12 +26,14 @@ from runnel.adapters.memory._stream_state import Group, Nack, Stream, parse_id
 from runnel.adapters.memory.broker import MemoryBroker
 from runnel.domain.ids import MAX_ID, MIN_ID, StreamId
 from runnel.domain.model import Entry
+from runnel.domain.resize import MARKER_FIELD
 from runnel.errors import (
     BackendError,
     BackendProtocolError,
     BackpressureError,
     Fenced,
     GroupMissing,
+    StreamResized,
 )
 from runnel.ports import (
     AckRequest,
@@ -46,6 +48,7 @@ from runnel.ports import (
     KeyPeek,
     PendingEntry,
     ReadRequest,
+    Routing,
 )
 
 logger = logging.getLogger(__name__)
@@ -109,16 +112,23 @@ class MemoryStreamLog:
     # ------------------------------------------------------------------ appends
 
     async def append(
-        self, entries: Sequence[Append], cap: Cap | None = None, window: float = 0.0
+        self,
+        entries: Sequence[Append],
+        cap: Cap | None = None,
+        window: float = 0.0,
+        routing: Routing | None = None,
     ) -> list[bytes]:
         """Append every entry atomically, in order; return their ids (see the port).
 
         Raises:
             BackpressureError: a lossless ``cap`` would trim an unacknowledged entry.
+            StreamResized: a partition routes with another count than ``routing``'s.
         """
         for item in entries:
             if not item.fields:
                 raise BackendProtocolError("ERR wrong number of arguments for 'xadd' command")
+        if routing is not None:
+            self._check_routing(entries, routing)
         repeats = self._repeats(entries)
         fresh = [item for item, known in zip(entries, repeats, strict=True) if known is None]
         if cap is not None and cap.mode == "lossless":
@@ -138,6 +148,35 @@ class MemoryStreamLog:
             self._trim(fresh, {item.key: cap for item in fresh})
         self.broker.ring()
         return ids
+
+    def _check_routing(self, entries: Sequence[Append], routing: Routing) -> None:
+        """Refuse the batch if a partition routes with another count (as append.lua)."""
+        for key in dict.fromkeys(item.key for item in entries):
+            record = self.broker.hash(routing.records[key]) or {}
+            count = record.get(b"count")
+            if count is not None and int(count) != routing.count:
+                refused = StreamResized(
+                    f"stream partition {key} now routes with {count.decode()} partitions: "
+                    "the append was routed with an older count and was not written",
+                    key,
+                    int(count),
+                )
+                refused.ids = [b""] * len(entries)
+                raise refused
+
+    async def switch(self, key: str, record: str, count: int) -> bytes:
+        """Record ``key``'s switch point for a resize to ``count`` (as ``switch.lua``)."""
+        grown = str(count).encode()
+        routing = self.broker.hash(record, create=True)
+        if routing is None:  # never: create=True makes it
+            raise BackendProtocolError(f"no routing record at {record}")
+        if routing.get(b"count") == grown and grown in routing:
+            return routing[grown]
+        point = self._add(key, {MARKER_FIELD: grown})
+        self.broker.ring()
+        routing[grown] = point
+        routing[b"count"] = grown
+        return point
 
     def _repeats(self, entries: Sequence[Append]) -> list[bytes | None]:
         """Per entry: the id its idempotency key remembers, b"" for a repeat of an earlier

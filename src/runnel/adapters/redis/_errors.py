@@ -8,7 +8,9 @@ Our Lua scripts refuse with error replies whose first word is a code:
 
 * ``FENCED <lock key>``: the caller's lease is gone (:class:`~runnel.errors.Fenced`);
 * ``BACKPRESSURE <stream key> <first unsafe id> <group>``: a lossless cap refused an
-  append (:class:`~runnel.errors.BackpressureError`).
+  append (:class:`~runnel.errors.BackpressureError`);
+* ``RESIZED <stream key> <count>``: the partition routes with another partition count
+  than the append's (:class:`~runnel.errors.StreamResized`).
 
 A command the Redis user may not run, or a key it may not touch (``NOPERM``, or inside a
 script "The user executing the script can't run this command"), becomes
@@ -42,6 +44,7 @@ from runnel.errors import (
     Fenced,
     GroupMissing,
     PermissionDenied,
+    StreamResized,
 )
 
 FENCED = "FENCED"
@@ -51,6 +54,7 @@ NOGROUP = "NOGROUP"
 """First word of Redis' error reply when a consumer group, or its stream, is missing."""
 
 BACKPRESSURE = "BACKPRESSURE"
+RESIZED = "RESIZED"
 """First word of the error reply of the append script when a lossless cap refuses."""
 
 _BACKPRESSURE_RE = re.compile(r"^BACKPRESSURE (?P<key>.+) (?P<id>\d+-\d+|new) (?P<group>.+)$")
@@ -272,6 +276,8 @@ def translate(exc: BaseException) -> BackendError | PermissionDenied:
             return Fenced(f"lease {lock} is no longer held by this owner (Redis said: {message})")
         if message.startswith(BACKPRESSURE):
             return BackpressureError(_backpressure_message(message))
+        if message.startswith(RESIZED):
+            return _resized(message)
         if message.startswith(NOGROUP):
             return GroupMissing(f"Redis refused the command: {message}")
         return BackendProtocolError(f"Redis refused the command: {message}")
@@ -283,6 +289,16 @@ def _unnamed(exc: BaseException) -> str:
     if isinstance(exc, (rex.TimeoutError, TimeoutError)):
         return f"no reply within the socket timeout ({type(exc).__name__})"
     return f"{type(exc).__name__} (no detail given)"
+
+
+def _resized(reply: str) -> StreamResized:
+    _, key, count = [*reply.split(" ", 2), "", ""][:3]
+    return StreamResized(
+        f"stream partition {key} now routes with {count or 'another'} partitions: the "
+        f"append was routed with an older count and was not written (Redis said: {reply})",
+        key,
+        int(count) if count.isdigit() else 0,
+    )
 
 
 def _backpressure_message(reply: str) -> str:

@@ -59,6 +59,8 @@ SENDER: Final = (
     "exists",
     "incrby",
     "get",
+    # the routing record of each partition (a resized stream refuses stale routing)
+    "hget",
     # the idempotency keys of idempotent sends (SET PX)
     "set",
     # stream metadata (hash_set_missing.lua) and the groups declared processors read from

@@ -54,6 +54,7 @@ from runnel.adapters.redis.streams import (
     commit_call,
     commit_reply,
     outbox_call,
+    routing_keys,
 )
 from runnel.domain.model import Entry
 from runnel.errors import (
@@ -63,6 +64,7 @@ from runnel.errors import (
     Fenced,
     Misconfigured,
     PermissionDenied,
+    StreamResized,
 )
 from runnel.ports import (
     AckRequest,
@@ -73,6 +75,7 @@ from runnel.ports import (
     Fence,
     Lease,
     ReadRequest,
+    Routing,
 )
 
 T = TypeVar("T")
@@ -154,13 +157,18 @@ class ClusterStreamLog(RedisStreamLog):
         self._append = register(client, "append")  # type: ignore[arg-type]
         self._exchange = register(client, "exchange")  # type: ignore[arg-type]
         self._count = register(client, "count")  # type: ignore[arg-type]
+        self._switch = register(client, "switch")  # type: ignore[arg-type]
         self._commit = register(client, "commit")  # type: ignore[arg-type]
         self._outbox = register(client, "outbox")  # type: ignore[arg-type]
         timeout = client.get_connection_kwargs().get("socket_timeout")
         self._block_slice = None if timeout is None else max(1, int(float(timeout) * 500))
 
     async def append(
-        self, entries: Sequence[Append], cap: Cap | None = None, window: float = 0.0
+        self,
+        entries: Sequence[Append],
+        cap: Cap | None = None,
+        window: float = 0.0,
+        routing: Routing | None = None,
     ) -> list[bytes]:
         """Append ``entries`` in order, atomically per partition; return their ids.
 
@@ -169,13 +177,15 @@ class ClusterStreamLog(RedisStreamLog):
                 (those of the other partitions were appended; the message says how many).
             BackendProtocolError: an entry's idempotency key is not in its partition's
                 slot (a key layout that is not the cluster one).
+            StreamResized: a partition routes with another count than ``routing``'s (its
+                ``ids`` say which entries the other partitions took).
         """
         if not entries:
             return []
         groups = by_slot(entries, lambda e: e.key)
         calls: list[Call] = []
         for members in groups.values():
-            calls.append(self._append_call([entry for _, entry in members], cap, window))
+            calls.append(self._append_call([entry for _, entry in members], cap, window, routing))
         with translated():
             raw = await run_per_slot(self._cluster, self._append, calls)
         ids: list[bytes] = [b""] * len(entries)
@@ -189,6 +199,9 @@ class ClusterStreamLog(RedisStreamLog):
                 ids[index] = new_id
                 written += 1
         if refused is not None:
+            if isinstance(refused, StreamResized):
+                refused.ids = ids  # the entries of the partitions that took them have ids
+                raise refused
             if written and isinstance(refused, BackpressureError):
                 raise BackpressureError(
                     f"{refused} ({written} of the batch's {len(entries)} entries, for other "
@@ -199,7 +212,9 @@ class ClusterStreamLog(RedisStreamLog):
         return ids
 
     @staticmethod
-    def _append_call(entries: Sequence[Append], cap: Cap | None, window: float) -> Call:
+    def _append_call(
+        entries: Sequence[Append], cap: Cap | None, window: float, routing: Routing | None = None
+    ) -> Call:
         keys: list[str] = []
         index: dict[str, int] = {}
         for entry in entries:
@@ -208,16 +223,19 @@ class ClusterStreamLog(RedisStreamLog):
                 keys.append(entry.key)
                 index[entry.key] = len(keys)
         nstreams = len(keys)
+        stream = keys[0]
+        keys += routing_keys(keys, routing)
         if cap is not None:
-            keys.append(cap.lost_keys.get(keys[0], cap.lost_key) if cap.lost_keys else cap.lost_key)
-        # append.lua: maxlen, mode, the number of streams, the idempotency window, then per
-        # entry: stream, idempotency key (its index in KEYS, 0 for none), fields. The
-        # idempotency keys of the cluster layout are in their partition's slot.
+            keys.append(cap.lost_keys.get(stream, cap.lost_key) if cap.lost_keys else cap.lost_key)
+        # append.lua: maxlen, mode, the number of streams, the idempotency window, the routed
+        # count, then per entry: stream, idempotency key (its index in KEYS, 0 for none),
+        # fields. The idempotency keys of the cluster layout are in their partition's slot.
         args: list[Arg] = [
             cap.maxlen if cap else 0,
             cap.mode if cap else "none",
             nstreams,
             max(1, _to_ms(window)),
+            routing.count if routing is not None else 0,
         ]
         for entry in entries:
             dedup = 0

@@ -31,7 +31,7 @@ from runnel.adapters.redis._replies import as_int
 from runnel.adapters.redis.streams import RedisStreamLog
 from runnel.domain.model import Entry
 from runnel.errors import NotReplicated
-from runnel.ports import AckRequest, Append, Cap, Commit, DeadLetter, ReadRequest
+from runnel.ports import AckRequest, Append, Cap, Commit, DeadLetter, ReadRequest, Routing
 
 log = logging.getLogger("runnel.adapters.redis")
 
@@ -72,10 +72,14 @@ class ReplicatedStreamLog(RedisStreamLog):
             )
 
     async def append(
-        self, entries: Sequence[Append], cap: Cap | None = None, window: float = 0.0
+        self,
+        entries: Sequence[Append],
+        cap: Cap | None = None,
+        window: float = 0.0,
+        routing: Routing | None = None,
     ) -> list[bytes]:
         """Append as the single-server log does, then wait for the replicas."""
-        ids = await super().append(entries, cap, window)
+        ids = await super().append(entries, cap, window, routing)
         if ids:
             await self._require(f"an append of {len(ids)} entries")
         return ids

@@ -36,7 +36,15 @@ from runnel.adapters.redis._errors import (
 from runnel.adapters.redis._scripts import Arg, call_packed, register, user_of
 from runnel.adapters.redis._watched import exchange_watched
 from runnel.domain.model import Entry, Fields
-from runnel.errors import BackendFull, BackendProtocolError, BackendUnavailable, OutcomeUnknown
+from runnel.domain.resize import MARKER_FIELD
+from runnel.errors import (
+    BackendFull,
+    BackendProtocolError,
+    BackendUnavailable,
+    Misconfigured,
+    OutcomeUnknown,
+    StreamResized,
+)
 from runnel.ports import (
     AckRequest,
     Append,
@@ -50,6 +58,7 @@ from runnel.ports import (
     KeyPeek,
     PendingEntry,
     ReadRequest,
+    Routing,
 )
 
 REDIS_PY_SOCKET_TIMEOUT = 5.0
@@ -127,10 +136,15 @@ class RedisStreamLog:
         self._commit = register(client, "commit")
         self._count = register(client, "count")
         self._outbox = register(client, "outbox")
+        self._switch = register(client, "switch")
         self._block_slice = block_slice_ms(client)
 
     async def append(
-        self, entries: Sequence[Append], cap: Cap | None = None, window: float = 0.0
+        self,
+        entries: Sequence[Append],
+        cap: Cap | None = None,
+        window: float = 0.0,
+        routing: Routing | None = None,
     ) -> list[bytes]:
         """Append ``entries`` atomically, in order, in one script call; return their ids.
 
@@ -139,6 +153,7 @@ class RedisStreamLog:
 
         Raises:
             BackpressureError: a lossless ``cap`` would trim an unacknowledged entry.
+            StreamResized: a partition routes with another count than ``routing``'s.
         """
         if not entries:
             return []
@@ -150,6 +165,7 @@ class RedisStreamLog:
                 keys.append(entry.key)
                 index[entry.key] = len(keys)
         nstreams = len(keys)
+        keys += routing_keys(keys, routing)
         if cap is not None:
             keys.append(cap.lost_key)
         args: list[Arg] = [
@@ -157,6 +173,7 @@ class RedisStreamLog:
             cap.mode if cap else "none",
             nstreams,
             max(1, _to_ms(window)),
+            routing.count if routing is not None else 0,
         ]
         for entry in entries:
             dedup = 0
@@ -169,6 +186,9 @@ class RedisStreamLog:
         try:
             with translated():
                 raw = await self._append(keys=keys, args=args)
+        except StreamResized as exc:
+            exc.ids = [b""] * len(entries)
+            raise
         except BackendUnavailable as exc:
             if isinstance(exc, BackendFull) or not reply_lost(exc):
                 raise  # nothing was written: safe to send again
@@ -439,6 +459,26 @@ class RedisStreamLog:
             return 0
         with translated():
             return _replies.as_int(await self._client.xdel(key, *ids))
+
+    async def switch(self, key: str, record: str, count: int) -> bytes:
+        """``switch.lua``: record ``key``'s switch point for a resize to ``count``."""
+        with translated(), _noting(self._client, [key, record]):
+            raw = await self._switch(keys=[key, record], args=[count, MARKER_FIELD])
+            return _replies.as_bytes(raw)
+
+
+def routing_keys(streams: Sequence[str], routing: Routing | None) -> list[str]:
+    """The routing record of each of ``streams`` (none without ``routing``).
+
+    Raises:
+        Misconfigured: ``routing`` names no record for one of them (a bug in the caller).
+    """
+    if routing is None:
+        return []
+    try:
+        return [routing.records[key] for key in streams]
+    except KeyError as exc:
+        raise Misconfigured(f"no routing record for partition {exc.args[0]}") from None
 
 
 def commit_call(commit: Commit) -> tuple[list[str], list[Arg]]:

@@ -3,12 +3,16 @@
 --
 --!include _cap
 --
--- KEYS: the distinct stream keys, then (only when capped) the lost-entries counter, then
---       the distinct idempotency keys of the batch.
+-- KEYS: the distinct stream keys, then (only when routed) each stream's routing record
+--       (same order), then (only when capped) the lost-entries counter, then the distinct
+--       idempotency keys of the batch.
 -- ARGV: maxlen, mode ("none" | "lossless" | "lossy"), the number of stream keys, the
---       idempotency window in milliseconds, then for each entry: the 1-based index of its
---       stream in KEYS, the index in KEYS of its idempotency key (0 for none), its number
---       of fields n, then n field/value pairs (2n values).
+--       idempotency window in milliseconds, the partition count the entries were routed
+--       with (0: not checked), then for each entry: the 1-based index of its stream in
+--       KEYS, the index in KEYS of its idempotency key (0 for none), its number of fields
+--       n, then n field/value pairs (2n values).
+-- A stream whose routing record holds another count (the stream grew since the sender
+-- routed) refuses the batch before anything is written: RESIZED <stream> <count>.
 -- Returns the ids in input order. An entry whose idempotency key is found (written by an
 -- earlier append within the window, or by an earlier entry of this batch) is not added:
 -- its id is the one the key remembers.
@@ -23,12 +27,24 @@ local mode = ARGV[2]
 local nstreams = tonumber(ARGV[3])
 local window = ARGV[4]
 local capped = mode ~= 'none'
+local routed = tonumber(ARGV[5])
+local lost_index = nstreams + 1
+
+if routed > 0 then
+    for k = 1, nstreams do
+        local count = redis.call('HGET', KEYS[nstreams + k], 'count')
+        if count and tonumber(count) ~= routed then
+            return redis.error_reply('RESIZED ' .. KEYS[k] .. ' ' .. count)
+        end
+    end
+    lost_index = 2 * nstreams + 1
+end
 
 -- Parse the entries; resolve idempotency keys; count the new entries per stream.
 local entries = {}
 local added = {}
 local known = {}  -- idempotency key index -> id already recorded, or the entry adding it
-local i = 5
+local i = 6
 while i <= #ARGV do
     local k = tonumber(ARGV[i])
     local d = tonumber(ARGV[i + 1])
@@ -62,7 +78,7 @@ for k = 1, nstreams do
 end
 
 if mode == 'lossy' and lost > 0 then
-    redis.call('INCRBY', KEYS[nstreams + 1], lost)
+    redis.call('INCRBY', KEYS[lost_index], lost)
 end
 
 local ids = {}

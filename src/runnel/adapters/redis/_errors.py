@@ -251,7 +251,7 @@ def translate(exc: BaseException) -> BackendError | PermissionDenied:
         return BackendUnavailable(f"Redis is unreachable or did not answer in time: {message}")
     if isinstance(exc, _UNAVAILABLE_REPLIES):
         return BackendUnavailable(f"Redis cannot serve this request now: {message}")
-    if isinstance(exc, rex.AskError) or message.startswith("CROSSSLOT"):
+    if isinstance(exc, rex.AskError | rex.ClusterCrossSlotError) or message.startswith("CROSSSLOT"):
         return BackendProtocolError(
             "this Redis server is a node of a Redis Cluster: name its nodes in a "
             f"redis+cluster://host:port[,host:port...] URL (Redis said: {message})"

@@ -428,6 +428,8 @@ class Executor:
             commits=self.commits.committed,
             committed_outputs=self.commits.outputs,
             commit_retries=self.commits.retried,
+            reaped_by_connection=coordinator.reaped_by_connection,
+            reaped_by_heartbeat=coordinator.reaped_by_heartbeat,
         )
 
     def _in_flight(self, number: int) -> object | None:

@@ -62,6 +62,8 @@ class Counts:
     commits: int = 0
     committed_outputs: int = 0
     commit_retries: int = 0
+    reaped_by_connection: int = 0
+    reaped_by_heartbeat: int = 0
 
 
 @dataclass(slots=True)
@@ -132,6 +134,12 @@ class ProcessorMonitor:
             "commits": metrics.counter("runnel_commits_total", **labels),
             "committed_outputs": metrics.counter("runnel_committed_outputs_total", **labels),
             "commit_retries": metrics.counter("runnel_commit_retries_total", **labels),
+            "reaped_by_connection": metrics.counter(
+                "runnel_partitions_reaped_total", **labels, reason="connection"
+            ),
+            "reaped_by_heartbeat": metrics.counter(
+                "runnel_partitions_reaped_total", **labels, reason="heartbeat"
+            ),
         }
         self._resets = metrics.counter("runnel_store_resets_total", app=app, stream=stream)
         self._owned = metrics.gauge("runnel_partitions_owned", **labels)

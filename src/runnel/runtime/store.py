@@ -50,7 +50,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Final
 
-from runnel.errors import BackpressureError, MetadataMismatch, NotReplicated
+from runnel.errors import BackpressureError, MetadataMismatch, NotReplicated, RunnelError
 from runnel.ports import Append, Cap, Clock, KeyValue, StreamLog
 from runnel.runtime.specs import StreamSpec
 from runnel.telemetry import Metrics, NoMetrics, SendTarget, Tracing
@@ -106,6 +106,7 @@ class StreamStore:
         self._send_time = metrics.histogram("runnel_send_duration_seconds", **labels)
         self._refused = metrics.counter("runnel_backpressure_refusals_total", **labels)
         self._not_replicated = metrics.counter("runnel_sends_not_replicated_total", **labels)
+        self._metrics = metrics
         self._tracing = tracing if tracing is not None and tracing.enabled else None
         self._prepared = False
         self._lock: asyncio.Lock | None = None
@@ -238,6 +239,8 @@ class StreamStore:
         except BaseException as exc:
             if isinstance(exc, NotReplicated):
                 self._not_replicated.inc()
+            if isinstance(exc, Exception):  # not a cancellation
+                self._send_error(exc)
             if span is not None:
                 span.end(exc)
             raise
@@ -246,6 +249,14 @@ class StreamStore:
         self._sent.inc(len(ids))
         self._send_time.observe(self._clock.now() - started)
         return ids
+
+    def _send_error(self, exc: Exception) -> None:
+        """Count a failed send by its error's class (runnel's own classes, a bounded set)."""
+        error = type(exc).__name__ if isinstance(exc, RunnelError) else "other"
+        spec = self.spec
+        self._metrics.counter(
+            "runnel_send_errors_total", app=spec.app, stream=spec.name, error=error
+        ).inc()
 
     def _target(self, appends: Sequence[Append]) -> SendTarget:
         spec = self.spec

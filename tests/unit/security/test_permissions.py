@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from redis.exceptions import NoPermissionError, ResponseError
 
 from runnel.adapters.redis import _probe
@@ -192,3 +194,8 @@ def test_the_probe_covers_every_kind_of_key_a_worker_touches() -> None:
     assert {n.kind for n in needs} == set(_probe.PROBES)
     assert len(needs) == len(set(needs))
     assert probe_refusals([[3, b"ERR ... can't run"]], 5) == [2]
+
+
+def test_docs_security_md_shows_the_cluster_acl_runnel_acl_prints() -> None:
+    text = (Path(__file__).resolve().parents[3] / "docs" / "security.md").read_text()
+    assert setuser_command("myapp", "worker", "myapp-worker", cluster=True) in text

@@ -383,23 +383,22 @@ async def large(ctx: Context) -> list[Row]:
     job = replace(LARGE_JOB, events=events)
     total = events + LARGE_PARTITIONS  # the backlog and the gate's kick events
     mean_mb = sum(blob_size(i, unit) for i in range(total)) / total / 1e6
-    budget_mb = (Settings().prefetch_bytes or 0) / MIB
+    budget_mb = (Settings().prefetch_bytes or 0) / MIB  # RSS is in MiB too (kB / 1024)
     size = f"{unit * 1 // 1024:,} KiB-{unit * 4 // 1024:,} KiB" if unit < MIB else "1-4 MiB"
     rate = Row(f"large events ({size}), {events} backlog", "events/s")
     mb = Row(f"large events ({size}), {events} backlog, MB/s", "MB/s")
     idle = Row("large events, worker RSS idle", "MB")
     peak = Row("large events, worker peak RSS", "MB")
-    over = Row(
-        "large events, peak RSS over idle",
-        "MB",
-        # the budget, plus about one event per partition (always read one) and the
-        # decoding of the event in hand (its JSON and its record: about 3 times its size)
-        target=Target(at_most=round(budget_mb + (LARGE_PARTITIONS + 3) * 4 * unit / MIB)),
-    )
+    over = Row("large events, peak RSS over idle", "MB")
+    bound = Row("large events, peak RSS / (idle RSS + prefetch_bytes)", "x")
     over.note = (
         f"budget prefetch_bytes = {budget_mb:.0f} MiB; the raw loop reads up to 100 entries "
         "per partition per call, with no byte bound"
     )
+    small_mb = budget_mb / 4
+    small_job = replace(job, settings=(("RUNNEL_PREFETCH_BYTES", str(int(small_mb * MIB))),))
+    small = Row(f"large events, peak RSS over idle, prefetch_bytes={small_mb:.0f} MiB", "MB")
+    small_rate = Row(f"large events, prefetch_bytes={small_mb:.0f} MiB, MB/s", "MB/s")
     for r, runnel_first in enumerate(alternate(ctx.repeat)):
         ours, raw = await in_order(
             runnel_first,
@@ -416,10 +415,18 @@ async def large(ctx: Context) -> list[Row]:
         peak.baseline.append(raw.peak_rss)
         over.values.append(ours.peak_rss - ours.idle_rss)
         over.baseline.append(raw.peak_rss - raw.idle_rss)
+        bound.values.append(ours.peak_rss / (ours.idle_rss + budget_mb))
+        smaller = await measure(ctx, small_job, "runnel", sample_rss=True)
+        small.values.append(smaller.peak_rss - smaller.idle_rss)
+        small.baseline.append(raw.peak_rss - raw.idle_rss)
+        small_rate.values.append(smaller.rate * mean_mb)
+        small_rate.baseline.append(raw.rate * mean_mb)
         ctx.say(
             f"large #{r + 1}: runnel {ours.rate:,.1f} events/s ({ours.rate * mean_mb:,.1f} "
             f"MB/s), raw {raw.rate:,.1f} events/s ({raw.rate * mean_mb:,.1f} MB/s); RSS "
             f"idle/peak runnel {ours.idle_rss:.1f}/{ours.peak_rss:.1f} MB, raw "
-            f"{raw.idle_rss:.1f}/{raw.peak_rss:.1f} MB"
+            f"{raw.idle_rss:.1f}/{raw.peak_rss:.1f} MB; with prefetch_bytes={small_mb:.0f} MiB "
+            f"{smaller.rate * mean_mb:,.1f} MB/s, RSS idle/peak {smaller.idle_rss:.1f}/"
+            f"{smaller.peak_rss:.1f} MB"
         )
-    return [rate, mb, idle, peak, over]
+    return [rate, mb, idle, peak, over, bound, small_rate, small]

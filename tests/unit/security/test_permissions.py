@@ -199,3 +199,12 @@ def test_the_probe_covers_every_kind_of_key_a_worker_touches() -> None:
 def test_docs_security_md_shows_the_cluster_acl_runnel_acl_prints() -> None:
     text = (Path(__file__).resolve().parents[3] / "docs" / "security.md").read_text()
     assert setuser_command("myapp", "worker", "myapp-worker", cluster=True) in text
+
+
+def test_the_user_of_a_cluster_client_is_named_in_refusals() -> None:
+    from runnel.adapters.redis._scripts import user_of
+    from runnel.adapters.redis.cluster import make_cluster_client
+
+    named = make_cluster_client("redis+cluster://shop-worker:pw@127.0.0.1:7000", 2)
+    anonymous = make_cluster_client("redis+cluster://127.0.0.1:7000", 2)
+    assert (user_of(named), user_of(anonymous)) == ("shop-worker", "default")

@@ -70,8 +70,12 @@ def script_commands(name: str) -> tuple[str, ...]:
 
 
 def user_of(client: Redis) -> str:
-    """The name of the Redis user ``client`` authenticates as (``default`` without one)."""
-    kwargs = getattr(client.connection_pool, "connection_kwargs", {})
+    """The name of the Redis user ``client`` authenticates as (``default`` without one).
+
+    A cluster client has no pool of its own: its nodes' connection options are on it.
+    """
+    source = getattr(client, "connection_pool", client)
+    kwargs = getattr(source, "connection_kwargs", {})
     return str(kwargs.get("username") or "default")
 
 

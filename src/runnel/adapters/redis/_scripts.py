@@ -69,7 +69,7 @@ def script_commands(name: str) -> tuple[str, ...]:
     return tuple(sorted({c.upper() for c in _CALLS.findall(script_text(name))}))
 
 
-def user_of(client: Redis) -> str:
+def user_of(client: object) -> str:
     """The name of the Redis user ``client`` authenticates as (``default`` without one).
 
     A cluster client has no pool of its own: its nodes' connection options are on it.

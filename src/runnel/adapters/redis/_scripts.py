@@ -94,7 +94,7 @@ class Script(AsyncScript):
             keys=tuple(_text(k) for k in keys),
             script=self.name,
             commands=script_commands(self.name),
-            user=user_of(self.registered_client),  # type: ignore[arg-type]  # a Redis here
+            user=user_of(self.registered_client),
         )
 
     async def __call__(

@@ -6,7 +6,8 @@ Usage::
     python -m benchmarks --smoke              # a few seconds per scenario (make bench-smoke)
     python -m benchmarks --only send,latency --repeat 3 --json results.json
 
-Scenarios: send, single, take, two-workers, latency, memory, metrics, effectively-once.
+Scenarios: send, single, take, two-workers, latency, memory, large, metrics,
+effectively-once.
 Each is measured ``--repeat`` times for runnel and for the raw redis-py baseline,
 alternating which goes first; the table shows runnel's median, min and max, the
 baseline's median, their ratio, and the target. The ``metrics`` scenario compares runnel
@@ -44,6 +45,7 @@ SCENARIOS: dict[str, Scenario] = {
     "two-workers": partial(consume.throughput, scenario="two-workers"),
     "latency": latency.latency,
     "memory": consume.memory,
+    "large": consume.large,
     "metrics": consume.metrics,
     "effectively-once": consume.effectively_once,
 }

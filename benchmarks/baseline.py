@@ -30,7 +30,7 @@ from redis.asyncio import Redis
 from redis.typing import EncodableT, FieldT
 from xxhash import xxh64_intdigest
 
-from benchmarks.models import KINDS, OrderData, RecordKind, TickData
+from benchmarks.models import KINDS, BlobData, OrderData, RecordKind, TickData
 from benchmarks.samples import write_latencies
 
 Fields = dict[FieldT, EncodableT]
@@ -79,8 +79,15 @@ def decode_order(fields: ReplyFields) -> OrderData:
     return OrderData.model_validate_json(fields[b"data"])
 
 
-def decoder(kind: RecordKind) -> Callable[[ReplyFields], TickData | OrderData]:
+def decode_blob(fields: ReplyFields) -> BlobData:
+    """Validate a large record from its JSON ``data`` field."""
+    return BlobData.model_validate_json(fields[b"data"])
+
+
+def decoder(kind: RecordKind) -> Callable[[ReplyFields], TickData | OrderData | BlobData]:
     """The hand-written decoder of ``kind``."""
+    if kind == "large":
+        return decode_blob
     return decode_tick if kind == "primitive" else decode_order
 
 

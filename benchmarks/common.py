@@ -27,6 +27,10 @@ class Sizes:
     latency_warmup: int
     ready_timeout: float
     done_timeout: float
+    large_events: int = 64
+    """Events of a large-events run (1 to 4 units each, 2.5 on average)."""
+    large_unit: int = 1024 * 1024
+    """Bytes of a large event's payload unit."""
 
 
 FULL = Sizes(
@@ -47,6 +51,8 @@ SMOKE = Sizes(
     latency_warmup=100,
     ready_timeout=30.0,
     done_timeout=30.0,
+    large_events=8,
+    large_unit=16 * 1024,
 )
 
 

@@ -1,4 +1,5 @@
-"""Consumption scenarios: one worker one event at a time, ``take(100)``, two workers, memory.
+"""Consumption scenarios: one worker one event at a time, ``take(100)``, two workers, memory,
+large events.
 
 Each measured run empties the server, sends the events (not timed), parks the consumer
 group, starts the consumer process(es) and times them from the gate to the last
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import profile
-from benchmarks.apps import PARTITIONS, Mode, build
+from benchmarks.apps import LARGE_PARTITIONS, PARTITIONS, Mode, build
 from benchmarks.common import Context, alternate, in_order
 from benchmarks.harness import (
     BenchError,
@@ -31,9 +32,10 @@ from benchmarks.harness import (
     start_worker,
     stop_all,
 )
-from benchmarks.records import RecordKind, make
+from benchmarks.records import MIB, RecordKind, blob_size, make
 from benchmarks.report import Row, Target
 from runnel import Stream
+from runnel.settings import Settings
 
 PRESEND_CHUNK = 1000
 
@@ -48,6 +50,9 @@ class Job:
     workers: int = 1
     settings: tuple[tuple[str, str], ...] = ()
     """Environment variables of the runnel workers (never of the raw baseline)."""
+    partitions: int = PARTITIONS
+    events: int | None = None
+    """Events per run (None: the sizes' ``consume_events``)."""
 
 
 @dataclass(frozen=True)
@@ -68,7 +73,16 @@ class Measured:
 
 
 async def _presend(ctx: Context, stream: Stream[Any], kind: RecordKind, events: int) -> None:
-    """Send ``events`` records with runnel (encoded once per app name and reused)."""
+    """Send ``events`` records with runnel (encoded once per app name and reused; large
+    records are made again for each run, in small chunks, rather than kept)."""
+    unit = ctx.sizes.large_unit
+    if kind == "large":
+        for start in range(0, events, LARGE_CHUNK):
+            chunk = [
+                make(kind, i, unit=unit) for i in range(start, min(events, start + LARGE_CHUNK))
+            ]
+            await stream.append_encoded(stream.encode_batch(chunk))
+        return
     cache_key = (stream.app.name, kind, events)
     appends = ctx.appends.get(cache_key)
     if appends is None:
@@ -81,17 +95,22 @@ async def _presend(ctx: Context, stream: Stream[Any], kind: RecordKind, events: 
         await stream.append_encoded(appends[start : start + PRESEND_CHUNK])
 
 
+LARGE_CHUNK = 4
+"""Large records sent per call while filling the backlog."""
+
+
 async def measure(ctx: Context, job: Job, impl: str, sample_rss: bool = False) -> Measured:
     """One measured run of ``job`` by ``impl`` (``runnel`` or ``raw``)."""
-    events = ctx.sizes.consume_events
+    events = job.events if job.events is not None else ctx.sizes.consume_events
+    partitions = job.partitions
     app_name = f"b-{job.module}-{job.workers}w"
     await ctx.fresh()
-    app, stream = build(job.kind, job.mode, name=app_name, url=ctx.url)
+    app, stream = build(job.kind, job.mode, name=app_name, url=ctx.url, partition_count=partitions)
     consumers: list[Consumer] = []
     recorders: list[tuple[Path, subprocess.Popen[bytes]]] = []
     try:
         await _presend(ctx, stream, job.kind, events)
-        keys = keys_of(app_name, PARTITIONS)
+        keys = keys_of(app_name, partitions)
         watcher = Watcher(ctx.client, keys)
         await watcher.park()
         if impl == "runnel":
@@ -102,7 +121,7 @@ async def measure(ctx: Context, job: Job, impl: str, sample_rss: bool = False) -
                     )
                 )
             holders = await watcher.wait_ready(
-                consumers, lock_keys(app_name, PARTITIONS), job.workers, ctx.sizes.ready_timeout
+                consumers, lock_keys(app_name, partitions), job.workers, ctx.sizes.ready_timeout
             )
         else:
             share = -(-len(keys) // job.workers)
@@ -116,7 +135,8 @@ async def measure(ctx: Context, job: Job, impl: str, sample_rss: bool = False) -
             )
         idle = sum(rss_mb(c.pid) for c in consumers)
         kick: list[Any] = [
-            stream.codec.encode(make(job.kind, events + i)) for i in range(PARTITIONS)
+            stream.codec.encode(make(job.kind, events + i, unit=ctx.sizes.large_unit))
+            for i in range(partitions)
         ]
         if ctx.profile_dir is not None:
             recorders = _profile(ctx.profile_dir, f"{app_name}-{impl}", consumers)
@@ -140,7 +160,7 @@ async def measure(ctx: Context, job: Job, impl: str, sample_rss: bool = False) -
     if bad:
         c, code = bad[0]
         raise BenchError(f"{c.name} exited with {code}:\n{c.log_tail()}")
-    total = events + PARTITIONS
+    total = events + partitions
     per = 1000 / total
     return Measured(
         total / (finished - started),
@@ -349,3 +369,64 @@ async def memory(ctx: Context) -> list[Row]:
             f"raw {raw.idle_rss:.1f}/{raw.peak_rss:.1f} MB (idle/peak)"
         )
     return [idle, busy]
+
+
+LARGE_JOB = Job("large", "large", "single", partitions=LARGE_PARTITIONS)
+
+
+async def large(ctx: Context) -> list[Row]:
+    """One worker draining a backlog of large events (1 to 4 MiB, 4 partitions): throughput
+    in MB/s and events/s against the raw loop, and the worker's peak RSS against its idle
+    RSS plus the byte budget (``prefetch_bytes``, 64 MiB by default)."""
+    events = ctx.sizes.large_events
+    unit = ctx.sizes.large_unit
+    job = replace(LARGE_JOB, events=events)
+    total = events + LARGE_PARTITIONS  # the backlog and the gate's kick events
+    mean_mb = sum(blob_size(i, unit) for i in range(total)) / total / 1e6
+    budget_mb = (Settings().prefetch_bytes or 0) / MIB  # RSS is in MiB too (kB / 1024)
+    size = f"{unit * 1 // 1024:,} KiB-{unit * 4 // 1024:,} KiB" if unit < MIB else "1-4 MiB"
+    rate = Row(f"large events ({size}), {events} backlog", "events/s")
+    mb = Row(f"large events ({size}), {events} backlog, MB/s", "MB/s")
+    idle = Row("large events, worker RSS idle", "MB")
+    peak = Row("large events, worker peak RSS", "MB")
+    over = Row("large events, peak RSS over idle", "MB")
+    bound = Row("large events, peak RSS / (idle RSS + prefetch_bytes)", "x")
+    over.note = (
+        f"budget prefetch_bytes = {budget_mb:.0f} MiB; the raw loop reads up to 100 entries "
+        "per partition per call, with no byte bound"
+    )
+    small_mb = budget_mb / 4
+    small_job = replace(job, settings=(("RUNNEL_PREFETCH_BYTES", str(int(small_mb * MIB))),))
+    small = Row(f"large events, peak RSS over idle, prefetch_bytes={small_mb:.0f} MiB", "MB")
+    small_rate = Row(f"large events, prefetch_bytes={small_mb:.0f} MiB, MB/s", "MB/s")
+    for r, runnel_first in enumerate(alternate(ctx.repeat)):
+        ours, raw = await in_order(
+            runnel_first,
+            partial(measure, ctx, job, "runnel", sample_rss=True),
+            partial(measure, ctx, job, "raw", sample_rss=True),
+        )
+        rate.values.append(ours.rate)
+        rate.baseline.append(raw.rate)
+        mb.values.append(ours.rate * mean_mb)
+        mb.baseline.append(raw.rate * mean_mb)
+        idle.values.append(ours.idle_rss)
+        idle.baseline.append(raw.idle_rss)
+        peak.values.append(ours.peak_rss)
+        peak.baseline.append(raw.peak_rss)
+        over.values.append(ours.peak_rss - ours.idle_rss)
+        over.baseline.append(raw.peak_rss - raw.idle_rss)
+        bound.values.append(ours.peak_rss / (ours.idle_rss + budget_mb))
+        smaller = await measure(ctx, small_job, "runnel", sample_rss=True)
+        small.values.append(smaller.peak_rss - smaller.idle_rss)
+        small.baseline.append(raw.peak_rss - raw.idle_rss)
+        small_rate.values.append(smaller.rate * mean_mb)
+        small_rate.baseline.append(raw.rate * mean_mb)
+        ctx.say(
+            f"large #{r + 1}: runnel {ours.rate:,.1f} events/s ({ours.rate * mean_mb:,.1f} "
+            f"MB/s), raw {raw.rate:,.1f} events/s ({raw.rate * mean_mb:,.1f} MB/s); RSS "
+            f"idle/peak runnel {ours.idle_rss:.1f}/{ours.peak_rss:.1f} MB, raw "
+            f"{raw.idle_rss:.1f}/{raw.peak_rss:.1f} MB; with prefetch_bytes={small_mb:.0f} MiB "
+            f"{smaller.rate * mean_mb:,.1f} MB/s, RSS idle/peak {smaller.idle_rss:.1f}/"
+            f"{smaller.peak_rss:.1f} MB"
+        )
+    return [rate, mb, idle, peak, over, bound, small_rate, small]

@@ -12,8 +12,8 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-RecordKind = Literal["primitive", "nested"]
-KINDS: tuple[RecordKind, ...] = ("primitive", "nested")
+RecordKind = Literal["primitive", "nested", "large"]
+KINDS: tuple[RecordKind, ...] = ("primitive", "nested", "large")
 
 
 class TickData(BaseModel):
@@ -52,4 +52,12 @@ class OrderData(BaseModel):
     created_at: datetime
     currency: str
     note: str | None = None
+    sent_ns: int = 0
+
+
+class BlobData(BaseModel):
+    """A large record: an id and a text payload of a megabyte or more (stored as JSON)."""
+
+    id: int
+    payload: str
     sent_ns: int = 0

@@ -103,7 +103,7 @@ def fmt(value: float | None, unit: str) -> str:
         return "-"
     if unit in ("events/s", "records/s"):
         return f"{value:,.0f}"
-    if unit == "ms":
+    if unit in ("ms", "x"):
         return f"{value:.2f}"
     return f"{value:.1f}"
 

@@ -34,6 +34,8 @@ Mode = Literal[
 STREAM = "events"
 PROCESSOR = "consume"
 PARTITIONS = 16
+LARGE_PARTITIONS = 4
+"""Partitions of the large-events app (``benchmarks.apps.large``)."""
 TAKE_SIZE = 100
 TAKE_WITHIN = 0.05
 """Seconds ``take(100, within=...)`` waits for a batch to fill before yielding it short."""
@@ -53,6 +55,7 @@ def build(
     name: str | None = None,
     url: str | None = None,
     trim_mode: TrimMode | None = None,
+    partition_count: int = PARTITIONS,
 ) -> tuple[App, Stream[Any]]:
     """An App with the ``events`` stream of ``kind`` records and a ``consume`` processor.
 
@@ -72,7 +75,7 @@ def build(
         STREAM,
         record=record_type(kind),
         partition_by="id",
-        partition_count=PARTITIONS,
+        partition_count=partition_count,
         trim_mode=trim_mode,
     )
     if mode.startswith("pipeline"):

@@ -35,7 +35,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from runnel.domain.access import Access
 from runnel.domain.model import Entry, Fields
@@ -587,6 +587,16 @@ class Presence(Protocol):
         """Which of ``names`` have a connection open now; None when the store cannot tell
         (the permission to list connections is missing, say)."""
         ...
+
+
+@runtime_checkable
+class ReplicaShortfalls(Protocol):
+    """An optional capability of a stream log whose writes wait for replicas
+    (``redis_wait_replicas``): it tells ``on_short`` of every write of a worker's that
+    fewer replicas confirmed in time than required, naming the write (``"fetch_round"``,
+    ``"commit"`` or ``"dead_letter"``). The write is on the primary either way."""
+
+    on_short: Callable[[str], None] | None
 
 
 class Membership(Protocol):

@@ -98,8 +98,15 @@ async def admin(own_server: RunningServer) -> AsyncIterator[Redis]:
 
 def _app(url: str) -> tuple[App, Stream[Item]]:
     name = f"so{uuid4().hex[:8]}"
-    app = App(name=name, redis_url=url, default_partition_count=1)
+    app = App(name=name, redis_url=url, default_partition_count=1, metrics=True)
     return app, app.stream("items", record=Item, partition_by="key")
+
+
+def send_errors(app: App, error: str) -> float | None:
+    """The scraped ``runnel_send_errors_total`` of ``app``'s stream for one error class."""
+    return app.metrics_registry.get_sample_value(
+        "runnel_send_errors_total", {"app": app.name, "stream": "items", "error": error}
+    )
 
 
 async def test_a_send_whose_reply_is_lost_raises_outcome_unknown_and_was_written(
@@ -117,6 +124,8 @@ async def test_a_send_whose_reply_is_lost_raises_outcome_unknown_and_was_written
         assert not isinstance(caught.value, BackendUnavailable)  # not "safe to retry"
         assert proxy.lost == 1
         assert await admin.xlen(key) == 2  # it was written: a blind retry would duplicate
+        assert send_errors(app, "OutcomeUnknown") == 1
+        assert send_errors(app, "BackendUnavailable") is None
     finally:
         await app.close()
         await proxy.close()
@@ -137,6 +146,7 @@ async def test_a_send_that_never_reached_redis_raises_backend_unavailable(
             await items.send(Item(key="a", n=2))
         assert not isinstance(caught.value, (OutcomeUnknown, BackendFull))
         assert await admin.xlen(key) == 1
+        assert send_errors(app, "BackendUnavailable") == 1
     finally:
         await app.close()
 
@@ -157,6 +167,7 @@ async def test_a_send_refused_at_maxmemory_raises_backend_full_and_writes_nothin
             with pytest.raises(SendFailed, match="was not written") as failed:
                 await send_prepared(items, lines)
             assert isinstance(failed.value.cause, BackendFull)
+            assert send_errors(app, "BackendFull") == 2  # the send and the prepared lines
         finally:
             await admin.config_set("maxmemory", 0)
         assert await admin.xlen(key) == 1

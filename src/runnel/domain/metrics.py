@@ -296,6 +296,30 @@ CATALOGUE: Final = _specs(
         PROCESSOR,
     ),
     MetricSpec(
+        "runnel_partitions_reaped_total",
+        C,
+        "Partitions of members this worker removed from the membership as gone: reason "
+        "'connection' (the member's named connection to Redis closed: its process is gone, "
+        "and its leases are released at once) or 'heartbeat' (its heartbeat expired: its "
+        "leases are left to expire).",
+        (*PROCESSOR, "reason"),
+    ),
+    MetricSpec(
+        "runnel_lease_expired_errors_total",
+        C,
+        "LeaseExpired errors Events.ensure_owned() raised to processor code (the local lease "
+        "deadline had passed, or the lease was lost, before a side effect).",
+        PROCESSOR,
+    ),
+    MetricSpec(
+        "runnel_worker_writes_not_replicated_total",
+        C,
+        "Fetch rounds, commits and dead letters of this worker that fewer replicas than "
+        "redis_wait_replicas confirmed in time (write: 'fetch_round', 'commit' or "
+        "'dead_letter'); the write is on the primary.",
+        (*APP, "write"),
+    ),
+    MetricSpec(
         "runnel_store_resets_total",
         C,
         "Times this worker found that the backend lost a stream's data (a store reset).",
@@ -341,6 +365,15 @@ CATALOGUE: Final = _specs(
         "Events a grown stream's partition refused as routed with its old partition "
         "count, then routed with the new count and sent again.",
         STREAM,
+    ),
+    MetricSpec(
+        "runnel_send_errors_total",
+        C,
+        "send() calls that raised after reaching the stream's backend, by the error's class "
+        "(OutcomeUnknown, BackendFull, BackendUnavailable, PermissionDenied, "
+        "BackpressureError, NotReplicated, ...; 'other' for an exception runnel does not "
+        "define).",
+        (*STREAM, "error"),
     ),
     MetricSpec(
         "runnel_sends_not_replicated_total",

@@ -439,19 +439,42 @@ def _load_stream(ref: str, redis_url: str | None, password_file: str | None) -> 
     "processors.",
 )
 @click.option("--user", default=None, help="User name (default: APP_NAME-ROLE).")
-def acl(app_name: str, role: str, user: str | None) -> None:
+@click.option(
+    "--cluster",
+    is_flag=True,
+    default=False,
+    help="Rules for Redis Cluster (its key layout and the cluster client's commands); "
+    "implied by a redis+cluster:// --redis-url or RUNNEL_REDIS_URL.",
+)
+@click.option(
+    "--redis-url",
+    default=None,
+    help="The URL the app will use (only its scheme is read; nothing is connected).",
+)
+def acl(app_name: str, role: str, user: str | None, cluster: bool, redis_url: str | None) -> None:
     """Print the least-privilege Redis ACL of APP_NAME's ROLE (an ACL SETUSER line).
 
     The user may touch only APP_NAME's keys (not another app's, not even APP_NAME2's) and
     run only what runnel sends. Replace <password>, or add the password as a hash (#...).
-    See docs/security.md.
+    On Redis Cluster, run the line on every primary and every replica: each node keeps
+    its own users. See docs/security.md.
     """
     from runnel.adapters.redis.acl import Role, setuser_command
+    from runnel.container import key_layout
 
     if not app_name or any(c in app_name for c in " .:{}*?[]"):
         raise click.BadParameter(f"{app_name!r} is not an app name", param_hint="APP_NAME")
+    url = redis_url if redis_url is not None else os.environ.get("RUNNEL_REDIS_URL", "")
+    on_cluster = cluster or key_layout(url) == "cluster"
     chosen = cast("Role", role)
-    click.echo(setuser_command(app_name, chosen, user or f"{app_name}-{role}"))
+    line = setuser_command(app_name, chosen, user or f"{app_name}-{role}", cluster=on_cluster)
+    click.echo(line)
+    if on_cluster:
+        click.echo(
+            "# Redis Cluster: run this line on every primary and every replica (ACL users "
+            "are not replicated)",
+            err=True,
+        )
 
 
 @cli.group()

@@ -198,6 +198,10 @@ class Coordinator:
         self._suspects: dict[str, tuple[float, float | None]] = {}
         self.gone_found = 0
         """Members found gone by their closed connection (before their heartbeat expired)."""
+        self.reaped_by_connection = 0
+        """Partitions of members this executor reaped because their connection closed."""
+        self.reaped_by_heartbeat = 0
+        """Partitions of members this executor reaped because their heartbeat expired."""
         self._beat_failures = RepeatedWarning(log, self.clock)
         self._control_failures = RepeatedWarning(log, self.clock)
         self._rebalance_failures = RepeatedWarning(log, self.clock)
@@ -484,6 +488,8 @@ class Coordinator:
                 )
                 if write.written:
                     self.reaped += len(dead) + len(gone)
+                    self.reaped_by_heartbeat += sum(len(members[e].partitions) for e in dead)
+                    self.reaped_by_connection += sum(len(p) for p in lost.values())
                 await self._free_leases_of(lost)
         if assigned_to(self.members, self.id) != frozenset(self.holdings.feeds):
             self._wake.set()

@@ -167,6 +167,8 @@ class Events:
         if not feed.lost and feed.expired():
             feed.close(lost=True)
         if feed.lost:
+            if self._monitor is not None:
+                self._monitor.lease_expired()
             where = f"{feed.partition.stream}.{feed.partition.number}"
             raise LeaseExpired(
                 f"partition {where} may have a new owner: the lease (epoch {feed.epoch}) "

@@ -453,6 +453,8 @@ class Executor:
             outbox_backlog=sum(
                 c.transactor.backlog for c in self.running.values() if c.transactor is not None
             ),
+            reaped_by_connection=coordinator.reaped_by_connection,
+            reaped_by_heartbeat=coordinator.reaped_by_heartbeat,
         )
 
     def _in_flight(self, number: int) -> object | None:

@@ -88,6 +88,7 @@ class IterationMonitor:
         "_iteration",
         "_last_timed",
         "_latency",
+        "_lease_expired",
         "_metered",
         "_processed",
         "_quarantined",
@@ -112,6 +113,7 @@ class IterationMonitor:
         self._quarantined = metrics.counter("runnel_events_quarantined_total", **partition)
         self._iteration = metrics.histogram("runnel_iteration_duration_seconds", **processor)
         self._latency = metrics.histogram("runnel_end_to_end_latency_seconds", **processor)
+        self._lease_expired = metrics.counter("runnel_lease_expired_errors_total", **processor)
         self._tracing = tracing if tracing.enabled else None
         self._target = where.target()
         self._span: ProcessSpan | None = None
@@ -189,6 +191,10 @@ class IterationMonitor:
         if self._span is not None:
             span, self._span = self._span, None
             span.end(error)
+
+    def lease_expired(self) -> None:
+        """``ensure_owned()`` raised LeaseExpired to the processor."""
+        self._lease_expired.inc()
 
     def publish(self) -> None:
         """Add the events processed since the last call to the counter.

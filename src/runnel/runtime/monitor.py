@@ -65,6 +65,8 @@ class Counts:
     relayed: int = 0
     relay_failures: int = 0
     outbox_backlog: int = 0
+    reaped_by_connection: int = 0
+    reaped_by_heartbeat: int = 0
 
 
 @dataclass(slots=True)
@@ -137,6 +139,12 @@ class ProcessorMonitor:
             "commit_retries": metrics.counter("runnel_commit_retries_total", **labels),
             "relayed": metrics.counter("runnel_outbox_relayed_total", **labels),
             "relay_failures": metrics.counter("runnel_outbox_relay_failures_total", **labels),
+            "reaped_by_connection": metrics.counter(
+                "runnel_partitions_reaped_total", **labels, reason="connection"
+            ),
+            "reaped_by_heartbeat": metrics.counter(
+                "runnel_partitions_reaped_total", **labels, reason="heartbeat"
+            ),
         }
         self._outbox_backlog = metrics.gauge("runnel_outbox_backlog", **labels)
         self._resets = metrics.counter("runnel_store_resets_total", app=app, stream=stream)

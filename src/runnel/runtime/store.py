@@ -53,7 +53,13 @@ from dataclasses import replace
 from typing import Final
 
 from runnel.domain.resize import HISTORY_FIELD, PARTITION_COUNT, parse_history
-from runnel.errors import BackpressureError, MetadataMismatch, NotReplicated, StreamResized
+from runnel.errors import (
+    BackpressureError,
+    MetadataMismatch,
+    NotReplicated,
+    RunnelError,
+    StreamResized,
+)
 from runnel.ports import Append, Cap, Clock, KeyValue, Routing, StreamLog
 from runnel.runtime.specs import StreamSpec
 from runnel.telemetry import Metrics, NoMetrics, SendTarget, Tracing
@@ -116,6 +122,7 @@ class StreamStore:
         self._send_time = metrics.histogram("runnel_send_duration_seconds", **labels)
         self._refused = metrics.counter("runnel_backpressure_refusals_total", **labels)
         self._not_replicated = metrics.counter("runnel_sends_not_replicated_total", **labels)
+        self._metrics = metrics
         self._tracing = tracing if tracing is not None and tracing.enabled else None
         self._rerouted = metrics.counter("runnel_sends_rerouted_total", **labels)
         self._prepared = False
@@ -307,6 +314,8 @@ class StreamStore:
         except BaseException as exc:
             if isinstance(exc, NotReplicated):
                 self._not_replicated.inc()
+            if isinstance(exc, Exception):  # not a cancellation
+                self._send_error(exc)
             if span is not None:
                 span.end(exc)
             raise
@@ -315,6 +324,14 @@ class StreamStore:
         self._sent.inc(len(ids))
         self._send_time.observe(self._clock.now() - started)
         return ids
+
+    def _send_error(self, exc: Exception) -> None:
+        """Count a failed send by its error's class (runnel's own classes, a bounded set)."""
+        error = type(exc).__name__ if isinstance(exc, RunnelError) else "other"
+        spec = self.spec
+        self._metrics.counter(
+            "runnel_send_errors_total", app=spec.app, stream=spec.name, error=error
+        ).inc()
 
     def _target(self, appends: Sequence[Append]) -> SendTarget:
         spec = self.spec

@@ -34,6 +34,7 @@ from runnel.domain.excerpt import truncated
 from runnel.domain.failures import safe_repr
 from runnel.domain.keys import Keys, leader_key
 from runnel.errors import BackendError, PermissionDenied
+from runnel.ports import ReplicaShortfalls
 from runnel.runtime._aio import cancel_and_wait
 from runnel.runtime.budget import ByteBudget
 from runnel.runtime.coordination import connection_name
@@ -164,6 +165,8 @@ class Worker:
             for spec in plan.tasks
         }
         self._failures_published: dict[str, int] = {}
+        if isinstance(backend.log, ReplicaShortfalls):  # redis_wait_replicas is on
+            backend.log.on_short = self._not_replicated
         self.leadership = Leadership(
             plan.app, self.id, backend, plan.leadership_poll_interval, plan.key_layout
         )
@@ -178,6 +181,12 @@ class Worker:
         self._presence: asyncio.Task[None] | None = None
         self.started = asyncio.Event()
         self.stopped = asyncio.Event()
+
+    def _not_replicated(self, write: str) -> None:
+        """A fetch round, commit or dead letter reached fewer replicas than required."""
+        self.plan.metrics.counter(
+            "runnel_worker_writes_not_replicated_total", app=self.plan.app, write=write
+        ).inc()
 
     def request_stop(self) -> None:
         """Begin a graceful stop (what SIGTERM does)."""

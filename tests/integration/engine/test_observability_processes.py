@@ -165,3 +165,48 @@ async def test_readiness_fails_while_redis_is_down_and_returns_after(
         # The server came back empty (no persistence): the worker noticed the reset.
         await wait_for(reset_counted, "the store reset counted", workers=[worker])
         assert await worker.stop() == 0
+
+
+# Default lease timings (lock_expiry 10 s): the closed connection is noticed long before
+# the victim's heartbeat expires, and the counter says which of the two it was.
+DEFAULT_LEASES: dict[str, str | None] = {
+    "RUNNEL_DEFAULT_LOCK_EXPIRY": None,
+    "RUNNEL_DEFAULT_ASSIGNMENT_SLEEP": None,
+    "RUNNEL_DEFAULT_HEARTBEAT_INTERVAL": None,
+}
+
+
+def reaped(samples: Scrape, app_name: str, reason: str) -> float:
+    return sum(
+        value
+        for labels, value in samples.get("runnel_partitions_reaped_total", [])
+        if labels["app"] == app_name and labels["reason"] == reason
+    )
+
+
+async def test_a_killed_workers_partitions_are_counted_as_reaped_by_its_closed_connection(
+    spawn: Spawn, app_name: str
+) -> None:
+    port = free_port()
+    survivor = spawn("ordering", env={**DEFAULT_LEASES, "RUNNEL_HTTP_ADDRESS": f"127.0.0.1:{port}"})
+    await wait_for(lambda: status_is(port, "/readyz", 200), "ready", within=30, workers=[survivor])
+    victim = spawn("ordering", env=DEFAULT_LEASES)
+    half = ordering.PARTITIONS // 2
+
+    async def owned(count: int) -> bool:
+        return total(await scrape(port), "runnel_partitions_owned") == count
+
+    await wait_for(
+        lambda: owned(half), "the partitions shared", within=60, workers=[survivor, victim]
+    )
+    victim.kill()  # SIGKILL: its connections close, its heartbeat and leases live on
+
+    async def taken_over() -> bool:
+        samples = await scrape(port)
+        return total(samples, "runnel_partitions_owned") == ordering.PARTITIONS and (
+            reaped(samples, app_name, "connection") == half
+        )
+
+    await wait_for(taken_over, "the victim's partitions reaped", within=30, workers=[survivor])
+    assert reaped(await scrape(port), app_name, "heartbeat") == 0
+    assert await survivor.stop() == 0

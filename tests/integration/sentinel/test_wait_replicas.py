@@ -8,14 +8,16 @@ the primary, and counted in ``runnel_sends_not_replicated_total``.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 from redis.asyncio import Redis
 
-from runnel import App
+from runnel import App, Events
 from runnel.adapters.redis.replicated import ReplicatedStreamLog
 from runnel.errors import NotReplicated
+from runnel.runtime.worker import Worker
 from tests.integration.engine.apps.common import Tick
 from tests.topologies import RunningSentinels
 
@@ -60,4 +62,47 @@ async def test_a_send_waiting_for_more_replicas_than_there_are_fails_naming_the_
         )
         assert counted == 1
     finally:
+        await app.close()
+
+
+async def test_a_workers_fetch_rounds_short_of_replicas_are_counted_and_its_work_done(
+    sentinels: RunningSentinels, app_name: str
+) -> None:
+    app = App(
+        name=app_name,
+        redis_url=sentinels.url,
+        redis_wait_replicas=2,  # one replica exists: every round falls short
+        redis_wait_timeout=0.05,
+        default_join_delay=0,
+        metrics=True,
+    )
+    stream = app.stream("ticks", record=Tick, partition_by="key", partition_count=2)
+    seen: list[int] = []
+
+    @app.processor(stream)
+    async def proc(events: Events) -> None:
+        async for tick in events.records():
+            seen.append(tick.seq)
+
+    def short_rounds() -> float:
+        found = app.metrics_registry.get_sample_value(
+            "runnel_worker_writes_not_replicated_total",
+            {"app": app_name, "write": "fetch_round"},
+        )
+        return found or 0.0
+
+    with pytest.raises(NotReplicated):  # the send is short of replicas too (and written)
+        await stream.send(*(Tick(key=f"k{i}", seq=i) for i in range(10)))
+    worker = Worker(app.plan(), install_signals=False)
+    running = asyncio.create_task(worker.run())
+    try:
+        deadline = asyncio.get_running_loop().time() + 30
+        while len(seen) < 10 or short_rounds() == 0:
+            assert asyncio.get_running_loop().time() < deadline, (seen, short_rounds())
+            assert not running.done()
+            await asyncio.sleep(0.05)
+        assert sorted(seen) == list(range(10))  # the rounds did their work all the same
+    finally:
+        worker.request_stop()
+        await asyncio.wait_for(running, 30)
         await app.close()

@@ -101,6 +101,29 @@ def test_runnel_acl_prints_the_least_privilege_user(role: str) -> None:
     assert words[6:] == acl_rules("shop", role)  # type: ignore[arg-type]  # a Role
 
 
+@pytest.mark.parametrize(
+    ("args", "env"),
+    [
+        (["--cluster"], {"RUNNEL_REDIS_URL": ""}),
+        (["--redis-url", "redis+cluster://10.0.0.1:7000,10.0.0.2:7000"], None),
+        ([], {"RUNNEL_REDIS_URL": "rediss+cluster://10.0.0.1:7000"}),
+    ],
+)
+def test_runnel_acl_prints_cluster_rules_for_a_cluster_and_says_where_to_run_them(
+    args: list[str], env: dict[str, str] | None
+) -> None:
+    done = run("acl", "shop", "--role", "worker", *args, env=env)
+    assert done.exit_code == 0, done.output
+    assert shlex.split(done.stdout)[6:] == acl_rules("shop", "worker", cluster=True)
+    assert "every primary and every replica" in done.stderr
+
+
+def test_runnel_acl_prints_single_server_rules_for_a_plain_url() -> None:
+    done = run("acl", "shop", "--redis-url", "redis://10.0.0.1:6379/0")
+    assert shlex.split(done.stdout)[6:] == acl_rules("shop", "worker")
+    assert done.stderr == ""
+
+
 def test_runnel_acl_refuses_what_is_not_an_app_name() -> None:
     done = run("acl", "shop*")
     assert done.exit_code == 2

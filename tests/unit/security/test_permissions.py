@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from redis.exceptions import NoPermissionError, ResponseError
 
 from runnel.adapters.redis import _probe
@@ -25,7 +27,7 @@ from runnel.adapters.redis.acl import (
 )
 from runnel.adapters.redis.client import RunnelRedis, _refusal
 from runnel.domain.access import ProcessorKeys, worker_access
-from runnel.domain.keys import Keys, leader_key, schedule_key
+from runnel.domain.keys import Keys, leader_epoch_key, leader_key, schedule_key
 from runnel.errors import BackendError, PermissionDenied
 
 SCRIPTS = (
@@ -130,6 +132,52 @@ def test_an_apps_key_patterns_match_its_keys_and_no_other_apps() -> None:
     assert any(_matches("~__*myapp*", key) for key in foreign)  # the pattern to avoid
 
 
+def test_the_cluster_key_patterns_match_the_cluster_layout_and_no_other_apps() -> None:
+    keys = Keys("myapp", "orders", "cluster")
+    own = [
+        keys.stream(3), keys.meta(), keys.lost_counter(3), keys.lock("p", 1),
+        keys.epoch("p", 1), keys.fenced("p"), keys.fenced_counter("p", 1),
+        keys.membership("p"), keys.membership_version("p"), keys.control("p"),
+        keys.beat("p", "host-1-abc"), keys.quarantine("p"), keys.state("p", 2),
+        keys.halts("p"), keys.skips("p"), keys.idempotency("order-1"),
+        leader_key("myapp", "cluster"), leader_epoch_key("myapp", "cluster"),
+        schedule_key("myapp", "nightly"), Keys("myapp", "orders.dead", "cluster").stream(0),
+    ]  # fmt: skip
+    other = Keys("myapp2", "orders", "cluster")
+    foreign = [
+        other.stream(3),
+        other.lock("p", 1),
+        other.meta(),
+        leader_key("myapp2", "cluster"),
+        Keys("x", "myapp", "cluster").stream(0),
+        schedule_key("myapp2", "nightly"),
+    ]
+    patterns = key_patterns("myapp", cluster=True)
+    for key in own:
+        assert any(_matches(p, key) for p in patterns), key
+    for key in foreign:
+        assert not any(_matches(p, key) for p in patterns), key
+    # The single-server patterns would miss the hash-tagged keys.
+    assert not any(_matches(p, keys.stream(3)) for p in key_patterns("myapp"))
+
+
+def test_cluster_rules_add_only_what_the_cluster_client_runs() -> None:
+    for role in ("sender", "worker", "admin"):
+        single = acl_rules("shop", role)
+        clustered = acl_rules("shop", role, cluster=True)
+        added = [r for r in clustered if r not in single]
+        assert added == [
+            "~__*:{shop.*",
+            "~__*:{shop}",
+            "+cluster|slots",
+            "+cluster|shards",
+            "+command",
+            "+command|getkeys",
+            "+asking",
+        ]
+        assert "+readonly" not in clustered  # runnel reads from primaries only
+
+
 def test_acl_lines_reset_the_user_and_grant_nothing_else() -> None:
     rules = acl_rules("shop", "worker")
     assert rules[:5] == ["resetkeys", "~__*:shop.*", "~__*:shop", "resetchannels", "-@all"]
@@ -146,3 +194,17 @@ def test_the_probe_covers_every_kind_of_key_a_worker_touches() -> None:
     assert {n.kind for n in needs} == set(_probe.PROBES)
     assert len(needs) == len(set(needs))
     assert probe_refusals([[3, b"ERR ... can't run"]], 5) == [2]
+
+
+def test_docs_security_md_shows_the_cluster_acl_runnel_acl_prints() -> None:
+    text = (Path(__file__).resolve().parents[3] / "docs" / "security.md").read_text()
+    assert setuser_command("myapp", "worker", "myapp-worker", cluster=True) in text
+
+
+def test_the_user_of_a_cluster_client_is_named_in_refusals() -> None:
+    from runnel.adapters.redis._scripts import user_of
+    from runnel.adapters.redis.cluster import make_cluster_client
+
+    named = make_cluster_client("redis+cluster://shop-worker:pw@127.0.0.1:7000", 2)
+    anonymous = make_cluster_client("redis+cluster://127.0.0.1:7000", 2)
+    assert (user_of(named), user_of(anonymous)) == ("shop-worker", "default")

@@ -69,9 +69,13 @@ def script_commands(name: str) -> tuple[str, ...]:
     return tuple(sorted({c.upper() for c in _CALLS.findall(script_text(name))}))
 
 
-def user_of(client: Redis) -> str:
-    """The name of the Redis user ``client`` authenticates as (``default`` without one)."""
-    kwargs = getattr(client.connection_pool, "connection_kwargs", {})
+def user_of(client: object) -> str:
+    """The name of the Redis user ``client`` authenticates as (``default`` without one).
+
+    A cluster client has no pool of its own: its nodes' connection options are on it.
+    """
+    source = getattr(client, "connection_pool", client)
+    kwargs = getattr(source, "connection_kwargs", {})
     return str(kwargs.get("username") or "default")
 
 
@@ -90,7 +94,7 @@ class Script(AsyncScript):
             keys=tuple(_text(k) for k in keys),
             script=self.name,
             commands=script_commands(self.name),
-            user=user_of(self.registered_client),  # type: ignore[arg-type]  # a Redis here
+            user=user_of(self.registered_client),
         )
 
     async def __call__(

@@ -28,9 +28,25 @@ command, never data or passwords. Without them, a dead worker is noticed when it
 heartbeat expires. ``CONFIG GET`` would also do, but it reads
 ``requirepass`` and every other secret of the server: it is not granted.
 
+On Redis Cluster (``cluster=True``) the keys follow the cluster layout
+(``docs/architecture.md``, "The cluster layout"): a partition's keys carry the hash tag
+``{app.stream.n}``, a processor's ``{app.stream.processor}``, the leader keys ``{app}``;
+schedules and idempotency keys keep the single-server form. The patterns become
+``~__*:{myapp.*``, ``~__*:{myapp}`` and ``~__*:myapp.*`` (the braces are literal to the
+ACL's glob; ``{myapp2.`` does not start with ``{myapp.``). The rules add what redis-py's
+cluster client runs itself: ``CLUSTER SLOTS`` (and ``CLUSTER SHARDS``, which newer
+clients ask instead) to learn the topology, ``COMMAND`` and ``COMMAND GETKEYS`` to find
+the keys of each command it routes (a script's, a stream read's), and ``ASKING`` before a
+command redirected to a slot being migrated. ``READONLY`` is not granted: runnel reads
+from primaries only. A cluster's ACL is kept per node, not replicated: run the
+``ACL SETUSER`` line on every primary and every replica (a replica promoted by a failover
+serves the same users only if it has them too).
+
 Example:
     >>> " ".join(acl_rules("shop", "sender")[:2])
     'resetkeys ~__*:shop.*'
+    >>> acl_rules("shop", "sender", cluster=True)[1:4]
+    ['~__*:{shop.*', '~__*:{shop}', '~__*:shop.*']
 """
 
 from __future__ import annotations
@@ -105,6 +121,19 @@ WORKER: Final = (
 
 ADMIN: Final = (*WORKER, "xgroup|destroy", "xdel")
 
+CLUSTER: Final = (
+    # the topology, at start-up and after a MOVED or a failed node (CLUSTER SHARDS on
+    # clients that prefer it)
+    "cluster|slots",
+    "cluster|shards",
+    # the key positions of the commands the client routes by slot
+    "command",
+    "command|getkeys",
+    # sent before a command redirected by ASK (a slot being migrated)
+    "asking",
+)
+"""What redis-py's cluster client runs itself, added to every role on Redis Cluster."""
+
 COMMANDS: Final[dict[Role, tuple[str, ...]]] = {
     "sender": SENDER,
     "worker": WORKER,
@@ -112,39 +141,54 @@ COMMANDS: Final[dict[Role, tuple[str, ...]]] = {
 }
 
 
-def key_patterns(app: str) -> tuple[str, str]:
-    """The ACL key patterns of ``app``'s keys, and of no other app's.
+def key_patterns(app: str, cluster: bool = False) -> tuple[str, ...]:
+    """The ACL key patterns of ``app``'s keys, and of no other app's, in the single-server
+    layout or (``cluster``) the cluster layout.
 
     Example:
         >>> key_patterns("myapp")
         ('~__*:myapp.*', '~__*:myapp')
+        >>> key_patterns("myapp", cluster=True)
+        ('~__*:{myapp.*', '~__*:{myapp}', '~__*:myapp.*')
     """
+    if cluster:
+        # Hash-tagged: {app.stream.n}, {app.stream.processor}, {app.stream} and {app};
+        # untagged: schedules (__sched:app.task) and idempotency keys (__idem:app.s.k).
+        return f"~__*:{{{app}.*", f"~__*:{{{app}}}", f"~__*:{app}.*"
     return f"~__*:{app}.*", f"~__*:{app}"
 
 
-def acl_rules(app: str, role: Role) -> list[str]:
-    """The ACL rules (``ACL SETUSER`` arguments, without user or password) of ``role``.
+def acl_rules(app: str, role: Role, cluster: bool = False) -> list[str]:
+    """The ACL rules (``ACL SETUSER`` arguments, without user or password) of ``role``,
+    for one server or (``cluster``) for each node of a Redis Cluster.
 
     Example:
         >>> acl_rules("shop", "admin")[-1]
         '+xdel'
+        >>> acl_rules("shop", "worker", cluster=True)[-1]
+        '+asking'
     """
     if role not in COMMANDS:
         raise ValueError(f"unknown role {role!r}: expected one of {', '.join(ROLES)}")
+    commands = (*COMMANDS[role], *CLUSTER) if cluster else COMMANDS[role]
     return [
         "resetkeys",
-        *key_patterns(app),
+        *key_patterns(app, cluster),
         "resetchannels",
         "-@all",
-        *(f"+{command}" for command in COMMANDS[role]),
+        *(f"+{command}" for command in commands),
     ]
 
 
-def setuser_command(app: str, role: Role, user: str, password: str = "<password>") -> str:
-    """A complete ``ACL SETUSER`` line for a new user of ``app`` in ``role``.
+def setuser_command(
+    app: str, role: Role, user: str, password: str = "<password>", cluster: bool = False
+) -> str:
+    """A complete ``ACL SETUSER`` line for a new user of ``app`` in ``role`` (on a
+    cluster: the line to run on every node).
 
     Example:
         >>> setuser_command("shop", "sender", "shop-sender").split()[:4]
         ['ACL', 'SETUSER', 'shop-sender', 'reset']
     """
-    return " ".join(["ACL", "SETUSER", user, "reset", "on", f">{password}", *acl_rules(app, role)])
+    rules = acl_rules(app, role, cluster)
+    return " ".join(["ACL", "SETUSER", user, "reset", "on", f">{password}", *rules])

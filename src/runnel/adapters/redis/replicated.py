@@ -22,7 +22,7 @@ Example:
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from redis.asyncio import Redis
 
@@ -51,6 +51,13 @@ class ReplicatedStreamLog(RedisStreamLog):
         super().__init__(client)
         self.replicas = replicas
         self.timeout_ms = max(1, round(timeout * 1000))
+        self.on_short: Callable[[str], None] | None = None
+        """Told of each fetch round, commit and dead letter the replicas fell short on
+        (the worker counts them; see :class:`~runnel.ports.ReplicaShortfalls`)."""
+
+    def _short(self, write: str) -> None:
+        if self.on_short is not None:
+            self.on_short(write)
 
     async def confirmed(self) -> int:
         """Write the marker and wait; how many replicas have every write so far."""
@@ -93,6 +100,7 @@ class ReplicatedStreamLog(RedisStreamLog):
         if acks or reads:
             acked = await self.confirmed()
             if acked < self.replicas:
+                self._short("fetch_round")
                 log.warning(
                     "a fetch round's acknowledgements reached %d of the %d replicas required "
                     "within %d ms: a failover now could deliver them again",
@@ -108,6 +116,7 @@ class ReplicatedStreamLog(RedisStreamLog):
         ids = await super().commit(commit)
         acked = await self.confirmed()
         if acked < self.replicas:
+            self._short("commit")
             log.warning(
                 "a commit reached %d of the %d replicas required within %d ms: a failover "
                 "now could lose it, and its input would be processed again",
@@ -120,5 +129,9 @@ class ReplicatedStreamLog(RedisStreamLog):
     async def dead_letter(self, letter: DeadLetter) -> bytes:
         """Dead-letter, then wait for the replicas."""
         sink_id = await super().dead_letter(letter)
-        await self._require("a dead letter")
+        try:
+            await self._require("a dead letter")
+        except NotReplicated:
+            self._short("dead_letter")
+            raise
         return sink_id

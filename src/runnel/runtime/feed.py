@@ -262,4 +262,5 @@ def event_size(event: Event) -> int:
 
 def entry_size(fields: Fields) -> int:
     """The raw size of an entry's fields: the sum of the lengths of names and values."""
-    return sum(len(name) + len(value) for name, value in fields.items())
+    # Two C-level passes: a generator over the items cost about 5% of a worker's time.
+    return sum(map(len, fields)) + sum(map(len, fields.values()))

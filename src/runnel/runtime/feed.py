@@ -10,8 +10,9 @@ The read-ahead adapts (:meth:`PartitionFeed.adapt`): it starts at ``prefetch_cou
 doubles each time a read of new entries comes back full while the consumer had emptied the
 buffer (the partition has a backlog and the consumer waits on the reads, so larger reads
 mean fewer round trips and acknowledgements; a consumer that is slower than the reads gains
-nothing from a larger buffer and keeps the one it has), up to ``prefetch_max`` and to
-what the byte budget could hold for this partition alone; it halves, never below
+nothing from a larger buffer and keeps the one it has), up to ``prefetch_max``, to
+:data:`GROWTH_BYTES` of its largest entries and to what the byte budget could hold for
+this partition alone; it halves, never below
 ``prefetch_count``, each time a read finds the partition caught up (events trickle in, and
 a small buffer keeps what a crash would redeliver small). Only the fetcher calls it, with
 the outcome of a read, so the rule is the same on every backend and needs no clock.
@@ -29,6 +30,12 @@ from runnel.runtime.budget import ByteBudget
 
 HISTORY: Final = b"0"
 NEW: Final = b">"
+
+GROWTH_BYTES: Final = 1 << 20
+"""The most bytes a grown read-ahead may span, at the largest entry read from the
+partition. Larger reads pay off for small events, whose cost is the round trips; large
+events gain nothing from them, and a large reply holds up Redis and the event loop (lease
+renewals included). A read-ahead never shrinks below ``prefetch_count`` for it."""
 
 
 class FeedClosed(Exception):
@@ -109,9 +116,9 @@ class PartitionFeed:
         ``starved`` says whether the buffer was empty when the entries arrived (the
         consumer waited on the read, or soon would have). A full read of at least the
         read-ahead into a starved buffer means a backlog the consumer could go through
-        faster: double the read-ahead, up to the ceiling and to what the byte budget could
-        hold for this partition alone (twice the read-ahead, at the largest entry read from
-        it). A short read means caught up: halve it, down to the floor. Anything else (the
+        faster: double the read-ahead, up to the ceiling, to :data:`GROWTH_BYTES` and to
+        what the byte budget could hold for this partition alone (twice the read-ahead), at
+        the largest entry read from it. A short read means caught up: halve it, down to the floor. Anything else (the
         consumer still busy with what it had, a read the budget cut) changes nothing.
         """
         read_ahead = self.refill_at
@@ -122,9 +129,12 @@ class PartitionFeed:
         if not starved or asked < read_ahead or read_ahead >= self.ceiling:
             return
         grown = min(self.ceiling, 2 * read_ahead)
-        budget = self.budget
-        if budget is not None and budget.limit is not None and self.entry_size > 0:
-            grown = min(grown, budget.limit // (2 * self.entry_size))
+        size = self.entry_size
+        if size > 0:
+            grown = min(grown, GROWTH_BYTES // size)
+            budget = self.budget
+            if budget is not None and budget.limit is not None:
+                grown = min(grown, budget.limit // (2 * size))
         if grown > read_ahead:
             self._set_read_ahead(grown)
 

@@ -13,7 +13,7 @@ from runnel.adapters.memory.clock import SimulatedClock
 from runnel.domain.model import Event, Partition
 from runnel.ports import Fence, Lease
 from runnel.runtime.budget import ByteBudget
-from runnel.runtime.feed import PartitionFeed
+from runnel.runtime.feed import GROWTH_BYTES, PartitionFeed
 
 from .conftest import Tick, ticks_app, until
 
@@ -92,6 +92,20 @@ def test_growth_stops_where_twice_the_read_ahead_would_not_fit_the_byte_budget()
         full_starved_read(feed)
     assert feed.refill_at == 20  # 4 -> 8 -> 16 -> 20: 2 * 20 * 100 bytes fill the 4000
     assert 2 * feed.refill_at * feed.entry_size <= budget.limit  # type: ignore[operator]
+
+
+def test_large_entries_do_not_grow_the_read_ahead_past_a_megabyte() -> None:
+    feed = a_feed(prefetch=2, prefetch_max=128, budget=ByteBudget(1 << 30))
+    feed.put([Event(PARTITION, b"1-0", {b"data": b"x" * (256 * 1024 - 4)})])  # 256 KiB
+    assert feed.take_now() is not None
+    for _ in range(10):
+        full_starved_read(feed)
+    assert feed.refill_at == GROWTH_BYTES // (256 * 1024) == 4
+    feed.put([Event(PARTITION, b"2-0", {b"data": b"x" * (4 * 1024 * 1024 - 4)})])  # 4 MiB
+    assert feed.take_now() is not None
+    feed.adapt(feed.wants, 0, starved=True)
+    full_starved_read(feed)
+    assert feed.refill_at == 2  # back to prefetch_count, and no growth at 4 MiB an entry
 
 
 def test_take_n_raises_the_floor_and_the_ceiling_to_n() -> None:

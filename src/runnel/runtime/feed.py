@@ -118,8 +118,9 @@ class PartitionFeed:
         read-ahead into a starved buffer means a backlog the consumer could go through
         faster: double the read-ahead, up to the ceiling, to :data:`GROWTH_BYTES` and to
         what the byte budget could hold for this partition alone (twice the read-ahead), at
-        the largest entry read from it. A short read means caught up: halve it, down to the floor. Anything else (the
-        consumer still busy with what it had, a read the budget cut) changes nothing.
+        the largest entry read from it. A short read means caught up: halve it, down to
+        the floor. Anything else (the consumer still busy with what it had, a read the
+        budget cut) changes nothing.
         """
         read_ahead = self.refill_at
         if got < asked:

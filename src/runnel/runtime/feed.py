@@ -14,7 +14,8 @@ nothing from a larger buffer and keeps the one it has), up to ``prefetch_max``, 
 :data:`GROWTH_BYTES` of its largest entries and to what the byte budget could hold for
 this partition alone; it halves, never below
 ``prefetch_count``, each time a read finds the partition caught up (events trickle in, and
-a small buffer keeps what a crash would redeliver small). Only the fetcher calls it, with
+a small buffer keeps what a crash would redeliver small). Under ``take(n)`` with ``n`` above
+``prefetch_count`` the read-ahead is ``n``, fixed. Only the fetcher calls it, with
 the outcome of a read, so the rule is the same on every backend and needs no clock.
 """
 
@@ -102,10 +103,13 @@ class PartitionFeed:
         return self.capacity - len(self.buffer)
 
     def hold_at_least(self, count: int) -> None:
-        """Read whole batches of ``count`` ahead (``take(n)`` needs a batch at a time)."""
+        """Read whole batches of ``count`` ahead (``take(n)`` needs a batch at a time).
+
+        A read-ahead of ``count`` events is then fixed: a batch already makes each round
+        large, and growing it further measured no faster (more events alive at once).
+        """
         if count > self.floor:
-            self.floor = count
-            self.ceiling = max(self.ceiling, count)
+            self.floor = self.ceiling = count
         if count > self.refill_at:
             self._set_read_ahead(count)
             self._room.set()

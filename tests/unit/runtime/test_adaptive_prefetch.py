@@ -108,13 +108,14 @@ def test_large_entries_do_not_grow_the_read_ahead_past_a_megabyte() -> None:
     assert feed.refill_at == 2  # back to prefetch_count, and no growth at 4 MiB an entry
 
 
-def test_take_n_raises_the_floor_and_the_ceiling_to_n() -> None:
-    feed = a_feed(prefetch=8, prefetch_max=64)
+def test_take_n_fixes_the_read_ahead_at_n() -> None:
+    feed = a_feed(prefetch=8, prefetch_max=128)
     feed.hold_at_least(100)
     assert (feed.floor, feed.refill_at, feed.ceiling) == (100, 100, 100)
     full_starved_read(feed)
-    feed.adapt(feed.wants, 0, starved=True)
     assert feed.refill_at == 100
+    feed.adapt(feed.wants, 0, starved=True)
+    assert (feed.refill_at, feed.capacity) == (100, 200)
 
 
 async def test_a_backlog_grows_the_read_ahead_and_caught_up_shrinks_it_back(

@@ -71,6 +71,7 @@ _PROCESSOR_OVERRIDES = {
     "lock_expiry": "default_lock_expiry",
     "read_timeout": "default_read_timeout",
     "prefetch_count": "default_prefetch_count",
+    "prefetch_max": "default_prefetch_max",
     "assignment_attempts": "default_assignment_attempts",
     "assignment_sleep": "default_assignment_sleep",
     "grace_period": "default_grace_period",
@@ -313,9 +314,9 @@ class App:
         """Register an async function that processes ``stream``'s partitions.
 
         ``overrides`` are per-processor settings: lock_expiry, read_timeout (ms),
-        prefetch_count, assignment_attempts, assignment_sleep, grace_period, join_delay,
-        heartbeat_interval. ``pool_size`` is accepted for compatibility and ignored (with a
-        DeprecationWarning).
+        prefetch_count, prefetch_max, assignment_attempts, assignment_sleep, grace_period,
+        join_delay, heartbeat_interval. ``pool_size`` is accepted for compatibility and
+        ignored (with a DeprecationWarning).
 
         ``guarantee="effectively_once"`` commits, for every item processed (an event, or a
         batch from ``take``), the records it sent to runnel streams, the changes it made
@@ -405,6 +406,7 @@ class App:
                 lock_expiry=float(values["lock_expiry"]),
                 read_timeout=float(values["read_timeout"]) / 1000.0,
                 prefetch_count=int(values["prefetch_count"]),
+                prefetch_max=int(values["prefetch_max"]),
                 assignment_attempts=int(values["assignment_attempts"]),
                 assignment_sleep=float(values["assignment_sleep"]),
                 grace_period=float(values["grace_period"]),

@@ -119,6 +119,13 @@ class Settings(BaseSettings):
     default_read_timeout: int = Field(default=2000, ge=1)
     """Milliseconds a fetch blocks waiting for new entries before looping."""
     default_prefetch_count: int = Field(default=8, ge=1)
+    """Events a partition reads ahead to start with, and the least it ever reads ahead:
+    its buffer holds up to twice its read-ahead."""
+    default_prefetch_max: int = Field(default=128, ge=1)
+    """The most events a partition reads ahead while it has a backlog: its read-ahead
+    doubles, from ``prefetch_count``, each time a read comes back full, up to this (and
+    within ``prefetch_bytes``), and halves each time a read finds the partition caught up.
+    At most ``prefetch_count``, or 1, turns the adaptation off."""
     prefetch_bytes: int | None = Field(default=DEFAULT_PREFETCH_BYTES, ge=0)
     """Bytes of fetched but not yet processed events a worker buffers, over all the
     partitions of all its processors, on top of ``prefetch_count``; an event counts its

@@ -28,6 +28,7 @@ async def noop(events: Events) -> None:
     ("override", "message"),
     [
         ({"prefetch_count": 0}, "invalid prefetch_count=0 (Input should be greater than or equal"),
+        ({"prefetch_max": 0}, "invalid prefetch_max=0 (Input should be greater than or equal"),
         ({"lock_expiry": -1}, "invalid lock_expiry=-1 (Input should be greater than 0)"),
         ({"grace_period": "soon"}, "invalid grace_period='soon' (Input should be a valid number"),
         ({"read_timeout": 0}, "invalid read_timeout=0"),

@@ -68,6 +68,7 @@ def test_defaults_match_the_design_table() -> None:
     assert s.default_hasher == "xxh64"
     assert s.default_exception_policy is ExceptionPolicy.HALT
     assert s.default_prefetch_count == 8
+    assert s.default_prefetch_max == 128
     assert s.default_assignment_sleep == 2
     assert s.default_pool_size == 16
     assert s.default_trim_mode == "lossless"
@@ -155,11 +156,12 @@ def test_an_app_without_a_redis_url_kwarg_uses_the_environments(
 def test_stream_and_processor_arguments_beat_app_settings() -> None:
     app = App(name=unique(), redis_url="memory://", default_partition_count=3)
     stream = app.stream("clicks", record=Click, partition_by="user_id", partition_count=9)
-    app.processor(stream, prefetch_count=1, lock_expiry=4)(noop)
+    app.processor(stream, prefetch_count=1, prefetch_max=16, lock_expiry=4)(noop)
 
     spec = app.processors["noop"]
     assert stream.partition_count == 9
     assert spec.prefetch_count == 1
+    assert spec.prefetch_max == 16
     assert spec.lock_expiry == 4.0
     assert spec.assignment_attempts == 32  # untouched: the app's default
 

@@ -237,6 +237,7 @@ class Executor:
             self.clock,
             self._room,
             self.budget,
+            self.spec.prefetch_max,
         )
         for info in await self.backend.log.groups(key):
             if info.name == self.spec.name:

@@ -8,6 +8,11 @@ than it asked for means the partition is caught up: it is not read again until t
 read-only doorbell (``XREAD BLOCK`` after the last id seen, which changes no state and so
 needs no fence) says it has new entries, or until ``read_timeout`` passes.
 
+A read of new entries that comes back full to a partition whose consumer emptied its
+buffer meanwhile grows the partition's read-ahead, and one that comes back short shrinks
+it, between ``prefetch_count`` and ``prefetch_max``
+(:meth:`~runnel.runtime.feed.PartitionFeed.adapt`).
+
 With a byte budget (``prefetch_bytes``), a read asks for no more entries than the budget
 has room for, estimating an entry by the largest read from that partition; a partition
 whose buffer is empty reads at least one entry whatever is left (see
@@ -299,6 +304,7 @@ class Fetcher:
         else:
             feed.caught_up = len(entries) < asked
             if not entries:
+                feed.adapt(asked, 0, starved=not feed.buffer)
                 return
             feed.last_seen = entries[-1].id
         if feed.limit is not None or feed.held or any(MARKER_FIELD in e.fields for e in entries):
@@ -322,8 +328,11 @@ class Fetcher:
             )
             if sizes is not None:
                 sizes.append(entry_size(entry.fields))
+        starved = not feed.buffer  # the consumer ate everything while the read was away
         if events:
             feed.put(events, sizes)
+        if feed.start == NEW:
+            feed.adapt(asked, len(entries), starved)  # after put(): sized by these entries
 
     def _gated(self, feed: PartitionFeed, entries: list[Entry]) -> list[Entry]:
         """The entries a stream resize's barrier lets through (see runtime/resize.py).

@@ -129,6 +129,7 @@ class ProcessorSpec:
     heartbeat_interval: float
     guarantee: Guarantee = "at_least_once"
     state: StateSpec | None = None
+    prefetch_max: int = 0  # the read-ahead's ceiling (at most prefetch_count: fixed)
 
 
 @dataclass(frozen=True, slots=True)

@@ -87,7 +87,11 @@ async def test_lag_shows_what_waits_for_a_processor_that_does_not_keep_up(
     make_app: Callable[..., App], workers: Any, clock: SimulatedClock
 ) -> None:
     app, ticks = ticks_app(
-        make_app, default_partition_count=1, partition_check_interval=1.0, default_prefetch_count=2
+        make_app,
+        default_partition_count=1,
+        partition_check_interval=1.0,
+        default_prefetch_count=2,
+        default_prefetch_max=2,  # a fixed read-ahead: the bound below is exact
     )
     metrics = metered(app)
     gate = asyncio.Event()

@@ -22,7 +22,7 @@ from runnel.errors import (
     LeaseExpired,
     OutcomeUnknown,
 )
-from runnel.ports import Append, Cap
+from runnel.ports import Append, Cap, Routing
 from runnel.testing import Harness, HarnessFactory
 
 from .conftest import Tick, drain, executor, holders, start_owning, ticks_app, until
@@ -175,7 +175,11 @@ class FailingLog:
         self.error = error
 
     async def append(
-        self, entries: Sequence[Append], cap: Cap | None = None, window: float = 0.0
+        self,
+        entries: Sequence[Append],
+        cap: Cap | None = None,
+        window: float = 0.0,
+        routing: Routing | None = None,
     ) -> list[bytes]:
         raise self.error
 

@@ -48,13 +48,12 @@ from runnel.adapters.redis.keyvalue import RedisKeyValue
 from runnel.adapters.redis.locks import RedisPartitionLocks, _ttl_ms
 from runnel.adapters.redis.streams import (
     RedisStreamLog,
-    _flat,
     _require_fields,
     _to_ms,
+    append_call,
     commit_call,
     commit_reply,
     outbox_call,
-    routing_keys,
 )
 from runnel.domain.model import Entry
 from runnel.errors import (
@@ -215,36 +214,8 @@ class ClusterStreamLog(RedisStreamLog):
     def _append_call(
         entries: Sequence[Append], cap: Cap | None, window: float, routing: Routing | None = None
     ) -> Call:
-        keys: list[str] = []
-        index: dict[str, int] = {}
-        for entry in entries:
-            _require_fields(entry.fields, entry.key)
-            if entry.key not in index:
-                keys.append(entry.key)
-                index[entry.key] = len(keys)
-        nstreams = len(keys)
-        stream = keys[0]
-        keys += routing_keys(keys, routing)
-        if cap is not None:
-            keys.append(cap.lost_keys.get(stream, cap.lost_key) if cap.lost_keys else cap.lost_key)
-        # append.lua: maxlen, mode, the number of streams, the idempotency window, the routed
-        # count, then per entry: stream, idempotency key (its index in KEYS, 0 for none),
-        # fields. The idempotency keys of the cluster layout are in their partition's slot.
-        args: list[Arg] = [
-            cap.maxlen if cap else 0,
-            cap.mode if cap else "none",
-            nstreams,
-            max(1, _to_ms(window)),
-            routing.count if routing is not None else 0,
-        ]
-        for entry in entries:
-            dedup = 0
-            if entry.idempotency_key is not None:
-                dedup = index.get(entry.idempotency_key, 0)
-                if not dedup:
-                    keys.append(entry.idempotency_key)
-                    dedup = index[entry.idempotency_key] = len(keys)
-            args += [index[entry.key], dedup, len(entry.fields), *_flat(entry.fields)]
+        # The idempotency keys of the cluster layout are in their partition's slot.
+        keys, args, _ = append_call(entries, cap, window, routing)
         _one_slot(keys)
         return keys, args
 

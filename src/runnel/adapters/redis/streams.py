@@ -157,32 +157,7 @@ class RedisStreamLog:
         """
         if not entries:
             return []
-        keys: list[str] = []
-        index: dict[str, int] = {}
-        for entry in entries:
-            _require_fields(entry.fields, entry.key)
-            if entry.key not in index:
-                keys.append(entry.key)
-                index[entry.key] = len(keys)
-        nstreams = len(keys)
-        keys += routing_keys(keys, routing)
-        if cap is not None:
-            keys.append(cap.lost_key)
-        args: list[Arg] = [
-            cap.maxlen if cap else 0,
-            cap.mode if cap else "none",
-            nstreams,
-            max(1, _to_ms(window)),
-            routing.count if routing is not None else 0,
-        ]
-        for entry in entries:
-            dedup = 0
-            if entry.idempotency_key is not None:
-                dedup = index.get(entry.idempotency_key, 0)
-                if not dedup:
-                    keys.append(entry.idempotency_key)
-                    dedup = index[entry.idempotency_key] = len(keys)
-            args += [index[entry.key], dedup, len(entry.fields), *_flat(entry.fields)]
+        keys, args, nstreams = append_call(entries, cap, window, routing)
         try:
             with translated():
                 # Packed in one pass (redis-py's generic path costs about a microsecond an
@@ -469,6 +444,47 @@ class RedisStreamLog:
         with translated(), _noting(self._client, [key, record]):
             raw = await self._switch(keys=[key, record], args=[count, MARKER_FIELD])
             return _replies.as_bytes(raw)
+
+
+def append_call(
+    entries: Sequence[Append], cap: Cap | None, window: float, routing: Routing | None
+) -> tuple[list[str], list[Arg], int]:
+    """The KEYS and ARGV of ``append.lua`` for ``entries``, and how many streams they name.
+
+    KEYS: the distinct streams, their routing records (with ``routing``), the lost counter
+    (with ``cap``; on Redis Cluster the first stream's own), then the distinct idempotency
+    keys. ARGV: maxlen, mode, the number of streams, the idempotency window, the routed
+    count, then per entry: its stream's index in KEYS, its idempotency key's (0 for none),
+    its number of fields and the fields.
+    """
+    keys: list[str] = []
+    index: dict[str, int] = {}
+    for entry in entries:
+        _require_fields(entry.fields, entry.key)
+        if entry.key not in index:
+            keys.append(entry.key)
+            index[entry.key] = len(keys)
+    nstreams = len(keys)
+    stream = keys[0]
+    keys += routing_keys(keys, routing)
+    if cap is not None:
+        keys.append(cap.lost_keys.get(stream, cap.lost_key) if cap.lost_keys else cap.lost_key)
+    args: list[Arg] = [
+        cap.maxlen if cap else 0,
+        cap.mode if cap else "none",
+        nstreams,
+        max(1, _to_ms(window)),
+        routing.count if routing is not None else 0,
+    ]
+    for entry in entries:
+        dedup = 0
+        if entry.idempotency_key is not None:
+            dedup = index.get(entry.idempotency_key, 0)
+            if not dedup:
+                keys.append(entry.idempotency_key)
+                dedup = index[entry.idempotency_key] = len(keys)
+        args += [index[entry.key], dedup, len(entry.fields), *_flat(entry.fields)]
+    return keys, args, nstreams
 
 
 def routing_keys(streams: Sequence[str], routing: Routing | None) -> list[str]:

@@ -53,7 +53,6 @@ from runnel.adapters.redis.streams import (
     append_call,
     commit_call,
     commit_reply,
-    outbox_call,
 )
 from runnel.domain.model import Entry
 from runnel.errors import (
@@ -71,7 +70,6 @@ from runnel.ports import (
     Cap,
     Commit,
     DeadLetter,
-    Fence,
     Lease,
     ReadRequest,
     Routing,
@@ -242,36 +240,14 @@ class ClusterStreamLog(RedisStreamLog):
             (raw,) = await run_per_slot(self._cluster, self._commit, [(keys, args)])
         return commit_reply(raw, len(commit.outputs))
 
-    async def read_outbox(self, outbox: str, fence: Fence, count: int) -> list[Entry]:
-        """The oldest ``count`` entries of ``outbox``, fenced (one ``outbox.lua`` call in
-        the partition's slot).
-
-        Raises:
-            Fenced: the lease is gone (counted; nothing is returned).
-        """
-        keys, args = outbox_call(outbox, fence, ["read", count])
+    async def _run_outbox(self, keys: list[str], args: list[Arg]) -> Any:
+        """One call of ``outbox.lua`` on the outbox's node (all its keys in one slot)."""
         _one_slot(keys)
         with translated():
             (raw,) = await run_per_slot(self._cluster, self._outbox, [(keys, args)])
         if isinstance(raw, Exception):
             raise translate(raw)
-        return _replies.entries_from_script(raw)
-
-    async def drop_relayed(self, outbox: str, fence: Fence, ids: Sequence[bytes]) -> int:
-        """Delete ``ids`` from ``outbox``, fenced; how many entries it still holds.
-
-        Raises:
-            Fenced: the lease is gone (counted; nothing was deleted).
-        """
-        if not ids:
-            return 0
-        keys, args = outbox_call(outbox, fence, ["drop", *ids])
-        _one_slot(keys)
-        with translated():
-            (raw,) = await run_per_slot(self._cluster, self._outbox, [(keys, args)])
-        if isinstance(raw, Exception):
-            raise translate(raw)
-        return _replies.as_int(raw)
+        return raw
 
     async def exchange(
         self, acks: Sequence[AckRequest], reads: Sequence[ReadRequest]

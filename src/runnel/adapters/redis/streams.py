@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
@@ -208,9 +209,7 @@ class RedisStreamLog:
         Raises:
             Fenced: the lease is gone (counted; nothing is returned).
         """
-        keys, args = outbox_call(outbox, fence, ["read", count])
-        with translated():
-            raw = await self._outbox(keys=keys, args=args)
+        raw = await self._run_outbox(*outbox_call(outbox, fence, ["read", count]))
         return _replies.entries_from_script(raw)
 
     async def drop_relayed(self, outbox: str, fence: Fence, ids: Sequence[bytes]) -> int:
@@ -221,10 +220,13 @@ class RedisStreamLog:
         """
         if not ids:
             return 0
-        keys, args = outbox_call(outbox, fence, ["drop", *ids])
-        with translated():
-            raw = await self._outbox(keys=keys, args=args)
+        raw = await self._run_outbox(*outbox_call(outbox, fence, ["drop", *ids]))
         return _replies.as_int(raw)
+
+    async def _run_outbox(self, keys: list[str], args: list[Arg]) -> Any:
+        """One call of ``outbox.lua`` (Redis Cluster sends it to the outbox's node)."""
+        with translated():
+            return await self._outbox(keys=keys, args=args)
 
     async def ensure_group(self, key: str, group: str, start: bytes = b"0") -> bool:
         """Create ``group`` on ``key`` (and the stream) at ``start``; False if it exists."""

@@ -12,7 +12,7 @@ import pytest
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
-from runnel.adapters.redis import _errors, _watched
+from runnel.adapters.redis import _errors, _lanes, _watched
 from runnel.adapters.redis.client import make_client
 from runnel.adapters.redis.keyvalue import CANNOT_CHECK, RedisKeyValue
 from runnel.adapters.redis.locks import RedisPartitionLocks
@@ -431,24 +431,15 @@ class Intruder:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch, step: Callable[[], Awaitable[None]]):
         self.times = 0
-        attempt = _watched._attempt
+        write = _lanes.write
 
-        async def intruded(conn: Any, read: Any, acks: Any, reads: Any) -> Any:
-            send = conn.send_packed_command
+        async def intruded(conn: Any, payload: bytes, *args: Any, **kwargs: Any) -> None:
+            if payload.startswith(MULTI) and self.times == 0:
+                self.times += 1
+                await step()
+            await write(conn, payload, *args, **kwargs)
 
-            async def send_packed(payload: bytes, *args: Any, **kwargs: Any) -> None:
-                if payload.startswith(MULTI) and self.times == 0:
-                    self.times += 1
-                    await step()
-                await send(payload, *args, **kwargs)
-
-            conn.send_packed_command = send_packed
-            try:
-                return await attempt(conn, read, acks, reads)
-            finally:
-                del conn.send_packed_command
-
-        monkeypatch.setattr(_watched, "_attempt", intruded)
+        monkeypatch.setattr(_watched, "write", intruded)
 
 
 async def test_a_lock_taken_over_between_the_check_and_the_read_fences_the_read(

@@ -31,6 +31,7 @@ from runnel.adapters.redis._errors import (
     note_reply_lost,
     refused_permission,
 )
+from runnel.adapters.redis._lanes import lanes_of, write
 
 Arg: TypeAlias = bytes | str | int
 """One EVALSHA argument as redis-py encodes it."""
@@ -174,8 +175,10 @@ async def call_packed(
 
     redis-py's generic command path costs about a microsecond per argument, which adds up
     for the multi-partition read and acknowledgement calls of every round; this packs the
-    RESP request in one pass and reads the reply with the connection's parser. A script
-    the server does not know (``NOSCRIPT``: nothing ran) is loaded and called once more.
+    RESP request in one pass, writes it on a kept connection when one is free
+    (:mod:`runnel.adapters.redis._lanes`) and reads the reply with the connection's
+    parser. A script the server does not know (``NOSCRIPT``: nothing ran) is loaded and
+    called once more.
     Error replies come back as the ``ResponseError`` instance (like a pipeline slot).
 
     Raises:
@@ -183,10 +186,10 @@ async def call_packed(
     """
     for attempt in (1, 2):
         payload = pack_evalsha(script.sha.encode(), keys, args)
-        pool = client.connection_pool
-        conn = await pool.get_connection()  # type: ignore[no-untyped-call]  # unannotated
+        lanes = lanes_of(client)
+        conn = await lanes.take()
         try:
-            await conn.send_packed_command(payload)
+            await write(conn, payload)
             try:
                 reply = await conn.read_response()
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
@@ -199,7 +202,7 @@ async def call_packed(
             await conn.disconnect(nowait=True)
             raise
         finally:
-            await pool.release(conn)
+            await lanes.give(conn)
         if isinstance(reply, NoScriptError) and attempt == 1:
             script.sha = await client.script_load(script.script)
             continue

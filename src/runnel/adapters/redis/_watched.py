@@ -34,6 +34,7 @@ from redis.exceptions import ResponseError
 
 from runnel.adapters.redis import _replies
 from runnel.adapters.redis._errors import translate
+from runnel.adapters.redis._lanes import lanes_of, write
 from runnel.domain.ids import MIN_ID, StreamId
 from runnel.domain.model import Entry
 from runnel.errors import Fenced
@@ -91,8 +92,8 @@ async def exchange_watched(
     client: Redis, acks: Sequence[AckRequest], reads: Sequence[ReadRequest]
 ) -> tuple[list[int | Exception], list[list[Entry] | Exception]] | None:
     """The exchange of ``acks`` then ``reads`` as a watched transaction; None if aborted."""
-    pool = client.connection_pool
-    conn = await pool.get_connection()  # type: ignore[no-untyped-call]  # unannotated
+    lanes = lanes_of(client)
+    conn = await lanes.take()
     try:
         for _ in range(ATTEMPTS):
             read, deadline = _reading(conn)
@@ -106,7 +107,7 @@ async def exchange_watched(
         await conn.disconnect(nowait=True)
         raise
     finally:
-        await pool.release(conn)
+        await lanes.give(conn)
 
 
 def _reading(conn: Any) -> tuple[Reader, contextlib.AbstractAsyncContextManager[Any]]:
@@ -127,7 +128,7 @@ async def _attempt(
     stale: set[str] = set()
     if tokens:
         locks = list(tokens)
-        await conn.send_packed_command(pack([["WATCH", *locks], ["MGET", *locks]]))
+        await write(conn, pack([["WATCH", *locks], ["MGET", *locks]]))
         await read_response()
         held = await read_response()
         stale = {k for k, v in zip(locks, held, strict=True) if v != tokens[k]}
@@ -171,7 +172,8 @@ async def _attempt(
             )
             plan.append(("pending", slot))
     commands.append(["EXEC"])
-    await conn.send_packed_command(pack(commands))
+    # Never on a new connection: the transaction must run where the WATCH was.
+    await write(conn, pack(commands), reconnect=not tokens)
     await read_response()  # OK for MULTI
     queued_error: ResponseError | None = None
     for _ in plan:

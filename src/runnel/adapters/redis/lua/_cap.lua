@@ -8,7 +8,8 @@
 -- above the group's last-delivered-id (never delivered), or it is in the group's pending
 -- entries list. It returns the refusal "BACKPRESSURE <key> <first unsafe id> <group>" in
 -- lossless mode ("new" when the first unsafe victim is one of the new entries), else nil
--- and the number of victims unsafe for at least one group (what a lossy cap counts).
+-- and the number of victims unsafe for at least one group (what a lossy cap counts); the
+-- third value is the stream's length before the new entries.
 -- XLEN comes first, so a key of the wrong type is refused before anything is written.
 
 -- Stream ids are "<ms>-<seq>" with both parts decimal integers that may exceed what a
@@ -79,7 +80,7 @@ end
 local function cap_check(key, n, maxlen, mode)
     local length = redis.call('XLEN', key)
     if mode == 'none' or n == 0 or length + n <= maxlen or redis.call('EXISTS', key) == 0 then
-        return nil, 0
+        return nil, 0, length
     end
     local excess = length + n - maxlen
     local old = math.min(excess, length)
@@ -110,7 +111,7 @@ local function cap_check(key, n, maxlen, mode)
         if first then
             id, group = victims[first][1], unsafe[first]
         end
-        return 'BACKPRESSURE ' .. key .. ' ' .. id .. ' ' .. group, 0
+        return 'BACKPRESSURE ' .. key .. ' ' .. id .. ' ' .. group, 0, length
     end
-    return nil, count
+    return nil, count, length
 end

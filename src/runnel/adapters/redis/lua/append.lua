@@ -19,8 +19,9 @@
 --
 -- The cap rule (cap_check) looks only at the entries that will really be added; any
 -- refusal refuses the whole batch before anything is written. A lossy cap adds the
--- victims unsafe for some group to the lost counter. Then every new entry is added with
--- XADD MAXLEN = maxlen, and its idempotency key set to its id for the window.
+-- victims unsafe for some group to the lost counter. Then every new entry is added (with
+-- XADD MAXLEN = maxlen where the stream trims), and its idempotency key set to its id for
+-- the window.
 
 local maxlen = tonumber(ARGV[1])
 local mode = ARGV[2]
@@ -40,41 +41,48 @@ if routed > 0 then
     lost_index = 2 * nstreams + 1
 end
 
--- Parse the entries; resolve idempotency keys; count the new entries per stream.
-local entries = {}
+-- Parse the entries into flat arrays (no table per entry: a batch may hold thousands);
+-- resolve idempotency keys; count the new entries per stream.
+local streams, froms, tos, dedups, repeats = {}, {}, {}, {}, {}
 local added = {}
 local known = {}  -- idempotency key index -> id already recorded, or the entry adding it
+local n = 0
 local i = 6
-while i <= #ARGV do
+local last = #ARGV
+while i <= last do
     local k = tonumber(ARGV[i])
     local d = tonumber(ARGV[i + 1])
     local width = 2 * tonumber(ARGV[i + 2])
-    local entry = {k, i + 3, i + 2 + width, d, nil}
+    n = n + 1
+    streams[n], froms[n], tos[n], dedups[n], repeats[n] = k, i + 3, i + 2 + width, d, false
     if d > 0 then
         if known[d] == nil then
             known[d] = redis.call('GET', KEYS[d]) or false
         end
         if known[d] then
-            entry[5] = known[d]  -- a repeat: an id, or the earlier entry of this batch
+            repeats[n] = known[d]  -- a repeat: an id, or the number of the entry adding it
         else
-            known[d] = entry
+            known[d] = n
         end
     end
-    if entry[5] == nil then
+    if not repeats[n] then
         added[k] = (added[k] or 0) + 1
     end
-    entries[#entries + 1] = entry
     i = i + 3 + width
 end
 
--- First pass: read only.
+-- First pass: read only. A stream trims only if its new entries take it past maxlen;
+-- the others are added without MAXLEN (exact trimming would remove nothing from them).
 local lost = 0
+local trims = {}
 for k = 1, nstreams do
-    local refusal, count = cap_check(KEYS[k], added[k] or 0, maxlen, mode)
+    local more = added[k] or 0
+    local refusal, count, length = cap_check(KEYS[k], more, maxlen, mode)
     if refusal then
         return redis.error_reply(refusal)
     end
     lost = lost + count
+    trims[k] = capped and length + more > maxlen
 end
 
 if mode == 'lossy' and lost > 0 then
@@ -82,21 +90,23 @@ if mode == 'lossy' and lost > 0 then
 end
 
 local ids = {}
-for e = 1, #entries do
-    local entry = entries[e]
-    local k, from, to, d, repeat_of = entry[1], entry[2], entry[3], entry[4], entry[5]
-    if repeat_of == nil then
-        if capped then
-            ids[e] = redis.call('XADD', KEYS[k], 'MAXLEN', '=', ARGV[1], '*', unpack(ARGV, from, to))
+for e = 1, n do
+    local repeat_of = repeats[e]
+    if not repeat_of then
+        local k = streams[e]
+        local id
+        if trims[k] then
+            id = redis.call('XADD', KEYS[k], 'MAXLEN', '=', ARGV[1], '*', unpack(ARGV, froms[e], tos[e]))
         else
-            ids[e] = redis.call('XADD', KEYS[k], '*', unpack(ARGV, from, to))
+            id = redis.call('XADD', KEYS[k], '*', unpack(ARGV, froms[e], tos[e]))
         end
-        entry[6] = ids[e]
+        ids[e] = id
+        local d = dedups[e]
         if d > 0 then
-            redis.call('SET', KEYS[d], ids[e], 'PX', window)
+            redis.call('SET', KEYS[d], id, 'PX', window)
         end
-    elseif type(repeat_of) == 'table' then
-        ids[e] = repeat_of[6]
+    elseif type(repeat_of) == 'number' then
+        ids[e] = ids[repeat_of]  -- added earlier in this batch
     else
         ids[e] = repeat_of
     end

@@ -226,8 +226,8 @@ THROUGHPUT_JOBS = {
 }
 
 TARGETS = {
-    "single": Target(at_least=60_000, ratio_at_least=0.5),
-    "take": Target(at_least=100_000, ratio_at_least=0.8),
+    "single": Target(at_least=60_000, ratio_at_least=0.85),
+    "take": Target(at_least=100_000, ratio_at_least=1.0),
     "two-workers": Target(above_row="one-at-a-time primitive"),
 }
 

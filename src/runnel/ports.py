@@ -91,6 +91,31 @@ class Append:
     route: int | None = None
 
 
+_new_object = object.__new__
+_set_key = Append.__dict__["key"].__set__
+_set_fields = Append.__dict__["fields"].__set__
+_set_idempotency_key = Append.__dict__["idempotency_key"].__set__
+_set_route = Append.__dict__["route"].__set__
+
+
+def routed_append(key: str, fields: Fields, route: int) -> Append:
+    """``Append(key, fields, None, route)``, made in half the time.
+
+    A frozen dataclass's ``__init__`` sets each field through ``object.__setattr__``;
+    this sets the slots directly, which matters when a send encodes thousands of records.
+
+    Example:
+        >>> routed_append("k", {b"a": b"1"}, 7) == Append("k", {b"a": b"1"}, None, 7)
+        True
+    """
+    append: Append = _new_object(Append)
+    _set_key(append, key)
+    _set_fields(append, fields)
+    _set_idempotency_key(append, None)
+    _set_route(append, route)
+    return append
+
+
 @dataclass(frozen=True, slots=True)
 class Routing:
     """The partition count an append was routed with, and where each partition keeps its own.

@@ -23,7 +23,7 @@ from runnel.domain.keys import KeyLayout, Keys
 from runnel.domain.model import Partition, TrimMode
 from runnel.errors import Misconfigured
 from runnel.interfaces import Compressor, Serializer
-from runnel.ports import Append, Backend
+from runnel.ports import Append, Backend, routed_append
 from runnel.record import Record
 from runnel.runtime.specs import StreamSpec
 from runnel.runtime.store import StreamStore
@@ -293,11 +293,12 @@ class Stream(Generic[R]):
         """Route and encode records into appends (no I/O)."""
         keys = self._partition_keys
         count = self.partition_count
-        hasher, key_of, encode = self.hasher, self._key_of, self.codec.encode
+        hasher, key_of = self.hasher, self._key_of
+        encoded = self.codec.encode_many(records)
         appends = []
-        for r in records:
+        for r, fields in zip(records, encoded, strict=True):
             route = hasher(key_of(r))
-            appends.append(Append(keys[route % count], encode(r), None, route))
+            appends.append(routed_append(keys[route % count], fields, route))
         return appends
 
     def route_of(self, record: R) -> int:

@@ -23,6 +23,12 @@ Hasher = Callable[[object], int]
 
 
 def _hash_fast(key: object) -> int:
+    # The two commonest keys without canonical_key()'s chain of checks (same bytes).
+    kind = type(key)
+    if kind is str:
+        return int(_fast_xxh64(key.encode("utf-8")))  # type: ignore[attr-defined]  # a str
+    if kind is int:
+        return int(_fast_xxh64(b"%d" % key))  # type: ignore[str-format]  # an int
     return int(_fast_xxh64(canonical_key(key)))
 
 

@@ -121,22 +121,18 @@ async def write(conn: Any, payload: bytes, reconnect: bool = True) -> None:
             left (nothing was sent); it is closed on our side too.
         redis.exceptions.TimeoutError: the kernel did not take the request in time.
     """
-    writer = getattr(conn, "_writer", None)
-    reader = getattr(conn, "_reader", None)
-    if (
-        type(writer) is not asyncio.StreamWriter  # None, or a test double: redis-py writes
-        or type(reader) is not asyncio.StreamReader
-        or len(payload) > DIRECT_BYTES
-        or _health_check_due(conn)
-    ):
-        await conn.send_packed_command(payload)
-        return
-    if writer.transport.is_closing() or _stale(reader):
+    writer, reader = _streams(conn)
+    if writer is not None and (writer.transport.is_closing() or _stale(reader)):
         # Closed by the server while it was idle (or left with unread bytes): connect
         # afresh, as the pool does when it hands out such a connection.
         await conn.disconnect(nowait=True)
+    if not conn.is_connected:
         if not reconnect:
             raise RedisConnectionError("Connection closed by the server before write")
+        # connect(), not a bare reconnect: a Sentinel connection asks for the primary anew.
+        await conn.connect()
+        writer, reader = _streams(conn)
+    if writer is None or len(payload) > DIRECT_BYTES or _health_check_due(conn):
         await conn.send_packed_command(payload)
         return
     try:
@@ -169,8 +165,20 @@ async def _drain(writer: Any, timeout: float | None) -> None:
         await asyncio.wait_for(writer.drain(), timeout)
 
 
-def _stale(reader: asyncio.StreamReader) -> bool:
+def _streams(conn: Any) -> tuple[asyncio.StreamWriter | None, asyncio.StreamReader | None]:
+    """The connection's asyncio streams, or (None, None) when it has none of that kind
+    (not connected, or a test double): redis-py then writes."""
+    writer = getattr(conn, "_writer", None)
+    reader = getattr(conn, "_reader", None)
+    if type(writer) is asyncio.StreamWriter and type(reader) is asyncio.StreamReader:
+        return writer, reader
+    return None, None
+
+
+def _stale(reader: asyncio.StreamReader | None) -> bool:
     """Whether the server closed the connection, or left bytes no call asked for."""
+    if reader is None:
+        return False
     return (
         reader.at_eof() or reader.exception() is not None or bool(getattr(reader, "_buffer", b""))
     )

@@ -31,6 +31,7 @@ from tests.integration.engine.apps import audited
 from tests.integration.engine.apps.audited import RESULTS_URL_ENV, Load
 from tests.integration.engine.apps.common import results_key
 from tests.integration.engine.harness import APPS, FAST_SETTINGS, WorkerProcess, process_env
+from tests.servers import free_port
 
 from . import audit
 from .audit import Done, Fault, Row
@@ -159,8 +160,14 @@ class Scenario:
         """The workers still running."""
         return [w for w in self.workers if w.running()]
 
-    def spawn(self, env: Mapping[str, str | None] | None = None) -> WorkerProcess:
-        """Start one ``runnel worker`` process (without waiting for it to join)."""
+    def spawn(
+        self, env: Mapping[str, str | None] | None = None, http: bool = False
+    ) -> WorkerProcess:
+        """Start one ``runnel worker`` process (without waiting for it to join); with
+        ``http``, serving /metrics on a port of its own (``worker.http_port``)."""
+        port = free_port() if http else None
+        if port is not None:
+            env = {**(env or {}), "RUNNEL_HTTP_ADDRESS": f"127.0.0.1:{port}"}
         argv = [
             sys.executable,
             "-m",
@@ -176,12 +183,16 @@ class Scenario:
             self.workdir,
             f"worker-{len(self.workers)}",
         )
+        worker.http_port = port
         self.workers.append(worker)
         return worker
 
-    async def start_workers(self, n: int, within: float = SANITY) -> list[WorkerProcess]:
-        """Start ``n`` workers and wait until they share the partitions evenly."""
-        started = [self.spawn() for _ in range(n)]
+    async def start_workers(
+        self, n: int, within: float = SANITY, http: bool = False
+    ) -> list[WorkerProcess]:
+        """Start ``n`` workers (each serving /metrics with ``http``) and wait until they
+        share the partitions evenly."""
+        started = [self.spawn(http=http) for _ in range(n)]
         await self.wait_balanced(within)
         return started
 

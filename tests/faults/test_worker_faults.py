@@ -13,6 +13,7 @@ import pytest
 
 from tests.integration.engine.apps.audited import Load
 from tests.integration.engine.harness import WorkerProcess
+from tests.integration.engine.test_observability_processes import scrape, total
 
 from . import audit
 from .audit import Fault
@@ -142,7 +143,7 @@ async def test_sigstop_past_the_lease_with_an_await_done_at_resume_and_an_owners
     redis = await faults.server()
     env = {"ENGINE_TEST_STOP_KEY": STOP_KEY, "ENGINE_TEST_ENSURE_OWNED": "1"}
     async with faults.scenario("sigstop, await done at resume, ensure_owned", redis, env=env) as s:
-        await s.start_workers(3)
+        await s.start_workers(3, http=True)
         s.start_load(hot_key=STOP_KEY, hot_share=1 / 300)
         inflight: dict[str, Any] = {}
 
@@ -157,9 +158,23 @@ async def test_sigstop_past_the_lease_with_an_await_done_at_resume_and_an_owners
         (victim,) = [w for w in s.live if w.pid == inflight["pid"]]
         stopped_at = float(inflight["began"])
         continued_at = await _resume_once_moved_on(s, victim, inflight, stopped_at)
+        # The refusal is counted where an operator sees it: the resumed worker's /metrics.
+        port = victim.http_port
+        assert port is not None
+
+        async def counted() -> bool:
+            scraped = await scrape(port)
+            return total(scraped, "runnel_lease_expired_errors_total") >= 1
+
+        await s.wait_for(counted, "the resumed worker's /metrics to count LeaseExpired", 30)
+        expired = total(await scrape(port), "runnel_lease_expired_errors_total")
+        others = [w.http_port for w in s.live if w is not victim and w.http_port is not None]
+        elsewhere = [total(await scrape(p), "runnel_lease_expired_errors_total") for p in others]
         row = await s.finish()
     stale = await _record_stale_owner(s, row, victim, inflight, stopped_at, continued_at)
     assert_guarantees(row)
+    assert expired >= 1
+    assert elsewhere == [0.0] * len(others)  # only the stale owner ever raised it
     assert stale == [], f"a side effect landed after the new owner's: {row.notes}"
     assert row.notes["in-flight event"] == "cancelled"
     assert row.notes["late hand-outs under an old lease"] == 0

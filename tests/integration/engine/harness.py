@@ -90,6 +90,8 @@ class WorkerProcess:
     ) -> None:
         self.argv = list(argv)
         self.label = label
+        self.http_port: int | None = None
+        """Where the worker serves /metrics, when it was given an HTTP address."""
         self.log_path = workdir / f"{label}.stderr"
         self.out_path = workdir / f"{label}.stdout"
         with self.log_path.open("wb") as err, self.out_path.open("wb") as out:

@@ -9,6 +9,7 @@ no right beyond runnel's.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shlex
 import sys
@@ -174,3 +175,101 @@ async def test_the_cluster_acl_runs_a_worker_and_a_sender_and_refuses_the_rest(
         await worker.aclose()
         await sender.aclose()
     assert [g["name"] for g in await client.xinfo_groups(own)] == [b"proc"]
+
+
+async def _on(port: int, *words: Any) -> Any:
+    """One command on one node, as the default user."""
+    node = Redis(port=port, protocol=2)
+    try:
+        return await node.execute_command(*words)  # type: ignore[no-untyped-call]
+    finally:
+        await node.aclose()
+
+
+@contextlib.asynccontextmanager
+async def migrating(cluster: RunningCluster, key: str) -> AsyncIterator[None]:
+    """Move the slot of ``key`` to another primary, as a resharding does, and stop half-way:
+    its keys are on the new node, and the old one still owns the slot (it answers ASK).
+    On exit the slot is given to the new node."""
+    slot = int(await _on(cluster.ports[0], "CLUSTER", "KEYSLOT", key))
+    ids = {port: _text(await _on(port, "CLUSTER", "MYID")) for port in cluster.primaries()}
+    owners = [p for p in ids if slot in await _slots_of(p)]
+    assert len(owners) == 1
+    source = owners[0]
+    target = next(p for p in ids if p != source)
+    await _on(target, "CLUSTER", "SETSLOT", slot, "IMPORTING", ids[source])
+    await _on(source, "CLUSTER", "SETSLOT", slot, "MIGRATING", ids[target])
+    try:
+        moved = await _on(source, "CLUSTER", "GETKEYSINSLOT", slot, 1000)
+        assert key in [_text(k) for k in moved]
+        await _on(source, "MIGRATE", "127.0.0.1", target, "", 0, 5000, "KEYS", *moved)
+        yield
+    finally:
+        for port in ids:
+            await _on(port, "CLUSTER", "SETSLOT", slot, "NODE", ids[target])
+
+
+def _sender(cluster: RunningCluster, app: str, password: str) -> dict[str, str]:
+    """The environment of ``runnel send`` as ``app``'s sender (its ACL set on every node)."""
+    user = cluster_acl(app, "sender", password)[2]
+    return process_env(app, user_url(cluster, user), {"RUNNEL_REDIS_PASSWORD": password})
+
+
+def _send(env: dict[str, str], seq: int) -> Any:
+    return runnel("send", f"{APP}:ticks", json.dumps({"key": "k0", "seq": seq}), env=env)
+
+
+async def test_a_sender_finds_metadata_moved_mid_resharding_through_ask_under_its_acl(
+    cluster: RunningCluster, client: Any
+) -> None:
+    # The stream's metadata key is on its way to another node: a new sender reads it there
+    # through ASK, sending ASKING first, which its role must allow on every node.
+    app, password = f"cm{uuid4().hex[:8]}", f"pw-{uuid4().hex}"
+    await on_every_node(cluster, *cluster_acl(app, "sender", password))
+    first = _send(process_env(app, cluster.url), 1)  # the stream, metadata and groups
+    assert first.returncode == 0, first.stderr
+    env = _sender(cluster, app, password)
+    async with migrating(cluster, Keys(app, "ticks", "cluster").meta()):
+        sent = _send(env, 2)
+        assert sent.returncode == 0, sent.stderr
+    entries = await client.xrange(Keys(app, "ticks", "cluster").stream(0))
+    assert [json.loads(fields[b"data"])["seq"] for _, fields in entries] == [1, 2]
+    assert await refusals(cluster, env_user(env)) == []
+
+
+async def test_a_send_to_a_partition_mid_resharding_is_refused_whole_and_safe_to_repeat(
+    cluster: RunningCluster, client: Any
+) -> None:
+    # A partition's keys are half-moved: Redis answers its scripts TRYAGAIN until the move
+    # ends. The send says it did not run (BackendUnavailable), and sending it again after
+    # the move writes it once.
+    app, password = f"cm{uuid4().hex[:8]}", f"pw-{uuid4().hex}"
+    await on_every_node(cluster, *cluster_acl(app, "sender", password))
+    first = _send(process_env(app, cluster.url), 1)
+    assert first.returncode == 0, first.stderr
+    env = _sender(cluster, app, password)
+    key = Keys(app, "ticks", "cluster").stream(0)  # k0's partition
+    async with migrating(cluster, key):
+        refused = _send(env, 2)
+        assert refused.returncode != 0
+        assert "BackendUnavailable" in refused.stderr, refused.stderr
+        assert "nothing was written" in refused.stderr, refused.stderr
+    again = _send(env, 2)
+    assert again.returncode == 0, again.stderr
+    entries = await client.xrange(key)
+    assert [json.loads(fields[b"data"])["seq"] for _, fields in entries] == [1, 2]
+    assert await refusals(cluster, env_user(env)) == []
+
+
+def env_user(env: dict[str, str]) -> str:
+    """The user name in the Redis URL of ``env``."""
+    return env["RUNNEL_REDIS_URL"].split("://", 1)[1].split("@", 1)[0]
+
+
+async def _slots_of(port: int) -> set[int]:
+    """The slots ``port`` serves, from its own CLUSTER SLOTS."""
+    mine: set[int] = set()
+    for start, end, primary, *_ in await _on(port, "CLUSTER", "SLOTS"):
+        if int(primary[1]) == port:
+            mine.update(range(int(start), int(end) + 1))
+    return mine

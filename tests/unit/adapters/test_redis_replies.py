@@ -30,6 +30,7 @@ from runnel.errors import (
         (rex.DataError("Invalid input of type: 'dict'"), BackendProtocolError),
         (rex.ResponseError("FENCED __lock:a.s.p.0"), Fenced),
         (rex.ResponseError("BACKPRESSURE __strm:a.s.0 5-0 g"), BackpressureError),
+        (rex.ClusterError("TTL exhausted."), BackendUnavailable),  # redirected every time
     ],
 )
 def test_redis_errors_become_runnel_errors_with_the_redis_message(

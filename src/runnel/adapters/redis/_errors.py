@@ -261,6 +261,14 @@ def translate(exc: BaseException) -> BackendError | PermissionDenied:
             "this Redis server is not a Redis Cluster node: use a redis:// URL, not "
             f"redis+cluster:// (Redis said: {message})"
         )
+    if isinstance(exc, rex.ClusterError) and "TTL exhausted" in message:
+        # redis-py gives up after its redirections: every attempt was answered MOVED, ASK
+        # or TRYAGAIN, none of which runs the command.
+        return BackendUnavailable(
+            "Redis Cluster kept redirecting the command (a slot is being moved between "
+            "nodes, or the cluster is changing), so it did not run and nothing was written; "
+            f"sending it again once the move is over is safe (Redis said: {message})"
+        )
     if isinstance(exc, rex.RedisClusterException) and "cannot be connected" in message:
         return BackendUnavailable(f"no node of the Redis Cluster answers: {message}")
     if isinstance(exc, rex.OutOfMemoryError) or (

@@ -146,9 +146,12 @@ class Fetcher:
         """Wait until no read of ``feed`` (closing) is in flight.
 
         Called before its lease is given up, so that no read of it reaches the backend
-        after that, refused as a stale owner's: a doorbell that reads holds its feeds for
-        up to :data:`BELL_SLICE`.
+        after that, refused as a stale owner's. A doorbell that reads it is cancelled (its
+        other feeds re-read what it may have taken); a round is waited for.
         """
+        bell = self._bell
+        if bell is not None and bell.task is not None and feed in bell.feeds:
+            bell.task.cancel()
         deadline = self._clock.now() + BELL_SLICE + self._read_timeout
         while feed in self._reading:
             left = deadline - self._clock.now()
@@ -352,6 +355,8 @@ class Fetcher:
                 feed.start = NEW  # our pending entries are all back in the buffer
                 return
             feed.start = entries[-1].id
+            if StreamId.parse(feed.start) > StreamId.parse(feed.last_seen):
+                feed.last_seen = feed.start  # read before a reply was lost: delivered now
         else:
             feed.caught_up = len(entries) < asked
             if not entries:
@@ -494,11 +499,16 @@ class Fetcher:
                     bell.keys, BELL_SLICE if feeds else self._read_timeout, requests
                 )
             except BaseException:
-                # Its reads may have run on the server without their reply reaching us:
-                # re-read each partition's pending entries first, as after a failed round.
-                for feed in feeds:
-                    if not feed.closing:
-                        feed.restart_from_history()
+                # Its reads may have run on the server without their reply reaching us.
+                # Each feed was caught up, with everything up to ``last_seen`` delivered:
+                # what a lost read took lies above it, so re-read our pending entries
+                # after it (the buffer stays; nothing delivered comes back).
+                for feed, generation in zip(feeds, generations, strict=True):
+                    if not feed.closing and feed.generation == generation:
+                        feed.start = feed.last_seen
+                        feed.generation += 1  # (the reply is lost anyway)
+                        feed.caught_up = False
+                self._room.set()
                 raise
             if results is None:
                 self._bell_reads = False  # the backend reads in rounds only

@@ -54,21 +54,26 @@ MAX_ROUNDS = 2
 REFUSED_BACKOFF = 1.0
 """Seconds a partition waits after Redis refused its read (other than a missing group)."""
 
-BELL_SLICE = 0.25
-"""Longest wait (seconds) of a doorbell that reads: its partitions are not read otherwise
-meanwhile, so a partition restarted or handed back waits for it at most this long."""
-
 
 class _Bell:
-    """A doorbell in flight: the keys it watches, and the feeds it reads as it answers."""
+    """A doorbell in flight: the keys it watches, and the feeds it reads as it answers
+    (with their generations when it was rung)."""
 
-    __slots__ = ("feeds", "keys", "reserved", "task")
+    __slots__ = ("feeds", "generations", "keys", "reserved", "task")
 
     def __init__(self, keys: dict[str, bytes], feeds: list[PartitionFeed], reserved: int) -> None:
         self.keys = keys
         self.feeds = feeds
+        self.generations = [f.generation for f in feeds]
         self.reserved = reserved
         self.task: asyncio.Future[set[str]] | None = None
+
+    def stale(self) -> bool:
+        """Whether a feed it reads stopped, was restarted or held since it was rung."""
+        return any(
+            f.closing or f.held or f.generation != g
+            for f, g in zip(self.feeds, self.generations, strict=True)
+        )
 
 
 class Fetcher:
@@ -152,7 +157,7 @@ class Fetcher:
         bell = self._bell
         if bell is not None and bell.task is not None and feed in bell.feeds:
             bell.task.cancel()
-        deadline = self._clock.now() + BELL_SLICE + self._read_timeout
+        deadline = self._clock.now() + self._read_timeout
         while feed in self._reading:
             left = deadline - self._clock.now()
             if left <= 0:
@@ -421,6 +426,12 @@ class Fetcher:
     async def _wait(self) -> None:
         """Wait for a round to finish, room, a new partition, acks to send, or the doorbell."""
         acker = self._acker
+        bell = self._bell
+        if bell is not None and bell.task is not None and bell.stale():
+            # Rare: one of its feeds must be read afresh (restarted, or a resize holds it),
+            # or must not be read any more (stopped, lease lost), and the bell may ring for
+            # long. Its other feeds re-read what it may have taken.
+            bell.task.cancel()
         if not self._rounds:
             # Nothing in flight: every partition with room is caught up, so ring the bell.
             self._ring([f for f in self._feeds() if self._rider(f)])
@@ -491,12 +502,11 @@ class Fetcher:
         (the byte budget had no room) are looked at again if their keys woke, or when it
         timed out.
         """
-        feeds = bell.feeds
-        generations = [f.generation for f in feeds]
+        feeds, generations = bell.feeds, bell.generations
         try:
             try:
                 woken, results = await self._log.wait_and_read(
-                    bell.keys, BELL_SLICE if feeds else self._read_timeout, requests
+                    bell.keys, self._read_timeout, requests
                 )
             except BaseException:
                 # Its reads may have run on the server without their reply reaching us.

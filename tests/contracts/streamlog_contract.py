@@ -511,7 +511,7 @@ class StreamLogContract:
         reads = [ReadRequest(k("s"), "g", "p0", 10), ReadRequest(k("t"), "g", "p1", 10)]
         waiter = asyncio.ensure_future(log.wait_and_read({k("s"): last, k("t"): b"0"}, 5.0, reads))
         await asyncio.sleep(0)
-        await append_n(log, k("s"), 2, first=2)
+        await log.append([Append(k("s"), fields(2)), Append(k("s"), fields(3))])
         woken, results = await waiter
         assert woken == {k("s")}
         if results is None:

@@ -517,7 +517,8 @@ class StreamLogContract:
         if results is None:
             return  # this backend reads in rounds only: nothing was read
         first, second = results
-        assert not isinstance(first, Exception) and not isinstance(second, Exception)
+        assert not isinstance(first, Exception)
+        assert not isinstance(second, Exception)
         assert [numbers(first), second] == [[b"2", b"3"], []]
         assert [p.id for p in await log.pending(k("s"), "g")] == [last, first[0].id, first[1].id]
 

@@ -631,7 +631,8 @@ async def test_cancelling_a_wait_that_reads_reads_nothing_and_leaves_the_client_
     assert woken == {k("s")}
     assert results is not None
     [slot] = results
-    assert isinstance(slot, list) and [e.fields for e in slot] == [one(1)]
+    assert isinstance(slot, list)
+    assert [e.fields for e in slot] == [one(1)]
 
 
 async def test_a_wait_that_reads_loads_its_script_when_the_server_lost_it(
@@ -647,4 +648,5 @@ async def test_a_wait_that_reads_loads_its_script_when_the_server_lost_it(
     assert woken == {k("s")}
     assert results is not None
     [slot] = results
-    assert isinstance(slot, list) and [e.fields for e in slot] == [one(1)]
+    assert isinstance(slot, list)
+    assert [e.fields for e in slot] == [one(1)]

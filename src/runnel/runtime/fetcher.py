@@ -5,8 +5,12 @@ non-blocking group read of each partition that is due, i.e. that has at least ha
 buffer free and may have more entries. A partition first re-reads its own pending
 entries (``0``), in id order, then new ones (``>``). A read that returns fewer entries
 than it asked for means the partition is caught up: it is not read again until the
-read-only doorbell (``XREAD BLOCK`` after the last id seen, which changes no state and so
-needs no fence) says it has new entries, or until ``read_timeout`` passes.
+doorbell (``XREAD BLOCK`` after the last id seen, which changes no state and so needs no
+fence) says it has new entries, or until ``read_timeout`` passes. The doorbell reads them
+as it answers: :meth:`~runnel.ports.StreamLog.wait_and_read` runs a fenced read of its
+partitions the moment the wait ends (on Redis, an ``exchange.lua`` call pipelined behind
+the ``XREAD``), so a wake-up is one round trip. Its partitions count as being read until
+it answers; one that catches up meanwhile gets a spare doorbell that only watches.
 
 A read of new entries that comes back full to a partition whose consumer emptied its
 buffer meanwhile grows the partition's read-ahead, and one that comes back short shrinks

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -269,6 +270,10 @@ async def test_a_crash_of_the_fetcher_halts_the_worker_instead_of_stalling_it(
 # ---------------------------------------------------------------- the doorbell's reads
 
 
+def seen_all(seen: list[int], count: int) -> bool:
+    return len(seen) == count
+
+
 def spy_doorbell(app: App, monkeypatch: Any, lose: int = 0) -> list[int]:
     """Record the entries each doorbell read returned; the first ``lose`` replies that
     carry entries are lost after the reads ran (as a dropped connection would)."""
@@ -302,7 +307,7 @@ async def test_a_woken_doorbell_delivers_what_it_read_without_a_round(
     for seq in range(5):
         reads_before = sum(1 for _, reads in calls if reads)
         await ticks.send(Tick(key=f"k{seq}", seq=seq))
-        await until(lambda: len(seen) == seq + 1, clock)
+        await until(functools.partial(seen_all, seen, seq + 1), clock)
         assert sum(1 for _, reads in calls if reads) == reads_before  # no read round
     await running.stop()
     assert seen == list(range(5))
@@ -367,7 +372,7 @@ async def test_a_doorbell_gives_back_what_the_byte_budget_set_aside_for_it(
     await until(lambda: len(running.worker.executors[0].feeds) == 4, clock)
     for seq in range(12):
         await ticks.send(Tick(key=f"k{seq}", seq=seq))
-        await until(lambda: len(seen) == seq + 1, clock)
+        await until(functools.partial(seen_all, seen, seq + 1), clock)
         await clock.sleep(1)  # several doorbells answer and ring again meanwhile
         bell = fetcher._bell
         # Reserved: the doorbell out now, and nothing left over from the ones before it.

@@ -115,7 +115,7 @@ class Fetcher:
         """Told of each round that failed because the backend did not answer."""
         self.assigned = asyncio.Event()  # set when a partition is granted
         self.gone = 0
-        self._bell: _Bell | None = None  # reads its feeds as it answers (never cancelled)
+        self._bell: _Bell | None = None  # reads its feeds as it answers
         self._spare: _Bell | None = None  # reads nothing: for feeds ``_bell`` misses
         self._bell_reads = True  # False once the backend declined to read with a wait
         self._let_go = asyncio.Event()  # set whenever feeds stop reading
@@ -436,8 +436,9 @@ class Fetcher:
             # or must not be read any more (stopped, lease lost), and the bell may ring for
             # long. Its other feeds re-read what it may have taken.
             bell.task.cancel()
-        if not self._rounds:
-            # Nothing in flight: every partition with room is caught up, so ring the bell.
+        if not any(self._rounds.values()):
+            # No read in flight (acknowledgements alone may be): every partition with room
+            # is caught up, so ring the bell.
             self._ring([f for f in self._feeds() if self._rider(f)])
         waiters: list[asyncio.Future[Any]] = [*self._rounds]
         bells = [b.task for b in (self._bell, self._spare) if b is not None and b.task]
@@ -468,7 +469,8 @@ class Fetcher:
         """Keep a doorbell on every caught-up partition.
 
         The bell reads the partitions it watches as it answers, in the same round trip
-        (:meth:`~runnel.ports.StreamLog.wait_and_read`), so it is never cancelled: a
+        (:meth:`~runnel.ports.StreamLog.wait_and_read`), so it is not cancelled in passing
+        (only when one of its partitions changes, see :meth:`_wait` and :meth:`let_go`): a
         partition that catches up while it rings, so that it does not cover it, gets a
         spare bell that only watches (cancelled and rung again as others catch up).
         """

@@ -29,6 +29,7 @@ from runnel.adapters.redis._dead_letters import dead_letter_watched
 from runnel.adapters.redis._errors import (
     Refusal,
     note_refusal,
+    permission_denied,
     refused_permission,
     reply_lost,
     translate,
@@ -44,6 +45,7 @@ from runnel.errors import (
     BackendUnavailable,
     Misconfigured,
     OutcomeUnknown,
+    PermissionDenied,
     StreamResized,
 )
 from runnel.ports import (
@@ -360,12 +362,25 @@ class RedisStreamLog:
     def _read_results(
         self, raw: object, keys: Sequence[str], locks: Sequence[str]
     ) -> list[list[Entry] | Exception]:
-        """The read slots of an ``exchange.lua`` reply that carries no acknowledgement."""
+        """The read slots of an ``exchange.lua`` reply that carries no acknowledgement.
+
+        A slot refused a permission was refused its ``XREADGROUP`` (the one command the
+        script runs in a protected call): the refusal names it and the stream, as the
+        transaction of a round would.
+        """
         if isinstance(raw, ResponseError) and refused_permission(raw):
             note_refusal(raw, self._exchange.refusal(keys))
         if isinstance(raw, Exception):
             raise translate(raw)
-        return _replies.exchange_slots(raw, [], locks)[1]
+        results = _replies.exchange_slots(raw, [], locks)[1]
+        for i, result in enumerate(results):
+            if isinstance(result, PermissionDenied) and result.command is None:
+                said = _replies.as_bytes(_slot_message(raw, i)).decode("utf-8", "replace")
+                note = Refusal(
+                    command="xreadgroup", keys=(keys[3 * i],), user=user_of(self._client)
+                )
+                results[i] = permission_denied(ResponseError(said), note)
+        return results
 
     async def dead_letter(self, letter: DeadLetter) -> bytes:
         """Append to the sink and ack the source entry atomically; return the sink id.
@@ -560,6 +575,11 @@ def routing_keys(streams: Sequence[str], routing: Routing | None) -> list[str]:
         return [routing.records[key] for key in streams]
     except KeyError as exc:
         raise Misconfigured(f"no routing record for partition {exc.args[0]}") from None
+
+
+def _slot_message(raw: Any, slot: int) -> Any:
+    """The message of read slot ``slot`` of an ``exchange.lua`` reply (``[-1, message]``)."""
+    return raw[1][slot][1]
 
 
 def exchange_call(

@@ -426,6 +426,21 @@ class StreamLog(Protocol):
         """
         ...
 
+    async def wait_and_read(
+        self, after: Mapping[str, bytes], timeout: float, reads: Sequence[ReadRequest]
+    ) -> tuple[set[str], list[list[Entry] | Exception] | None]:
+        """:meth:`wait`, then the fenced reads ``reads`` the moment the wait ends.
+
+        The reads are those of an :meth:`exchange` without acknowledgements, each fenced
+        at the moment it runs, and run whether the wait woke or timed out (so an entry
+        that arrived just after a timeout comes back too). Returns the woken keys and each
+        read's result, or ``None`` instead of the results when the backend declines to
+        read along with the wait: then no read has run and the caller reads in a round.
+        A call that fails or is cancelled may have run its reads: their entries may be
+        pending without having been returned.
+        """
+        ...
+
     async def dead_letter(self, letter: DeadLetter) -> bytes:
         """Append to the sink and ack the source entry atomically; return the sink id.
 

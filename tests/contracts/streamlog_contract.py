@@ -502,6 +502,66 @@ class StreamLogContract:
         assert await log.wait({k("s"): b"0"}, timeout=0.2) == {k("s")}
         assert numbers(await read(log, k("s"), "g")) == [b"1"]
 
+    async def test_wait_and_read_reads_as_it_wakes(self, make_log: MakeLog) -> None:
+        log, k = await make_log(), key_space()
+        await log.ensure_group(k("s"), "g")
+        await log.ensure_group(k("t"), "g")
+        [last] = await append_n(log, k("s"), 1)
+        assert numbers(await read(log, k("s"), "g", "p0")) == [b"1"]
+        reads = [ReadRequest(k("s"), "g", "p0", 10), ReadRequest(k("t"), "g", "p1", 10)]
+        waiter = asyncio.ensure_future(log.wait_and_read({k("s"): last, k("t"): b"0"}, 5.0, reads))
+        await asyncio.sleep(0)
+        await log.append([Append(k("s"), fields(2)), Append(k("s"), fields(3))])
+        woken, results = await waiter
+        assert woken == {k("s")}
+        if results is None:
+            return  # this backend reads in rounds only: nothing was read
+        first, second = results
+        assert not isinstance(first, Exception)
+        assert not isinstance(second, Exception)
+        assert [numbers(first), second] == [[b"2", b"3"], []]
+        assert [p.id for p in await log.pending(k("s"), "g")] == [last, first[0].id, first[1].id]
+
+    async def test_wait_and_read_that_times_out_still_reads(self, make_log: MakeLog) -> None:
+        log, k = await make_log(), key_space()
+        await log.ensure_group(k("s"), "g")
+        [first] = await append_n(log, k("s"), 1)
+        reads = [ReadRequest(k("s"), "g", "p0", 10)]
+        woken, results = await log.wait_and_read({k("s"): first}, 0.2, reads)
+        assert woken == set()
+        if results is not None:
+            [slot] = results
+            assert not isinstance(slot, Exception)
+            assert numbers(slot) == [b"1"]  # never delivered: the read finds it anyway
+        woken, results = await log.wait_and_read({k("s"): first}, 0.2, reads)
+        assert woken == set()
+        assert results is None or results == [[]]
+
+    async def test_wait_and_read_is_fenced_when_it_reads(
+        self, make_log: MakeLog, make_locks: MakeLocks, make_kv: MakeKV
+    ) -> None:
+        log, locks, kv, k = await make_log(), await make_locks(), await make_kv(), key_space()
+        await log.ensure_group(k("s"), "g")
+        old = await locks.acquire(k("lock"), k("epoch"), "w1", 30.0)
+        assert old is not None
+        stale = Fence(k("lock"), old.token, k("fenced"))
+        reads = [ReadRequest(k("s"), "g", "p0", 10, fence=stale)]
+        waiter = asyncio.ensure_future(log.wait_and_read({k("s"): b"0-0"}, 5.0, reads))
+        await asyncio.sleep(0)
+        # The lease changes hands while the wait blocks: the read that follows is refused.
+        assert await locks.release([old]) == [True]
+        assert await locks.acquire(k("lock"), k("epoch"), "w2", 30.0) is not None
+        await append_n(log, k("s"), 1)
+        woken, results = await waiter
+        assert woken == {k("s")}
+        if results is None:
+            assert await log.pending(k("s"), "g") == []
+            return
+        [slot] = results
+        assert isinstance(slot, Fenced)
+        assert await kv.get(k("fenced")) == b"1"
+        assert await log.pending(k("s"), "g") == []
+
     # ----------------------------------------------------------------- administration
 
     async def test_a_group_created_again_at_an_id_delivers_what_follows_it(

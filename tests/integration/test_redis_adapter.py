@@ -593,3 +593,51 @@ async def test_a_twenty_megabyte_field_is_dead_lettered_even_when_its_lease_is_r
     assert looks == [lease.token, lease.token]  # the first attempt was aborted
     assert await log.range(k("dlq")) == [Entry(sink_id, letter)]
     assert await log.pending(k("s"), "g") == []
+
+
+async def test_cancelling_a_wait_that_reads_reads_nothing_and_leaves_the_client_usable(
+    redis_client: Redis,
+) -> None:
+    log, k = RedisStreamLog(redis_client), key_space()
+    await log.ensure_group(k("s"), "g")
+    reads = [ReadRequest(k("s"), "g", "p0", 10)]
+    before = await blocked_clients(redis_client)
+    waiter = asyncio.ensure_future(log.wait_and_read({k("s"): b"0-0"}, 30.0, reads))
+
+    async def blocked() -> bool:
+        return await blocked_clients(redis_client) > before
+
+    await eventually(blocked)
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+
+    async def unblocked() -> bool:
+        return await blocked_clients(redis_client) == before
+
+    await eventually(unblocked)  # the connection was dropped: its read never runs
+    await log.append([Append(k("s"), one(1))])
+    assert await log.pending(k("s"), "g") == []
+    woken, results = await log.wait_and_read({k("s"): b"0-0"}, 1.0, reads)
+    assert woken == {k("s")}
+    assert results is not None
+    [slot] = results
+    assert isinstance(slot, list)
+    assert [e.fields for e in slot] == [one(1)]
+
+
+async def test_a_wait_that_reads_loads_its_script_when_the_server_lost_it(
+    redis_client: Redis,
+) -> None:
+    log, k = RedisStreamLog(redis_client), key_space()
+    await log.ensure_group(k("s"), "g")
+    await log.append([Append(k("s"), one(1))])
+    await redis_client.script_flush()
+    woken, results = await log.wait_and_read(
+        {k("s"): b"0-0"}, 1.0, [ReadRequest(k("s"), "g", "p0", 10)]
+    )
+    assert woken == {k("s")}
+    assert results is not None
+    [slot] = results
+    assert isinstance(slot, list)
+    assert [e.fields for e in slot] == [one(1)]

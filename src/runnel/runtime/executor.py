@@ -310,6 +310,7 @@ class Executor:
             )
             await cancel_and_wait(task)
         await self.acker.flush()
+        await self.fetcher.let_go(feed)  # no read of it may follow the release
         self.feeds.pop(number, None)
         self.consumers.pop(number, None)
         self.running.pop(number, None)

@@ -5,8 +5,12 @@ non-blocking group read of each partition that is due, i.e. that has at least ha
 buffer free and may have more entries. A partition first re-reads its own pending
 entries (``0``), in id order, then new ones (``>``). A read that returns fewer entries
 than it asked for means the partition is caught up: it is not read again until the
-read-only doorbell (``XREAD BLOCK`` after the last id seen, which changes no state and so
-needs no fence) says it has new entries, or until ``read_timeout`` passes.
+doorbell (``XREAD BLOCK`` after the last id seen, which changes no state and so needs no
+fence) says it has new entries, or until ``read_timeout`` passes. The doorbell reads them
+as it answers: :meth:`~runnel.ports.StreamLog.wait_and_read` runs a fenced read of its
+partitions the moment the wait ends (on Redis, an ``exchange.lua`` call pipelined behind
+the ``XREAD``), so a wake-up is one round trip. Its partitions count as being read until
+it answers; one that catches up meanwhile gets a spare doorbell that only watches.
 
 A read of new entries that comes back full to a partition whose consumer emptied its
 buffer meanwhile grows the partition's read-ahead, and one that comes back short shrinks
@@ -55,6 +59,27 @@ REFUSED_BACKOFF = 1.0
 """Seconds a partition waits after Redis refused its read (other than a missing group)."""
 
 
+class _Bell:
+    """A doorbell in flight: the keys it watches, and the feeds it reads as it answers
+    (with their generations when it was rung)."""
+
+    __slots__ = ("feeds", "generations", "keys", "reserved", "task")
+
+    def __init__(self, keys: dict[str, bytes], feeds: list[PartitionFeed], reserved: int) -> None:
+        self.keys = keys
+        self.feeds = feeds
+        self.generations = [f.generation for f in feeds]
+        self.reserved = reserved
+        self.task: asyncio.Future[set[str]] | None = None
+
+    def stale(self) -> bool:
+        """Whether a feed it reads stopped, was restarted or held since it was rung."""
+        return any(
+            f.closing or f.held or f.generation != g
+            for f, g in zip(self.feeds, self.generations, strict=True)
+        )
+
+
 class Fetcher:
     """Fills partition feeds from the stream log and sends their acknowledgements."""
 
@@ -90,8 +115,10 @@ class Fetcher:
         """Told of each round that failed because the backend did not answer."""
         self.assigned = asyncio.Event()  # set when a partition is granted
         self.gone = 0
-        self._bell: asyncio.Future[set[str]] | None = None
-        self._bell_keys: dict[str, bytes] = {}
+        self._bell: _Bell | None = None  # reads its feeds as it answers
+        self._spare: _Bell | None = None  # reads nothing: for feeds ``_bell`` misses
+        self._bell_reads = True  # False once the backend declined to read with a wait
+        self._let_go = asyncio.Event()  # set whenever feeds stop reading
         self._rounds: dict[asyncio.Future[None], list[PartitionFeed]] = {}
         self._reading: set[PartitionFeed] = set()  # feeds with a read in flight
         self._backoffs: set[asyncio.Future[None]] = set()
@@ -117,8 +144,30 @@ class Fetcher:
                         self._failures.clear("fetching")
         finally:
             await cancel_and_wait(*self._rounds, *self._backoffs)
-            if self._bell is not None:
-                await cancel_and_wait(self._bell)
+            for bell in (self._bell, self._spare):
+                if bell is not None and bell.task is not None:
+                    await cancel_and_wait(bell.task)
+            self._bell = self._spare = None
+            self._reading.clear()
+            self._let_go.set()
+
+    async def let_go(self, feed: PartitionFeed) -> None:
+        """Wait until no read of ``feed`` (closing) is in flight.
+
+        Called before its lease is given up, so that no read of it reaches the backend
+        after that, refused as a stale owner's. A doorbell that reads it is cancelled (its
+        other feeds re-read what it may have taken); a round is waited for.
+        """
+        bell = self._bell
+        if bell is not None and bell.task is not None and feed in bell.feeds:
+            bell.task.cancel()
+        deadline = self._clock.now() + self._read_timeout
+        while feed in self._reading:
+            left = deadline - self._clock.now()
+            if left <= 0:
+                return
+            self._let_go.clear()
+            await self._clock.wait_for(self._let_go, left)
 
     def _launch(self) -> None:
         """Start rounds for what is due, up to :data:`MAX_ROUNDS` in flight at once.
@@ -155,9 +204,10 @@ class Fetcher:
         for task in [t for t in self._rounds if t.done()]:
             feeds = self._rounds.pop(task)
             self._reading.difference_update(feeds)
+            self._let_go.set()
             if not task.cancelled() and task.exception() is not None:
                 failure = task.exception()
-        self._collect_bell()
+        self._collect_bells()
         if failure is not None:
             raise failure
 
@@ -227,10 +277,7 @@ class Fetcher:
                 self._budget.unreserve(reserved)
 
     async def _round(self, feeds: list[PartitionFeed], counts: list[int]) -> None:
-        requests = [
-            ReadRequest(f.key, self._group, _consumer(f), n, f.start, f.fence)
-            for f, n in zip(feeds, counts, strict=True)
-        ]
+        requests = self._requests(feeds, counts)
         generations = [f.generation for f in feeds]
         acker = self._acker
         self.rounds += 1
@@ -247,6 +294,16 @@ class Fetcher:
                     feed.restart_from_history()
             raise
         acker.settle(batch, acked)
+        await self._settle(feeds, generations, requests, results)
+
+    async def _settle(
+        self,
+        feeds: list[PartitionFeed],
+        generations: list[int],
+        requests: list[ReadRequest],
+        results: list[list[Entry] | Exception],
+    ) -> None:
+        """Deliver each read's entries, or handle the refusal of its slot."""
         for feed, generation, request, result in zip(
             feeds, generations, requests, results, strict=True
         ):
@@ -266,6 +323,12 @@ class Fetcher:
             elif not feed.closing and feed.generation == generation:
                 self._deliver(feed, result, request.count)
             # else: stopped, or restarted meanwhile; the entries stay pending
+
+    def _requests(self, feeds: list[PartitionFeed], counts: list[int]) -> list[ReadRequest]:
+        return [
+            ReadRequest(f.key, self._group, _consumer(f), n, f.start, f.fence)
+            for f, n in zip(feeds, counts, strict=True)
+        ]
 
     async def _refused(self, feed: PartitionFeed, error: Exception) -> None:
         """A read Redis refused: re-create a missing group, else back off the partition."""
@@ -301,6 +364,8 @@ class Fetcher:
                 feed.start = NEW  # our pending entries are all back in the buffer
                 return
             feed.start = entries[-1].id
+            if StreamId.parse(feed.start) > StreamId.parse(feed.last_seen):
+                feed.last_seen = feed.start  # read before a reply was lost: delivered now
         else:
             feed.caught_up = len(entries) < asked
             if not entries:
@@ -365,12 +430,19 @@ class Fetcher:
     async def _wait(self) -> None:
         """Wait for a round to finish, room, a new partition, acks to send, or the doorbell."""
         acker = self._acker
-        if not self._rounds:
-            # Nothing in flight: every partition with room is caught up, so ring the bell.
-            self._ring({f.key: f.last_seen for f in self._feeds() if self._rider(f)})
+        bell = self._bell
+        if bell is not None and bell.task is not None and bell.stale():
+            # Rare: one of its feeds must be read afresh (restarted, or a resize holds it),
+            # or must not be read any more (stopped, lease lost), and the bell may ring for
+            # long. Its other feeds re-read what it may have taken.
+            bell.task.cancel()
+        if not any(self._rounds.values()):
+            # No read in flight (acknowledgements alone may be): every partition with room
+            # is caught up, so ring the bell.
+            self._ring([f for f in self._feeds() if self._rider(f)])
         waiters: list[asyncio.Future[Any]] = [*self._rounds]
-        if self._bell is not None:
-            waiters.append(self._bell)
+        bells = [b.task for b in (self._bell, self._spare) if b is not None and b.task]
+        waiters += bells
         timeout = self._read_timeout
         if len(self._rounds) < MAX_ROUNDS:
             self._room.clear()
@@ -390,40 +462,104 @@ class Fetcher:
         finally:
             sleeper.cancel()
             for waiter in waiters:
-                if waiter is not self._bell and waiter not in self._rounds:
+                if waiter not in bells and waiter not in self._rounds:
                     waiter.cancel()
 
-    def _ring(self, watched: dict[str, bytes]) -> None:
-        """Keep a doorbell on every caught-up partition; restart it if one is missing."""
-        self._collect_bell()
+    def _ring(self, riders: list[PartitionFeed]) -> None:
+        """Keep a doorbell on every caught-up partition.
+
+        The bell reads the partitions it watches as it answers, in the same round trip
+        (:meth:`~runnel.ports.StreamLog.wait_and_read`), so it is not cancelled in passing
+        (only when one of its partitions changes, see :meth:`_wait` and :meth:`let_go`): a
+        partition that catches up while it rings, so that it does not cover it, gets a
+        spare bell that only watches (cancelled and rung again as others catch up).
+        """
+        self._collect_bells()
+        watched = {f.key: f.last_seen for f in riders}
         bell = self._bell
-        if bell is not None and not bell.done():
-            covered = all(self._bell_keys.get(k) == v for k, v in watched.items())
-            if covered:
-                return
-            bell.cancel()  # rare: a partition caught up while the bell was ringing
-            bell.add_done_callback(_ignore_outcome)
-            self._bell = None
+        if bell is None and self._bell_reads and watched:
+            self._cancel_spare()
+            feeds, counts, reserved = self._sized([f for f in riders if f not in self._reading])
+            bell = self._bell = _Bell(watched, feeds, reserved)
+            self._reading.update(feeds)
+            bell.task = asyncio.ensure_future(self._ringing(bell, self._requests(feeds, counts)))
+            return
+        if bell is not None:
+            watched = {k: v for k, v in watched.items() if bell.keys.get(k) != v}
+        spare = self._spare
+        if spare is not None and all(spare.keys.get(k) == v for k, v in watched.items()):
+            return
+        self._cancel_spare()  # rare: a partition caught up while the bell was ringing
         if not watched:
             return
-        self._bell_keys = dict(watched)
-        self._bell = asyncio.ensure_future(self._log.wait(self._bell_keys, self._read_timeout))
+        spare = self._spare = _Bell(watched, [], 0)
+        spare.task = asyncio.ensure_future(self._log.wait(watched, self._read_timeout))
 
-    def _collect_bell(self) -> None:
-        """If the doorbell has answered, mark its partitions as worth reading again."""
-        bell = self._bell
-        if bell is None or not bell.done():
-            return
-        self._bell = None
-        if bell.cancelled():
-            return
-        error = bell.exception()
-        if error is not None:
-            raise error  # surfaced to run()'s retry
-        woken = bell.result()
-        for feed in self._feeds():
-            if feed.key in self._bell_keys and (feed.key in woken or not woken):
-                feed.caught_up = False  # new entries, or a timeout: look again
+    def _cancel_spare(self) -> None:
+        spare, self._spare = self._spare, None
+        if spare is not None and spare.task is not None and not spare.task.done():
+            spare.task.cancel()
+            spare.task.add_done_callback(_ignore_outcome)
+
+    async def _ringing(self, bell: _Bell, requests: list[ReadRequest]) -> set[str]:
+        """Ring ``bell`` and read its feeds as it answers; the watched keys to read again.
+
+        Its reads are handled like a round's; the feeds it watched without reading them
+        (the byte budget had no room) are looked at again if their keys woke, or when it
+        timed out.
+        """
+        feeds, generations = bell.feeds, bell.generations
+        try:
+            try:
+                woken, results = await self._log.wait_and_read(
+                    bell.keys, self._read_timeout, requests
+                )
+            except BaseException:
+                # Its reads may have run on the server without their reply reaching us.
+                # Each feed was caught up, with everything up to ``last_seen`` delivered:
+                # what a lost read took lies above it, so re-read our pending entries
+                # after it (the buffer stays; nothing delivered comes back).
+                for feed, generation in zip(feeds, generations, strict=True):
+                    if not feed.closing and feed.generation == generation:
+                        feed.start = feed.last_seen
+                        feed.generation += 1  # (the reply is lost anyway)
+                        feed.caught_up = False
+                self._room.set()
+                raise
+            if results is None:
+                self._bell_reads = False  # the backend reads in rounds only
+                return woken or set(bell.keys)
+            await self._settle(feeds, generations, requests, results)
+        finally:
+            if bell.reserved and self._budget is not None:
+                self._budget.unreserve(bell.reserved)
+        read = {f.key for f in feeds}
+        return {k for k in (woken or bell.keys) if k not in read}
+
+    def _collect_bells(self) -> None:
+        """Take in the doorbells that answered: mark their partitions worth reading again."""
+        failure: BaseException | None = None
+        for bell in (self._bell, self._spare):
+            if bell is None or bell.task is None or not bell.task.done():
+                continue
+            if bell is self._bell:
+                self._bell = None
+                self._reading.difference_update(bell.feeds)
+                self._let_go.set()
+            else:
+                self._spare = None
+            if bell.task.cancelled():
+                continue
+            error = bell.task.exception()
+            if error is not None:
+                failure = error
+                continue
+            woken = bell.task.result() or (set() if bell.feeds else set(bell.keys))
+            for feed in self._feeds():
+                if feed.key in woken and feed.key in bell.keys:
+                    feed.caught_up = False  # new entries, or a timeout: look again
+        if failure is not None:
+            raise failure  # surfaced to run()'s retry
 
 
 def _ignore_outcome(future: asyncio.Future[Any]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -264,3 +265,123 @@ async def test_a_crash_of_the_fetcher_halts_the_worker_instead_of_stalling_it(
         "fetcher crashed" in r.getMessage() and "a bug in the fetcher" in r.getMessage()
         for r in caplog.records
     )
+
+
+# ---------------------------------------------------------------- the doorbell's reads
+
+
+def seen_all(seen: list[int], count: int) -> bool:
+    return len(seen) == count
+
+
+def spy_doorbell(app: App, monkeypatch: Any, lose: int = 0) -> list[int]:
+    """Record the entries each doorbell read returned; the first ``lose`` replies that
+    carry entries are lost after the reads ran (as a dropped connection would)."""
+    answered: list[int] = []
+    log = app.backend.log
+    real = log.wait_and_read
+
+    async def wait_and_read(after: Any, timeout: float, reads: Sequence[ReadRequest]) -> Any:
+        woken, results = await real(after, timeout, reads)
+        got = sum(len(r) for r in results or [] if isinstance(r, list))
+        if got and sum(1 for n in answered if n < 0) < lose:
+            answered.append(-got)
+            raise BackendUnavailable("connection dropped before the reply")
+        answered.append(got)
+        return woken, results
+
+    monkeypatch.setattr(log, "wait_and_read", wait_and_read)
+    return answered
+
+
+async def test_a_woken_doorbell_delivers_what_it_read_without_a_round(
+    make_app: Callable[..., App], workers: Any, clock: SimulatedClock, monkeypatch: Any
+) -> None:
+    # (Without a byte budget: with one, a partition's first read asks for one entry only.)
+    app, ticks, seen = recording_app(make_app, default_partition_count=4, prefetch_bytes=None)
+    calls = counting_exchange(app, monkeypatch)
+    answered = spy_doorbell(app, monkeypatch)
+    running = await workers(app)
+    await until(lambda: len(running.worker.executors[0].feeds) == 4, clock)
+    await clock.sleep(5)  # every partition caught up: only the doorbell is out
+    for seq in range(5):
+        reads_before = sum(1 for _, reads in calls if reads)
+        await ticks.send(Tick(key=f"k{seq}", seq=seq))
+        await until(functools.partial(seen_all, seen, seq + 1), clock)
+        assert sum(1 for _, reads in calls if reads) == reads_before  # no read round
+    await running.stop()
+    assert seen == list(range(5))
+    assert sum(n for n in answered if n > 0) == 5
+
+
+async def test_a_doorbell_whose_reply_was_lost_after_its_read_skips_nothing(
+    make_app: Callable[..., App], workers: Any, clock: SimulatedClock, monkeypatch: Any
+) -> None:
+    app, ticks = ticks_app(make_app, default_partition_count=1, prefetch_bytes=None)
+    seen: list[int] = []
+    again: list[bytes] = []
+
+    @app.processor(ticks)
+    async def proc(events: Events) -> None:
+        async for event in events:
+            seen.append(event.record().seq)
+            if event.redelivered:
+                again.append(event.entry_id)
+            await clock.sleep(0.3)  # the next ones are buffered when a doorbell answers
+
+    answered = spy_doorbell(app, monkeypatch, lose=3)
+    running = await workers(app)
+    await until(lambda: len(running.worker.executors[0].feeds) == 1, clock)
+    await clock.sleep(5)
+    for seq in range(20):
+        await ticks.send(Tick(key="k", seq=seq))
+        await clock.sleep(0.1)
+    await until(lambda: len(seen) >= 20, clock)
+    await until(lambda: running.worker.executors[0].acker.queued() == 0, clock)
+    await running.stop()
+    assert len([n for n in answered if n < 0]) == 3
+    # The entries a lost reply took are re-read from the pending list, after the last one
+    # delivered: each event exactly once, in order (the buffer was kept, not re-read).
+    assert seen == list(range(20))
+    # Only what the lost replies carried came back a second time (the buffer was kept).
+    assert len(again) == 3
+    assert await app.backend.admin.pending(ticks.keys.stream(0), "proc") == []
+
+
+async def test_a_doorbell_read_after_the_lease_changed_hands_is_fenced(
+    make_app: Callable[..., App], workers: Any, clock: SimulatedClock
+) -> None:
+    app, ticks, seen = recording_app(make_app, default_partition_count=1)
+    running = await workers(app)
+    executor = running.worker.executors[0]
+    await until(lambda: len(executor.feeds) == 1, clock)
+    await clock.sleep(5)  # caught up: the doorbell reads partition 0 when it answers
+    feed = executor.feeds[0]
+    await app.backend.kv.set(feed.fence.lock_key, b"someone-else:99")
+    await ticks.send(Tick(key="k", seq=1))
+    await until(lambda: feed.lost, clock, within=5)
+    assert executor.fetcher.fenced == 1
+    assert seen == []  # nothing read under the stale lease
+    assert await app.backend.kv.get(ticks.keys.fenced("proc")) == b"1"
+    await running.stop()
+
+
+async def test_a_doorbell_gives_back_what_the_byte_budget_set_aside_for_it(
+    make_app: Callable[..., App], workers: Any, clock: SimulatedClock
+) -> None:
+    app, ticks, seen = recording_app(make_app, default_partition_count=4, prefetch_bytes=1 << 20)
+    running = await workers(app)
+    budget = running.worker.budget
+    assert budget is not None
+    fetcher = running.worker.executors[0].fetcher
+    await until(lambda: len(running.worker.executors[0].feeds) == 4, clock)
+    for seq in range(12):
+        await ticks.send(Tick(key=f"k{seq}", seq=seq))
+        await until(functools.partial(seen_all, seen, seq + 1), clock)
+        await clock.sleep(1)  # several doorbells answer and ring again meanwhile
+        bell = fetcher._bell
+        # Reserved: the doorbell out now, and nothing left over from the ones before it.
+        assert budget.reserved == (bell.reserved if bell is not None else 0)
+    await running.stop()
+    assert budget.reserved == 0
+    assert budget.used == 0

@@ -43,6 +43,8 @@ class Refusing:
 
     def __getattr__(self, attr: str) -> Any:
         method = getattr(self._inner, attr)
+        if attr == "wait_and_read" and self._name == "exchange":
+            return self._doorbell(method)  # the doorbell's reads are fetch reads too
         if attr != self._name:
             return method
 
@@ -55,6 +57,18 @@ class Refusing:
                 raise error
             acks, reads = args
             return [error] * len(acks), [error] * len(reads)
+
+        return call
+
+    def _doorbell(self, method: Any) -> Any:
+        async def call(after: Any, timeout: float, reads: Any) -> Any:
+            if not self.armed:
+                return await method(after, timeout, reads)
+            self.refused += 1
+            error = PermissionDenied("the Redis user may not run exchange", command="exchange")
+            if not self._in_slots:
+                raise error
+            return await self._inner.wait(after, timeout), [error] * len(reads)
 
         return call
 

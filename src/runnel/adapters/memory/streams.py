@@ -429,6 +429,18 @@ class MemoryStreamLog:
                 return woke
             await self.broker.wait_for_append(remaining)
 
+    async def wait_and_read(
+        self, after: Mapping[str, bytes], timeout: float, reads: Sequence[ReadRequest]
+    ) -> tuple[set[str], list[list[Entry] | Exception]]:
+        """:meth:`wait`, then ``reads`` (fenced, as :meth:`exchange` reads them) at once.
+
+        Nothing else runs in between: the broker lives in this event loop, so the reads
+        happen in the same step as the wake-up, as Redis runs them right after its
+        ``XREAD``.
+        """
+        woke = await self.wait(after, timeout)
+        return woke, self._slots(reads, self._read_one)
+
     def _has_after(self, key: str, mark: StreamId) -> bool:
         stream = self.broker.stream(key)
         newest = stream.last_entry_id() if stream is not None else None

@@ -312,6 +312,15 @@ class ClusterStreamLog(RedisStreamLog):
             woken |= task.result()
         return woken
 
+    async def wait_and_read(
+        self, after: Mapping[str, bytes], timeout: float, reads: Sequence[ReadRequest]
+    ) -> tuple[set[str], None]:
+        """:meth:`wait` alone: the cluster declines to read along with it (the caller reads
+        in a round). Its blocking reads go through redis-py's per-node connections, one
+        per slot, so a fenced read pipelined behind each would need a connection of its
+        own per slot."""
+        return await self.wait(after, timeout), None
+
     async def _wait_slot(self, after: dict[str, bytes], timeout: float) -> set[str]:
         deadline = time.monotonic() + max(0.0, timeout)
         while True:

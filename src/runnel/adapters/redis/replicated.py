@@ -22,7 +22,7 @@ Example:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from redis.asyncio import Redis
 
@@ -109,6 +109,12 @@ class ReplicatedStreamLog(RedisStreamLog):
                     self.timeout_ms,
                 )
         return done
+
+    async def wait_and_read(
+        self, after: Mapping[str, bytes], timeout: float, reads: Sequence[ReadRequest]
+    ) -> tuple[set[str], None]:
+        """:meth:`wait` alone: every read goes in a round, which waits for the replicas."""
+        return await self.wait(after, timeout), None
 
     async def commit(self, commit: Commit) -> list[bytes] | None:
         """Commit as the single-server log does, then wait for the replicas (a warning if

@@ -21,7 +21,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
+from redis.exceptions import NoScriptError, ResponseError
 from redis.typing import KeyT, StreamIdT
 
 from runnel.adapters.redis import _errors, _replies
@@ -29,13 +29,14 @@ from runnel.adapters.redis._dead_letters import dead_letter_watched
 from runnel.adapters.redis._errors import (
     Refusal,
     note_refusal,
+    permission_denied,
     refused_permission,
     reply_lost,
     translate,
     translated,
 )
-from runnel.adapters.redis._scripts import Arg, call_packed, register, user_of
-from runnel.adapters.redis._watched import exchange_watched
+from runnel.adapters.redis._scripts import Arg, call_packed, pack_evalsha, register, user_of
+from runnel.adapters.redis._watched import exchange_watched, pack
 from runnel.domain.model import Entry, Fields
 from runnel.domain.resize import MARKER_FIELD
 from runnel.errors import (
@@ -44,6 +45,7 @@ from runnel.errors import (
     BackendUnavailable,
     Misconfigured,
     OutcomeUnknown,
+    PermissionDenied,
     StreamResized,
 )
 from runnel.ports import (
@@ -258,24 +260,7 @@ class RedisStreamLog:
                 done = await exchange_watched(self._client, acks, reads)
             if done is not None:
                 return done
-        keys: list[str] = []
-        args: list[Arg] = [len(acks)]
-        for a in acks:
-            fence = a.fence
-            if fence is None:
-                keys += [a.key, a.key, a.key]  # unfenced: the lock and counter go unused
-                args += [a.group, b"", len(a.ids), *a.ids]
-            else:
-                keys += [a.key, fence.lock_key, fence.counter_key]
-                args += [a.group, fence.token, len(a.ids), *a.ids]
-        for r in reads:
-            fence = r.fence
-            if fence is None:
-                keys += [r.key, r.key, r.key]
-                args += [r.group, r.consumer, r.count, r.start, b""]
-            else:
-                keys += [r.key, fence.lock_key, fence.counter_key]
-                args += [r.group, r.consumer, r.count, r.start, fence.token]
+        keys, args = exchange_call(acks, reads)
         with translated():
             raw = await call_packed(self._client, self._exchange, keys, args)
         if isinstance(raw, Exception):
@@ -307,6 +292,95 @@ class RedisStreamLog:
             woken = _replies.woken_keys(raw)
             if woken or time.monotonic() >= deadline:
                 return woken
+
+    async def wait_and_read(
+        self, after: Mapping[str, bytes], timeout: float, reads: Sequence[ReadRequest]
+    ) -> tuple[set[str], list[list[Entry] | Exception] | None]:
+        """:meth:`wait`, with one ``exchange.lua`` read of ``reads`` pipelined behind each
+        ``XREAD BLOCK`` on the same connection.
+
+        Redis runs a connection's commands in order: the moment the ``XREAD`` answers
+        (new entries, or its slice timed out), the script runs, fenced then and there, with
+        no round trip in between. A slice whose read found nothing goes on to the next.
+        """
+        if not reads:
+            return await self.wait(after, timeout), []
+        keys, args = exchange_call((), reads)
+        locks = [r.fence.lock_key if r.fence else r.key for r in reads]
+        if not after:
+            await asyncio.sleep(max(0.0, timeout))
+            with translated():
+                raw = await call_packed(self._client, self._exchange, keys, args)
+            return set(), self._read_results(raw, keys, locks)
+        streams = list(after)
+        deadline = time.monotonic() + max(0.0, timeout)
+        while True:
+            block = max(1, _to_ms(deadline - time.monotonic()))
+            if self._block_slice is not None:
+                block = min(block, self._block_slice)
+            wake: list[Arg] = ["XREAD", "COUNT", 1, "BLOCK", block, "STREAMS", *streams]
+            wake += [after[key] for key in streams]
+            with translated():
+                call = self._wake_and_read(wake, keys, args)
+                woke, raw = await (
+                    call if _errors.COUNTS_CANCELLATIONS else _errors.cancellable(call)
+                )
+            if isinstance(woke, ResponseError):
+                raise translate(woke)
+            results = self._read_results(raw, keys, locks)
+            woken = _replies.woken_keys(woke)
+            if woken or time.monotonic() >= deadline or any(results):
+                return woken, results  # a refused slot (an exception) counts as news too
+
+    async def _wake_and_read(
+        self, wake: Sequence[Arg], keys: Sequence[str], args: Sequence[Arg]
+    ) -> tuple[object, object]:
+        """One ``XREAD BLOCK`` and one ``exchange.lua`` call, sent together; both replies
+        (an error reply as its ``ResponseError``)."""
+        payload = pack([wake]) + pack_evalsha(self._exchange.sha.encode(), keys, args)
+        pool = self._client.connection_pool
+        conn = await pool.get_connection()  # type: ignore[no-untyped-call]  # unannotated
+        replies: list[object] = []
+        try:
+            await conn.send_packed_command(payload)
+            for _ in range(2):
+                try:
+                    replies.append(await conn.read_response())
+                except ResponseError as exc:
+                    replies.append(exc)
+        except BaseException:
+            # Cancelled or failed mid-reply: the connection's state is unknown now.
+            await conn.disconnect(nowait=True)
+            raise
+        finally:
+            await pool.release(conn)
+        woke, raw = replies
+        if isinstance(raw, NoScriptError):  # nothing read: load it, and read in a call
+            raw = await call_packed(self._client, self._exchange, keys, args)
+        return woke, raw
+
+    def _read_results(
+        self, raw: object, keys: Sequence[str], locks: Sequence[str]
+    ) -> list[list[Entry] | Exception]:
+        """The read slots of an ``exchange.lua`` reply that carries no acknowledgement.
+
+        A slot refused a permission was refused its ``XREADGROUP`` (the one command the
+        script runs in a protected call): the refusal names it and the stream, as the
+        transaction of a round would.
+        """
+        if isinstance(raw, ResponseError) and refused_permission(raw):
+            note_refusal(raw, self._exchange.refusal(keys))
+        if isinstance(raw, Exception):
+            raise translate(raw)
+        results = _replies.exchange_slots(raw, [], locks)[1]
+        for i, result in enumerate(results):
+            if isinstance(result, PermissionDenied) and result.command is None:
+                said = _replies.as_bytes(_slot_message(raw, i)).decode("utf-8", "replace")
+                note = Refusal(
+                    command="xreadgroup", keys=(keys[3 * i],), user=user_of(self._client)
+                )
+                results[i] = permission_denied(ResponseError(said), note)
+        return results
 
     async def dead_letter(self, letter: DeadLetter) -> bytes:
         """Append to the sink and ack the source entry atomically; return the sink id.
@@ -501,6 +575,36 @@ def routing_keys(streams: Sequence[str], routing: Routing | None) -> list[str]:
         return [routing.records[key] for key in streams]
     except KeyError as exc:
         raise Misconfigured(f"no routing record for partition {exc.args[0]}") from None
+
+
+def _slot_message(raw: Any, slot: int) -> Any:
+    """The message of read slot ``slot`` of an ``exchange.lua`` reply (``[-1, message]``)."""
+    return raw[1][slot][1]
+
+
+def exchange_call(
+    acks: Sequence[AckRequest], reads: Sequence[ReadRequest]
+) -> tuple[list[str], list[Arg]]:
+    """The KEYS and ARGV of ``exchange.lua`` for ``acks`` then ``reads``."""
+    keys: list[str] = []
+    args: list[Arg] = [len(acks)]
+    for a in acks:
+        fence = a.fence
+        if fence is None:
+            keys += [a.key, a.key, a.key]  # unfenced: the lock and counter go unused
+            args += [a.group, b"", len(a.ids), *a.ids]
+        else:
+            keys += [a.key, fence.lock_key, fence.counter_key]
+            args += [a.group, fence.token, len(a.ids), *a.ids]
+    for r in reads:
+        fence = r.fence
+        if fence is None:
+            keys += [r.key, r.key, r.key]
+            args += [r.group, r.consumer, r.count, r.start, b""]
+        else:
+            keys += [r.key, fence.lock_key, fence.counter_key]
+            args += [r.group, r.consumer, r.count, r.start, fence.token]
+    return keys, args
 
 
 def commit_call(commit: Commit) -> tuple[list[str], list[Arg]]:

@@ -13,7 +13,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
 from pydantic import TypeAdapter, ValidationError
@@ -47,6 +47,14 @@ R = TypeVar("R", bound=Record)
 
 _json = JSONSerializer()
 
+_FAST_CONVERTERS: dict[type, Callable[[bytes], object]] = {
+    # The converters of runnel.domain.encoding without a Python call of their own; any
+    # input they refuse goes through decode_primitive, which decodes or explains it.
+    str: bytes.decode,  # UTF-8, strict
+    bool: {b"1": True, b"0": False}.__getitem__,
+    bytes: bytes,  # the same object back for bytes
+}
+
 MESSAGE_LIMIT = 500
 """Characters of a library's error message that a DecodeError quotes."""
 
@@ -67,6 +75,7 @@ class RecordCodec(Generic[R]):
         "_limits",
         "_max_count",
         "_max_size",
+        "_primitive",
         "_serializer",
         "_sized",
         "_validate",
@@ -82,6 +91,7 @@ class RecordCodec(Generic[R]):
         limits: DecodeLimits | None = None,
     ) -> None:
         self.record = record
+        self._primitive = record.__primitive__
         self.limits = limits or DecodeLimits()
         # Primitive fields whose encoded size can grow with their value (str and bytes).
         self._sized = tuple(
@@ -98,7 +108,7 @@ class RecordCodec(Generic[R]):
         headed = with_header(*self._expected, b"")
         self._header = headed or None
         self._fields = tuple(
-            (name, raw, primitive_converter(kind), kind)
+            (name, raw, _FAST_CONVERTERS.get(kind) or primitive_converter(kind), kind)
             for name, raw, kind in record.__primitive_fields__
         )
 
@@ -157,7 +167,7 @@ class RecordCodec(Generic[R]):
         Raises:
             LimitExceeded: a record is over a limit the workers would refuse it for.
         """
-        if not self._fast_json or self._compressor is not None or self.record.__primitive__:
+        if not self._fast_json or self._compressor is not None or self._primitive:
             encode = self.encode
             return [encode(r) for r in records]
         # JSON without compression: pydantic's JSON, behind the codec's header if any.
@@ -186,7 +196,7 @@ class RecordCodec(Generic[R]):
             # the record reads (another field is not decoded, and costs nothing more).
             if len(fields) > self._max_count:
                 raise too_many_fields(len(fields), self._limits)
-            if self.record.__primitive__:
+            if self._primitive:
                 return self._validate(self._primitive_values(fields))  # type: ignore[no-any-return]  # the record's own validator
             raw = fields.get(DATA_FIELD)
             if raw is None:
@@ -239,13 +249,14 @@ class RecordCodec(Generic[R]):
                 raise field_too_large(raw, len(value), self._limits)
             try:
                 values[name] = convert(value)
-            except (ValueError, UnicodeDecodeError):
+            except Exception:
+                # The fast converter refused it (or could not take its type): the domain's
+                # converter says why, or decodes it after all.
                 try:
-                    decode_primitive(kind, value)  # raises the DecodeError that says why
+                    values[name] = decode_primitive(kind, value)
                 except DecodeError as exc:
                     # Not chained: the converter's own error may quote the whole value.
                     raise DecodeError(f"field {name!r} of {self.record.__name__}: {exc}") from None
-                raise  # pragma: no cover - decode_primitive agrees with the converter
         return values
 
 

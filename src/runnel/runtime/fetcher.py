@@ -48,7 +48,7 @@ from runnel.runtime._aio import cancel_and_wait
 from runnel.runtime._repeats import RepeatedWarning
 from runnel.runtime.acks import ACK_LINGER, Acker
 from runnel.runtime.budget import ByteBudget
-from runnel.runtime.feed import NEW, PartitionFeed, entry_size
+from runnel.runtime.feed import NEW, PartitionFeed
 
 log = logging.getLogger(__name__)
 
@@ -372,32 +372,52 @@ class Fetcher:
                 feed.adapt(asked, 0, starved=not feed.buffer)
                 return
             feed.last_seen = entries[-1].id
-        if feed.limit is not None or feed.held or any(MARKER_FIELD in e.fields for e in entries):
+        gated = feed.limit is not None or feed.held
+        if gated:
             entries = self._gated(feed, entries)
-        partition, epoch, decoder = feed.partition, feed.epoch, self._decoder
-        events = []
-        sizes: list[int] | None = None if self._budget is None else []
-        for entry in entries:
-            if not entry.fields:
-                # Trimmed after delivery: nothing left to process. Acknowledge it away.
-                log.error(
-                    "entry %s of %s was trimmed before it was processed (counted as lost)",
-                    entry.id.decode(),
-                    feed.key,
-                )
-                self._acker.add(feed, [entry.id])
-                self.gone += 1
-                continue
-            events.append(
-                Event(partition, entry.id, entry.fields, entry.delivery_count, epoch, decoder)
+        events, sizes, trimmed, marked = self._events(feed, entries)
+        if marked and not gated:  # a resize marker: the barrier decides what goes through
+            entries = self._gated(feed, entries)
+            events, sizes, trimmed, _ = self._events(feed, entries)
+        for entry_id in trimmed:
+            # Trimmed after delivery: nothing left to process. Acknowledge it away.
+            log.error(
+                "entry %s of %s was trimmed before it was processed (counted as lost)",
+                entry_id.decode(),
+                feed.key,
             )
-            if sizes is not None:
-                sizes.append(entry_size(entry.fields))
+            self._acker.add(feed, [entry_id])
+            self.gone += 1
         starved = not feed.buffer  # the consumer ate everything while the read was away
         if events:
             feed.put(events, sizes)
         if feed.start == NEW:
             feed.adapt(asked, len(entries), starved)  # after put(): sized by these entries
+
+    def _events(
+        self, feed: PartitionFeed, entries: list[Entry]
+    ) -> tuple[list[Event], list[int] | None, list[bytes], bool]:
+        """The events of ``entries``, their sizes (with a byte budget), the ids of trimmed
+        entries (no fields left), and whether any entry is a resize marker.
+
+        One pass, and one call per entry (the Event): this runs for every entry read.
+        """
+        partition, epoch, decoder = feed.partition, feed.epoch, self._decoder
+        events: list[Event] = []
+        append = events.append
+        sizes: list[int] | None = None if self._budget is None else []
+        trimmed: list[bytes] = []
+        marked = False
+        for entry_id, fields, delivery_count in entries:
+            if not fields:
+                trimmed.append(entry_id)
+                continue
+            if MARKER_FIELD in fields:
+                marked = True
+            append(Event(partition, entry_id, fields, delivery_count, epoch, decoder))
+            if sizes is not None:  # entry_size(), inlined
+                sizes.append(sum(map(len, fields)) + sum(map(len, fields.values())))
+        return events, sizes, trimmed, marked
 
     def _gated(self, feed: PartitionFeed, entries: list[Entry]) -> list[Entry]:
         """The entries a stream resize's barrier lets through (see runtime/resize.py).

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 from dependency_injector import providers
 
 from runnel import App, Events, Stream
 from runnel.adapters.memory.clock import SimulatedClock
+from runnel.domain.model import Entry, Partition
+from runnel.domain.resize import MARKER_FIELD
 from runnel.errors import BackendUnavailable
-from runnel.ports import AckRequest, ReadRequest
+from runnel.ports import AckRequest, Fence, Lease, ReadRequest
+from runnel.runtime.acks import Acker
+from runnel.runtime.budget import ByteBudget
+from runnel.runtime.feed import NEW, PartitionFeed
 from runnel.runtime.fetcher import Fetcher
 
 from .conftest import Tick, drain, ticks_app, until
@@ -385,3 +391,67 @@ async def test_a_doorbell_gives_back_what_the_byte_budget_set_aside_for_it(
     await running.stop()
     assert budget.reserved == 0
     assert budget.used == 0
+
+
+def _delivering_fetcher(
+    clock: SimulatedClock,
+) -> tuple[Fetcher, PartitionFeed, Acker, list[Any]]:
+    """A fetcher and one feed with a byte budget, the entries it builds decoded as-is."""
+    room = asyncio.Event()
+    budget = ByteBudget(1 << 20)
+    acker = Acker(cast(Any, None), "g", clock)
+    decoded: list[Any] = []
+    fetcher = Fetcher(
+        cast(Any, None), clock, "g", list, decoded.append, 1.0, room, acker, budget=budget
+    )
+    lease = Lease("lock", b"w:1", 1)
+    fence = Fence("lock", b"w:1", "refused")
+    feed = PartitionFeed(
+        Partition("s", 0), "key", lease, fence, clock.now() + 60, 8, clock, room, budget
+    )
+    feed.start = NEW
+    return fetcher, feed, acker, decoded
+
+
+async def test_a_read_buffers_its_entries_in_order_and_acknowledges_trimmed_ones_away(
+    clock: SimulatedClock,
+) -> None:
+    fetcher, feed, acker, _ = _delivering_fetcher(clock)
+    entries = [
+        Entry(b"1-0", {b"n": b"1"}),
+        Entry(b"2-0", {}),  # trimmed after delivery
+        Entry(b"3-0", {b"n": b"333"}, 2),
+    ]
+
+    fetcher._deliver(feed, entries, 8)
+
+    assert [(e.id, e.delivery_count, e.epoch) for e in feed.buffer] == [
+        (b"1-0", 1, 1),
+        (b"3-0", 2, 1),
+    ]
+    assert list(feed.sizes) == [2, 4]
+    assert feed.bytes == 6
+    assert fetcher.gone == 1
+    assert acker.take() == {feed: [b"2-0"]}
+    assert feed.last_seen == b"3-0"
+    assert feed.caught_up  # 3 entries of the 8 asked
+
+
+async def test_a_resize_marker_in_a_read_is_acknowledged_and_holds_the_feed(
+    clock: SimulatedClock,
+) -> None:
+    fetcher, feed, acker, _ = _delivering_fetcher(clock)
+    grown: list[int] = []
+    fetcher.on_marker = grown.append
+    entries = [
+        Entry(b"1-0", {b"n": b"1"}),
+        Entry(b"2-0", {MARKER_FIELD: b"8"}),
+        Entry(b"3-0", {b"n": b"3"}),  # after the switch: stays pending
+    ]
+
+    fetcher._deliver(feed, entries, 8)
+
+    assert [e.id for e in feed.buffer] == [b"1-0"]
+    assert feed.held
+    assert grown == [8]
+    assert acker.take() == {feed: [b"2-0"]}

@@ -152,18 +152,24 @@ def entries_from_script(raw: Any) -> list[Entry]:
     return out
 
 
+_new_tuple = tuple.__new__
+
+
 def _fast_entries(raw: Any) -> list[Entry]:
     """Entries from a script reply, with only cheap shape checks (any surprise raises
     TypeError or ValueError, and the caller falls back to the checked parser)."""
-    out = []
+    # One call per entry is most of the cost here: the tuple is built without the named
+    # tuple's Python-level __new__, and zip() takes no keyword (the length is even).
+    out: list[Entry] = []
+    append = out.append
     for entry_id, flat in raw:
         if flat:
             if type(flat) is not list or len(flat) & 1:
                 raise ValueError("not a field/value list")
             pairs = iter(flat)
-            out.append(Entry(entry_id, dict(zip(pairs, pairs, strict=False))))
+            append(_new_tuple(Entry, (entry_id, dict(zip(pairs, pairs)), 1)))  # noqa: B905
         else:  # nil: trimmed after delivery
-            out.append(Entry(entry_id, {}))
+            append(_new_tuple(Entry, (entry_id, {}, 1)))
     return out
 
 

@@ -27,7 +27,13 @@ import pytest
 from redis.asyncio import Redis
 
 from runnel.adapters.redis.client import make_client
-from tests.servers import SERVER_ENV, ServerUnavailable, running_server, server_binary
+from tests.servers import (
+    SERVER_ENV,
+    RunningServer,
+    ServerUnavailable,
+    running_server,
+    server_binary,
+)
 
 _HERE = Path(__file__).parent
 
@@ -111,6 +117,27 @@ def redis_is_throwaway(redis_url: str) -> bool:
 async def redis_client(redis_url: str) -> AsyncIterator[Redis]:
     """A fresh client on ``redis_url``, configured as in production (``make_client``)."""
     client = make_client(redis_url, pool_size=8)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture
+def own_server() -> Iterator[RunningServer]:
+    """A redis-server of the test's own (``noeviction``), for tests that change its settings,
+    pause it or kill its clients."""
+    try:
+        with running_server(["--maxmemory-policy", "noeviction"]) as server:
+            yield server
+    except ServerUnavailable as exc:
+        pytest.skip(f"needs a redis-server of its own: {exc}")
+
+
+@pytest.fixture
+async def own_admin(own_server: RunningServer) -> AsyncIterator[Redis]:
+    """A plain client of ``own_server``, to set it up and look at what a test wrote."""
+    client = Redis(port=own_server.port, socket_timeout=10)
     try:
         yield client
     finally:

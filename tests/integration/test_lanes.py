@@ -10,7 +10,6 @@ later call to read by mistake.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 from uuid import uuid4
 
@@ -19,30 +18,12 @@ from redis.asyncio import Redis
 
 from runnel import App, Record, Stream
 from runnel.adapters.redis._lanes import KEPT, lanes_of
-from tests.servers import RunningServer, ServerUnavailable, running_server
+from tests.servers import RunningServer
 
 
 class Item(Record):
     key: str
     n: int
-
-
-@pytest.fixture
-def own_server() -> Iterator[RunningServer]:
-    try:
-        with running_server([]) as server:
-            yield server
-    except ServerUnavailable as exc:
-        pytest.skip(f"needs a redis-server of its own: {exc}")
-
-
-@pytest.fixture
-async def admin(own_server: RunningServer) -> AsyncIterator[Redis]:
-    client = Redis(port=own_server.port, socket_timeout=10)
-    try:
-        yield client
-    finally:
-        await client.aclose()
 
 
 def _app(url: str, partitions: int = 1) -> tuple[App, Stream[Item]]:
@@ -56,27 +37,27 @@ def _client_of(app: App) -> Redis:
     return client
 
 
-async def _app_connections(admin: Redis, name: str) -> list[int]:
-    """The ids of the server's client connections that are not ``admin``'s own."""
-    mine = await admin.client_id()
-    return [int(c["id"]) for c in await admin.client_list() if int(c["id"]) != mine]
+async def _app_connections(own_admin: Redis, name: str) -> list[int]:
+    """The ids of the server's client connections that are not ``own_admin``'s own."""
+    mine = await own_admin.client_id()
+    return [int(c["id"]) for c in await own_admin.client_list() if int(c["id"]) != mine]
 
 
 async def test_sequential_sends_use_one_kept_connection(
-    own_server: RunningServer, admin: Redis
+    own_server: RunningServer, own_admin: Redis
 ) -> None:
     app, items = _app(own_server.url)
     try:
         ids = [(await items.send(Item(key="a", n=n)))[0] for n in range(50)]
         assert lanes_of(_client_of(app)).kept() == 1
-        entries: Any = await admin.xrange(items.keys.stream(0))
+        entries: Any = await own_admin.xrange(items.keys.stream(0))
         assert [e[0] for e in entries] == ids
     finally:
         await app.close()
 
 
 async def test_concurrent_sends_never_share_a_connection(
-    own_server: RunningServer, admin: Redis
+    own_server: RunningServer, own_admin: Redis
 ) -> None:
     app, items = _app(own_server.url, partitions=4)
     try:
@@ -85,7 +66,7 @@ async def test_concurrent_sends_never_share_a_connection(
         # Every call read its own reply: each returned id is the entry holding its record.
         for n, (entry_id,) in enumerate(results):
             partition = items.partition_for(Item(key=f"k{n}", n=n))
-            found: Any = await admin.xrange(items.keys.stream(partition), entry_id, entry_id)
+            found: Any = await own_admin.xrange(items.keys.stream(partition), entry_id, entry_id)
             assert len(found) == 1
             assert b'"n":%d' % n in found[0][1][b"data"]
         assert lanes_of(_client_of(app)).kept() <= KEPT
@@ -94,21 +75,21 @@ async def test_concurrent_sends_never_share_a_connection(
 
 
 async def test_a_kept_connection_closed_by_the_server_is_replaced_before_the_next_send(
-    own_server: RunningServer, admin: Redis
+    own_server: RunningServer, own_admin: Redis
 ) -> None:
     app, items = _app(own_server.url)
     key = items.keys.stream(0)
     try:
         await items.send(Item(key="a", n=1))
-        before = await _app_connections(admin, app.name)
+        before = await _app_connections(own_admin, app.name)
         for client_id in before:
-            await admin.client_kill_filter(_id=str(client_id))
+            await own_admin.client_kill_filter(_id=str(client_id))
         # The send must go out on a new connection and succeed, written exactly once.
         (entry_id,) = await items.send(Item(key="a", n=2))
-        assert await admin.xlen(key) == 2
-        entries: Any = await admin.xrange(key)
+        assert await own_admin.xlen(key) == 2
+        entries: Any = await own_admin.xrange(key)
         assert entries[-1][0] == entry_id
-        assert not set(await _app_connections(admin, app.name)) & set(before)
+        assert not set(await _app_connections(own_admin, app.name)) & set(before)
         errors = app.metrics_registry.get_sample_value(
             "runnel_send_errors_total",
             {"app": app.name, "stream": "items", "error": "OutcomeUnknown"},
@@ -119,19 +100,19 @@ async def test_a_kept_connection_closed_by_the_server_is_replaced_before_the_nex
 
 
 async def test_a_call_cancelled_mid_reply_leaves_nothing_for_the_next_call(
-    own_server: RunningServer, admin: Redis
+    own_server: RunningServer, own_admin: Redis
 ) -> None:
     app, items = _app(own_server.url)
     key = items.keys.stream(0)
     try:
         await items.send(Item(key="a", n=1))
-        await admin.client_pause(1500, all=False)
+        await own_admin.client_pause(1500, all=False)
         with pytest.raises(TimeoutError):
             # Written, then cancelled while Redis holds it: its reply comes later.
             await asyncio.wait_for(items.send(Item(key="a", n=2)), 0.3)
-        await admin.client_unpause()
+        await own_admin.client_unpause()
         (entry_id,) = await items.send(Item(key="a", n=3))
-        found: Any = await admin.xrange(key, entry_id, entry_id)
+        found: Any = await own_admin.xrange(key, entry_id, entry_id)
         assert b'"n":3' in found[0][1][b"data"]  # its own reply, not the cancelled call's
     finally:
         await app.close()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterator
 from uuid import uuid4
 
 import pytest
@@ -20,7 +19,7 @@ from redis.asyncio import Redis
 from runnel import App, Record, Stream
 from runnel.errors import BackendFull, BackendUnavailable, OutcomeUnknown
 from runnel.sending import SendFailed, prepare, send_prepared
-from tests.servers import RunningServer, ServerUnavailable, free_port, running_server
+from tests.servers import RunningServer, free_port
 
 
 class Item(Record):
@@ -78,24 +77,6 @@ class ReplyLosingProxy:
                 await writer.wait_closed()
 
 
-@pytest.fixture
-def own_server() -> Iterator[RunningServer]:
-    try:
-        with running_server(["--maxmemory-policy", "noeviction"]) as server:
-            yield server
-    except ServerUnavailable as exc:
-        pytest.skip(f"needs a redis-server of its own: {exc}")
-
-
-@pytest.fixture
-async def admin(own_server: RunningServer) -> AsyncIterator[Redis]:
-    client = Redis(port=own_server.port, socket_timeout=10)
-    try:
-        yield client
-    finally:
-        await client.aclose()
-
-
 def _app(url: str) -> tuple[App, Stream[Item]]:
     name = f"so{uuid4().hex[:8]}"
     app = App(name=name, redis_url=url, default_partition_count=1, metrics=True)
@@ -110,7 +91,7 @@ def send_errors(app: App, error: str) -> float | None:
 
 
 async def test_a_send_whose_reply_is_lost_raises_outcome_unknown_and_was_written(
-    own_server: RunningServer, admin: Redis
+    own_server: RunningServer, own_admin: Redis
 ) -> None:
     proxy = ReplyLosingProxy(own_server.port)
     await proxy.start()
@@ -123,7 +104,7 @@ async def test_a_send_whose_reply_is_lost_raises_outcome_unknown_and_was_written
             await items.send(Item(key="a", n=2))
         assert not isinstance(caught.value, BackendUnavailable)  # not "safe to retry"
         assert proxy.lost == 1
-        assert await admin.xlen(key) == 2  # it was written: a blind retry would duplicate
+        assert await own_admin.xlen(key) == 2  # it was written: a blind retry would duplicate
         assert send_errors(app, "OutcomeUnknown") == 1
         assert send_errors(app, "BackendUnavailable") is None
     finally:
@@ -132,7 +113,7 @@ async def test_a_send_whose_reply_is_lost_raises_outcome_unknown_and_was_written
 
 
 async def test_a_send_that_never_reached_redis_raises_backend_unavailable(
-    own_server: RunningServer, admin: Redis
+    own_server: RunningServer, own_admin: Redis
 ) -> None:
     proxy = ReplyLosingProxy(own_server.port)
     await proxy.start()
@@ -145,20 +126,20 @@ async def test_a_send_that_never_reached_redis_raises_backend_unavailable(
         with pytest.raises(BackendUnavailable) as caught:
             await items.send(Item(key="a", n=2))
         assert not isinstance(caught.value, (OutcomeUnknown, BackendFull))
-        assert await admin.xlen(key) == 1
+        assert await own_admin.xlen(key) == 1
         assert send_errors(app, "BackendUnavailable") == 1
     finally:
         await app.close()
 
 
 async def test_a_send_refused_at_maxmemory_raises_backend_full_and_writes_nothing(
-    own_server: RunningServer, admin: Redis
+    own_server: RunningServer, own_admin: Redis
 ) -> None:
     app, items = _app(own_server.url)
     key = items.keys.stream(0)
     try:
         await items.send(Item(key="a", n=1))
-        await admin.config_set("maxmemory", 1)
+        await own_admin.config_set("maxmemory", 1)
         try:
             with pytest.raises(BackendFull, match="out of memory") as caught:
                 await items.send(Item(key="a", n=2))
@@ -169,9 +150,9 @@ async def test_a_send_refused_at_maxmemory_raises_backend_full_and_writes_nothin
             assert isinstance(failed.value.cause, BackendFull)
             assert send_errors(app, "BackendFull") == 2  # the send and the prepared lines
         finally:
-            await admin.config_set("maxmemory", 0)
-        assert await admin.xlen(key) == 1
+            await own_admin.config_set("maxmemory", 0)
+        assert await own_admin.xlen(key) == 1
         await items.send(Item(key="a", n=5))  # and it works again once memory is there
-        assert await admin.xlen(key) == 2
+        assert await own_admin.xlen(key) == 2
     finally:
         await app.close()

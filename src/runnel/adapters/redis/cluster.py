@@ -53,6 +53,7 @@ from runnel.adapters.redis.streams import (
     append_call,
     commit_call,
     commit_reply,
+    exchange_call,
 )
 from runnel.domain.model import Entry
 from runnel.errors import (
@@ -378,24 +379,7 @@ class ClusterStreamLog(RedisStreamLog):
 
 
 def _exchange_call(acks: Sequence[AckRequest], reads: Sequence[ReadRequest]) -> Call:
-    keys: list[str] = []
-    args: list[Arg] = [len(acks)]
-    for a in acks:
-        fence = a.fence
-        if fence is None:
-            keys += [a.key, a.key, a.key]  # unfenced: the lock and counter go unused
-            args += [a.group, b"", len(a.ids), *a.ids]
-        else:
-            keys += [a.key, fence.lock_key, fence.counter_key]
-            args += [a.group, fence.token, len(a.ids), *a.ids]
-    for r in reads:
-        fence = r.fence
-        if fence is None:
-            keys += [r.key, r.key, r.key]
-            args += [r.group, r.consumer, r.count, r.start, b""]
-        else:
-            keys += [r.key, fence.lock_key, fence.counter_key]
-            args += [r.group, r.consumer, r.count, r.start, fence.token]
+    keys, args = exchange_call(acks, reads)
     _one_slot(keys)
     return keys, args
 
